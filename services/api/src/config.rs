@@ -1,0 +1,49 @@
+//! The api service's configuration: the shared sections plus `http.*`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use printyard_service::config::{
+    AdminConfig, DatabaseConfig, HasTelemetry, NatsConfig, TelemetryConfig,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub database: DatabaseConfig,
+    pub admin: AdminConfig,
+    pub telemetry: TelemetryConfig,
+    pub http: HttpConfig,
+}
+
+impl HasTelemetry for Config {
+    fn telemetry(&self) -> &TelemetryConfig {
+        &self.telemetry
+    }
+}
+
+/// `http.*`: the public listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// How long `/health` waits for discovery answers from service instances.
+    pub discovery_window_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
+            discovery_window_ms: 250,
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn discovery_window(&self) -> Duration {
+        Duration::from_millis(self.discovery_window_ms)
+    }
+}

@@ -1,0 +1,66 @@
+//! The one place where failures become the reference's `{ "detail", "code" }` responses.
+//! Internal errors are logged with their context and answered with a generic message: no
+//! stack trace, SQL or secret ever reaches a client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use printyard_contracts::{ErrorBody, ErrorCode};
+use printyard_service::rpc::RpcError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Known(ErrorBody),
+    #[error("service call failed: {0}")]
+    Rpc(#[from] RpcError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Self {
+        ApiError::Known(ErrorBody::new(code, detail))
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, detail)
+    }
+
+    fn body(&self) -> ErrorBody {
+        match self {
+            ApiError::Known(body) => body.clone(),
+            ApiError::Rpc(err) => {
+                if matches!(err, RpcError::Unavailable { .. } | RpcError::BadReply { .. }) {
+                    tracing::warn!(error = %err, "service call failed");
+                }
+                err.to_body()
+            }
+            ApiError::Database(err) => {
+                tracing::error!(error = %err, "database error");
+                match err {
+                    sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                        ErrorBody::new(
+                            ErrorCode::ServiceUnavailable,
+                            "The database is unavailable, try again shortly",
+                        )
+                    }
+                    _ => ErrorBody::new(ErrorCode::InternalError, "Internal server error"),
+                }
+            }
+        }
+    }
+}
+
+/// Renders an error body with the status its code maps to.
+pub fn error_response(body: ErrorBody) -> Response {
+    let status = StatusCode::from_u16(body.code.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, Json(body)).into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        error_response(self.body())
+    }
+}

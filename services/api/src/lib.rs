@@ -1,0 +1,87 @@
+//! The HTTP edge of Printyard: `/api/v1` as the API reference documents it, answered by
+//! asking the owning services over NATS. It keeps no state of its own but its schema, so any
+//! number of replicas run behind a load balancer.
+
+pub mod config;
+pub mod discovery;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use printyard_contracts::ServiceName;
+use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+use state::AppState;
+
+/// A started api service.
+pub struct Api {
+    runtime: Runtime,
+    http_addr: SocketAddr,
+}
+
+impl Api {
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let runtime = Runtime::start(
+            RuntimeOptions {
+                service: ServiceName::Api,
+                description: "The /api/v1 HTTP edge",
+                nats: &config.nats,
+                database: Some((&config.database, sqlx::migrate!("../../migrations/api"))),
+                admin: &config.admin,
+            },
+            shutdown.clone(),
+        )
+        .await?;
+        let state = AppState {
+            rpc: runtime.rpc().clone(),
+            db: runtime
+                .db()
+                .cloned()
+                .context("the api service needs a database")?,
+            started: Instant::now(),
+            http: config.http.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;
+        let http_addr = listener.local_addr()?;
+        let app = routes::router(state);
+        runtime.tasks().spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "HTTP listener failed");
+            }
+        });
+        tracing::info!(http = %http_addr, "api listening");
+        Ok(Self { runtime, http_addr })
+    }
+
+    /// Where `/api/v1` is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped().await
+    }
+}
+
+/// Runs the api service until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    Api::start(config, shutdown::on_signal())
+        .await?
+        .run_until_stopped()
+        .await
+}

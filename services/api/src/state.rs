@@ -1,0 +1,16 @@
+//! What every handler shares. Cheap to clone; no locks.
+
+use std::time::Instant;
+
+use printyard_service::rpc::RpcClient;
+use sqlx::PgPool;
+
+use crate::config::HttpConfig;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub rpc: RpcClient,
+    pub db: PgPool,
+    pub started: Instant,
+    pub http: HttpConfig,
+}

@@ -1,0 +1,52 @@
+//! The stats service (Print facts and statistics). It alone owns the `stats` schema.
+//!
+//! Today it starts, migrates its schema and answers NATS discovery; it offers no endpoint
+//! until its issue gives it one.
+
+use std::net::SocketAddr;
+
+use printyard_contracts::ServiceName;
+use printyard_service::config::ServiceConfig;
+use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use tokio_util::sync::CancellationToken;
+
+/// The stats service's configuration.
+pub type Config = ServiceConfig;
+
+/// A started stats service.
+pub struct Stats {
+    runtime: Runtime,
+}
+
+impl Stats {
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let runtime = Runtime::start(
+            RuntimeOptions {
+                service: ServiceName::Stats,
+                description: "Print facts and statistics",
+                nats: &config.nats,
+                database: Some((&config.database, sqlx::migrate!("../../migrations/stats"))),
+                admin: &config.admin,
+            },
+            shutdown,
+        )
+        .await?;
+        Ok(Self { runtime })
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.runtime.admin_addr()
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.runtime.run_until_stopped().await
+    }
+}
+
+/// Runs the stats service until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    Stats::start(config, shutdown::on_signal())
+        .await?
+        .run_until_stopped()
+        .await
+}

@@ -1,0 +1,13 @@
+//! The contract between Printyard services: every NATS subject, every message that crosses
+//! a service boundary, and every error code. Services never spell a subject or a wire type
+//! themselves; they import it from here, so this crate is the one place to read what flows.
+
+pub mod error;
+pub mod rpc;
+pub mod services;
+pub mod subjects;
+pub mod system;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use rpc::Endpoint;
+pub use services::ServiceName;

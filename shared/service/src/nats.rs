@@ -1,0 +1,118 @@
+//! NATS connection with bounded start-up retries, and W3C trace context in message headers.
+//!
+//! Every message a service sends on behalf of a traced operation carries `traceparent`, so
+//! the handler in another service continues the same trace (request/reply and JetStream alike).
+
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use opentelemetry::propagation::{Extractor, Injector};
+use printyard_contracts::ServiceName;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::backoff::Backoff;
+use crate::config::NatsConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    #[error("NATS at {url} not reachable after {secs} s: {last}")]
+    Unreachable { url: String, secs: u64, last: String },
+    #[error("NATS credentials file could not be read: {0}")]
+    Credentials(std::io::Error),
+}
+
+/// Connects to NATS, retrying with backoff until `startup_timeout_secs` have passed.
+/// Once connected, the client reconnects by itself (async-nats' own capped backoff) and
+/// re-subscribes; the admin `/readyz` reports the connection state meanwhile.
+pub async fn connect(config: &NatsConfig, service: ServiceName) -> Result<Client, NatsError> {
+    let deadline = Instant::now() + Duration::from_secs(config.startup_timeout_secs);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let mut options = ConnectOptions::new()
+            .name(format!("printyard-{service}"))
+            .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .request_timeout(Some(config.request_timeout()))
+            .max_reconnects(None)
+            .event_callback(move |event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("NATS connected"),
+                    async_nats::Event::Disconnected => tracing::warn!("NATS disconnected"),
+                    other => tracing::info!(event = %other, "NATS event"),
+                }
+            });
+        if let Some(path) = &config.credentials_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(NatsError::Credentials)?;
+        }
+        match options.connect(config.url.as_str()).await {
+            Ok(client) => return Ok(client),
+            Err(err) => {
+                let delay = backoff.next_delay();
+                if Instant::now() + delay >= deadline {
+                    return Err(NatsError::Unreachable {
+                        url: config.url.clone(),
+                        secs: config.startup_timeout_secs,
+                        last: err.to_string(),
+                    });
+                }
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "NATS not reachable yet");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Whether the client is connected right now.
+pub fn is_connected(client: &Client) -> bool {
+    matches!(
+        client.connection_state(),
+        async_nats::connection::State::Connected
+    )
+}
+
+struct HeaderInjector<'a>(&'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.insert(key, value.as_str());
+    }
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|v| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+}
+
+/// Writes the current span's trace context (`traceparent`, `tracestate`) into `headers`.
+pub fn inject_context(headers: &mut HeaderMap) {
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
+/// Makes `span` a child of the trace context carried in `headers`, if any.
+pub fn adopt_context(span: &tracing::Span, headers: Option<&HeaderMap>) {
+    let Some(headers) = headers else { return };
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    // Fails only when the span is disabled; there is nothing to parent then.
+    let _ = span.set_parent(parent);
+}
+
+/// Headers for a new message, carrying the current trace context.
+pub fn traced_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    inject_context(&mut headers);
+    headers
+}

@@ -1,0 +1,152 @@
+//! Typed service calls over NATS request/reply (the NATS micro-service protocol).
+//!
+//! Callers use [`RpcClient::call`] with an [`Endpoint`] from contracts: it carries the trace
+//! context, has a deadline, and turns "no responders" and time-outs into
+//! [`RpcError::Unavailable`] at once, never a hang. Handlers are served by
+//! [`crate::Runtime::serve`], which answers failures in the reference's `{detail, code}` terms.
+
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use async_nats::client::RequestErrorKind;
+use async_nats::service::NATS_SERVICE_ERROR;
+use bytes::Bytes;
+use printyard_contracts::rpc::ERROR_CODE_HEADER;
+use printyard_contracts::{Endpoint, ErrorBody, ErrorCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use crate::nats::traced_headers;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// No instance answered in time, or none is running.
+    #[error("{service} is unavailable: {reason}")]
+    Unavailable {
+        service: &'static str,
+        reason: String,
+    },
+    /// The service answered with an error.
+    #[error("{0}")]
+    Remote(ErrorBody),
+    /// The answer could not be understood (a version skew between services).
+    #[error("{service} answered something unreadable: {reason}")]
+    BadReply {
+        service: &'static str,
+        reason: String,
+    },
+}
+
+impl RpcError {
+    /// The `{detail, code}` to show a client.
+    pub fn to_body(&self) -> ErrorBody {
+        match self {
+            RpcError::Unavailable { service, .. } => ErrorBody::new(
+                ErrorCode::ServiceUnavailable,
+                format!("The {service} service is unavailable, try again shortly"),
+            ),
+            RpcError::Remote(body) => body.clone(),
+            RpcError::BadReply { .. } => {
+                ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+            }
+        }
+    }
+}
+
+/// A NATS client with a deadline for every call.
+#[derive(Clone, Debug)]
+pub struct RpcClient {
+    client: Client,
+    timeout: Duration,
+}
+
+impl RpcClient {
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+
+    pub fn nats(&self) -> &Client {
+        &self.client
+    }
+
+    /// Calls `endpoint` with `request` and decodes its answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        request: &Req,
+    ) -> Result<Resp, RpcError> {
+        let subject = endpoint.subject();
+        let span = tracing::info_span!("rpc.call", otel.kind = "client", rpc.subject = %subject);
+        self.call_inner(endpoint, subject, request)
+            .instrument(span)
+            .await
+    }
+
+    async fn call_inner<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        subject: String,
+        request: &Req,
+    ) -> Result<Resp, RpcError> {
+        let service = endpoint.service.as_str();
+        let payload = serde_json::to_vec(request).map_err(|e| RpcError::BadReply {
+            service,
+            reason: format!("request not encodable: {e}"),
+        })?;
+        let started = Instant::now();
+        let sent = self
+            .client
+            .request_with_headers(subject, traced_headers(), Bytes::from(payload));
+        let outcome = tokio::time::timeout(self.timeout, sent).await;
+        metrics::histogram!("printyard_rpc_client_duration_seconds", "service" => service)
+            .record(started.elapsed().as_secs_f64());
+        let message = match outcome {
+            Err(_) => {
+                return Err(RpcError::Unavailable {
+                    service,
+                    reason: format!("no answer within {} ms", self.timeout.as_millis()),
+                });
+            }
+            Ok(Err(err)) => {
+                let reason = match err.kind() {
+                    RequestErrorKind::NoResponders => "no instance is running".to_owned(),
+                    RequestErrorKind::TimedOut => "timed out".to_owned(),
+                    RequestErrorKind::Other => err.to_string(),
+                    _ => err.to_string(),
+                };
+                return Err(RpcError::Unavailable { service, reason });
+            }
+            Ok(Ok(message)) => message,
+        };
+        if let Some(headers) = &message.headers
+            && let Some(detail) = headers.get(NATS_SERVICE_ERROR)
+        {
+            let code = headers
+                .get(ERROR_CODE_HEADER)
+                .and_then(|c| ErrorCode::parse(c.as_str()))
+                .unwrap_or(ErrorCode::InternalError);
+            return Err(RpcError::Remote(ErrorBody::new(code, detail.as_str())));
+        }
+        serde_json::from_slice(&message.payload).map_err(|e| RpcError::BadReply {
+            service,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Builds the error reply of a failed handler: NATS micro-service error headers (so `$SRV.STATS`
+/// counts it) plus our own code header.
+pub(crate) fn error_reply(body: &ErrorBody) -> (async_nats::service::error::Error, async_nats::HeaderMap) {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(ERROR_CODE_HEADER, body.code.as_str());
+    // Header values cannot hold line breaks.
+    let status = body.detail.replace(['\r', '\n'], " ");
+    (
+        async_nats::service::error::Error {
+            status,
+            code: body.code.http_status() as usize,
+        },
+        headers,
+    )
+}

@@ -1,0 +1,268 @@
+//! The runtime every service is built on: connections, discovery, admin listener, and an
+//! orderly stop. A service adds its endpoints with [`Runtime::serve`] and its own long-running
+//! tasks to [`Runtime::tasks`], then hands control to [`Runtime::run_until_stopped`].
+//!
+//! Stopping, in order: readiness turns false; endpoints unsubscribe (no new work); in-flight
+//! handlers and tasks finish (bounded by a grace period); NATS drains; the pool closes.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::Client;
+use async_nats::service::{Service, ServiceExt};
+use futures::StreamExt;
+use printyard_contracts::{Endpoint, ErrorBody, ErrorCode, ServiceName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::admin::Readiness;
+use crate::config::{AdminConfig, DatabaseConfig, NatsConfig};
+use crate::rpc::{RpcClient, error_reply};
+use crate::{db, nats};
+
+/// How long in-flight work may take to finish after a stop was asked for.
+const GRACE_PERIOD: Duration = Duration::from_secs(25);
+
+/// What a service needs started.
+pub struct RuntimeOptions<'a> {
+    pub service: ServiceName,
+    pub description: &'static str,
+    pub nats: &'a NatsConfig,
+    /// The database and this service's migrations; `None` for the gateway.
+    pub database: Option<(&'a DatabaseConfig, Migrator)>,
+    pub admin: &'a AdminConfig,
+}
+
+pub struct Runtime {
+    service: ServiceName,
+    nats: Client,
+    rpc: RpcClient,
+    db: Option<PgPool>,
+    micro: Service,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    admin_addr: SocketAddr,
+    admin_stop: CancellationToken,
+    admin_task: JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Connects to NATS (and Postgres, migrating the service's schema), registers the service
+    /// for discovery and starts the admin listener. `shutdown` stops everything when cancelled.
+    pub async fn start(
+        options: RuntimeOptions<'_>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let service = options.service;
+        crate::metrics::handle();
+        let nats = nats::connect(options.nats, service).await?;
+        let db = match options.database {
+            Some((config, migrator)) => {
+                let pool = db::connect(config, service).await?;
+                db::migrate(&pool, service, migrator).await?;
+                Some(pool)
+            }
+            None => None,
+        };
+        let micro = nats
+            .service_builder()
+            .description(options.description)
+            .queue_group(service.as_str())
+            .start(service.as_str(), env!("CARGO_PKG_VERSION"))
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {service} for discovery: {e}"))?;
+
+        let mut readiness = Readiness::default().with_check("nats", {
+            let nats = nats.clone();
+            move || {
+                let connected = nats::is_connected(&nats);
+                async move {
+                    if connected {
+                        Ok(())
+                    } else {
+                        Err("disconnected".to_owned())
+                    }
+                }
+            }
+        });
+        if let Some(pool) = &db {
+            let pool = pool.clone();
+            readiness = readiness.with_check("postgres", move || {
+                let pool = pool.clone();
+                async move { db::ping(&pool, Duration::from_secs(1)).await }
+            });
+        }
+        let listener = tokio::net::TcpListener::bind(options.admin.listen)
+            .await
+            .with_context(|| format!("binding the admin listener on {}", options.admin.listen))?;
+        let admin_addr = listener.local_addr()?;
+        let admin_stop = CancellationToken::new();
+        let admin_router = crate::admin::router(readiness, shutdown.clone());
+        let admin_task = tokio::spawn({
+            let stop = admin_stop.clone();
+            async move {
+                let served = axum::serve(listener, admin_router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(error = %err, "admin listener failed");
+                }
+            }
+        });
+        tracing::info!(service = %service, admin = %admin_addr, "service started");
+        let rpc = RpcClient::new(nats.clone(), options.nats.request_timeout());
+        Ok(Self {
+            service,
+            nats,
+            rpc,
+            db,
+            micro,
+            shutdown,
+            tasks: TaskTracker::new(),
+            admin_addr,
+            admin_stop,
+            admin_task,
+        })
+    }
+
+    pub fn service(&self) -> ServiceName {
+        self.service
+    }
+
+    pub fn nats(&self) -> &Client {
+        &self.nats
+    }
+
+    /// A client for calling other services, with the configured deadline.
+    pub fn rpc(&self) -> &RpcClient {
+        &self.rpc
+    }
+
+    /// The pool; central services always have one.
+    pub fn db(&self) -> Option<&PgPool> {
+        self.db.as_ref()
+    }
+
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Tasks the stop waits for: put long-running work here.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Serves `endpoint` with `handler` until shutdown, each request in its own task, in the
+    /// trace of its caller. A request that does not decode is answered `VALIDATION_ERROR`.
+    pub async fn serve<Req, Resp, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, ErrorBody>> + Send + 'static,
+    {
+        let mut subscription = self
+            .micro
+            .group(endpoint.group())
+            .endpoint(endpoint.name)
+            .await
+            .map_err(|e| anyhow::anyhow!("serving {endpoint:?}: {e}"))?;
+        let shutdown = self.shutdown.clone();
+        let tasks = self.tasks.clone();
+        let name = endpoint.name;
+        self.tasks.spawn(async move {
+            loop {
+                let request = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    request = subscription.next() => request,
+                };
+                let Some(request) = request else { break };
+                let handler = handler.clone();
+                let span = tracing::info_span!(
+                    "rpc.handle",
+                    otel.kind = "server",
+                    rpc.subject = %request.message.subject,
+                );
+                nats::adopt_context(&span, request.message.headers.as_ref());
+                tasks.spawn(
+                    async move {
+                        let started = Instant::now();
+                        let answer = match serde_json::from_slice::<Req>(&request.message.payload) {
+                            Ok(req) => handler(req).await,
+                            Err(err) => Err(ErrorBody::new(
+                                ErrorCode::ValidationError,
+                                format!("request does not match {name}: {err}"),
+                            )),
+                        };
+                        let (outcome, sent) = match answer.and_then(|resp| {
+                            serde_json::to_vec(&resp).map_err(|e| {
+                                tracing::error!(error = %e, "reply not encodable");
+                                ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+                            })
+                        }) {
+                            Ok(bytes) => ("ok", request.respond(Ok(bytes.into())).await),
+                            Err(body) => {
+                                let (error, headers) = error_reply(&body);
+                                ("error", request.respond_with_headers(Err(error), headers).await)
+                            }
+                        };
+                        if let Err(err) = sent {
+                            tracing::warn!(error = %err, "reply could not be sent");
+                        }
+                        crate::metrics::record_rpc(name, outcome, started);
+                    }
+                    .instrument(span),
+                );
+            }
+            // Unsubscribe so that the queue group sends new requests to other replicas.
+            if let Err(err) = subscription.stop().await {
+                tracing::warn!(error = %err, "endpoint did not unsubscribe cleanly");
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits for the shutdown token, then stops in order (see the module docs).
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        tracing::info!(service = %self.service, "stopping: finishing in-flight work");
+        self.tasks.close();
+        if tokio::time::timeout(GRACE_PERIOD, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; abandoning unfinished work");
+        }
+        if let Err(err) = self.micro.stop().await {
+            tracing::warn!(error = %err, "discovery did not stop cleanly");
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.nats.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "NATS drain failed"),
+            Err(_) => tracing::warn!("NATS drain did not finish within 5 s"),
+        }
+        if let Some(pool) = self.db {
+            pool.close().await;
+        }
+        self.admin_stop.cancel();
+        let _ = self.admin_task.await;
+        tracing::info!(service = %self.service, "stopped");
+        Ok(())
+    }
+}

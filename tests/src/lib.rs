@@ -1,0 +1,304 @@
+//! The end-to-end harness: real NATS, real Postgres, the real services started in-process.
+//!
+//! `scripts/test` starts a private Postgres and exports `PRINTYARD_TEST_DATABASE_URL` (a
+//! superuser URL) and puts `nats-server` on `PATH`. Every test gets its own NATS server on a
+//! free port (so discovery answers of one test never reach another) and its own database.
+
+pub mod nats_server;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use printyard_service::config::{AdminConfig, DatabaseConfig, NatsConfig, ServiceConfig, TelemetryConfig};
+use printyard_service::Secret;
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use nats_server::NatsServer;
+
+/// The env var naming the Postgres superuser URL that tests create databases with.
+pub const DATABASE_URL_ENV: &str = "PRINTYARD_TEST_DATABASE_URL";
+
+/// One test's private world: a NATS server and a fresh database.
+pub struct TestEnv {
+    pub nats: NatsServer,
+    pub database_url: String,
+    pub database_name: String,
+    admin_url: String,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        let admin_url = std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| {
+            panic!("{DATABASE_URL_ENV} is not set: run the suite with scripts/test")
+        });
+        let database_name = format!("pyt_{:016x}", rand::rng().random::<u64>());
+        let mut admin = connect_admin(&admin_url).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database_name}")))
+            .execute(&mut admin)
+            .await
+            .expect("creating the test database");
+        let database_url = replace_database(&admin_url, &database_name);
+        let nats = NatsServer::start().await;
+        Self {
+            nats,
+            database_url,
+            database_name,
+            admin_url,
+        }
+    }
+
+    pub fn nats_config(&self) -> NatsConfig {
+        NatsConfig {
+            url: self.nats.url(),
+            startup_timeout_secs: 10,
+            request_timeout_ms: 1_500,
+            ..NatsConfig::default()
+        }
+    }
+
+    pub fn database_config(&self) -> DatabaseConfig {
+        DatabaseConfig {
+            url: Secret::new(self.database_url.clone()),
+            max_connections: 5,
+            startup_timeout_secs: 10,
+            ..DatabaseConfig::default()
+        }
+    }
+
+    pub fn admin_config(&self) -> AdminConfig {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+
+    pub fn api_config(&self) -> printyard_api::Config {
+        let mut http = printyard_api::config::HttpConfig::default();
+        http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        printyard_api::Config {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+            http,
+        }
+    }
+
+    pub fn gateway_config(&self) -> printyard_gateway::Config {
+        printyard_gateway::Config {
+            nats: self.nats_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+
+    /// A pool on this test's database, for checking what services wrote.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&self.database_url)
+            .await
+            .expect("connecting to the test database")
+    }
+
+    /// Drops this test's database, cutting every connection to it: Postgres "going away".
+    pub async fn drop_database(&self) {
+        let mut admin = connect_admin(&self.admin_url).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.database_name
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("dropping the test database");
+    }
+}
+
+async fn connect_admin(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url)
+        .await
+        .expect("connecting to the test Postgres (is scripts/test running it?)")
+}
+
+/// `postgres://u@h:p/db?x` with `db` replaced.
+fn replace_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = match base.rfind('/') {
+        Some(i) if base[..i].ends_with('/') => base.to_owned() + "/",
+        Some(i) => base[..=i].to_owned(),
+        None => format!("{base}/"),
+    };
+    match query {
+        Some(q) => format!("{prefix}{database}?{q}"),
+        None => format!("{prefix}{database}"),
+    }
+}
+
+/// A service running in this process, stopped by [`Running::stop`] or when dropped.
+pub struct Running {
+    pub admin_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    token: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn new(
+        admin_addr: SocketAddr,
+        http_addr: Option<SocketAddr>,
+        token: CancellationToken,
+        handle: JoinHandle<anyhow::Result<()>>,
+    ) -> Self {
+        Self {
+            admin_addr,
+            http_addr,
+            token,
+            handle: Some(handle),
+        }
+    }
+
+    /// Asks the service to stop, and waits until it has.
+    pub async fn stop(mut self) {
+        self.token.cancel();
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(Duration::from_secs(30), handle)
+                .await
+                .expect("service did not stop within 30 s")
+                .expect("service task panicked")
+                .expect("service stopped with an error");
+        }
+    }
+
+    /// The base URL of `/api/v1` (api only).
+    pub fn api_url(&self, path: &str) -> String {
+        let addr = self.http_addr.expect("only the api serves HTTP");
+        format!("http://{addr}/api/v1{path}")
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin_addr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+pub async fn spawn_api(env: &TestEnv) -> Running {
+    let token = CancellationToken::new();
+    let api = printyard_api::Api::start(env.api_config(), token.clone())
+        .await
+        .expect("api starts");
+    let (admin, http) = (api.admin_addr(), api.http_addr());
+    Running::new(admin, Some(http), token, tokio::spawn(api.run_until_stopped()))
+}
+
+pub async fn spawn_gateway(env: &TestEnv) -> Running {
+    let token = CancellationToken::new();
+    let service = printyard_gateway::Gateway::start(env.gateway_config(), token.clone())
+        .await
+        .expect("gateway starts");
+    let admin = service.admin_addr();
+    Running::new(admin, None, token, tokio::spawn(service.run_until_stopped()))
+}
+
+macro_rules! spawner {
+    ($fn_name:ident, $krate:ident, $ty:ident) => {
+        pub async fn $fn_name(env: &TestEnv) -> Running {
+            let token = CancellationToken::new();
+            let service = $krate::$ty::start(env.service_config(), token.clone())
+                .await
+                .expect(concat!(stringify!($ty), " starts"));
+            let admin = service.admin_addr();
+            Running::new(admin, None, token, tokio::spawn(service.run_until_stopped()))
+        }
+    };
+}
+
+spawner!(spawn_archive, printyard_archive, Archive);
+spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
+spawner!(spawn_stats, printyard_stats, Stats);
+spawner!(spawn_notifier, printyard_notifier, Notifier);
+
+/// All six services, each once.
+pub struct Farm {
+    pub api: Running,
+    pub gateway: Running,
+    pub archive: Running,
+    pub scheduler: Running,
+    pub stats: Running,
+    pub notifier: Running,
+}
+
+impl Farm {
+    pub async fn start(env: &TestEnv) -> Self {
+        // Started one after another: concurrent migrations are tested on their own.
+        Self {
+            archive: spawn_archive(env).await,
+            scheduler: spawn_scheduler(env).await,
+            stats: spawn_stats(env).await,
+            notifier: spawn_notifier(env).await,
+            gateway: spawn_gateway(env).await,
+            api: spawn_api(env).await,
+        }
+    }
+}
+
+/// A plain HTTP client with a deadline, for talking to the services.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn database_name_is_replaced_keeping_the_query() {
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable", "t1"),
+            "postgres://postgres@127.0.0.1:5433/t1?sslmode=disable"
+        );
+        assert_eq!(
+            replace_database("postgres://postgres@127.0.0.1:5433/postgres", "t2"),
+            "postgres://postgres@127.0.0.1:5433/t2"
+        );
+    }
+}
