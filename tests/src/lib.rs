@@ -9,8 +9,10 @@ pub mod nats_server;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use printyard_service::config::{AdminConfig, DatabaseConfig, NatsConfig, ServiceConfig, TelemetryConfig};
 use printyard_service::Secret;
+use printyard_service::config::{
+    AdminConfig, DatabaseConfig, NatsConfig, ServiceConfig, TelemetryConfig,
+};
 use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -35,10 +37,12 @@ impl TestEnv {
         });
         let database_name = format!("pyt_{:016x}", rand::rng().random::<u64>());
         let mut admin = connect_admin(&admin_url).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database_name}")))
-            .execute(&mut admin)
-            .await
-            .expect("creating the test database");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {database_name}"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("creating the test database");
         let database_url = replace_database(&admin_url, &database_name);
         let nats = NatsServer::start().await;
         Self {
@@ -83,8 +87,10 @@ impl TestEnv {
     }
 
     pub fn api_config(&self) -> printyard_api::Config {
-        let mut http = printyard_api::config::HttpConfig::default();
-        http.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let http = printyard_api::config::HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ..Default::default()
+        };
         printyard_api::Config {
             nats: self.nats_config(),
             database: self.database_config(),
@@ -206,7 +212,12 @@ pub async fn spawn_api(env: &TestEnv) -> Running {
         .await
         .expect("api starts");
     let (admin, http) = (api.admin_addr(), api.http_addr());
-    Running::new(admin, Some(http), token, tokio::spawn(api.run_until_stopped()))
+    Running::new(
+        admin,
+        Some(http),
+        token,
+        tokio::spawn(api.run_until_stopped()),
+    )
 }
 
 pub async fn spawn_gateway(env: &TestEnv) -> Running {
@@ -215,7 +226,12 @@ pub async fn spawn_gateway(env: &TestEnv) -> Running {
         .await
         .expect("gateway starts");
     let admin = service.admin_addr();
-    Running::new(admin, None, token, tokio::spawn(service.run_until_stopped()))
+    Running::new(
+        admin,
+        None,
+        token,
+        tokio::spawn(service.run_until_stopped()),
+    )
 }
 
 macro_rules! spawner {
@@ -226,7 +242,12 @@ macro_rules! spawner {
                 .await
                 .expect(concat!(stringify!($ty), " starts"));
             let admin = service.admin_addr();
-            Running::new(admin, None, token, tokio::spawn(service.run_until_stopped()))
+            Running::new(
+                admin,
+                None,
+                token,
+                tokio::spawn(service.run_until_stopped()),
+            )
         }
     };
 }
@@ -293,7 +314,10 @@ mod tests {
     #[test]
     fn database_name_is_replaced_keeping_the_query() {
         assert_eq!(
-            replace_database("postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable", "t1"),
+            replace_database(
+                "postgres://postgres@127.0.0.1:5433/postgres?sslmode=disable",
+                "t1"
+            ),
             "postgres://postgres@127.0.0.1:5433/t1?sslmode=disable"
         );
         assert_eq!(

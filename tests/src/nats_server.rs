@@ -15,7 +15,8 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let binary = std::env::var("PRINTYARD_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let binary =
+            std::env::var("PRINTYARD_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         for _ in 0..5 {
             let port = free_port();
             let dir = TempDir::new("nats");
@@ -27,7 +28,11 @@ impl NatsServer {
                 .kill_on_drop(true)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {binary} (scripts/test installs it): {e}"));
-            let mut server = NatsServer { port, child, _dir: dir };
+            let mut server = NatsServer {
+                port,
+                child,
+                _dir: dir,
+            };
             if server.wait_ready().await {
                 return server;
             }
@@ -40,7 +45,10 @@ impl NatsServer {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false; // exited: most likely the port was taken meanwhile
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -53,7 +61,9 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("connecting to the test NATS")
+        async_nats::connect(self.url())
+            .await
+            .expect("connecting to the test NATS")
     }
 }
 

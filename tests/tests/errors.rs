@@ -15,7 +15,11 @@ async fn an_unknown_route_answers_404_not_found_in_the_error_format() {
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["code"], "NOT_FOUND", "{path}");
         assert!(body["detail"].as_str().unwrap().contains(path), "{body}");
-        assert_eq!(body.as_object().unwrap().len(), 2, "only detail and code: {body}");
+        assert_eq!(
+            body.as_object().unwrap().len(),
+            2,
+            "only detail and code: {body}"
+        );
     }
 }
 

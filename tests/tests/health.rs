@@ -24,9 +24,22 @@ async fn health_is_healthy_with_database_nats_and_every_service_up() {
     assert_eq!(body["database"], "connected");
     assert_eq!(body["nats"], "connected");
     assert_eq!(body["mqtt"], "connected");
-    for service in ["api", "gateway", "archive", "scheduler", "stats", "notifier"] {
-        assert_eq!(body["services"][service]["status"], "up", "{service}: {body}");
-        assert_eq!(body["services"][service]["instances"], 1, "{service}: {body}");
+    for service in [
+        "api",
+        "gateway",
+        "archive",
+        "scheduler",
+        "stats",
+        "notifier",
+    ] {
+        assert_eq!(
+            body["services"][service]["status"], "up",
+            "{service}: {body}"
+        );
+        assert_eq!(
+            body["services"][service]["instances"], 1,
+            "{service}: {body}"
+        );
     }
 }
 
@@ -80,7 +93,10 @@ async fn killing_archive_degrades_health_and_system_info_answers_503_until_it_re
     assert_eq!(response.status(), 503);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["code"], "SERVICE_UNAVAILABLE", "{error}");
-    assert!(error["detail"].as_str().unwrap().contains("archive"), "{error}");
+    assert!(
+        error["detail"].as_str().unwrap().contains("archive"),
+        "{error}"
+    );
     // The contract is "within about 2 s, never a hang": a deadline, not a speed bar.
     assert!(waited < Duration::from_millis(2_500), "took {waited:?}");
 

@@ -19,7 +19,11 @@ async fn system_info_reports_version_uptime_archive_count_and_database_size() {
         .unwrap();
     }
 
-    let response = http().get(farm.api.api_url("/system/info")).send().await.unwrap();
+    let response = http()
+        .get(farm.api.api_url("/system/info"))
+        .send()
+        .await
+        .unwrap();
 
     assert_eq!(response.status(), 200);
     assert_eq!(
@@ -43,5 +47,8 @@ async fn uptime_grows() {
     let first: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     let second: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
-    assert!(second["uptime"].as_u64() > first["uptime"].as_u64(), "{first} {second}");
+    assert!(
+        second["uptime"].as_u64() > first["uptime"].as_u64(),
+        "{first} {second}"
+    );
 }

@@ -51,8 +51,7 @@ pub async fn all_instances(
     client: &Client,
     window: Duration,
 ) -> BTreeMap<ServiceName, Result<usize, String>> {
-    let asks = ServiceName::ALL.map(|service| async move {
-        (service, instances(client, service, window).await)
-    });
+    let asks = ServiceName::ALL
+        .map(|service| async move { (service, instances(client, service, window).await) });
     futures::future::join_all(asks).await.into_iter().collect()
 }

@@ -31,7 +31,10 @@ impl ApiError {
         match self {
             ApiError::Known(body) => body.clone(),
             ApiError::Rpc(err) => {
-                if matches!(err, RpcError::Unavailable { .. } | RpcError::BadReply { .. }) {
+                if matches!(
+                    err,
+                    RpcError::Unavailable { .. } | RpcError::BadReply { .. }
+                ) {
                     tracing::warn!(error = %err, "service call failed");
                 }
                 err.to_body()
@@ -54,8 +57,8 @@ impl ApiError {
 
 /// Renders an error body with the status its code maps to.
 pub fn error_response(body: ErrorBody) -> Response {
-    let status = StatusCode::from_u16(body.code.http_status())
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(body.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, Json(body)).into_response()
 }
 

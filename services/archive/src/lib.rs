@@ -62,7 +62,10 @@ async fn summary(pool: &PgPool) -> Result<ArchiveSummary, ErrorBody> {
         .await
         .map_err(|err| {
             tracing::error!(error = %err, "counting archives failed");
-            ErrorBody::new(ErrorCode::ServiceUnavailable, "The archive database is unavailable")
+            ErrorBody::new(
+                ErrorCode::ServiceUnavailable,
+                "The archive database is unavailable",
+            )
         })?;
     Ok(ArchiveSummary { archives })
 }

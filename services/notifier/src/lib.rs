@@ -25,7 +25,10 @@ impl Notifier {
                 service: ServiceName::Notifier,
                 description: "Webhook subscriptions, deliveries and retries",
                 nats: &config.nats,
-                database: Some((&config.database, sqlx::migrate!("../../migrations/notifier"))),
+                database: Some((
+                    &config.database,
+                    sqlx::migrate!("../../migrations/notifier"),
+                )),
                 admin: &config.admin,
             },
             shutdown,

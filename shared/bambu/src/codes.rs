@@ -57,8 +57,14 @@ mod tests {
 
     #[test]
     fn hms_code_is_four_upper_case_groups() {
-        assert_eq!(hms_code(0x0C00_0300, 0x0002_0001), "HMS_0C00_0300_0002_0001");
-        assert_eq!(hms_code(0x0500_0100, 0x0003_000A), "HMS_0500_0100_0003_000A");
+        assert_eq!(
+            hms_code(0x0C00_0300, 0x0002_0001),
+            "HMS_0C00_0300_0002_0001"
+        );
+        assert_eq!(
+            hms_code(0x0500_0100, 0x0003_000A),
+            "HMS_0500_0100_0003_000A"
+        );
     }
 
     #[test]

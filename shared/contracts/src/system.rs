@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::rpc::{Empty, Endpoint};
 use crate::ServiceName;
+use crate::rpc::{Empty, Endpoint};
 
 /// What the `archive` service reports about its holdings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -32,7 +32,8 @@ impl Readiness {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), String>> + Send + 'static,
     {
-        self.checks.push((name, Arc::new(move || Box::pin(check()))));
+        self.checks
+            .push((name, Arc::new(move || Box::pin(check()))));
         self
     }
 }

@@ -248,7 +248,10 @@ mod tests {
         assert_eq!(loaded.config.nats.url, "nats://10.1.2.3:4222");
         assert_eq!(loaded.config.nats.request_timeout_ms, 900);
         assert_eq!(loaded.config.nats.connect_timeout_ms, 2_000);
-        assert_eq!(loaded.config.admin.listen, "127.0.0.1:9999".parse().unwrap());
+        assert_eq!(
+            loaded.config.admin.listen,
+            "127.0.0.1:9999".parse().unwrap()
+        );
     }
 
     #[test]
@@ -293,6 +296,9 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{:?}", loaded.config).contains("s3cret"));
-        assert_eq!(loaded.config.database.url.expose(), "postgres://u:s3cret@db/x");
+        assert_eq!(
+            loaded.config.database.url.expose(),
+            "postgres://u:s3cret@db/x"
+        );
     }
 }

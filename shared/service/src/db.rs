@@ -31,11 +31,7 @@ pub enum DbError {
 
 /// Opens a pool, retrying with backoff until `startup_timeout_secs` have passed.
 pub async fn connect(config: &DatabaseConfig, service: ServiceName) -> Result<PgPool, DbError> {
-    let options: PgConnectOptions = config
-        .url
-        .expose()
-        .parse()
-        .map_err(DbError::BadUrl)?;
+    let options: PgConnectOptions = config.url.expose().parse().map_err(DbError::BadUrl)?;
     let options = options.application_name(&format!("printyard-{service}"));
     let deadline = Instant::now() + Duration::from_secs(config.startup_timeout_secs);
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));

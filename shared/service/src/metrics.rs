@@ -50,7 +50,10 @@ pub async fn track_http(request: Request, next: Next) -> Response {
 
 /// Records one served NATS request.
 pub fn record_rpc(endpoint: &str, outcome: &'static str, started: Instant) {
-    let labels = [("endpoint", endpoint.to_owned()), ("outcome", outcome.to_owned())];
+    let labels = [
+        ("endpoint", endpoint.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ];
     metrics::counter!("printyard_rpc_requests_total", &labels).increment(1);
     metrics::histogram!("printyard_rpc_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());

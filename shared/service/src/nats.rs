@@ -16,7 +16,11 @@ use crate::config::NatsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum NatsError {
     #[error("NATS at {url} not reachable after {secs} s: {last}")]
-    Unreachable { url: String, secs: u64, last: String },
+    Unreachable {
+        url: String,
+        secs: u64,
+        last: String,
+    },
     #[error("NATS credentials file could not be read: {0}")]
     Credentials(std::io::Error),
 }
@@ -115,4 +119,38 @@ pub fn traced_headers() -> HeaderMap {
     let mut headers = HeaderMap::new();
     inject_context(&mut headers);
     headers
+}
+
+/// Publishes to JetStream with the current trace context and, when given, a `Nats-Msg-Id`
+/// so that the stream stores a re-published message once. Waits for the stream's ack.
+pub async fn publish_to_stream(
+    jetstream: &async_nats::jetstream::Context,
+    subject: String,
+    payload: bytes::Bytes,
+    message_id: Option<&str>,
+    deadline: Duration,
+) -> Result<async_nats::jetstream::publish::PublishAck, StreamPublishError> {
+    let mut headers = traced_headers();
+    if let Some(id) = message_id {
+        headers.insert("Nats-Msg-Id", id);
+    }
+    let ack = tokio::time::timeout(deadline, async {
+        jetstream
+            .publish_with_headers(subject, headers, payload)
+            .await
+            .map_err(|e| StreamPublishError::Rejected(e.to_string()))?
+            .await
+            .map_err(|e| StreamPublishError::Rejected(e.to_string()))
+    })
+    .await
+    .map_err(|_| StreamPublishError::Timeout(deadline))??;
+    Ok(ack)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamPublishError {
+    #[error("JetStream refused the message: {0}")]
+    Rejected(String),
+    #[error("JetStream did not acknowledge within {0:?}")]
+    Timeout(Duration),
 }

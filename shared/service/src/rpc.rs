@@ -95,9 +95,9 @@ impl RpcClient {
             reason: format!("request not encodable: {e}"),
         })?;
         let started = Instant::now();
-        let sent = self
-            .client
-            .request_with_headers(subject, traced_headers(), Bytes::from(payload));
+        let sent =
+            self.client
+                .request_with_headers(subject, traced_headers(), Bytes::from(payload));
         let outcome = tokio::time::timeout(self.timeout, sent).await;
         metrics::histogram!("printyard_rpc_client_duration_seconds", "service" => service)
             .record(started.elapsed().as_secs_f64());
@@ -137,7 +137,9 @@ impl RpcClient {
 
 /// Builds the error reply of a failed handler: NATS micro-service error headers (so `$SRV.STATS`
 /// counts it) plus our own code header.
-pub(crate) fn error_reply(body: &ErrorBody) -> (async_nats::service::error::Error, async_nats::HeaderMap) {
+pub(crate) fn error_reply(
+    body: &ErrorBody,
+) -> (async_nats::service::error::Error, async_nats::HeaderMap) {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(ERROR_CODE_HEADER, body.code.as_str());
     // Header values cannot hold line breaks.

@@ -219,7 +219,10 @@ impl Runtime {
                             Ok(bytes) => ("ok", request.respond(Ok(bytes.into())).await),
                             Err(body) => {
                                 let (error, headers) = error_reply(&body);
-                                ("error", request.respond_with_headers(Err(error), headers).await)
+                                (
+                                    "error",
+                                    request.respond_with_headers(Err(error), headers).await,
+                                )
                             }
                         };
                         if let Err(err) = sent {

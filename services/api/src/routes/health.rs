@@ -51,9 +51,18 @@ pub async fn health(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(service, answer)| {
             let health = match answer {
-                Ok(0) => ServiceHealth { status: "down", instances: 0 },
-                Ok(n) => ServiceHealth { status: "up", instances: n },
-                Err(_) => ServiceHealth { status: "unknown", instances: 0 },
+                Ok(0) => ServiceHealth {
+                    status: "down",
+                    instances: 0,
+                },
+                Ok(n) => ServiceHealth {
+                    status: "up",
+                    instances: n,
+                },
+                Err(_) => ServiceHealth {
+                    status: "unknown",
+                    instances: 0,
+                },
             };
             (service.as_str(), health)
         })
