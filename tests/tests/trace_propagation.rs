@@ -10,6 +10,7 @@ use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use printyard_tests::{TestEnv, http, spawn_api, spawn_archive};
 use tracing::Instrument;
+use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 
 struct Capture {
@@ -27,6 +28,11 @@ fn capture() -> &'static Capture {
             .build();
         printyard_service::telemetry::install_propagator();
         let subscriber = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_test_writer()
+                    .with_filter(tracing_subscriber::filter::LevelFilter::WARN),
+            )
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("printyard-tests")));
         tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
         Capture { exporter, provider }
@@ -59,7 +65,7 @@ async fn a_request_entering_api_and_its_handler_in_archive_share_one_trace_id() 
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 
     let spans = printyard_tests::eventually(Duration::from_secs(5), "spans", || async {
         let _ = capture.provider.force_flush();

@@ -154,3 +154,28 @@ pub enum StreamPublishError {
     #[error("JetStream did not acknowledge within {0:?}")]
     Timeout(Duration),
 }
+
+/// Returns once the server has processed everything this client sent before the call.
+///
+/// `Client::flush` only writes the buffer; a subscription is in effect for *other*
+/// connections only after the server has read it. A message to ourselves through the
+/// server proves that: the server handles one connection's operations in order.
+pub async fn sync_with_server(client: &Client, deadline: Duration) -> Result<(), String> {
+    use futures::StreamExt;
+    let inbox = client.new_inbox();
+    let mut echo = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    let arrived = tokio::time::timeout(deadline, echo.next()).await;
+    let _ = echo.unsubscribe().await;
+    match arrived {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("subscription closed".to_owned()),
+        Err(_) => Err(format!("no echo from the server within {deadline:?}")),
+    }
+}

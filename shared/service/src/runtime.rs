@@ -79,6 +79,10 @@ impl Runtime {
             .start(service.as_str(), env!("CARGO_PKG_VERSION"))
             .await
             .map_err(|e| anyhow::anyhow!("registering {service} for discovery: {e}"))?;
+        // Started means discoverable: the server has our `$SRV` subscriptions.
+        nats::sync_with_server(&nats, Duration::from_secs(5))
+            .await
+            .map_err(|e| anyhow::anyhow!("registering {service} for discovery: {e}"))?;
 
         let mut readiness = Readiness::default().with_check("nats", {
             let nats = nats.clone();
@@ -181,6 +185,11 @@ impl Runtime {
             .micro
             .group(endpoint.group())
             .endpoint(endpoint.name)
+            .await
+            .map_err(|e| anyhow::anyhow!("serving {endpoint:?}: {e}"))?;
+        // Callers on other connections reach the endpoint only once the server has read the
+        // subscription; without this, a request right after start could find "no responders".
+        nats::sync_with_server(&self.nats, Duration::from_secs(5))
             .await
             .map_err(|e| anyhow::anyhow!("serving {endpoint:?}: {e}"))?;
         let shutdown = self.shutdown.clone();

@@ -1,0 +1,27 @@
+# One image holding the six service binaries; each container runs one of them
+# (docker-compose.yml and k8s/ choose which with the command).
+#
+#   docker build -t printyard .
+#   docker run --rm printyard printyard-api --help
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+      -p printyard-api -p printyard-gateway -p printyard-archive \
+      -p printyard-scheduler -p printyard-stats -p printyard-notifier \
+ && mkdir -p /out \
+ && find target/release -maxdepth 1 -type f -executable -name 'printyard-*' -exec cp {} /out/ \;
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home printyard
+COPY --from=build /out/ /usr/local/bin/
+USER 10001
+# The admin listener (probes, metrics); api also serves /api/v1 on 8000.
+EXPOSE 9090 8000
+CMD ["printyard-api"]
