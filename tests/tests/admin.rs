@@ -1,6 +1,7 @@
 //! Every service's admin listener: `/healthz`, `/readyz`, `/metrics`.
 
-use printyard_tests::{Farm, TestEnv, http};
+use printyard_api::access::Permission;
+use printyard_tests::{Farm, TestEnv, http, keyed_http};
 use serde_json::Value;
 
 #[tokio::test]
@@ -67,7 +68,7 @@ async fn readyz_turns_503_when_the_database_goes_away() {
 async fn metrics_count_and_time_http_requests_and_served_nats_requests() {
     let env = TestEnv::new().await;
     let farm = Farm::start(&env).await;
-    let client = http();
+    let client = keyed_http(&env.api_key(&[Permission::Read]).await);
     for _ in 0..3 {
         let info = client
             .get(farm.api.api_url("/system/info"))

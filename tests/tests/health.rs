@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use printyard_tests::{Farm, TestEnv, eventually, http, spawn_api, spawn_archive};
+use printyard_api::access::Permission;
+use printyard_tests::{Farm, TestEnv, eventually, http, keyed_http, spawn_api, spawn_archive};
 use serde_json::Value;
 
 async fn get_health(url: &str) -> (u16, Value) {
@@ -76,7 +77,7 @@ async fn a_missing_gateway_degrades_health_and_shows_mqtt_disconnected() {
 async fn killing_archive_degrades_health_and_system_info_answers_503_until_it_returns() {
     let env = TestEnv::new().await;
     let mut farm = Farm::start(&env).await;
-    let client = http();
+    let client = keyed_http(&env.api_key(&[Permission::Read]).await);
     let info_url = farm.api.api_url("/system/info");
     assert_eq!(client.get(&info_url).send().await.unwrap().status(), 200);
 

@@ -1,6 +1,7 @@
 //! `/api/v1/system/info`, with the archive count asked of the archive service over NATS.
 
-use printyard_tests::{Farm, TestEnv, http};
+use printyard_api::access::Permission;
+use printyard_tests::{Farm, TestEnv, keyed_http};
 use serde_json::Value;
 
 #[tokio::test]
@@ -19,7 +20,8 @@ async fn system_info_reports_version_uptime_archive_count_and_database_size() {
         .unwrap();
     }
 
-    let response = http()
+    let client = keyed_http(&env.api_key(&[Permission::Read]).await);
+    let response = client
         .get(farm.api.api_url("/system/info"))
         .send()
         .await
@@ -44,9 +46,10 @@ async fn uptime_grows() {
     let env = TestEnv::new().await;
     let farm = Farm::start(&env).await;
     let url = farm.api.api_url("/system/info");
-    let first: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    let http = keyed_http(&env.api_key(&[Permission::Read]).await);
+    let first: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    let second: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    let second: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
     assert!(
         second["uptime"].as_u64() > first["uptime"].as_u64(),
         "{first} {second}"

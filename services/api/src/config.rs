@@ -8,6 +8,8 @@ use printyard_service::config::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use crate::rate_limit::RateLimitConfig;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
@@ -16,6 +18,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub telemetry: TelemetryConfig,
     pub http: HttpConfig,
+    pub rate_limits: RateLimitConfig,
 }
 
 impl HasTelemetry for Config {
@@ -31,6 +34,8 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// How long `/health` waits for discovery answers from service instances.
     pub discovery_window_ms: u64,
+    /// The largest request body accepted (413 above it).
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -38,6 +43,7 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             discovery_window_ms: 250,
+            max_body_bytes: 1024 * 1024,
         }
     }
 }

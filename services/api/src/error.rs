@@ -12,6 +12,9 @@ use printyard_service::rpc::RpcError;
 pub enum ApiError {
     #[error("{0}")]
     Known(ErrorBody),
+    /// A body that is not JSON at all: 400 with `VALIDATION_ERROR` (shape errors are 422).
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
     #[error("service call failed: {0}")]
     Rpc(#[from] RpcError),
     #[error("database error: {0}")]
@@ -30,6 +33,10 @@ impl ApiError {
     fn body(&self) -> ErrorBody {
         match self {
             ApiError::Known(body) => body.clone(),
+            ApiError::Malformed(detail) => ErrorBody::new(
+                ErrorCode::ValidationError,
+                format!("Malformed JSON: {detail}"),
+            ),
             ApiError::Rpc(err) => {
                 if matches!(
                     err,
@@ -64,6 +71,13 @@ pub fn error_response(body: ErrorBody) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Malformed(detail) = &self {
+            let body = ErrorBody::new(
+                ErrorCode::ValidationError,
+                format!("Malformed JSON: {detail}"),
+            );
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
         error_response(self.body())
     }
 }

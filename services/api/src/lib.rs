@@ -2,9 +2,14 @@
 //! asking the owning services over NATS. It keeps no state of its own but its schema, so any
 //! number of replicas run behind a load balancer.
 
+pub mod access;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod extract;
+pub mod keys;
+pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod state;
 
@@ -17,6 +22,7 @@ use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
+use rate_limit::RateLimiter;
 use state::AppState;
 
 /// A started api service.
@@ -38,12 +44,14 @@ impl Api {
             shutdown.clone(),
         )
         .await?;
+        let db = runtime
+            .db()
+            .cloned()
+            .context("the api service needs a database")?;
         let state = AppState {
             rpc: runtime.rpc().clone(),
-            db: runtime
-                .db()
-                .cloned()
-                .context("the api service needs a database")?,
+            limiter: RateLimiter::new(db.clone(), config.rate_limits.clone()),
+            db,
             started: Instant::now(),
             http: config.http.clone(),
         };
@@ -76,6 +84,25 @@ impl Api {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.runtime.run_until_stopped().await
     }
+}
+
+/// Creates an API key from the command line (bootstrap of a fresh install): connects to the
+/// database, brings the `api` schema up to date, and stores the key's hash.
+pub async fn create_key(
+    config: &Config,
+    name: &str,
+    permissions: &[access::Permission],
+) -> anyhow::Result<(keys::ApiKey, keys::ApiKeySecret)> {
+    let pool = printyard_service::db::connect(&config.database, ServiceName::Api).await?;
+    printyard_service::db::migrate(
+        &pool,
+        ServiceName::Api,
+        sqlx::migrate!("../../migrations/api"),
+    )
+    .await?;
+    let created = keys::create(&pool, name, permissions).await?;
+    pool.close().await;
+    Ok(created)
 }
 
 /// Runs the api service until SIGTERM or SIGINT.

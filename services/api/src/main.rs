@@ -1,10 +1,61 @@
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use printyard_api::access::Permission;
 use printyard_contracts::ServiceName;
-use printyard_service::boot::{PlainCli, boot};
+use printyard_service::boot::{CommonArgs, boot};
+
+/// The Printyard HTTP API (`/api/v1`).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create an API key and print it on standard output (shown once; only its hash is kept).
+    CreateKey {
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// A permission: read, write, control or admin (admin implies all). Repeatable.
+        #[arg(long = "permission", required = true, value_parser = parse_permission)]
+        permissions: Vec<Permission>,
+    },
+}
+
+fn parse_permission(s: &str) -> Result<Permission, String> {
+    Permission::parse(s)
+        .ok_or_else(|| format!("unknown permission {s:?} (read, write, control, admin)"))
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = PlainCli::parse();
-    let booted = boot::<printyard_api::Config>(ServiceName::Api, &cli.common)?;
-    printyard_api::run(booted.config).await
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let booted = boot::<printyard_api::Config>(ServiceName::Api, &cli.common)?;
+            printyard_api::run(booted.config).await
+        }
+        Command::CreateKey { name, permissions } => {
+            // No log output here: standard output carries the key alone, for scripts.
+            let config = printyard_service::config::load::<printyard_api::Config>(
+                cli.common.config.as_deref(),
+            )?
+            .config;
+            let (key, secret) = printyard_api::create_key(&config, &name, &permissions).await?;
+            eprintln!(
+                "created API key {} ({}) with {}",
+                key.id,
+                key.prefix,
+                key.permissions.join(", ")
+            );
+            println!("{}", secret.reveal());
+            Ok(())
+        }
+    }
 }

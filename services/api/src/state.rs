@@ -6,6 +6,7 @@ use printyard_service::rpc::RpcClient;
 use sqlx::PgPool;
 
 use crate::config::HttpConfig;
+use crate::rate_limit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -13,4 +14,5 @@ pub struct AppState {
     pub db: PgPool,
     pub started: Instant,
     pub http: HttpConfig,
+    pub limiter: RateLimiter,
 }

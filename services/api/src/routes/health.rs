@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::discovery;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// `healthy`, `degraded` or `unhealthy`.
     pub status: &'static str,
@@ -25,10 +25,11 @@ pub struct Health {
     /// `connected` when a printer gateway is running, else `disconnected`.
     pub mqtt: &'static str,
     pub nats: &'static str,
+    #[schema(value_type = BTreeMap<String, ServiceHealth>)]
     pub services: BTreeMap<&'static str, ServiceHealth>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ServiceHealth {
     /// `up`, `down`, or `unknown` when NATS cannot be asked.
     pub status: &'static str,
@@ -39,6 +40,14 @@ fn connected(ok: bool) -> &'static str {
     if ok { "connected" } else { "disconnected" }
 }
 
+/// Health of the system. Needs no API key.
+#[utoipa::path(
+    get, path = "/health", tag = "system",
+    responses(
+        (status = 200, description = "`healthy` or `degraded`", body = Health),
+        (status = 503, description = "`unhealthy`: Postgres or NATS unreachable", body = Health),
+    )
+)]
 pub async fn health(State(state): State<AppState>) -> Response {
     let nats_client = state.rpc.nats();
     let (database, instances) = tokio::join!(

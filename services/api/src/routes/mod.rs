@@ -1,30 +1,57 @@
-//! The `/api/v1` router, with the reference's error format for unknown routes and methods.
+//! The `/api/v1` router: every route is registered through utoipa so the OpenAPI document
+//! lists exactly what is served, every matched route passes [`crate::access::authorize`], and
+//! unknown routes and methods answer in the reference's error format.
 
+mod api_keys;
 mod health;
 mod system;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::response::Response;
-use axum::routing::get;
 use printyard_contracts::{ErrorBody, ErrorCode};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::error_response;
+use crate::openapi::ApiDoc;
 use crate::state::AppState;
+
+pub use api_keys::{CreateApiKey, CreatedApiKey};
+pub use health::Health;
+pub use system::SystemInfo;
 
 /// The base path of every endpoint.
 pub const BASE: &str = "/api/v1";
 
+/// The `/api/v1` routes (relative to [`BASE`]) and their OpenAPI description.
+pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(system::info))
+        .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::revoke))
+        .split_for_parts()
+}
+
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/health", get(health::health))
-        .route("/system/info", get(system::info));
+    let (v1, openapi) = v1();
+    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::access::authorize,
+    ));
+    let docs = SwaggerUi::new(format!("{BASE}/docs")).url(format!("{BASE}/openapi.json"), openapi);
     Router::new()
         .nest(BASE, v1)
+        .merge(docs)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .layer(axum::middleware::from_fn(
             printyard_service::metrics::track_http,
         ))

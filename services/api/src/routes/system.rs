@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use printyard_contracts::ErrorBody;
 use printyard_contracts::rpc::Empty;
 use printyard_contracts::system::ARCHIVE_SUMMARY;
 use serde::Serialize;
@@ -10,7 +11,7 @@ use serde::Serialize;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SystemInfo {
     pub version: &'static str,
     /// Seconds since this api instance started.
@@ -18,13 +19,24 @@ pub struct SystemInfo {
     pub database: DatabaseInfo,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DatabaseInfo {
     pub archives: i64,
     /// Size of the Postgres database in MiB, one decimal.
     pub size_mb: f64,
 }
 
+/// Version, uptime and database figures.
+#[utoipa::path(
+    get, path = "/system/info", tag = "system",
+    responses(
+        (status = 200, body = SystemInfo),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+        (status = 503, description = "The archive service or the database is unavailable", body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn info(State(state): State<AppState>) -> Result<Json<SystemInfo>, ApiError> {
     let (summary, size) = tokio::join!(
         state.rpc.call(ARCHIVE_SUMMARY, &Empty {}),

@@ -1,0 +1,211 @@
+//! API keys: generation, the secret's format, hashing, and their rows in `api.api_keys`.
+//!
+//! A key reads `pyk_<id>_<secret>`: `pyk_<id>` is its public prefix (shown in listings and
+//! used to find the row), `<secret>` 32 random bytes in URL-safe base64. Only the SHA-256 of
+//! the whole key is stored, and compared in constant time. A key is never logged, traced or
+//! echoed: it lives in [`ApiKeySecret`], whose `Debug` is redacted.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+
+use crate::access::Permission;
+
+const SCHEME: &str = "pyk";
+const ID_LEN: usize = 8;
+const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+
+/// A full API key, as given to its owner once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKeySecret(String);
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeySecret({}_[redacted])", self.prefix())
+    }
+}
+
+impl ApiKeySecret {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let id: String = (0..ID_LEN)
+            .map(|_| ID_ALPHABET[(rng.next_u32() as usize) % ID_ALPHABET.len()] as char)
+            .collect();
+        let mut secret = [0u8; 32];
+        rng.fill_bytes(&mut secret);
+        ApiKeySecret(format!("{SCHEME}_{id}_{}", URL_SAFE_NO_PAD.encode(secret)))
+    }
+
+    /// Checks the shape of a presented key; `None` when it cannot be one of ours.
+    pub fn parse(presented: &str) -> Option<Self> {
+        let rest = presented.strip_prefix(SCHEME)?.strip_prefix('_')?;
+        let (id, secret) = rest.split_once('_')?;
+        let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
+        let secret_ok = secret.len() == 43
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        (id_ok && secret_ok).then(|| ApiKeySecret(presented.to_owned()))
+    }
+
+    /// The public part: `pyk_<id>`.
+    pub fn prefix(&self) -> &str {
+        &self.0[..SCHEME.len() + 1 + ID_LEN]
+    }
+
+    /// The SHA-256 that is stored instead of the key.
+    pub fn hash(&self) -> [u8; 32] {
+        Sha256::digest(self.0.as_bytes()).into()
+    }
+
+    /// Compares with a stored hash in constant time.
+    pub fn matches(&self, stored: &[u8]) -> bool {
+        stored.len() == 32 && bool::from(self.hash().as_slice().ct_eq(stored))
+    }
+
+    /// The key itself, for the one response that shows it.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An API key as listed: never with its secret.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    /// The key's public prefix (`pyk_xxxxxxxx`), to tell keys apart.
+    pub prefix: String,
+    #[schema(value_type = Vec<Permission>)]
+    pub permissions: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A stored key, as authentication reads it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredKey {
+    pub id: i64,
+    pub key_hash: Vec<u8>,
+    pub permissions: Vec<String>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a key and returns it with its one-time secret.
+pub async fn create(
+    pool: &PgPool,
+    name: &str,
+    permissions: &[Permission],
+) -> Result<(ApiKey, ApiKeySecret), sqlx::Error> {
+    let secret = ApiKeySecret::generate();
+    let mut permissions: Vec<String> = permissions.iter().map(|p| p.as_str().to_owned()).collect();
+    permissions.sort();
+    permissions.dedup();
+    let key = sqlx::query_as::<_, ApiKey>(
+        "INSERT INTO api.api_keys (name, prefix, key_hash, permissions)
+         VALUES ($1, $2, $3, $4)
+         RETURNING id, name, prefix, permissions, created_at, last_used_at",
+    )
+    .bind(name)
+    .bind(secret.prefix())
+    .bind(secret.hash().as_slice())
+    .bind(&permissions)
+    .fetch_one(pool)
+    .await?;
+    Ok((key, secret))
+}
+
+/// Every key that is not revoked, newest first.
+pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>, sqlx::Error> {
+    sqlx::query_as::<_, ApiKey>(
+        "SELECT id, name, prefix, permissions, created_at, last_used_at
+           FROM api.api_keys WHERE revoked_at IS NULL ORDER BY id DESC",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Revokes a key; `false` when there is no such live key.
+pub async fn revoke(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api.api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The live key with this prefix, if any.
+pub async fn find(pool: &PgPool, prefix: &str) -> Result<Option<StoredKey>, sqlx::Error> {
+    sqlx::query_as::<_, StoredKey>(
+        "SELECT id, key_hash, permissions, last_used_at
+           FROM api.api_keys WHERE prefix = $1 AND revoked_at IS NULL",
+    )
+    .bind(prefix)
+    .fetch_optional(pool)
+    .await
+}
+
+/// Records use, at most once a minute per key so that reads do not become writes.
+pub async fn touch(pool: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE api.api_keys SET last_used_at = now()
+          WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+    )
+    .bind(id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_parses_back_and_matches_only_its_own_hash() {
+        let key = ApiKeySecret::generate();
+        let parsed = ApiKeySecret::parse(key.reveal()).expect("own keys parse");
+        assert_eq!(parsed, key);
+        assert!(key.matches(&key.hash()));
+        assert!(!key.matches(&ApiKeySecret::generate().hash()));
+        assert!(!key.matches(&[0u8; 31]));
+        assert!(key.prefix().starts_with("pyk_") && key.prefix().len() == 12);
+    }
+
+    #[test]
+    fn malformed_keys_do_not_parse() {
+        let key = ApiKeySecret::generate();
+        let good = key.reveal();
+        for bad in [
+            "",
+            "pyk_",
+            "hello",
+            &good[..good.len() - 1],
+            &format!("{good}x"),
+            &good.replacen("pyk_", "pyx_", 1),
+            &good.replacen('_', "-", 1),
+            "pyk_ABCDEFGH_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ] {
+            assert!(ApiKeySecret::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let key = ApiKeySecret::generate();
+        let shown = format!("{key:?}");
+        let secret = &key.reveal()[key.prefix().len() + 1..];
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(shown.contains(key.prefix()));
+    }
+}

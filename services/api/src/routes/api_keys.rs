@@ -1,0 +1,117 @@
+//! `/api-keys`: create (the secret is shown in that response only), list, revoke.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use printyard_contracts::{ErrorBody, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use crate::access::Permission;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::keys::{self, ApiKey};
+use crate::state::AppState;
+
+/// A new key's name and permissions.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKey {
+    /// 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// At least one of `read`, `write`, `control`, `admin` (admin implies all).
+    #[schema(min_items = 1)]
+    pub permissions: Vec<Permission>,
+}
+
+/// A created key: the only response that ever shows `key`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub api_key: ApiKey,
+    /// The secret: store it now, it cannot be shown again.
+    pub key: String,
+}
+
+/// `DELETE` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Revoked {
+    pub id: i64,
+    pub revoked: bool,
+}
+
+#[utoipa::path(
+    post, path = "/api-keys", tag = "api-keys",
+    request_body = CreateApiKey,
+    responses(
+        (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    let name = request.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::new(
+            ErrorCode::ValidationError,
+            "Invalid field `name`: must be 1 to 100 characters",
+        ));
+    }
+    if request.permissions.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::ValidationError,
+            "Invalid field `permissions`: at least one permission is required",
+        ));
+    }
+    let (api_key, secret) = keys::create(&state.db, name, &request.permissions).await?;
+    tracing::info!(key_id = api_key.id, prefix = %api_key.prefix, "API key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedApiKey {
+            api_key,
+            key: secret.reveal().to_owned(),
+        }),
+    ))
+}
+
+#[utoipa::path(
+    get, path = "/api-keys", tag = "api-keys",
+    responses(
+        (status = 200, description = "Live keys, newest first, without secrets", body = Vec<ApiKey>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiKey>>, ApiError> {
+    Ok(Json(keys::list(&state.db).await?))
+}
+
+#[utoipa::path(
+    delete, path = "/api-keys/{id}", tag = "api-keys",
+    params(("id" = i64, Path, description = "The key's id")),
+    responses(
+        (status = 200, description = "Revoked on every replica at once", body = Revoked),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Revoked>, ApiError> {
+    if keys::revoke(&state.db, id).await? {
+        tracing::info!(key_id = id, "API key revoked");
+        Ok(Json(Revoked { id, revoked: true }))
+    } else {
+        Err(ApiError::not_found(format!("API key {id} not found")))
+    }
+}

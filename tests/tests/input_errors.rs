@@ -1,0 +1,120 @@
+//! Bad input gets a clear `{detail, code}` error with the right status: malformed JSON,
+//! wrong types, missing and unknown fields, huge bodies, non-numeric path ids.
+
+use printyard_api::access::Permission;
+use printyard_tests::{TestEnv, http, spawn_api};
+use serde_json::Value;
+
+async fn post_keys(api: &printyard_tests::Running, key: &str, body: &'static str) -> (u16, Value) {
+    let response = http()
+        .post(api.api_url("/api-keys"))
+        .header("X-API-Key", key)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn malformed_and_mistyped_bodies_are_refused_naming_the_field() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let admin = env.api_key(&[Permission::Admin]).await;
+
+    let cases: [(&'static str, u16, &str); 6] = [
+        (
+            r#"{"name": "x", "permissions": ["read"]"#,
+            400,
+            "Malformed JSON",
+        ),
+        (r#"{"name": 5, "permissions": ["read"]}"#, 422, "`name`"),
+        (
+            r#"{"name": "x", "permissions": "read"}"#,
+            422,
+            "`permissions`",
+        ),
+        (
+            r#"{"name": "x", "permissions": ["root"]}"#,
+            422,
+            "permissions[0]",
+        ),
+        (r#"{"permissions": ["read"]}"#, 422, "name"),
+        (
+            r#"{"name": "x", "permissions": ["read"], "owner": "me"}"#,
+            422,
+            "owner",
+        ),
+    ];
+    for (body, status, names) in cases {
+        let (got, error) = post_keys(&api, &admin, body).await;
+        assert_eq!(got, status, "{body}: {error}");
+        assert_eq!(error["code"], "VALIDATION_ERROR", "{body}");
+        let detail = error["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(names),
+            "{body}: {detail} should name {names}"
+        );
+    }
+    let (got, error) = post_keys(&api, &admin, r#"{"name": "", "permissions": []}"#).await;
+    assert_eq!(
+        (got, error["code"].as_str()),
+        (422, Some("VALIDATION_ERROR"))
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_and_a_wrong_content_type_415() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let admin = env.api_key(&[Permission::Admin]).await;
+    let huge = format!(
+        r#"{{"name": "{}", "permissions": ["read"]}}"#,
+        "x".repeat(2 * 1024 * 1024)
+    );
+
+    let response = http()
+        .post(api.api_url("/api-keys"))
+        .header("X-API-Key", &admin)
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+
+    let response = http()
+        .post(api.api_url("/api-keys"))
+        .header("X-API-Key", &admin)
+        .header("Content-Type", "text/plain")
+        .body(r#"{"name": "x", "permissions": ["read"]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "UNSUPPORTED_MEDIA_TYPE");
+}
+
+#[tokio::test]
+async fn a_path_id_that_is_not_a_number_is_400_not_500() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let admin = env.api_key(&[Permission::Admin]).await;
+
+    for id in ["abc", "1.5", "99999999999999999999999"] {
+        let response = http()
+            .delete(api.api_url(&format!("/api-keys/{id}")))
+            .header("X-API-Key", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["code"], "BAD_REQUEST", "{id}");
+    }
+}
