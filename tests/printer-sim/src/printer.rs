@@ -1,0 +1,860 @@
+//! One simulated printer: its state, its print lifecycle, the reports it pushes and how it
+//! answers commands. Network listeners (MQTT, FTPS, camera) talk to it through this type; the
+//! state is behind a plain mutex that is never held across an `.await`.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::{broadcast, watch};
+
+use crate::model::Model;
+use crate::threemf::{self, PlateJob};
+
+/// `print_error` of a print stopped by the user: 0300_400C.
+pub const PRINT_ERROR_CANCELLED: u32 = 50_348_044;
+/// `print_error` used when a fault fails the current print: 0300_8003 (a nozzle clog family code).
+pub const PRINT_ERROR_FAULT: u32 = 0x0300_8003;
+
+const AMBIENT: f64 = 25.0;
+/// Simulated seconds that PREPARE takes (file download into the printer, heating, levelling).
+const PREPARE_SECS: f64 = 60.0;
+
+/// What identifies a printer on the network.
+#[derive(Debug, Clone, Serialize)]
+pub struct PrinterSpec {
+    pub name: String,
+    pub serial: String,
+    pub access_code: String,
+    pub model: Model,
+    pub ip: Ipv4Addr,
+}
+
+/// Faults a test or the control API can inject.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Accept TCP connections and close them at once.
+    pub refuse_connections: bool,
+    /// Keep sockets open but send nothing and answer nothing (a hung printer).
+    pub silent: bool,
+    /// Delay per 64 KiB block of FTPS data, in milliseconds (printers write slowly).
+    pub ftps_delay_ms: u64,
+    /// Refuse control commands like firmware that wants signed commands.
+    pub require_signed: bool,
+}
+
+/// Live connection counts, for tests that must prove "never two connections to one printer".
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub mqtt_clients: AtomicUsize,
+    pub mqtt_connections_total: AtomicUsize,
+    pub camera_clients: AtomicUsize,
+    pub ftps_sessions: AtomicUsize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum GcodeState {
+    Idle,
+    Prepare,
+    Running,
+    Pause,
+    Finish,
+    Failed,
+}
+
+impl GcodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GcodeState::Idle => "IDLE",
+            GcodeState::Prepare => "PREPARE",
+            GcodeState::Running => "RUNNING",
+            GcodeState::Pause => "PAUSE",
+            GcodeState::Finish => "FINISH",
+            GcodeState::Failed => "FAILED",
+        }
+    }
+
+    fn busy(self) -> bool {
+        matches!(
+            self,
+            GcodeState::Prepare | GcodeState::Running | GcodeState::Pause
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    plan: PlateJob,
+    file: String,
+    subtask_name: String,
+    task_id: String,
+    subtask_id: String,
+    elapsed: f64,
+    prepare: f64,
+    /// AMS `remain` of each tray when the print started.
+    remain_at_start: Vec<i64>,
+}
+
+#[derive(Debug)]
+struct State {
+    gcode_state: GcodeState,
+    job: Option<Job>,
+    nozzle: f64,
+    nozzle_target: f64,
+    bed: f64,
+    bed_target: f64,
+    print_error: u32,
+    hms: Vec<(u32, u32)>,
+    spd_lvl: u8,
+    /// AMS `remain` per tray, in template order.
+    remain: Vec<i64>,
+    wifi: i32,
+    sequence: u64,
+    /// The full `print` object clients saw last, for deltas.
+    last_sent: Option<Map<String, Value>>,
+}
+
+/// A snapshot for the control API and tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub serial: String,
+    pub model: Model,
+    pub ip: Ipv4Addr,
+    pub gcode_state: GcodeState,
+    pub progress: u32,
+    pub layer: u32,
+    pub total_layers: u32,
+    pub file: Option<String>,
+    pub print_error: u32,
+    pub hms: Vec<(u32, u32)>,
+    pub mqtt_clients: usize,
+    pub mqtt_connections_total: usize,
+    pub camera_clients: usize,
+    pub ftps_sessions: usize,
+    pub faults: Faults,
+}
+
+pub struct Printer {
+    pub spec: PrinterSpec,
+    template: Map<String, Value>,
+    state: Mutex<State>,
+    reports: broadcast::Sender<Bytes>,
+    files: Mutex<BTreeMap<String, Bytes>>,
+    faults: Mutex<Faults>,
+    pub counters: Counters,
+    kick: watch::Sender<u64>,
+    /// Simulated seconds per real second.
+    speed: f64,
+}
+
+impl Printer {
+    pub fn new(spec: PrinterSpec, speed: f64) -> Self {
+        let mut template = spec.model.report_template();
+        // A fresh printer: idle, no job, no errors, whatever the capture was doing.
+        for (key, value) in [
+            ("gcode_state", json!("IDLE")),
+            ("gcode_file", json!("")),
+            ("subtask_name", json!("")),
+            ("print_type", json!("idle")),
+            ("hms", json!([])),
+        ] {
+            if template.contains_key(key) {
+                template.insert(key.to_owned(), value);
+            }
+        }
+        let remain = trays(&template)
+            .map(|t| t.get("remain").and_then(Value::as_i64).unwrap_or(-1))
+            .map(|r| if r < 0 { r } else { 100 - (r % 7) * 5 })
+            .collect();
+        let (reports, _) = broadcast::channel(256);
+        let (kick, _) = watch::channel(0);
+        let mut files = BTreeMap::new();
+        for dir in ["/cache/", "/model/", "/timelapse/"] {
+            files.insert(dir.to_owned(), Bytes::new());
+        }
+        Self {
+            template,
+            state: Mutex::new(State {
+                gcode_state: GcodeState::Idle,
+                job: None,
+                nozzle: AMBIENT,
+                nozzle_target: 0.0,
+                bed: AMBIENT,
+                bed_target: 0.0,
+                print_error: 0,
+                hms: Vec::new(),
+                spd_lvl: 2,
+                remain,
+                wifi: -48,
+                sequence: 0,
+                last_sent: None,
+            }),
+            spec,
+            reports,
+            files: Mutex::new(files),
+            faults: Mutex::new(Faults::default()),
+            counters: Counters::default(),
+            kick,
+            speed,
+        }
+    }
+
+    pub fn report_topic(&self) -> String {
+        format!("device/{}/report", self.spec.serial)
+    }
+
+    pub fn request_topic(&self) -> String {
+        format!("device/{}/request", self.spec.serial)
+    }
+
+    /// Payloads published on the report topic.
+    pub fn subscribe_reports(&self) -> broadcast::Receiver<Bytes> {
+        self.reports.subscribe()
+    }
+
+    /// Changes when every connection must be dropped.
+    pub fn kicks(&self) -> watch::Receiver<u64> {
+        self.kick.subscribe()
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults.lock().unwrap().clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    /// Closes every open connection (MQTT, FTPS, camera) now.
+    pub fn drop_connections(&self) {
+        self.kick.send_modify(|g| *g += 1);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state.lock().unwrap();
+        let (progress, layer, total) = progress_of(&state);
+        Snapshot {
+            serial: self.spec.serial.clone(),
+            model: self.spec.model,
+            ip: self.spec.ip,
+            gcode_state: state.gcode_state,
+            progress,
+            layer,
+            total_layers: total,
+            file: state.job.as_ref().map(|j| j.file.clone()),
+            print_error: state.print_error,
+            hms: state.hms.clone(),
+            mqtt_clients: self.counters.mqtt_clients.load(Ordering::Relaxed),
+            mqtt_connections_total: self.counters.mqtt_connections_total.load(Ordering::Relaxed),
+            camera_clients: self.counters.camera_clients.load(Ordering::Relaxed),
+            ftps_sessions: self.counters.ftps_sessions.load(Ordering::Relaxed),
+            faults: self.faults(),
+        }
+    }
+
+    // ---- storage (what FTPS serves) ----
+
+    pub fn file(&self, path: &str) -> Option<Bytes> {
+        self.files
+            .lock()
+            .unwrap()
+            .get(path)
+            .filter(|_| !path.ends_with('/'))
+            .cloned()
+    }
+
+    pub fn store(&self, path: &str, data: Bytes) {
+        self.files.lock().unwrap().insert(path.to_owned(), data);
+    }
+
+    pub fn delete(&self, path: &str) -> bool {
+        self.files.lock().unwrap().remove(path).is_some()
+    }
+
+    pub fn make_dir(&self, dir: &str) {
+        let dir = format!("{}/", dir.trim_end_matches('/'));
+        self.files.lock().unwrap().entry(dir).or_default();
+    }
+
+    pub fn is_dir(&self, dir: &str) -> bool {
+        dir == "/" || {
+            let dir = format!("{}/", dir.trim_end_matches('/'));
+            self.files.lock().unwrap().contains_key(&dir)
+        }
+    }
+
+    /// Entries directly inside `dir`: (name, size, is_dir).
+    pub fn list(&self, dir: &str) -> Vec<(String, usize, bool)> {
+        let prefix = if dir == "/" {
+            "/".to_owned()
+        } else {
+            format!("{}/", dir.trim_end_matches('/'))
+        };
+        let files = self.files.lock().unwrap();
+        files
+            .iter()
+            .filter_map(|(path, data)| {
+                let rest = path.strip_prefix(&prefix)?;
+                if rest.is_empty() {
+                    return None;
+                }
+                match rest.split_once('/') {
+                    Some((name, "")) => Some((name.to_owned(), 0, true)),
+                    Some(_) => None,
+                    None => Some((rest.to_owned(), data.len(), false)),
+                }
+            })
+            .collect()
+    }
+
+    // ---- commands ----
+
+    /// Handles a payload published on the request topic. Malformed requests are ignored, as
+    /// printers ignore them.
+    pub fn handle_request(&self, payload: &[u8]) {
+        let text = String::from_utf8_lossy(payload);
+        let Ok(request) = serde_json::from_str::<Value>(text.trim_end_matches('\0')) else {
+            return;
+        };
+        let Some((category, body)) = request.as_object().and_then(|o| o.iter().next()) else {
+            return;
+        };
+        let command = body.get("command").and_then(Value::as_str).unwrap_or("");
+        let sequence_id = body.get("sequence_id").cloned().unwrap_or(json!("0"));
+        match (category.as_str(), command) {
+            ("pushing", "pushall") => self.publish_full(),
+            ("info", "get_version") => {
+                let mut info = self.spec.model.version_template(&self.spec.serial);
+                info["sequence_id"] = sequence_id;
+                info["result"] = json!("success");
+                info["reason"] = json!("");
+                self.publish(json!({ "info": info }));
+            }
+            ("print", _) => self.print_command(command, body, sequence_id),
+            _ => {}
+        }
+    }
+
+    fn print_command(&self, command: &str, body: &Value, sequence_id: Value) {
+        let controls = ["pause", "resume", "stop", "print_speed", "project_file"];
+        let outcome = if controls.contains(&command) && self.faults().require_signed {
+            Err("mqtt message verify failed".to_owned())
+        } else {
+            match command {
+                "pause" => self.pause(),
+                "resume" => self.resume(),
+                "stop" => self.stop(),
+                "print_speed" => {
+                    let level = body
+                        .get("param")
+                        .and_then(Value::as_str)
+                        .and_then(|p| p.parse().ok());
+                    match level {
+                        Some(level @ 1..=4) => {
+                            self.state.lock().unwrap().spd_lvl = level;
+                            Ok(())
+                        }
+                        _ => Err("invalid speed level".to_owned()),
+                    }
+                }
+                "project_file" => self.project_file(body),
+                _ => return,
+            }
+        };
+        let (result, reason) = match &outcome {
+            Ok(()) => ("success", String::new()),
+            Err(reason) => ("failed", reason.clone()),
+        };
+        let mut ack = json!({
+            "command": command,
+            "sequence_id": sequence_id,
+            "result": result,
+            "reason": reason,
+        });
+        if let Some(param) = body.get("param") {
+            ack["param"] = param.clone();
+        }
+        self.publish(json!({ "print": ack }));
+        if outcome.is_ok() {
+            self.publish_changes();
+        }
+    }
+
+    fn pause(&self) -> Result<(), String> {
+        let mut s = self.state.lock().unwrap();
+        match s.gcode_state {
+            GcodeState::Running | GcodeState::Prepare => {
+                s.gcode_state = GcodeState::Pause;
+                Ok(())
+            }
+            other => Err(format!("cannot pause while {}", other.as_str())),
+        }
+    }
+
+    fn resume(&self) -> Result<(), String> {
+        let mut s = self.state.lock().unwrap();
+        match s.gcode_state {
+            GcodeState::Pause => {
+                let prepared = s.job.as_ref().is_some_and(|j| j.prepare >= 100.0);
+                s.gcode_state = if prepared {
+                    GcodeState::Running
+                } else {
+                    GcodeState::Prepare
+                };
+                Ok(())
+            }
+            other => Err(format!("cannot resume while {}", other.as_str())),
+        }
+    }
+
+    fn stop(&self) -> Result<(), String> {
+        let mut s = self.state.lock().unwrap();
+        if !s.gcode_state.busy() {
+            return Err(format!("nothing to stop while {}", s.gcode_state.as_str()));
+        }
+        s.gcode_state = GcodeState::Failed;
+        s.print_error = PRINT_ERROR_CANCELLED;
+        s.nozzle_target = 0.0;
+        s.bed_target = 0.0;
+        Ok(())
+    }
+
+    /// Fails the current print as a hardware fault would.
+    pub fn fail_print(&self, print_error: Option<u32>) -> Result<(), String> {
+        let mut s = self.state.lock().unwrap();
+        if !s.gcode_state.busy() {
+            return Err("no print to fail".to_owned());
+        }
+        s.gcode_state = GcodeState::Failed;
+        s.print_error = print_error.unwrap_or(PRINT_ERROR_FAULT);
+        s.nozzle_target = 0.0;
+        s.bed_target = 0.0;
+        drop(s);
+        self.publish_changes();
+        Ok(())
+    }
+
+    /// Raises an HMS entry (`attr`, `code` as the printer sends them).
+    pub fn raise_hms(&self, attr: u32, code: u32) {
+        self.state.lock().unwrap().hms.push((attr, code));
+        self.publish_changes();
+    }
+
+    pub fn clear_hms(&self) {
+        self.state.lock().unwrap().hms.clear();
+        self.publish_changes();
+    }
+
+    /// Sends a payload that is not JSON on the report topic.
+    pub fn send_garbage(&self) {
+        let _ = self.reports.send(Bytes::from_static(
+            b"{\"print\": {\"gcode_state\": \x00\xff garbage",
+        ));
+    }
+
+    fn project_file(&self, body: &Value) -> Result<(), String> {
+        let url = body.get("url").and_then(Value::as_str).unwrap_or("");
+        let path = storage_path(url).ok_or_else(|| format!("unsupported url {url:?}"))?;
+        let plate = body
+            .get("param")
+            .and_then(Value::as_str)
+            .and_then(plate_number)
+            .unwrap_or(1);
+        let subtask_name = body
+            .get("subtask_name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let text = |key: &str| {
+            body.get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("0")
+                .to_owned()
+        };
+        self.start_job(
+            &path,
+            plate,
+            subtask_name,
+            text("task_id"),
+            text("subtask_id"),
+        )
+    }
+
+    /// Starts a print of a file already in storage, as the touchscreen (or a slicer sending
+    /// directly) would: prints the farm did not dispatch reach it this way.
+    pub fn start_from_touchscreen(&self, path: &str, plate: u32) -> Result<(), String> {
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        self.start_job(&path, plate, None, "0".into(), "0".into())?;
+        self.publish_changes();
+        Ok(())
+    }
+
+    fn start_job(
+        &self,
+        path: &str,
+        plate: u32,
+        subtask_name: Option<String>,
+        task_id: String,
+        subtask_id: String,
+    ) -> Result<(), String> {
+        if self.state.lock().unwrap().gcode_state.busy() {
+            return Err("the printer is busy".to_owned());
+        }
+        let data = self
+            .file(path)
+            .or_else(|| self.file(&format!("/cache{path}")))
+            .ok_or_else(|| format!("file {path} not found on the printer"))?;
+        let plan = threemf::read_plate(&data, plate).map_err(|e| e.to_string())?;
+        let file = path.rsplit('/').next().unwrap_or(path).to_owned();
+        let subtask_name = subtask_name.unwrap_or_else(|| {
+            file.trim_end_matches(".3mf")
+                .trim_end_matches(".gcode")
+                .to_owned()
+        });
+        let mut s = self.state.lock().unwrap();
+        if s.gcode_state.busy() {
+            return Err("the printer is busy".to_owned());
+        }
+        s.job = Some(Job {
+            plan,
+            file,
+            subtask_name,
+            task_id,
+            subtask_id,
+            elapsed: 0.0,
+            prepare: 0.0,
+            remain_at_start: s.remain.clone(),
+        });
+        s.gcode_state = GcodeState::Prepare;
+        s.print_error = 0;
+        s.nozzle_target = 220.0;
+        s.bed_target = 60.0;
+        Ok(())
+    }
+
+    // ---- simulation ----
+
+    /// Advances the simulation by `real` wall time (times the speed factor).
+    pub fn tick(&self, real: Duration) {
+        let dt = real.as_secs_f64() * self.speed;
+        let mut s = self.state.lock().unwrap();
+        let heat = |current: f64, target: f64, rate: f64| {
+            let goal = if target > 0.0 { target } else { AMBIENT };
+            if (goal - current).abs() <= rate * dt {
+                goal
+            } else {
+                current + rate * dt * (goal - current).signum()
+            }
+        };
+        s.nozzle = heat(s.nozzle, s.nozzle_target, 3.0);
+        s.bed = heat(s.bed, s.bed_target, 1.0);
+        match s.gcode_state {
+            GcodeState::Prepare => {
+                if let Some(job) = s.job.as_mut() {
+                    job.prepare = (job.prepare + dt / PREPARE_SECS * 100.0).min(100.0);
+                    if job.prepare >= 100.0 {
+                        s.gcode_state = GcodeState::Running;
+                    }
+                }
+            }
+            GcodeState::Running => {
+                let factor = match s.spd_lvl {
+                    1 => 0.5,
+                    3 => 1.24,
+                    4 => 1.66,
+                    _ => 1.0,
+                };
+                let mut finished = false;
+                let mut used = 0.0;
+                if let Some(job) = s.job.as_mut() {
+                    job.elapsed += dt * factor;
+                    let total = job.plan.prediction_secs.max(1) as f64;
+                    finished = job.elapsed >= total;
+                    used = (job.elapsed / total).min(1.0) * job.plan.weight_g;
+                }
+                // Spools lose weight as the print goes (1 kg spools; the first loaded tray feeds).
+                if let Some(job) = &s.job {
+                    let start = job.remain_at_start.clone();
+                    if let Some(i) = start.iter().position(|r| *r > 0) {
+                        s.remain[i] = (start[i] as f64 - used / 10.0).round().max(0.0) as i64;
+                    }
+                }
+                if finished {
+                    s.gcode_state = GcodeState::Finish;
+                    s.nozzle_target = 0.0;
+                    s.bed_target = 0.0;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs the printer: ticks, and pushes a report whenever something changed (and a small
+    /// heartbeat delta every `idle_report` so that an idle printer is not mistaken for a dead one).
+    pub async fn run(self: std::sync::Arc<Self>, tick: Duration, idle_report: Duration) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut since_report = Duration::ZERO;
+        loop {
+            interval.tick().await;
+            self.tick(tick);
+            since_report += tick;
+            if self.faults().silent {
+                continue;
+            }
+            if self.publish_changes() {
+                since_report = Duration::ZERO;
+            } else if since_report >= idle_report {
+                let mut s = self.state.lock().unwrap();
+                s.wifi = if s.wifi == -48 { -47 } else { -48 };
+                drop(s);
+                self.publish_changes();
+                since_report = Duration::ZERO;
+            }
+        }
+    }
+
+    /// The full `print` object as it stands.
+    pub fn full_report(&self) -> Map<String, Value> {
+        let mut s = self.state.lock().unwrap();
+        s.sequence += 1;
+        let mut report = self.render(&s);
+        report.insert("msg".into(), json!(0));
+        s.last_sent = Some(report.clone());
+        report
+    }
+
+    fn publish_full(&self) {
+        if self.faults().silent {
+            return;
+        }
+        let report = self.full_report();
+        self.publish(json!({ "print": report }));
+    }
+
+    /// Publishes what changed since clients last heard; `false` when nothing did.
+    fn publish_changes(&self) -> bool {
+        let mut s = self.state.lock().unwrap();
+        let current = self.render(&s);
+        let Some(last) = s.last_sent.clone() else {
+            s.last_sent = Some(current);
+            return false;
+        };
+        let changed: Map<String, Value> = current
+            .iter()
+            .filter(|(k, v)| {
+                !matches!(k.as_str(), "sequence_id" | "msg") && last.get(k.as_str()) != Some(v)
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if changed.is_empty() {
+            return false;
+        }
+        s.sequence += 1;
+        let report = if self.spec.model.sends_deltas() {
+            let mut delta = changed;
+            delta.insert("command".into(), json!("push_status"));
+            delta.insert("msg".into(), json!(1));
+            delta.insert("sequence_id".into(), json!(s.sequence.to_string()));
+            delta
+        } else {
+            let mut full = self.render(&s);
+            full.insert("msg".into(), json!(0));
+            full
+        };
+        s.last_sent = Some(current);
+        drop(s);
+        self.publish(json!({ "print": report }));
+        true
+    }
+
+    fn publish(&self, message: Value) {
+        // X1 printers indent their JSON; the others do not.
+        let text = if self.spec.model == Model::X1C {
+            serde_json::to_vec_pretty(&message)
+        } else {
+            serde_json::to_vec(&message)
+        };
+        if let Ok(text) = text {
+            let _ = self.reports.send(Bytes::from(text));
+        }
+    }
+
+    /// Renders the state into the family's template, keeping every field's JSON type.
+    fn render(&self, s: &State) -> Map<String, Value> {
+        let mut r = self.template.clone();
+        let (progress, layer, total) = progress_of(s);
+        let remaining_min = s
+            .job
+            .as_ref()
+            .filter(|_| s.gcode_state.busy())
+            .map(|j| ((j.plan.prediction_secs as f64 - j.elapsed).max(0.0) / 60.0).ceil() as u64)
+            .unwrap_or(0);
+        set_str(&mut r, "gcode_state", s.gcode_state.as_str());
+        set_num(&mut r, "mc_percent", progress.into());
+        set_num(&mut r, "mc_remaining_time", remaining_min as f64);
+        set_num(&mut r, "layer_num", layer.into());
+        set_num(&mut r, "total_layer_num", total.into());
+        set_num(&mut r, "nozzle_temper", (s.nozzle * 4.0).round() / 4.0);
+        set_num(&mut r, "nozzle_target_temper", s.nozzle_target);
+        set_num(&mut r, "bed_temper", (s.bed * 4.0).round() / 4.0);
+        set_num(&mut r, "bed_target_temper", s.bed_target);
+        set_num(&mut r, "print_error", s.print_error.into());
+        set_num(&mut r, "spd_lvl", s.spd_lvl.into());
+        set_str(&mut r, "sequence_id", &s.sequence.to_string());
+        if r.contains_key("wifi_signal") {
+            r.insert("wifi_signal".into(), json!(format!("{}dBm", s.wifi)));
+        }
+        r.insert(
+            "hms".into(),
+            Value::Array(
+                s.hms
+                    .iter()
+                    .map(|(attr, code)| json!({"attr": attr, "code": code}))
+                    .collect(),
+            ),
+        );
+        match &s.job {
+            Some(job) => {
+                let gcode_file = if self.spec.model == Model::X1C {
+                    format!("/data/Metadata/plate_{}.gcode", job.plan.plate)
+                } else {
+                    job.file.clone()
+                };
+                set_str(&mut r, "gcode_file", &gcode_file);
+                set_str(&mut r, "subtask_name", &job.subtask_name);
+                set_str(&mut r, "task_id", &job.task_id);
+                set_str(&mut r, "subtask_id", &job.subtask_id);
+                set_str(
+                    &mut r,
+                    "gcode_file_prepare_percent",
+                    &format!("{}", job.prepare.floor() as u32),
+                );
+                set_str(&mut r, "print_type", "local");
+            }
+            None => {
+                set_str(&mut r, "gcode_file_prepare_percent", "0");
+            }
+        }
+        let mut i = 0;
+        if let Some(units) = r
+            .get_mut("ams")
+            .and_then(|a| a.get_mut("ams"))
+            .and_then(Value::as_array_mut)
+        {
+            for unit in units {
+                for tray in unit
+                    .get_mut("tray")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(remain) = tray.get_mut("remain") {
+                        *remain = json!(s.remain.get(i).copied().unwrap_or(-1));
+                    }
+                    i += 1;
+                }
+            }
+        }
+        r
+    }
+}
+
+fn trays(template: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+    template
+        .get("ams")
+        .and_then(|a| a.get("ams"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|unit| {
+            unit.get("tray")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+}
+
+fn progress_of(s: &State) -> (u32, u32, u32) {
+    match (&s.job, s.gcode_state) {
+        (Some(job), GcodeState::Finish) => (100, job.plan.total_layers, job.plan.total_layers),
+        (Some(job), GcodeState::Prepare) => (0, 0, job.plan.total_layers),
+        (Some(job), _) => {
+            let fraction = (job.elapsed / job.plan.prediction_secs.max(1) as f64).clamp(0.0, 1.0);
+            let total = job.plan.total_layers;
+            let layer = ((fraction * total as f64).ceil() as u32).clamp(1, total);
+            ((fraction * 100.0).floor() as u32, layer, total)
+        }
+        (None, _) => (0, 0, 0),
+    }
+}
+
+/// Writes a number in the JSON type the template uses for `key` (integer or float).
+fn set_num(r: &mut Map<String, Value>, key: &str, value: f64) {
+    let Some(slot) = r.get_mut(key) else { return };
+    *slot = if slot.is_f64() {
+        json!(value)
+    } else {
+        json!(value.round() as i64)
+    };
+}
+
+fn set_str(r: &mut Map<String, Value>, key: &str, value: &str) {
+    if let Some(slot) = r.get_mut(key) {
+        *slot = json!(value);
+    }
+}
+
+/// `Metadata/plate_3.gcode` → 3.
+fn plate_number(param: &str) -> Option<u32> {
+    param
+        .strip_prefix("Metadata/plate_")?
+        .strip_suffix(".gcode")?
+        .parse()
+        .ok()
+}
+
+/// The storage path a `project_file` url names (`ftp:///x.3mf`, `ftp://x.3mf`,
+/// `file:///sdcard/x.3mf`).
+fn storage_path(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("ftp://")
+        .or_else(|| url.strip_prefix("file:///sdcard"))
+        .or_else(|| url.strip_prefix("file://"))?;
+    let rest = rest.trim_start_matches('/');
+    (!rest.is_empty() && !rest.split('/').any(|p| p == "..")).then(|| format!("/{rest}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_file_urls_map_to_storage_paths() {
+        assert_eq!(
+            storage_path("ftp:///benchy.3mf").as_deref(),
+            Some("/benchy.3mf")
+        );
+        assert_eq!(
+            storage_path("ftp://benchy.3mf").as_deref(),
+            Some("/benchy.3mf")
+        );
+        assert_eq!(
+            storage_path("file:///sdcard/cache/a.3mf").as_deref(),
+            Some("/cache/a.3mf")
+        );
+        assert_eq!(storage_path("http://x/a.3mf"), None);
+        assert_eq!(storage_path("ftp:///../etc/passwd"), None);
+        assert_eq!(plate_number("Metadata/plate_3.gcode"), Some(3));
+    }
+}
