@@ -4,6 +4,8 @@
 //! pair of 32-bit `attr` and `code` shown as `HMS_AAAA_AAAA_CCCC_CCCC`. Source:
 //! the protocol notes in `shared/design/BAMBU-PROTOCOL.md`.
 
+use printyard_contracts::printer::HmsSeverity;
+
 /// `print_error` as printers and the Bambu wiki show it, e.g. 50348044 → `0300_400C`.
 pub fn print_error_code(value: u32) -> String {
     format!("{:04X}_{:04X}", value >> 16, value & 0xFFFF)
@@ -23,25 +25,14 @@ pub fn hms_code(attr: u32, code: u32) -> String {
     )
 }
 
-/// HMS severity, from the high half of `code`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HmsSeverity {
-    Fatal,
-    Serious,
-    Common,
-    Info,
-    Unknown(u16),
-}
-
-impl HmsSeverity {
-    pub fn from_code(code: u32) -> Self {
-        match code >> 16 {
-            1 => HmsSeverity::Fatal,
-            2 => HmsSeverity::Serious,
-            3 => HmsSeverity::Common,
-            4 => HmsSeverity::Info,
-            other => HmsSeverity::Unknown(other as u16),
-        }
+/// HMS severity, from the high half of `code`: 1 fatal, 2 serious, 3 common, 4 info.
+pub fn hms_severity(code: u32) -> HmsSeverity {
+    match code >> 16 {
+        1 => HmsSeverity::Fatal,
+        2 => HmsSeverity::Serious,
+        3 => HmsSeverity::Common,
+        4 => HmsSeverity::Info,
+        _ => HmsSeverity::Unknown,
     }
 }
 
@@ -69,10 +60,10 @@ mod tests {
 
     #[test]
     fn severity_is_the_high_half_of_code() {
-        assert_eq!(HmsSeverity::from_code(0x0001_0000), HmsSeverity::Fatal);
-        assert_eq!(HmsSeverity::from_code(0x0002_0001), HmsSeverity::Serious);
-        assert_eq!(HmsSeverity::from_code(0x0003_000A), HmsSeverity::Common);
-        assert_eq!(HmsSeverity::from_code(0x0004_0000), HmsSeverity::Info);
-        assert_eq!(HmsSeverity::from_code(0x0009_0000), HmsSeverity::Unknown(9));
+        assert_eq!(hms_severity(0x0001_0000), HmsSeverity::Fatal);
+        assert_eq!(hms_severity(0x0002_0001), HmsSeverity::Serious);
+        assert_eq!(hms_severity(0x0003_000A), HmsSeverity::Common);
+        assert_eq!(hms_severity(0x0004_0000), HmsSeverity::Info);
+        assert_eq!(hms_severity(0x0009_0000), HmsSeverity::Unknown);
     }
 }

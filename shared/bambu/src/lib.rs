@@ -1,6 +1,9 @@
-//! The Bambu Lab LAN protocol as Printyard speaks it.
-//!
-//! This crate grows with the printer issue (reports, delta merge, HMS, TLS policy, FTPS,
-//! camera). For now it holds the code formats every later part shares.
+//! The Bambu Lab LAN protocol as Printyard speaks it: codes, report parsing and delta merge,
+//! state normalisation, HMS texts, and print lifecycle detection. No I/O: the gateway owns the
+//! connections and feeds what arrives through here.
 
 pub mod codes;
+pub mod hms;
+pub mod lifecycle;
+pub mod report;
+pub mod status;

@@ -1,0 +1,275 @@
+//! Print lifecycle as clients read it (protocol notes): a print starts when `gcode_state`
+//! becomes `RUNNING` with a job, not because the first report after connecting says `RUNNING`
+//! (that print was already running); it ends on `FINISH` (complete), `FAILED` (failed, or stopped
+//! when `print_error` is 0300_400C), or `IDLE` straight after running (aborted, stopped).
+//! Progress milestones are 25, 50 and 75 %, each reported once per print.
+
+use printyard_contracts::printer::{HmsEntry, HmsSeverity, PrinterState, PrinterStatus};
+
+use crate::codes::print_error_code;
+
+/// What a status change means for the farm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrintEvent {
+    Started,
+    Progress(u8),
+    Completed,
+    Failed { print_error: Option<String> },
+    Stopped,
+}
+
+const MILESTONES: [u8; 3] = [25, 50, 75];
+
+/// Follows one printer's statuses and says which print events they mean.
+#[derive(Debug, Clone, Default)]
+pub struct Lifecycle {
+    /// A print is under way (seen running, not yet ended).
+    active: bool,
+    /// The highest milestone reported for the active print.
+    milestone: u8,
+    /// No status seen since (re)connecting.
+    fresh: bool,
+    seen_any: bool,
+}
+
+impl Lifecycle {
+    pub fn new() -> Self {
+        Self {
+            fresh: true,
+            ..Self::default()
+        }
+    }
+
+    /// The connection was re-established: the next status is a first look, not a transition.
+    pub fn reconnected(&mut self) {
+        self.fresh = true;
+    }
+
+    /// Whether a print is under way.
+    pub fn active(&self) -> bool {
+        self.active
+    }
+
+    /// Feeds the latest status; returns the events it means, in order.
+    pub fn observe(&mut self, status: &PrinterStatus) -> Vec<PrintEvent> {
+        let mut events = Vec::new();
+        let first_look = self.fresh || !self.seen_any;
+        self.fresh = false;
+        self.seen_any = true;
+        let busy = matches!(status.state, PrinterState::Printing | PrinterState::Paused);
+        if first_look && !self.active {
+            // Already printing when we connected: follow it without announcing a start, and
+            // without re-announcing milestones it has passed.
+            if busy {
+                self.active = true;
+                self.milestone = passed_milestone(status.progress);
+            }
+            return events;
+        }
+        match status.state {
+            PrinterState::Printing if !self.active => {
+                self.active = true;
+                self.milestone = 0;
+                events.push(PrintEvent::Started);
+            }
+            PrinterState::Finished if self.active => {
+                self.milestones_up_to(100, &mut events);
+                self.active = false;
+                events.push(PrintEvent::Completed);
+            }
+            PrinterState::Failed if self.active => {
+                self.active = false;
+                let cancelled = status.print_error.as_deref()
+                    == Some(&print_error_code(crate::codes::PRINT_ERROR_CANCELLED));
+                events.push(if cancelled {
+                    PrintEvent::Stopped
+                } else {
+                    PrintEvent::Failed {
+                        print_error: status.print_error.clone(),
+                    }
+                });
+            }
+            PrinterState::Idle if self.active => {
+                self.active = false;
+                events.push(PrintEvent::Stopped);
+            }
+            _ => {}
+        }
+        if self.active && status.state == PrinterState::Printing {
+            self.milestones_up_to(status.progress, &mut events);
+        }
+        events
+    }
+
+    fn milestones_up_to(&mut self, progress: u8, events: &mut Vec<PrintEvent>) {
+        for m in MILESTONES {
+            if progress >= m && self.milestone < m {
+                self.milestone = m;
+                events.push(PrintEvent::Progress(m));
+            }
+        }
+    }
+}
+
+fn passed_milestone(progress: u8) -> u8 {
+    MILESTONES
+        .into_iter()
+        .filter(|m| progress >= *m)
+        .max()
+        .unwrap_or(0)
+}
+
+/// HMS errors (fatal or serious) in `current` that were not in `previous`.
+pub fn new_hms_errors<'a>(previous: &[HmsEntry], current: &'a [HmsEntry]) -> Vec<&'a HmsEntry> {
+    current
+        .iter()
+        .filter(|e| matches!(e.severity, HmsSeverity::Fatal | HmsSeverity::Serious))
+        .filter(|e| !previous.iter().any(|p| p.code == e.code))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use printyard_contracts::printer::{HmsStatus, Temperatures};
+
+    fn status(state: PrinterState, progress: u8, print_error: Option<&str>) -> PrinterStatus {
+        PrinterStatus {
+            state,
+            progress,
+            remaining_time: 0,
+            current_layer: 0,
+            total_layers: 0,
+            temperatures: Temperatures::default(),
+            hms_status: HmsStatus::Ok,
+            hms: vec![],
+            job_name: Some("job".into()),
+            gcode_file: None,
+            print_error: print_error.map(str::to_owned),
+        }
+    }
+
+    fn run(steps: &[(PrinterState, u8, Option<&str>)]) -> Vec<PrintEvent> {
+        let mut lifecycle = Lifecycle::new();
+        steps
+            .iter()
+            .flat_map(|(s, p, e)| lifecycle.observe(&status(*s, *p, *e)))
+            .collect()
+    }
+
+    use PrinterState::*;
+
+    #[test]
+    fn a_print_from_idle_starts_passes_milestones_once_and_completes() {
+        let events = run(&[
+            (Idle, 0, None),
+            (Preparing, 0, None),
+            (Printing, 1, None),
+            (Printing, 30, None),
+            (Printing, 31, None),
+            (Paused, 31, None),
+            (Printing, 60, None),
+            (Printing, 80, None),
+            (Finished, 100, None),
+            (Idle, 0, None),
+        ]);
+        assert_eq!(
+            events,
+            vec![
+                PrintEvent::Started,
+                PrintEvent::Progress(25),
+                PrintEvent::Progress(50),
+                PrintEvent::Progress(75),
+                PrintEvent::Completed,
+            ]
+        );
+    }
+
+    #[test]
+    fn connecting_to_a_printer_already_printing_is_not_a_new_print() {
+        let events = run(&[
+            (Printing, 55, None),
+            (Printing, 60, None),
+            (Printing, 80, None),
+            (Finished, 100, None),
+        ]);
+        assert_eq!(
+            events,
+            vec![PrintEvent::Progress(75), PrintEvent::Completed]
+        );
+    }
+
+    #[test]
+    fn a_reconnect_mid_print_does_not_restart_it_and_an_end_while_away_is_reported() {
+        let mut lifecycle = Lifecycle::new();
+        lifecycle.observe(&status(Idle, 0, None));
+        assert_eq!(
+            lifecycle.observe(&status(Printing, 10, None)),
+            vec![PrintEvent::Started]
+        );
+        lifecycle.reconnected();
+        assert!(lifecycle.observe(&status(Printing, 20, None)).is_empty());
+        lifecycle.reconnected();
+        assert_eq!(
+            lifecycle.observe(&status(Finished, 100, None)),
+            vec![
+                PrintEvent::Progress(25),
+                PrintEvent::Progress(50),
+                PrintEvent::Progress(75),
+                PrintEvent::Completed,
+            ]
+        );
+    }
+
+    #[test]
+    fn stops_and_failures_are_told_apart() {
+        let stopped = run(&[
+            (Idle, 0, None),
+            (Printing, 5, None),
+            (Failed, 5, Some("0300_400C")),
+        ]);
+        assert_eq!(stopped, vec![PrintEvent::Started, PrintEvent::Stopped]);
+        let failed = run(&[
+            (Idle, 0, None),
+            (Printing, 5, None),
+            (Failed, 5, Some("0300_8003")),
+        ]);
+        assert_eq!(
+            failed,
+            vec![
+                PrintEvent::Started,
+                PrintEvent::Failed {
+                    print_error: Some("0300_8003".into())
+                }
+            ]
+        );
+        let aborted = run(&[(Idle, 0, None), (Printing, 5, None), (Idle, 0, None)]);
+        assert_eq!(aborted, vec![PrintEvent::Started, PrintEvent::Stopped]);
+        let never_started = run(&[
+            (Idle, 0, None),
+            (Preparing, 0, None),
+            (Failed, 0, Some("0300_400C")),
+        ]);
+        assert!(never_started.is_empty(), "{never_started:?}");
+    }
+
+    #[test]
+    fn only_new_serious_hms_entries_are_errors() {
+        let e = |code: &str, severity| HmsEntry {
+            code: code.into(),
+            severity,
+            text: None,
+        };
+        let before = vec![e("HMS_A", HmsSeverity::Serious)];
+        let now = vec![
+            e("HMS_A", HmsSeverity::Serious),
+            e("HMS_B", HmsSeverity::Fatal),
+            e("HMS_C", HmsSeverity::Info),
+        ];
+        let new: Vec<_> = new_hms_errors(&before, &now)
+            .into_iter()
+            .map(|h| h.code.as_str())
+            .collect();
+        assert_eq!(new, ["HMS_B"]);
+    }
+}

@@ -1,0 +1,181 @@
+//! From a merged report to the normalised [`PrinterStatus`]: states named for people,
+//! remaining time in seconds (printers send minutes), HMS entries decoded with severity and text.
+
+use printyard_contracts::printer::{
+    HmsEntry, HmsSeverity, HmsStatus, PrinterState, PrinterStatus, Temperatures,
+};
+use serde_json::{Map, Value};
+
+use crate::codes::{hms_code, hms_severity, print_error_code};
+use crate::hms::hms_text;
+
+/// A number, whether the printer sent it as a number or a numeric string.
+pub fn number(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// `gcode_state` to the API's state.
+pub fn state_of(gcode_state: Option<&str>) -> PrinterState {
+    match gcode_state.map(str::to_ascii_uppercase).as_deref() {
+        Some("PREPARE" | "SLICING" | "INIT") => PrinterState::Preparing,
+        Some("RUNNING") => PrinterState::Printing,
+        Some("PAUSE") => PrinterState::Paused,
+        Some("FINISH") => PrinterState::Finished,
+        Some("FAILED") => PrinterState::Failed,
+        _ => PrinterState::Idle,
+    }
+}
+
+/// Whether the model has a real chamber sensor (A1 and P1 send a placeholder value).
+fn has_chamber_sensor(model_id: Option<&str>) -> bool {
+    matches!(
+        model_id,
+        Some("BL-P001" | "BL-P002" | "C13" | "O1D" | "O1S" | "N7")
+    )
+}
+
+/// The HMS entries of a report: `[{attr, code}]`.
+pub fn hms_entries(fields: &Map<String, Value>, catalog_model: Option<&str>) -> Vec<HmsEntry> {
+    fields
+        .get("hms")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let attr = u32::try_from(e.get("attr")?.as_u64()?).ok()?;
+            let code = u32::try_from(e.get("code")?.as_u64()?).ok()?;
+            Some(HmsEntry {
+                code: hms_code(attr, code),
+                severity: hms_severity(code),
+                text: hms_text(attr, code, catalog_model),
+            })
+        })
+        .collect()
+}
+
+/// Normalises a merged report. `model_id` is the printer's model id (`N1`, `C12`, `BL-P001`);
+/// `catalog_model` the HMS catalog's model name where texts differ by model.
+pub fn normalize(
+    fields: &Map<String, Value>,
+    model_id: Option<&str>,
+    catalog_model: Option<&str>,
+) -> PrinterStatus {
+    let state = state_of(fields.get("gcode_state").and_then(Value::as_str));
+    let hms = hms_entries(fields, catalog_model);
+    let hms_status = if hms
+        .iter()
+        .any(|h| matches!(h.severity, HmsSeverity::Fatal | HmsSeverity::Serious))
+    {
+        HmsStatus::Error
+    } else if hms
+        .iter()
+        .any(|h| matches!(h.severity, HmsSeverity::Common | HmsSeverity::Unknown))
+    {
+        HmsStatus::Warning
+    } else {
+        HmsStatus::Ok
+    };
+    let int = |key: &str| number(fields.get(key)).unwrap_or(0.0).max(0.0);
+    let print_error = int("print_error") as u32;
+    PrinterStatus {
+        state,
+        progress: int("mc_percent").min(100.0) as u8,
+        remaining_time: (int("mc_remaining_time") as u64).saturating_mul(60),
+        current_layer: int("layer_num") as u32,
+        total_layers: int("total_layer_num") as u32,
+        temperatures: Temperatures {
+            nozzle: number(fields.get("nozzle_temper")).unwrap_or(0.0),
+            nozzle_target: number(fields.get("nozzle_target_temper")).unwrap_or(0.0),
+            bed: number(fields.get("bed_temper")).unwrap_or(0.0),
+            bed_target: number(fields.get("bed_target_temper")).unwrap_or(0.0),
+            chamber: if has_chamber_sensor(model_id) {
+                number(fields.get("chamber_temper"))
+            } else {
+                None
+            },
+        },
+        hms_status,
+        hms,
+        job_name: text(fields.get("subtask_name")),
+        gcode_file: text(fields.get("gcode_file")),
+        print_error: (print_error != 0).then(|| print_error_code(print_error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_running_report_normalises_to_the_api_units() {
+        let fields = json!({
+            "gcode_state": "RUNNING", "mc_percent": 45, "mc_remaining_time": 60,
+            "layer_num": 120, "total_layer_num": 267, "nozzle_temper": 219.5,
+            "nozzle_target_temper": 220, "bed_temper": "60.0", "bed_target_temper": 60,
+            "chamber_temper": 5, "subtask_name": "Benchy", "gcode_file": "benchy.3mf",
+            "print_error": 0, "hms": []
+        });
+        let status = normalize(fields.as_object().unwrap(), Some("C12"), None);
+        assert_eq!(status.state, PrinterState::Printing);
+        assert_eq!(status.progress, 45);
+        assert_eq!(status.remaining_time, 3600);
+        assert_eq!((status.current_layer, status.total_layers), (120, 267));
+        assert_eq!(status.temperatures.bed, 60.0, "numeric strings are read");
+        assert_eq!(
+            status.temperatures.chamber, None,
+            "P1S sends a placeholder chamber value"
+        );
+        assert_eq!(status.hms_status, HmsStatus::Ok);
+        assert_eq!(status.job_name.as_deref(), Some("Benchy"));
+        assert_eq!(status.print_error, None);
+    }
+
+    #[test]
+    fn every_gcode_state_maps_and_unknown_ones_are_idle() {
+        for (raw, state) in [
+            ("IDLE", PrinterState::Idle),
+            ("PREPARE", PrinterState::Preparing),
+            ("SLICING", PrinterState::Preparing),
+            ("RUNNING", PrinterState::Printing),
+            ("PAUSE", PrinterState::Paused),
+            ("FINISH", PrinterState::Finished),
+            ("FAILED", PrinterState::Failed),
+            ("weird", PrinterState::Idle),
+        ] {
+            assert_eq!(state_of(Some(raw)), state, "{raw}");
+        }
+    }
+
+    #[test]
+    fn hms_severity_sets_the_status_and_a_serious_entry_is_an_error() {
+        let warn = json!({"hms": [{"attr": 0x0C00_0300u32, "code": 0x0003_0007u32}]});
+        let status = normalize(warn.as_object().unwrap(), None, None);
+        assert_eq!(status.hms_status, HmsStatus::Warning);
+        assert_eq!(status.hms[0].code, "HMS_0C00_0300_0003_0007");
+        assert!(status.hms[0].text.is_some());
+        let error =
+            json!({"hms": [{"attr": 0x0300_0100u32, "code": 0x0001_0001u32}, {"attr": "x"}]});
+        let status = normalize(error.as_object().unwrap(), None, None);
+        assert_eq!(status.hms_status, HmsStatus::Error);
+        assert_eq!(status.hms.len(), 1, "malformed entries are skipped");
+    }
+
+    #[test]
+    fn a_cancelled_print_shows_its_error_code() {
+        let fields = json!({"gcode_state": "FAILED", "print_error": 50348044});
+        let status = normalize(fields.as_object().unwrap(), None, None);
+        assert_eq!(status.print_error.as_deref(), Some("0300_400C"));
+    }
+}

@@ -1,0 +1,126 @@
+//! Every real capture in `tests/fixtures/printers/` parses, merges and normalises.
+
+use printyard_bambu::report::{Message, ReportState, parse};
+use printyard_bambu::status::normalize;
+use printyard_contracts::printer::{HmsStatus, PrinterState};
+use serde_json::Value;
+
+fn load(name: &str) -> Value {
+    let path = format!(
+        "{}/../../tests/fixtures/printers/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The full report of a capture, as the payload a printer would send.
+fn full_payload(doc: &Value) -> Vec<u8> {
+    let print = doc
+        .pointer("/pushall/print")
+        .or_else(|| doc.get("push_all"))
+        .or_else(|| doc.pointer("/message/print"))
+        .expect("a full report");
+    serde_json::to_vec(&serde_json::json!({ "print": print })).unwrap()
+}
+
+fn state_of(name: &str) -> ReportState {
+    let doc = load(name);
+    let mut state = ReportState::default();
+    match parse(&full_payload(&doc)).unwrap() {
+        Message::Status { full, print } => {
+            assert!(full, "{name}: the capture is a full report (msg 0)");
+            state.apply(full, &print);
+        }
+        other => panic!("{name}: {other:?}"),
+    }
+    state
+}
+
+#[test]
+fn every_capture_is_a_full_report_that_normalises() {
+    let dir = format!(
+        "{}/../../tests/fixtures/printers",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.contains("get-version") {
+            continue;
+        }
+        let state = state_of(&name);
+        let status = normalize(state.fields(), None, None);
+        assert!(status.progress <= 100, "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 7);
+}
+
+#[test]
+fn captures_normalise_to_what_the_printers_were_doing() {
+    let x1c = normalize(
+        state_of("x1c-multi-ams.json").fields(),
+        Some("BL-P001"),
+        None,
+    );
+    assert_eq!(x1c.state, PrinterState::Finished);
+    assert_eq!(
+        (x1c.progress, x1c.current_layer, x1c.total_layers),
+        (100, 480, 480)
+    );
+    assert_eq!(
+        x1c.job_name.as_deref(),
+        Some("Garden Hose Healer: Male fitting")
+    );
+
+    let p1p = normalize(state_of("p1p.json").fields(), Some("C11"), None);
+    assert_eq!(p1p.state, PrinterState::Failed);
+    assert_eq!(p1p.remaining_time, 759 * 60, "minutes become seconds");
+    assert_eq!(p1p.temperatures.chamber, None);
+
+    let a1mini = normalize(
+        state_of("a1mini-pushall-idle.json").fields(),
+        Some("N1"),
+        None,
+    );
+    assert_eq!(a1mini.state, PrinterState::Idle);
+
+    let misc = normalize(state_of("misc-with-hms.json").fields(), None, None);
+    assert_eq!(misc.hms.len(), 1);
+    assert_eq!(misc.hms[0].code, "HMS_0C00_0300_0003_0007");
+    assert_eq!(misc.hms_status, HmsStatus::Warning);
+    assert!(misc.hms[0].text.as_deref().unwrap().contains("first layer"));
+}
+
+#[test]
+fn the_h2d_deltas_merge_onto_its_full_report() {
+    let doc = load("h2d.json");
+    let mut state = state_of("h2d.json");
+    let before = state.fields().len();
+    for key in [
+        "push_door_opened",
+        "push_left_extruder",
+        "push_alt_nozzle_info",
+    ] {
+        let delta = doc[key].as_object().unwrap().clone();
+        state.apply(false, &delta);
+    }
+    assert!(state.fields().len() >= before, "deltas only add or replace");
+    let device = &state.fields()["device"];
+    assert!(device.is_object(), "nested objects merge");
+}
+
+#[test]
+fn version_answers_parse_as_versions() {
+    for (name, pointer) in [
+        ("a1mini-get-version.json", "/message"),
+        ("x1c-multi-ams.json", "/get_version"),
+    ] {
+        let doc = load(name);
+        let payload = serde_json::to_vec(doc.pointer(pointer).unwrap()).unwrap();
+        assert!(
+            matches!(parse(&payload).unwrap(), Message::Version(_)),
+            "{name}"
+        );
+    }
+}

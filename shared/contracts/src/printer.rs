@@ -1,0 +1,82 @@
+//! A printer's normalised live status, as the gateway puts it in the `printer_status` KV bucket
+//! and the API shows it. Units are the API's: seconds, degrees Celsius, percent.
+
+use serde::{Deserialize, Serialize};
+
+/// The normalised printer state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum PrinterState {
+    Idle,
+    Preparing,
+    Printing,
+    Paused,
+    Finished,
+    Failed,
+    Offline,
+}
+
+/// Health of the printer by its HMS entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HmsStatus {
+    Ok,
+    Warning,
+    Error,
+}
+
+/// HMS severity, from the high half of the entry's `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HmsSeverity {
+    Fatal,
+    Serious,
+    Common,
+    Info,
+    Unknown,
+}
+
+/// One HMS entry: `HMS_0300_0100_0001_0001`, its severity, and the catalog's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HmsEntry {
+    pub code: String,
+    pub severity: HmsSeverity,
+    pub text: Option<String>,
+}
+
+/// Temperatures in °C; targets are 0 when the heater is off.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Temperatures {
+    pub nozzle: f64,
+    pub nozzle_target: f64,
+    pub bed: f64,
+    pub bed_target: f64,
+    /// `None` where the printer reports no chamber sensor (A1 and P1 send a placeholder).
+    pub chamber: Option<f64>,
+}
+
+/// The normalised status of one printer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PrinterStatus {
+    pub state: PrinterState,
+    /// Percent, 0 to 100.
+    pub progress: u8,
+    /// Seconds (printers send minutes).
+    pub remaining_time: u64,
+    pub current_layer: u32,
+    pub total_layers: u32,
+    pub temperatures: Temperatures,
+    pub hms_status: HmsStatus,
+    pub hms: Vec<HmsEntry>,
+    /// The job's name (`subtask_name`) and file (`gcode_file`), while there is one.
+    pub job_name: Option<String>,
+    pub gcode_file: Option<String>,
+    /// `print_error` as `XXXX_XXXX`, when not zero.
+    pub print_error: Option<String>,
+}
