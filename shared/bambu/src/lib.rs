@@ -7,3 +7,4 @@ pub mod hms;
 pub mod lifecycle;
 pub mod report;
 pub mod status;
+pub mod tls;
