@@ -62,6 +62,10 @@ pub fn parse(payload: &[u8]) -> Result<Message, ParseError> {
             continue;
         };
         let command = body.get("command").and_then(Value::as_str);
+        // Version answers carry `result` too (the P1P capture): they are answers, not acks.
+        if category == "info" && command == Some("get_version") {
+            return Ok(Message::Version(Value::Object(body.clone())));
+        }
         if let Some(result) = body.get("result").and_then(Value::as_str) {
             return Ok(Message::Ack(Ack {
                 category: category.clone(),
@@ -214,6 +218,12 @@ mod tests {
         );
         let version = parse(br#"{"info":{"command":"get_version","module":[]}}"#).unwrap();
         assert!(matches!(version, Message::Version(_)));
+        let with_result =
+            parse(br#"{"info":{"command":"get_version","module":[],"result":"success"}}"#).unwrap();
+        assert!(
+            matches!(with_result, Message::Version(_)),
+            "version answers with `result` are versions"
+        );
         assert_eq!(
             parse(br#"{"system":{"command":"ledctrl"}}"#).unwrap(),
             Message::Other
