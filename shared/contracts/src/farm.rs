@@ -1,0 +1,235 @@
+//! What flows between the gateway and the central services about printers: the KV buckets,
+//! the event stream, the registry record a gateway connects from, and the events it publishes.
+//!
+//! Subjects carry the site, so that a site's NATS credentials can be limited to its own printers.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::subjects::ROOT;
+
+/// KV bucket: printer id → [`PrinterRecord`], written by `api`, watched by gateways.
+pub const PRINTER_REGISTRY_BUCKET: &str = "printer_registry";
+/// KV bucket: printer id → owning gateway instance; entries expire unless renewed (the lease).
+pub const PRINTER_OWNERS_BUCKET: &str = "printer_owners";
+/// KV bucket: printer id → latest status, written by the owning gateway.
+pub const PRINTER_STATUS_BUCKET: &str = "printer_status";
+/// JetStream stream of [`FarmEvent`]s.
+pub const FARM_EVENTS_STREAM: &str = "FARM_EVENTS";
+
+/// A site name: 1 to 32 of `a-z`, `0-9`, `-`, `_` (it becomes a subject token).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Site(String);
+
+impl Site {
+    pub fn parse(name: &str) -> Result<Site, InvalidSite> {
+        let ok = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        ok.then(|| Site(name.to_owned())).ok_or(InvalidSite)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Site("default".into())
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a site is 1 to 32 characters of a-z, 0-9, '-' and '_'")]
+pub struct InvalidSite;
+
+impl TryFrom<String> for Site {
+    type Error = InvalidSite;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Site::parse(&value)
+    }
+}
+
+impl From<Site> for String {
+    fn from(site: Site) -> String {
+        site.0
+    }
+}
+
+/// The subject of an event: `printyard.events.<site>.<printer id>.<kind>`.
+pub fn event_subject(site: &Site, printer_id: i64, kind: EventKind) -> String {
+    format!("{ROOT}.events.{site}.{printer_id}.{}", kind.as_str())
+}
+
+/// Every event subject (the stream's filter).
+pub fn all_events() -> String {
+    format!("{ROOT}.events.>")
+}
+
+/// The registry key of a printer: `<site>.<id>`, so a gateway watches `<site>.*`.
+pub fn registry_key(site: &Site, printer_id: i64) -> String {
+    format!("{site}.{printer_id}")
+}
+
+/// What a gateway needs to connect to a printer. Holds the access code: never log it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrinterRecord {
+    pub id: i64,
+    pub name: String,
+    pub site: Site,
+    /// IP address or host name.
+    pub host: String,
+    pub serial: String,
+    pub access_code: String,
+    /// Marketing name once known ("P1S").
+    pub model: Option<String>,
+    /// SHA-256 of the certificate trusted on first use, lower-case hex.
+    pub tls_pin: Option<String>,
+    /// Accept any certificate (explicit choice only).
+    #[serde(default)]
+    pub tls_insecure: bool,
+}
+
+impl fmt::Debug for PrinterRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrinterRecord")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("site", &self.site)
+            .field("host", &self.host)
+            .field("serial", &self.serial)
+            .field("access_code", &"[redacted]")
+            .field("model", &self.model)
+            .field("tls_pin", &self.tls_pin)
+            .field("tls_insecure", &self.tls_insecure)
+            .finish()
+    }
+}
+
+/// The kinds of farm events (the webhook event names of the reference, and more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    PrintStarted,
+    PrintProgress,
+    PrintComplete,
+    PrintFailed,
+    PrintStopped,
+    PrinterOnline,
+    PrinterOffline,
+    PrinterError,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::PrintStarted => "print_started",
+            EventKind::PrintProgress => "print_progress",
+            EventKind::PrintComplete => "print_complete",
+            EventKind::PrintFailed => "print_failed",
+            EventKind::PrintStopped => "print_stopped",
+            EventKind::PrinterOnline => "printer_online",
+            EventKind::PrinterOffline => "printer_offline",
+            EventKind::PrinterError => "printer_error",
+        }
+    }
+}
+
+/// An event on `FARM_EVENTS`. `id` is also the message's `Nats-Msg-Id`, so a re-published
+/// event is stored once; consumers record the ids they applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FarmEvent {
+    pub id: String,
+    pub kind: EventKind,
+    pub site: Site,
+    pub printer_id: i64,
+    pub serial: String,
+    pub at: DateTime<Utc>,
+    /// Kind-specific details (job name and file, progress, print error, HMS code, reason).
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// A deterministic event id: the same occurrence (printer, kind, print, detail) always gets the
+/// same id, whichever gateway publishes it, so JetStream's dedupe keeps one.
+pub fn event_id(serial: &str, kind: EventKind, occurrence: &str) -> String {
+    format!("{serial}.{}.{occurrence}", kind.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_are_subject_tokens() {
+        assert!(Site::parse("workshop-2").is_ok());
+        for bad in ["", "a.b", "a*", ">", "Upper", "x y", &"a".repeat(33)] {
+            assert!(Site::parse(bad).is_err(), "{bad:?}");
+        }
+        let site: Result<Site, _> = serde_json::from_str("\"a.b\"");
+        assert!(site.is_err(), "bad sites are refused when decoding too");
+    }
+
+    #[test]
+    fn subjects_and_keys_carry_the_site() {
+        let site = Site::parse("lab").unwrap();
+        assert_eq!(
+            event_subject(&site, 7, EventKind::PrintStarted),
+            "printyard.events.lab.7.print_started"
+        );
+        assert_eq!(all_events(), "printyard.events.>");
+        assert_eq!(registry_key(&site, 7), "lab.7");
+    }
+
+    #[test]
+    fn a_record_never_shows_its_access_code_in_debug_output() {
+        let record = PrinterRecord {
+            id: 1,
+            name: "X1".into(),
+            site: Site::default(),
+            host: "10.0.0.5".into(),
+            serial: "00M000000000001".into(),
+            access_code: "12345678".into(),
+            model: None,
+            tls_pin: None,
+            tls_insecure: false,
+        };
+        assert!(!format!("{record:?}").contains("12345678"));
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            serde_json::from_str::<PrinterRecord>(&json).unwrap(),
+            record
+        );
+    }
+
+    #[test]
+    fn events_round_trip_and_ids_are_deterministic() {
+        let event = FarmEvent {
+            id: event_id("S1", EventKind::PrintProgress, "task-9.50"),
+            kind: EventKind::PrintProgress,
+            site: Site::default(),
+            printer_id: 3,
+            serial: "S1".into(),
+            at: Utc::now(),
+            data: serde_json::json!({"progress": 50}),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["kind"], "print_progress");
+        assert_eq!(serde_json::from_value::<FarmEvent>(json).unwrap(), event);
+        assert_eq!(
+            event_id("S1", EventKind::PrintProgress, "task-9.50"),
+            "S1.print_progress.task-9.50"
+        );
+    }
+}
