@@ -114,6 +114,7 @@ impl TestEnv {
             nats: self.nats_config(),
             admin: self.admin_config(),
             telemetry: TelemetryConfig::default(),
+            gateway: Default::default(),
         }
     }
 
@@ -235,8 +236,13 @@ pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
 }
 
 pub async fn spawn_gateway(env: &TestEnv) -> Running {
+    spawn_gateway_with(env.gateway_config()).await
+}
+
+/// A gateway started with a configuration the test adjusted.
+pub async fn spawn_gateway_with(config: printyard_gateway::Config) -> Running {
     let token = CancellationToken::new();
-    let service = printyard_gateway::Gateway::start(env.gateway_config(), token.clone())
+    let service = printyard_gateway::Gateway::start(config, token.clone())
         .await
         .expect("gateway starts");
     let admin = service.admin_addr();

@@ -2,11 +2,21 @@
 //! camera), bridging them onto NATS. It runs at a site next to its printers and needs
 //! nothing but NATS: no database, no object storage.
 //!
-//! Today it starts and answers NATS discovery; printer connections arrive with their issue.
+//! It watches the printer registry for its site, claims printers through the ownership lease,
+//! holds one connection per claimed printer, and publishes their status (KV `printer_status`)
+//! and events (stream `FARM_EVENTS`). Commands arrive with the printer endpoints' issue.
+
+pub mod connection;
+pub mod store;
+pub mod supervisor;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use printyard_bambu::tls::{BAMBU_CA_BUNDLE, trust_anchors};
 use printyard_contracts::ServiceName;
+use printyard_contracts::farm::Site;
 use printyard_service::config::{AdminConfig, HasTelemetry, NatsConfig, TelemetryConfig};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use serde::{Deserialize, Serialize};
@@ -19,6 +29,35 @@ pub struct Config {
     pub nats: NatsConfig,
     pub admin: AdminConfig,
     pub telemetry: TelemetryConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// `gateway.*`: which printers this gateway serves and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// The site whose printers this gateway connects to.
+    pub site: String,
+    /// How long a claim on a printer lasts without renewal (failover time).
+    pub lease_secs: u64,
+    /// PEM files of CAs trusted beside the Bambu CA bundle (a lab's own, the simulator's).
+    pub extra_ca_files: Vec<String>,
+    /// Silence after which a printer connection is taken as dead.
+    pub silence_secs: u64,
+    /// The most often a printer's status is written to the KV bucket.
+    pub status_interval_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            site: "default".into(),
+            lease_secs: 15,
+            extra_ca_files: Vec::new(),
+            silence_secs: 60,
+            status_interval_ms: 250,
+        }
+    }
 }
 
 impl HasTelemetry for Config {
@@ -45,6 +84,33 @@ impl Gateway {
             shutdown,
         )
         .await?;
+        let settings = &config.gateway;
+        let site = Site::parse(&settings.site).map_err(|e| anyhow::anyhow!("gateway.site: {e}"))?;
+        let mut pems = vec![BAMBU_CA_BUNDLE.to_owned()];
+        for path in &settings.extra_ca_files {
+            pems.push(
+                std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("reading CA file {path}: {e}"))?,
+            );
+        }
+        let pem_refs: Vec<&str> = pems.iter().map(String::as_str).collect();
+        let lease = Duration::from_secs(settings.lease_secs.max(3));
+        let store = Arc::new(store::FarmStore::open(runtime.nats().clone(), lease).await?);
+        let supervisor = supervisor::Supervisor {
+            store,
+            site,
+            instance: format!("gateway-{:016x}", rand::random::<u64>()),
+            lease,
+            connection: Arc::new(connection::Settings {
+                anchors: Arc::new(trust_anchors(&pem_refs)),
+                silence: Duration::from_secs(settings.silence_secs.max(5)),
+                status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
+                command_deadline: Duration::from_secs(5),
+            }),
+        };
+        runtime
+            .tasks()
+            .spawn(supervisor.run(runtime.shutdown_token().clone()));
         Ok(Self { runtime })
     }
 

@@ -1,0 +1,352 @@
+//! One task per held printer: connect (MQTT over TLS with the printer's trust policy), merge
+//! its reports, put the normalised status into the KV bucket when it changes (coalesced), and
+//! publish lifecycle events. Reconnects with backoff and jitter; a wrong access code is retried
+//! slowly; 60 s without a report is a dead connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use printyard_bambu::lifecycle::{Lifecycle, PrintEvent, new_hms_errors};
+use printyard_bambu::mqtt::{AccessCode, Endpoint, Incoming, Session, SessionError};
+use printyard_bambu::report::{Message, ReportState};
+use printyard_bambu::tls::{
+    Acceptance, TrustMode, client_config, fingerprint_hex, parse_fingerprint,
+};
+use printyard_bambu::{models, status};
+use printyard_contracts::farm::{EventKind, FarmEvent, PrinterRecord, event_id, event_subject};
+use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
+use printyard_service::backoff::Backoff;
+use rustls::pki_types::TrustAnchor;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::FarmStore;
+
+/// Settings shared by every connection of a gateway.
+pub struct Settings {
+    pub anchors: Arc<Vec<TrustAnchor<'static>>>,
+    pub silence: Duration,
+    pub status_interval: Duration,
+    pub command_deadline: Duration,
+}
+
+/// What the gateway puts in `printer_status` under the printer's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub printer_id: i64,
+    pub serial: String,
+    pub connected: bool,
+    pub last_seen: Option<chrono::DateTime<Utc>>,
+    pub connection_error: Option<String>,
+    /// Marketing name detected from the printer ("A1 mini").
+    pub model: Option<String>,
+    /// The certificate fingerprint trusted on first use, for the registry to keep.
+    pub tls_pin: Option<String>,
+    pub status: Option<PrinterStatus>,
+}
+
+pub struct Connection {
+    record: PrinterRecord,
+    store: Arc<FarmStore>,
+    settings: Arc<Settings>,
+    status: StatusRecord,
+    published: Option<StatusRecord>,
+    published_at: Option<Instant>,
+    lifecycle: Lifecycle,
+    hms: Vec<HmsEntry>,
+    /// Identity of the print under way, for event ids.
+    print_key: Option<String>,
+}
+
+impl Connection {
+    pub fn new(record: PrinterRecord, store: Arc<FarmStore>, settings: Arc<Settings>) -> Self {
+        let status = StatusRecord {
+            printer_id: record.id,
+            serial: record.serial.clone(),
+            connected: false,
+            last_seen: None,
+            connection_error: None,
+            model: record
+                .model
+                .clone()
+                .or_else(|| models::from_serial(&record.serial).map(str::to_owned)),
+            tls_pin: record.tls_pin.clone(),
+            status: None,
+        };
+        Self {
+            record,
+            store,
+            settings,
+            status,
+            published: None,
+            published_at: None,
+            lifecycle: Lifecycle::new(),
+            hms: Vec::new(),
+            print_key: None,
+        }
+    }
+
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        loop {
+            let outcome = tokio::select! {
+                _ = stop.cancelled() => break,
+                outcome = self.session() => outcome,
+            };
+            let was_connected = self.status.connected;
+            self.status.connected = false;
+            self.status.connection_error = Some(outcome.to_string());
+            if let Some(s) = self.status.status.as_mut() {
+                s.state = PrinterState::Offline;
+            }
+            self.flush(true).await;
+            if was_connected {
+                self.event(
+                    EventKind::PrinterOffline,
+                    "offline",
+                    serde_json::json!({"reason": outcome.to_string()}),
+                )
+                .await;
+                backoff.reset();
+            }
+            self.lifecycle.reconnected();
+            let delay = match outcome {
+                SessionError::NotAuthorized => Duration::from_secs(60),
+                _ => backoff.next_delay(),
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.status.connected = false;
+        self.flush(true).await;
+    }
+
+    fn trust_mode(&self) -> TrustMode {
+        if self.record.tls_insecure {
+            TrustMode::Insecure
+        } else {
+            TrustMode::Verify {
+                pin: self.status.tls_pin.as_deref().and_then(parse_fingerprint),
+            }
+        }
+    }
+
+    /// One connection, until it fails.
+    async fn session(&mut self) -> SessionError {
+        let Some(code) = AccessCode::parse(&self.record.access_code) else {
+            return SessionError::Refused("the access code is not 8 letters or digits".into());
+        };
+        let (tls, verifier) = match client_config(
+            &self.record.serial,
+            self.settings.anchors.clone(),
+            self.trust_mode(),
+        ) {
+            Ok(pair) => pair,
+            Err(err) => return SessionError::Tls(err.to_string()),
+        };
+        let endpoint = Endpoint {
+            host: self.record.host.clone(),
+            port: 8883,
+            serial: self.record.serial.clone(),
+            access_code: code,
+        };
+        let mut session = Session::new(&endpoint, tls, self.settings.command_deadline);
+        let mut state = ReportState::default();
+        let mut flush = tokio::time::interval(self.settings.status_interval);
+        loop {
+            let incoming = tokio::select! {
+                incoming = tokio::time::timeout(self.settings.silence, session.next()) => incoming,
+                _ = flush.tick() => {
+                    self.flush(false).await;
+                    continue;
+                }
+            };
+            let incoming = match incoming {
+                Err(_) => return SessionError::Timeout(self.settings.silence),
+                Ok(Err(SessionError::Tls(reason))) => {
+                    if let Some(Acceptance::Refused(why)) = verifier.outcome() {
+                        return SessionError::Tls(why);
+                    }
+                    return SessionError::Tls(reason);
+                }
+                Ok(Err(err)) => return err,
+                Ok(Ok(incoming)) => incoming,
+            };
+            self.status.last_seen = Some(Utc::now());
+            match incoming {
+                Incoming::Connected => {
+                    if let Some(Acceptance::FirstUse(fp)) = verifier.outcome() {
+                        self.status.tls_pin = Some(fingerprint_hex(&fp));
+                    }
+                    self.status.connected = true;
+                    self.status.connection_error = None;
+                    self.event(EventKind::PrinterOnline, "online", serde_json::Value::Null)
+                        .await;
+                }
+                Incoming::Message(Message::Status { full, print }) => {
+                    state.apply(full, &print);
+                    if state.has_full() {
+                        self.observe(&state).await;
+                    }
+                }
+                Incoming::Message(Message::Version(info)) => {
+                    if self.record.model.is_none()
+                        && let Some(name) =
+                            models::product_name(&info).and_then(models::from_product_name)
+                    {
+                        self.status.model = Some(name.to_owned());
+                    }
+                }
+                Incoming::Message(_) => {}
+                Incoming::Unreadable(err) => {
+                    metrics_unreadable();
+                    tracing::debug!(printer = self.record.id, error = %err, "unreadable payload");
+                }
+            }
+        }
+    }
+
+    async fn observe(&mut self, state: &ReportState) {
+        let model_id = self.status.model.as_deref().and_then(models::model_id);
+        let normalized = status::normalize(state.fields(), model_id, None);
+        for entry in new_hms_errors(&self.hms, &normalized.hms) {
+            let data = serde_json::json!({"code": entry.code, "severity": entry.severity, "text": entry.text});
+            let occurrence = format!("{}.{}", entry.code, Utc::now().timestamp());
+            self.event(EventKind::PrinterError, &occurrence, data).await;
+        }
+        self.hms = normalized.hms.clone();
+        for event in self.lifecycle.observe(&normalized) {
+            self.print_event(event, &normalized).await;
+        }
+        if self.lifecycle.active() && self.print_key.is_none() {
+            self.print_key = Some(print_key(&normalized));
+        }
+        self.status.status = Some(normalized);
+    }
+
+    async fn print_event(&mut self, event: PrintEvent, status: &PrinterStatus) {
+        if event == PrintEvent::Started || self.print_key.is_none() {
+            self.print_key = Some(print_key(status));
+        }
+        let key = self.print_key.clone().unwrap_or_default();
+        let job = serde_json::json!({"job_name": status.job_name, "gcode_file": status.gcode_file});
+        let (kind, detail, data) = match event {
+            PrintEvent::Started => (EventKind::PrintStarted, String::new(), job),
+            PrintEvent::Progress(p) => (
+                EventKind::PrintProgress,
+                p.to_string(),
+                serde_json::json!({"progress": p, "job_name": status.job_name}),
+            ),
+            PrintEvent::Completed => (EventKind::PrintComplete, String::new(), job),
+            PrintEvent::Failed { print_error } => (
+                EventKind::PrintFailed,
+                String::new(),
+                serde_json::json!({"print_error": print_error, "job_name": status.job_name, "progress": status.progress}),
+            ),
+            PrintEvent::Stopped => (
+                EventKind::PrintStopped,
+                String::new(),
+                serde_json::json!({"job_name": status.job_name, "progress": status.progress}),
+            ),
+        };
+        self.event(kind, &format!("{key}.{detail}"), data).await;
+        if matches!(
+            kind,
+            EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped
+        ) {
+            self.print_key = None;
+        }
+    }
+
+    async fn event(&self, kind: EventKind, occurrence: &str, data: serde_json::Value) {
+        let occurrence = if matches!(kind, EventKind::PrinterOnline | EventKind::PrinterOffline) {
+            format!("{occurrence}.{}", Utc::now().timestamp_millis())
+        } else {
+            occurrence.to_owned()
+        };
+        let event = FarmEvent {
+            id: event_id(&self.record.serial, kind, &occurrence),
+            kind,
+            site: self.record.site.clone(),
+            printer_id: self.record.id,
+            serial: self.record.serial.clone(),
+            at: Utc::now(),
+            data,
+        };
+        let Ok(payload) = serde_json::to_vec(&event) else {
+            return;
+        };
+        let subject = event_subject(&self.record.site, self.record.id, kind);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        for attempt in 0..5 {
+            match printyard_service::nats::publish_to_stream(
+                &self.store.jetstream,
+                subject.clone(),
+                payload.clone().into(),
+                Some(&event.id),
+                Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(_) => return,
+                Err(err) if attempt == 4 => {
+                    tracing::error!(printer = self.record.id, kind = kind.as_str(), error = %err, "event lost");
+                }
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
+    /// Puts the status into the KV bucket if it changed, at most every `status_interval`
+    /// (`force` for connection changes, which are always written at once).
+    async fn flush(&mut self, force: bool) {
+        if self.published.as_ref() == Some(&self.status) {
+            return;
+        }
+        let due = self
+            .published_at
+            .is_none_or(|at| at.elapsed() >= self.settings.status_interval);
+        let changed_beyond_time = self.published.as_ref().is_none_or(|p| {
+            let mut a = p.clone();
+            a.last_seen = self.status.last_seen;
+            a != self.status
+        });
+        if !(force || (due && changed_beyond_time)) {
+            return;
+        }
+        let Ok(value) = serde_json::to_vec(&self.status) else {
+            return;
+        };
+        match self
+            .store
+            .status
+            .put(self.record.id.to_string(), value.into())
+            .await
+        {
+            Ok(_) => {
+                self.published = Some(self.status.clone());
+                self.published_at = Some(Instant::now());
+            }
+            Err(err) => tracing::warn!(printer = self.record.id, error = %err, "status not stored"),
+        }
+    }
+}
+
+/// A print's identity: the printer's task id when it has one, else its name and file.
+fn print_key(status: &PrinterStatus) -> String {
+    let name = status.job_name.clone().unwrap_or_default();
+    let file = status.gcode_file.clone().unwrap_or_default();
+    format!(
+        "{}@{}.{}",
+        name.replace(['.', ' ', '*', '>'], "_"),
+        file.replace(['.', ' ', '*', '>'], "_"),
+        Utc::now().timestamp()
+    )
+}
+
+fn metrics_unreadable() {
+    metrics::counter!("printyard_gateway_unreadable_payloads_total").increment(1);
+}

@@ -1,0 +1,138 @@
+//! Which printers this gateway drives: it watches the registry for its site, claims each
+//! printer through the ownership lease, renews what it holds, and starts or stops one connection
+//! task per held printer. Two gateways of a site share the printers; when one dies its leases
+//! expire and the other claims them. Never are two connections open to one printer: a task
+//! runs only while its lease is held.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::kv::Operation;
+use futures::StreamExt;
+use printyard_contracts::farm::{PrinterRecord, Site};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::connection::{self, Connection};
+use crate::store::FarmStore;
+
+pub struct Supervisor {
+    pub store: Arc<FarmStore>,
+    pub site: Site,
+    pub instance: String,
+    pub lease: Duration,
+    pub connection: Arc<connection::Settings>,
+}
+
+struct Held {
+    record: PrinterRecord,
+    revision: Option<u64>,
+    task: Option<(CancellationToken, JoinHandle<()>)>,
+}
+
+impl Supervisor {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut printers: HashMap<i64, Held> = HashMap::new();
+        let mut renew = tokio::time::interval(self.lease / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let filter = format!("{}.*", self.site);
+        let mut watch = loop {
+            match self.store.registry.watch_with_history(&filter).await {
+                Ok(watch) => break watch,
+                Err(err) => {
+                    tracing::warn!(error = %err, "registry watch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                entry = watch.next() => {
+                    let Some(Ok(entry)) = entry else {
+                        tracing::warn!("registry watch ended; stopping");
+                        break;
+                    };
+                    match entry.operation {
+                        Operation::Put => match serde_json::from_slice::<PrinterRecord>(&entry.value) {
+                            Ok(record) => {
+                                let held = printers.entry(record.id).or_insert(Held { record: record.clone(), revision: None, task: None });
+                                if held.record != record {
+                                    // Changed (new address or code): reconnect with the new record.
+                                    held.record = record;
+                                    stop(held).await;
+                                }
+                            }
+                            Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable registry entry"),
+                        },
+                        Operation::Delete | Operation::Purge => {
+                            let id = entry.key.rsplit('.').next().and_then(|i| i.parse::<i64>().ok());
+                            if let Some(mut held) = id.and_then(|id| printers.remove(&id)) {
+                                stop(&mut held).await;
+                                self.release(&mut held).await;
+                            }
+                        }
+                    }
+                    self.claim_all(&mut printers).await;
+                }
+                _ = renew.tick() => self.claim_all(&mut printers).await,
+            }
+        }
+        for held in printers.values_mut() {
+            stop(held).await;
+            self.release(held).await;
+        }
+    }
+
+    /// Renews held leases and claims free printers; starts and stops tasks to match.
+    async fn claim_all(&self, printers: &mut HashMap<i64, Held>) {
+        for (id, held) in printers.iter_mut() {
+            let key = id.to_string();
+            let value = bytes::Bytes::from(self.instance.clone());
+            let owned = match held.revision {
+                Some(revision) => self.store.owners.update(&key, value, revision).await.ok(),
+                None => self.store.owners.create(&key, value).await.ok(),
+            };
+            held.revision = owned;
+            match (owned.is_some(), held.task.is_some()) {
+                (true, false) => {
+                    let token = CancellationToken::new();
+                    let conn = Connection::new(
+                        held.record.clone(),
+                        self.store.clone(),
+                        self.connection.clone(),
+                    );
+                    let handle = tokio::spawn(conn.run(token.clone()));
+                    tracing::info!(printer = id, "claimed printer; connecting");
+                    held.task = Some((token, handle));
+                }
+                (false, true) => {
+                    tracing::warn!(printer = id, "lost the lease; disconnecting");
+                    stop(held).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn release(&self, held: &mut Held) {
+        if let Some(revision) = held.revision.take() {
+            let _ = self
+                .store
+                .owners
+                .delete_expect_revision(held.record.id.to_string(), Some(revision))
+                .await;
+        }
+    }
+}
+
+async fn stop(held: &mut Held) {
+    if let Some((token, handle)) = held.task.take() {
+        token.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
+    }
+}
