@@ -95,6 +95,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/api-keys", Key(P::Admin, C::Read)),
     ("POST", "/api/v1/api-keys", Key(P::Admin, C::Write)),
     ("DELETE", "/api/v1/api-keys/{id}", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/printers", Key(P::Read, C::Read)),
+    ("POST", "/api/v1/printers", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/printers/{id}", Key(P::Read, C::Read)),
+    ("PATCH", "/api/v1/printers/{id}", Key(P::Write, C::Write)),
+    ("DELETE", "/api/v1/printers/{id}", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/printers/{id}/status", Key(P::Read, C::Read)),
 ];
 
 /// The protection of `method` on the route template `path`.

@@ -10,8 +10,10 @@ pub mod extract;
 pub mod keys;
 pub mod openapi;
 pub mod rate_limit;
+pub mod registry;
 pub mod routes;
 pub mod state;
+pub mod status_cache;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -48,9 +50,23 @@ impl Api {
             .db()
             .cloned()
             .context("the api service needs a database")?;
+        let jetstream = async_nats::jetstream::new(runtime.nats().clone());
+        let nats_kv =
+            |name| printyard_service::nats::kv_bucket(&jetstream, name, std::time::Duration::ZERO);
+        let registry_kv = nats_kv(printyard_contracts::farm::PRINTER_REGISTRY_BUCKET).await?;
+        let status_kv = nats_kv(printyard_contracts::farm::PRINTER_STATUS_BUCKET).await?;
+        let statuses = status_cache::StatusCache::default();
+        runtime
+            .tasks()
+            .spawn(statuses.clone().follow(status_kv, shutdown.clone()));
         let state = AppState {
             rpc: runtime.rpc().clone(),
             limiter: RateLimiter::new(db.clone(), config.rate_limits.clone()),
+            registry: registry::Registry {
+                db: db.clone(),
+                kv: registry_kv,
+            },
+            statuses,
             db,
             started: Instant::now(),
             http: config.http.clone(),

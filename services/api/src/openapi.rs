@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "system", description = "Health and system information"),
         (name = "api-keys", description = "API keys (admin)"),
+        (name = "printers", description = "Printers and their live status"),
     )
 )]
 pub struct ApiDoc;

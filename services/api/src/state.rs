@@ -7,6 +7,8 @@ use sqlx::PgPool;
 
 use crate::config::HttpConfig;
 use crate::rate_limit::RateLimiter;
+use crate::registry::Registry;
+use crate::status_cache::StatusCache;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -15,4 +17,6 @@ pub struct AppState {
     pub started: Instant,
     pub http: HttpConfig,
     pub limiter: RateLimiter,
+    pub registry: Registry,
+    pub statuses: StatusCache,
 }

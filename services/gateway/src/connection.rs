@@ -14,11 +14,12 @@ use printyard_bambu::tls::{
     Acceptance, TrustMode, client_config, fingerprint_hex, parse_fingerprint,
 };
 use printyard_bambu::{models, status};
-use printyard_contracts::farm::{EventKind, FarmEvent, PrinterRecord, event_id, event_subject};
+use printyard_contracts::farm::{
+    EventKind, FarmEvent, PrinterRecord, StatusRecord, event_id, event_subject,
+};
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
 use printyard_service::backoff::Backoff;
 use rustls::pki_types::TrustAnchor;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::FarmStore;
@@ -29,21 +30,6 @@ pub struct Settings {
     pub silence: Duration,
     pub status_interval: Duration,
     pub command_deadline: Duration,
-}
-
-/// What the gateway puts in `printer_status` under the printer's id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StatusRecord {
-    pub printer_id: i64,
-    pub serial: String,
-    pub connected: bool,
-    pub last_seen: Option<chrono::DateTime<Utc>>,
-    pub connection_error: Option<String>,
-    /// Marketing name detected from the printer ("A1 mini").
-    pub model: Option<String>,
-    /// The certificate fingerprint trusted on first use, for the registry to keep.
-    pub tls_pin: Option<String>,
-    pub status: Option<PrinterStatus>,
 }
 
 pub struct Connection {

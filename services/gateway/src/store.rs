@@ -8,6 +8,7 @@ use printyard_contracts::farm::{
     FARM_EVENTS_STREAM, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET,
     all_events,
 };
+use printyard_service::nats::kv_bucket;
 
 pub struct FarmStore {
     pub jetstream: jetstream::Context,
@@ -16,32 +17,14 @@ pub struct FarmStore {
     pub status: kv::Store,
 }
 
-async fn bucket(
-    js: &jetstream::Context,
-    name: &str,
-    max_age: Duration,
-) -> anyhow::Result<kv::Store> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: name.to_owned(),
-        history: 1,
-        max_age,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("creating KV bucket {name}: {e}"))
-}
-
 impl FarmStore {
     /// Opens (or creates) the buckets and the stream. `lease` is the owners bucket's max age:
     /// an owner that stops renewing loses its printers after it.
     pub async fn open(client: async_nats::Client, lease: Duration) -> anyhow::Result<Self> {
         let js = jetstream::new(client);
-        let registry = bucket(&js, PRINTER_REGISTRY_BUCKET, Duration::ZERO).await?;
-        let owners = bucket(&js, PRINTER_OWNERS_BUCKET, lease).await?;
-        let status = bucket(&js, PRINTER_STATUS_BUCKET, Duration::ZERO).await?;
+        let registry = kv_bucket(&js, PRINTER_REGISTRY_BUCKET, Duration::ZERO).await?;
+        let owners = kv_bucket(&js, PRINTER_OWNERS_BUCKET, lease).await?;
+        let status = kv_bucket(&js, PRINTER_STATUS_BUCKET, Duration::ZERO).await?;
         js.get_or_create_stream(stream::Config {
             name: FARM_EVENTS_STREAM.to_owned(),
             subjects: vec![all_events()],

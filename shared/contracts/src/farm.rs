@@ -8,6 +8,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::printer::PrinterStatus;
 use crate::subjects::ROOT;
 
 /// KV bucket: printer id → [`PrinterRecord`], written by `api`, watched by gateways.
@@ -115,6 +116,21 @@ impl fmt::Debug for PrinterRecord {
             .field("tls_insecure", &self.tls_insecure)
             .finish()
     }
+}
+
+/// What the gateway puts in `printer_status` under the printer's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub printer_id: i64,
+    pub serial: String,
+    pub connected: bool,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub connection_error: Option<String>,
+    /// Marketing name detected from the printer ("A1 mini").
+    pub model: Option<String>,
+    /// The certificate fingerprint trusted on first use, for the registry to keep.
+    pub tls_pin: Option<String>,
+    pub status: Option<PrinterStatus>,
 }
 
 /// The kinds of farm events (the webhook event names of the reference, and more).

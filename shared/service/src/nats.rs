@@ -179,3 +179,23 @@ pub async fn sync_with_server(client: &Client, deadline: Duration) -> Result<(),
         Err(_) => Err(format!("no echo from the server within {deadline:?}")),
     }
 }
+
+/// Opens a JetStream KV bucket, creating it when missing (idempotent across replicas).
+pub async fn kv_bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+    max_age: Duration,
+) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+    if let Ok(store) = jetstream.get_key_value(name).await {
+        return Ok(store);
+    }
+    jetstream
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: name.to_owned(),
+            history: 1,
+            max_age,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating KV bucket {name}: {e}"))
+}

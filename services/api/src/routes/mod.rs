@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod health;
+mod printers;
 mod system;
 
 use axum::Router;
@@ -36,6 +37,9 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(system::info))
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(printers::list, printers::create))
+        .routes(routes!(printers::get, printers::update, printers::delete))
+        .routes(routes!(printers::status))
         .split_for_parts()
 }
 

@@ -1,0 +1,211 @@
+//! The printer registry: rows in `api.printers`, mirrored into the KV bucket `printer_registry`
+//! that gateways watch, so that adding, changing and deleting a printer takes effect without a
+//! restart. A write is committed only once the mirror has it.
+
+use async_nats::jetstream::kv;
+use printyard_contracts::farm::{PrinterRecord, Site, registry_key};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::error::ApiError;
+
+/// A row of `api.printers`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PrinterRow {
+    pub id: i64,
+    pub name: String,
+    pub host: String,
+    pub serial: String,
+    pub access_code: String,
+    pub site: String,
+    pub model: Option<String>,
+    pub tls_pin: Option<String>,
+    pub tls_insecure: bool,
+}
+
+impl PrinterRow {
+    pub fn record(&self) -> PrinterRecord {
+        PrinterRecord {
+            id: self.id,
+            name: self.name.clone(),
+            site: Site::parse(&self.site).unwrap_or_default(),
+            host: self.host.clone(),
+            serial: self.serial.clone(),
+            access_code: self.access_code.clone(),
+            model: self.model.clone(),
+            tls_pin: self.tls_pin.clone(),
+            tls_insecure: self.tls_insecure,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, host, serial, access_code, site, model, tls_pin, tls_insecure";
+
+#[derive(Clone)]
+pub struct Registry {
+    pub db: PgPool,
+    pub kv: kv::Store,
+}
+
+fn mirror_failed(err: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %err, "printer registry mirror write failed");
+    ApiError::new(
+        printyard_contracts::ErrorCode::ServiceUnavailable,
+        "The printer registry is unavailable, try again shortly",
+    )
+}
+
+impl Registry {
+    pub async fn list(&self) -> Result<Vec<PrinterRow>, ApiError> {
+        let query = format!("SELECT {COLUMNS} FROM api.printers ORDER BY id");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .fetch_all(&self.db)
+            .await?)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<PrinterRow, ApiError> {
+        let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1");
+        sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(id)
+            .fetch_optional(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))
+    }
+
+    async fn mirror(
+        &self,
+        tx: Transaction<'_, Postgres>,
+        row: &PrinterRow,
+    ) -> Result<(), ApiError> {
+        let record = row.record();
+        let value = serde_json::to_vec(&record).map_err(mirror_failed)?;
+        self.kv
+            .put(registry_key(&record.site, record.id), value.into())
+            .await
+            .map_err(mirror_failed)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn create(&self, new: NewPrinter) -> Result<PrinterRow, ApiError> {
+        let mut tx = self.db.begin().await?;
+        let query = format!(
+            "INSERT INTO api.printers (name, host, serial, access_code, site, model, tls_insecure)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+        );
+        let row: PrinterRow = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(&new.name)
+            .bind(&new.host)
+            .bind(&new.serial)
+            .bind(&new.access_code)
+            .bind(&new.site)
+            .bind(&new.model)
+            .bind(new.tls_insecure)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => ApiError::new(
+                    printyard_contracts::ErrorCode::Conflict,
+                    format!("A printer with serial number {} already exists", new.serial),
+                ),
+                _ => err.into(),
+            })?;
+        self.mirror(tx, &row).await?;
+        Ok(row)
+    }
+
+    pub async fn update(&self, id: i64, change: PrinterChange) -> Result<PrinterRow, ApiError> {
+        let mut tx = self.db.begin().await?;
+        let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1 FOR UPDATE");
+        let mut row: PrinterRow = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))?;
+        let old_key = registry_key(&row.record().site, id);
+        let site_changed = change.site.as_ref().is_some_and(|s| *s != row.site);
+        if let Some(v) = change.name {
+            row.name = v
+        }
+        if let Some(v) = change.host {
+            // A new address means a new certificate may be presented: forget the pin.
+            if v != row.host {
+                row.tls_pin = None
+            }
+            row.host = v;
+        }
+        if let Some(v) = change.access_code {
+            row.access_code = v
+        }
+        if let Some(v) = change.site {
+            row.site = v
+        }
+        if let Some(v) = change.model {
+            row.model = Some(v)
+        }
+        if let Some(v) = change.tls_insecure {
+            row.tls_insecure = v
+        }
+        if change.clear_tls_pin {
+            row.tls_pin = None
+        }
+        sqlx::query(
+            "UPDATE api.printers SET name = $2, host = $3, access_code = $4, site = $5, model = $6,
+                    tls_pin = $7, tls_insecure = $8 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&row.name)
+        .bind(&row.host)
+        .bind(&row.access_code)
+        .bind(&row.site)
+        .bind(&row.model)
+        .bind(&row.tls_pin)
+        .bind(row.tls_insecure)
+        .execute(&mut *tx)
+        .await?;
+        if site_changed {
+            self.kv.delete(&old_key).await.map_err(mirror_failed)?;
+        }
+        self.mirror(tx, &row).await?;
+        Ok(row)
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<(), ApiError> {
+        let mut tx = self.db.begin().await?;
+        let site: Option<String> =
+            sqlx::query_scalar("DELETE FROM api.printers WHERE id = $1 RETURNING site")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let site = site.ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))?;
+        let site = Site::parse(&site).unwrap_or_default();
+        self.kv
+            .delete(registry_key(&site, id))
+            .await
+            .map_err(mirror_failed)?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// A validated new printer.
+pub struct NewPrinter {
+    pub name: String,
+    pub host: String,
+    pub serial: String,
+    pub access_code: String,
+    pub site: String,
+    pub model: Option<String>,
+    pub tls_insecure: bool,
+}
+
+/// Validated changes.
+#[derive(Default)]
+pub struct PrinterChange {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub access_code: Option<String>,
+    pub site: Option<String>,
+    pub model: Option<String>,
+    pub tls_insecure: Option<bool>,
+    pub clear_tls_pin: bool,
+}

@@ -1,0 +1,341 @@
+//! `/printers`: the reference's printer endpoints, plus `site` and connection details.
+//! The access code is accepted, stored and never returned.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use printyard_bambu::models;
+use printyard_contracts::farm::{Site, StatusRecord};
+use printyard_contracts::printer::{HmsEntry, HmsStatus, PrinterState};
+use printyard_contracts::{ErrorBody, ErrorCode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath};
+use crate::registry::{NewPrinter, PrinterChange, PrinterRow};
+use crate::state::AppState;
+
+/// A printer as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Printer {
+    pub id: i64,
+    pub name: String,
+    pub ip_address: String,
+    pub serial_number: String,
+    /// Marketing name ("X1 Carbon", "P1S", "A1 mini"), detected from the printer.
+    pub model: Option<String>,
+    #[schema(value_type = String)]
+    pub status: PrinterState,
+    pub site: String,
+    /// The current job, while printing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_print: Option<CurrentPrint>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CurrentPrint {
+    pub filename: Option<String>,
+    pub progress: u8,
+    /// Seconds.
+    pub remaining_time: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Temperatures {
+    pub nozzle: f64,
+    pub bed: f64,
+    pub chamber: Option<f64>,
+    pub nozzle_target: f64,
+    pub bed_target: f64,
+}
+
+/// A printer's live status.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PrinterStatusView {
+    #[schema(value_type = String)]
+    pub state: PrinterState,
+    pub progress: u8,
+    pub remaining_time: u64,
+    pub current_layer: u32,
+    pub total_layers: u32,
+    pub temperatures: Temperatures,
+    #[schema(value_type = String)]
+    pub hms_status: HmsStatus,
+    #[schema(value_type = Vec<Object>)]
+    pub hms: Vec<HmsEntry>,
+    pub connected: bool,
+    pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
+    pub connection_error: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePrinter {
+    pub name: String,
+    /// IP address or host name.
+    pub ip_address: String,
+    /// The 8-character LAN access code.
+    pub access_code: String,
+    pub serial_number: String,
+    pub site: Option<String>,
+    /// Kept as given; otherwise detected from the printer.
+    pub model: Option<String>,
+    /// Accept any TLS certificate (only when chosen explicitly).
+    #[serde(default)]
+    pub tls_insecure: bool,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePrinter {
+    pub name: Option<String>,
+    pub ip_address: Option<String>,
+    pub access_code: Option<String>,
+    pub site: Option<String>,
+    pub model: Option<String>,
+    pub tls_insecure: Option<bool>,
+    /// Forget the pinned certificate (after a printer's certificate legitimately changed).
+    #[serde(default)]
+    pub clear_tls_pin: bool,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub id: i64,
+    pub deleted: bool,
+}
+
+fn invalid(field: &str, why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ValidationError,
+        format!("Invalid field `{field}`: {why}"),
+    )
+}
+
+fn check_name(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(invalid("name", "must be 1 to 100 characters"));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_host(host: &str) -> Result<String, ApiError> {
+    let host = host.trim();
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let is_name = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    if is_ip || is_name {
+        Ok(host.to_owned())
+    } else {
+        Err(invalid(
+            "ip_address",
+            "must be an IP address or a host name",
+        ))
+    }
+}
+
+fn check_code(code: &str) -> Result<String, ApiError> {
+    printyard_bambu::mqtt::AccessCode::parse(code)
+        .map(|c| c.expose().to_owned())
+        .ok_or_else(|| invalid("access_code", "must be 8 letters or digits"))
+}
+
+fn check_serial(serial: &str) -> Result<String, ApiError> {
+    let serial = serial.trim().to_ascii_uppercase();
+    if (8..=32).contains(&serial.len()) && serial.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(serial)
+    } else {
+        Err(invalid(
+            "serial_number",
+            "must be 8 to 32 letters or digits",
+        ))
+    }
+}
+
+fn check_site(site: &str) -> Result<String, ApiError> {
+    Site::parse(site)
+        .map(|s| s.as_str().to_owned())
+        .map_err(|e| invalid("site", &e.to_string()))
+}
+
+fn state_of(status: Option<&StatusRecord>) -> PrinterState {
+    match status {
+        Some(s) if s.connected => s.status.as_ref().map_or(PrinterState::Idle, |st| st.state),
+        _ => PrinterState::Offline,
+    }
+}
+
+fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Printer {
+    let state = state_of(status);
+    let model = row
+        .model
+        .clone()
+        .or_else(|| status.and_then(|s| s.model.clone()))
+        .or_else(|| models::from_serial(&row.serial).map(str::to_owned));
+    let current_print = status
+        .and_then(|s| s.status.as_ref())
+        .filter(|_| {
+            with_job
+                && matches!(
+                    state,
+                    PrinterState::Printing | PrinterState::Paused | PrinterState::Preparing
+                )
+        })
+        .map(|s| CurrentPrint {
+            filename: s.gcode_file.clone().or_else(|| s.job_name.clone()),
+            progress: s.progress,
+            remaining_time: s.remaining_time,
+        });
+    Printer {
+        id: row.id,
+        name: row.name.clone(),
+        ip_address: row.host.clone(),
+        serial_number: row.serial.clone(),
+        model,
+        status: state,
+        site: row.site.clone(),
+        current_print,
+    }
+}
+
+#[utoipa::path(get, path = "/printers", tag = "printers",
+    responses((status = 200, body = Vec<Printer>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Printer>>, ApiError> {
+    let rows = state.registry.list().await?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| view(r, state.statuses.get(r.id).as_ref(), false))
+            .collect(),
+    ))
+}
+
+#[utoipa::path(get, path = "/printers/{id}", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Printer>, ApiError> {
+    let row = state.registry.get(id).await?;
+    Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
+}
+
+#[utoipa::path(get, path = "/printers/{id}/status", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = PrinterStatusView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn status(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PrinterStatusView>, ApiError> {
+    // The registry says whether the printer exists; the status comes from the local copy.
+    state.registry.get(id).await?;
+    let record = state.statuses.get(id);
+    let live = record.as_ref().and_then(|r| r.status.clone());
+    let s = live.unwrap_or(printyard_contracts::printer::PrinterStatus {
+        state: PrinterState::Offline,
+        progress: 0,
+        remaining_time: 0,
+        current_layer: 0,
+        total_layers: 0,
+        temperatures: Default::default(),
+        hms_status: HmsStatus::Ok,
+        hms: vec![],
+        job_name: None,
+        gcode_file: None,
+        print_error: None,
+    });
+    Ok(Json(PrinterStatusView {
+        state: state_of(record.as_ref()),
+        progress: s.progress,
+        remaining_time: s.remaining_time,
+        current_layer: s.current_layer,
+        total_layers: s.total_layers,
+        temperatures: Temperatures {
+            nozzle: s.temperatures.nozzle,
+            bed: s.temperatures.bed,
+            chamber: s.temperatures.chamber,
+            nozzle_target: s.temperatures.nozzle_target,
+            bed_target: s.temperatures.bed_target,
+        },
+        hms_status: s.hms_status,
+        hms: s.hms,
+        connected: record.as_ref().is_some_and(|r| r.connected),
+        last_seen: record.as_ref().and_then(|r| r.last_seen),
+        connection_error: record.and_then(|r| r.connection_error),
+    }))
+}
+
+#[utoipa::path(post, path = "/printers", tag = "printers", request_body = CreatePrinter,
+    responses((status = 201, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreatePrinter>,
+) -> Result<(StatusCode, Json<Printer>), ApiError> {
+    let new = NewPrinter {
+        name: check_name(&body.name)?,
+        host: check_host(&body.ip_address)?,
+        serial: check_serial(&body.serial_number)?,
+        access_code: check_code(&body.access_code)?,
+        site: check_site(body.site.as_deref().unwrap_or("default"))?,
+        model: body
+            .model
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
+        tls_insecure: body.tls_insecure,
+    };
+    let row = state.registry.create(new).await?;
+    tracing::info!(printer = row.id, serial = %row.serial, "printer added");
+    Ok((StatusCode::CREATED, Json(view(&row, None, false))))
+}
+
+#[utoipa::path(patch, path = "/printers/{id}", tag = "printers", request_body = UpdatePrinter,
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(body): ApiJson<UpdatePrinter>,
+) -> Result<Json<Printer>, ApiError> {
+    let change = PrinterChange {
+        name: body.name.as_deref().map(check_name).transpose()?,
+        host: body.ip_address.as_deref().map(check_host).transpose()?,
+        access_code: body.access_code.as_deref().map(check_code).transpose()?,
+        site: body.site.as_deref().map(check_site).transpose()?,
+        model: body
+            .model
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty()),
+        tls_insecure: body.tls_insecure,
+        clear_tls_pin: body.clear_tls_pin,
+    };
+    let row = state.registry.update(id, change).await?;
+    Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
+}
+
+#[utoipa::path(delete, path = "/printers/{id}", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Deleted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Deleted>, ApiError> {
+    state.registry.delete(id).await?;
+    tracing::info!(printer = id, "printer deleted");
+    Ok(Json(Deleted { id, deleted: true }))
+}

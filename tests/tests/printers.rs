@@ -1,0 +1,233 @@
+//! The printer endpoints with the gateway and the simulator: added through the API, a printer
+//! shows live status within seconds; changes and deletes take effect without restarts; bad
+//! input is refused; the access code is never returned.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use printyard_api::access::Permission;
+use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
+use printyard_printer_sim::{Farm, FarmConfig, Model};
+use printyard_tests::{
+    TestEnv, eventually, keyed_http, nats_server::TempDir, spawn_api, spawn_gateway_with,
+};
+use rand::Rng;
+use serde_json::{Value, json};
+
+async fn sim(model: Model) -> (Farm, TempDir, String) {
+    let mut rng = rand::rng();
+    let farm = Farm::start(FarmConfig {
+        count: 1,
+        models: vec![model],
+        speed: 60.0,
+        tick: Duration::from_millis(100),
+        idle_report: Duration::from_secs(1),
+        first_ip: Ipv4Addr::new(127, rng.random_range(20..250), rng.random_range(0..250), 1),
+        ..FarmConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = TempDir::new("sim-ca");
+    let path = dir.0.join("ca.pem");
+    std::fs::write(&path, farm.ca_pem()).unwrap();
+    (farm, dir, path.to_string_lossy().into_owned())
+}
+
+#[tokio::test]
+async fn a_printer_added_through_the_api_goes_live_and_is_changed_and_deleted_without_restarts() {
+    let env = TestEnv::new().await;
+    let (farm, _dir, ca) = sim(Model::P1S).await;
+    let mut gateway_config = env.gateway_config();
+    gateway_config.gateway.extra_ca_files = vec![ca];
+    gateway_config.gateway.status_interval_ms = 50;
+    let _gateway = spawn_gateway_with(gateway_config).await;
+    let api = spawn_api(&env).await;
+    let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
+    let printer = farm.printers[0].clone();
+
+    let created = client
+        .post(api.api_url("/printers"))
+        .json(&json!({
+            "name": "Bench P1S", "ip_address": printer.spec.ip.to_string(),
+            "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    assert_eq!(
+        created["model"], "P1S",
+        "detected from the serial: the user never types it"
+    );
+    assert_eq!(created["site"], "default");
+    assert!(
+        !created.to_string().contains(&printer.spec.access_code),
+        "the access code is never returned"
+    );
+    let id = created["id"].as_i64().unwrap();
+
+    let live = eventually(Duration::from_secs(15), "live status", || async {
+        let s: Value = client
+            .get(api.api_url(&format!("/printers/{id}/status")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (s["connected"] == true && s["state"] == "idle").then_some(s)
+    })
+    .await;
+    assert!(live["last_seen"].is_string());
+    assert!(live["temperatures"]["nozzle"].is_number());
+    assert_eq!(live["hms_status"], "ok");
+
+    printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    let printing = eventually(Duration::from_secs(15), "current_print", || async {
+        let p: Value = client
+            .get(api.api_url(&format!("/printers/{id}")))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (p["status"] == "printing").then_some(p)
+    })
+    .await;
+    assert!(
+        printing["current_print"]["progress"].is_number(),
+        "{printing}"
+    );
+    assert!(
+        printing["current_print"]["remaining_time"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+
+    let renamed = client
+        .patch(api.api_url(&format!("/printers/{id}")))
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let listed: Vec<Value> = client
+        .get(api.api_url("/printers"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "Renamed");
+    assert_eq!(listed[0]["ip_address"], printer.spec.ip.to_string());
+    assert_eq!(listed[0]["serial_number"], printer.spec.serial.as_str());
+
+    let deleted = client
+        .delete(api.api_url(&format!("/printers/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to disconnect",
+        || async { (printer.snapshot().mqtt_clients == 0).then_some(()) },
+    )
+    .await;
+    let gone = client
+        .get(api.api_url(&format!("/printers/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+}
+
+#[tokio::test]
+async fn invalid_and_duplicate_printers_are_refused_and_unknown_ids_are_404() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let client = keyed_http(&env.api_key(&[Permission::Write, Permission::Read]).await);
+    let good = json!({"name": "A", "ip_address": "192.168.1.50", "access_code": "12345678", "serial_number": "01P00A000000002"});
+
+    let first = client
+        .post(api.api_url("/printers"))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    let again = client
+        .post(api.api_url("/printers"))
+        .json(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.json::<Value>().await.unwrap()["code"], "CONFLICT");
+
+    for (field, value) in [
+        ("access_code", json!("1234")),
+        ("ip_address", json!("not an address!")),
+        ("serial_number", json!("x")),
+        ("name", json!("")),
+        ("site", json!("a.b")),
+    ] {
+        let mut body = good.clone();
+        body[field] = value;
+        body["serial_number"] = if field == "serial_number" {
+            body["serial_number"].clone()
+        } else {
+            json!("01P00A000000099")
+        };
+        let response = client
+            .post(api.api_url("/printers"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{field}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["detail"].as_str().unwrap().contains(field), "{error}");
+    }
+
+    assert_eq!(
+        client
+            .get(api.api_url("/printers/424242"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client
+            .get(api.api_url("/printers/abc/status"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    let offline: Value = client
+        .get(api.api_url(&format!(
+            "/printers/{}/status",
+            first.json::<Value>().await.unwrap()["id"]
+        )))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        offline["state"], "offline",
+        "no gateway: the printer shows offline, at once"
+    );
+    assert_eq!(offline["connected"], false);
+}
