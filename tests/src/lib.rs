@@ -277,6 +277,52 @@ spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
 spawner!(spawn_stats, printyard_stats, Stats);
 spawner!(spawn_notifier, printyard_notifier, Notifier);
 
+/// A simulated farm on a loopback range of its own (127.A.B.1 with random A, B), fast enough
+/// for tests, with its CA written to a file for the gateway's `extra_ca_files`.
+pub struct SimFarm {
+    pub farm: printyard_printer_sim::Farm,
+    pub ca_path: String,
+    _dir: nats_server::TempDir,
+}
+
+impl SimFarm {
+    pub async fn start(models: &[printyard_printer_sim::Model], speed: f64) -> Self {
+        let mut rng = rand::rng();
+        let farm = printyard_printer_sim::Farm::start(printyard_printer_sim::FarmConfig {
+            count: models.len(),
+            models: models.to_vec(),
+            speed,
+            tick: Duration::from_millis(100),
+            idle_report: Duration::from_secs(1),
+            first_ip: std::net::Ipv4Addr::new(
+                127,
+                rng.random_range(20..250),
+                rng.random_range(0..250),
+                1,
+            ),
+            ..Default::default()
+        })
+        .await
+        .expect("the simulated farm starts");
+        let dir = nats_server::TempDir::new("sim-ca");
+        let path = dir.0.join("ca.pem");
+        std::fs::write(&path, farm.ca_pem()).expect("writing the simulator CA");
+        Self {
+            farm,
+            ca_path: path.to_string_lossy().into_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// A gateway configuration for `env` that trusts this farm's CA.
+    pub fn gateway_config(&self, env: &TestEnv) -> printyard_gateway::Config {
+        let mut config = env.gateway_config();
+        config.gateway.extra_ca_files = vec![self.ca_path.clone()];
+        config.gateway.status_interval_ms = 50;
+        config
+    }
+}
+
 /// All six services, each once.
 pub struct Farm {
     pub api: Running,

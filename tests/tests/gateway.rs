@@ -2,60 +2,35 @@
 //! status published to `printer_status`, its print turned into events on `FARM_EVENTS`; a wrong
 //! access code shows as such; two gateways share a site without a second connection to a printer.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
 use printyard_contracts::farm::{FarmEvent, PrinterRecord, Site, registry_key};
+use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
-use printyard_printer_sim::{Farm, FarmConfig, Model};
-use printyard_tests::{Running, TestEnv, eventually, nats_server::TempDir, spawn_gateway_with};
-use rand::Rng;
+use printyard_tests::{Running, SimFarm, TestEnv, eventually, spawn_gateway_with};
 use serde_json::Value;
 
 struct Setup {
     env: TestEnv,
-    farm: Farm,
-    _dir: TempDir,
-    ca_path: String,
+    sim: SimFarm,
 }
 
 async fn setup(model: Model, speed: f64) -> Setup {
     let env = TestEnv::new().await;
-    let mut rng = rand::rng();
-    let farm = Farm::start(FarmConfig {
-        count: 1,
-        models: vec![model],
-        speed,
-        tick: Duration::from_millis(100),
-        idle_report: Duration::from_secs(1),
-        first_ip: Ipv4Addr::new(127, rng.random_range(20..250), rng.random_range(0..250), 1),
-        ..FarmConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = TempDir::new("sim-ca");
-    let ca_path = dir.0.join("ca.pem");
-    std::fs::write(&ca_path, farm.ca_pem()).unwrap();
-    Setup {
-        env,
-        farm,
-        ca_path: ca_path.to_string_lossy().into_owned(),
-        _dir: dir,
-    }
+    let sim = SimFarm::start(&[model], speed).await;
+    Setup { env, sim }
 }
 
 async fn gateway(setup: &Setup, lease_secs: u64) -> Running {
-    let mut config = setup.env.gateway_config();
-    config.gateway.extra_ca_files = vec![setup.ca_path.clone()];
+    let mut config = setup.sim.gateway_config(&setup.env);
     config.gateway.lease_secs = lease_secs;
-    config.gateway.status_interval_ms = 50;
     spawn_gateway_with(config).await
 }
 
 async fn register(setup: &Setup, access_code: Option<&str>) -> PrinterRecord {
-    let printer = &setup.farm.printers[0];
+    let printer = &setup.sim.farm.printers[0];
     let record = PrinterRecord {
         id: 1,
         name: "Sim".into(),
@@ -121,7 +96,7 @@ async fn a_registered_printer_gets_live_status_and_its_print_becomes_ordered_eve
         .unwrap();
     let mut messages = consumer.messages().await.unwrap();
 
-    let printer = &setup.farm.printers[0];
+    let printer = &setup.sim.farm.printers[0];
     printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
     printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
 
@@ -198,7 +173,7 @@ async fn two_gateways_share_a_site_and_the_survivor_takes_over_without_a_second_
     let first = gateway(&setup, 3).await;
     let second = gateway(&setup, 3).await;
     register(&setup, None).await;
-    let printer = setup.farm.printers[0].clone();
+    let printer = setup.sim.farm.printers[0].clone();
 
     eventually(Duration::from_secs(15), "a connection", || async {
         (printer.snapshot().mqtt_clients == 1).then_some(())

@@ -118,3 +118,34 @@ async fn a_path_id_that_is_not_a_number_is_400_not_500() {
         assert_eq!(body["code"], "BAD_REQUEST", "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_nul_byte_in_text_is_a_422_not_a_500() {
+    // Found by schemathesis: Postgres cannot store NUL in text, which once surfaced as a 500.
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let admin = env.api_key(&[Permission::Admin]).await;
+    let client = printyard_tests::keyed_http(&admin);
+
+    let key = client
+        .post(api.api_url("/api-keys"))
+        .json(&serde_json::json!({"name": "a\u{0}b", "permissions": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key.status(), 422);
+    let printer = serde_json::json!({
+        "name": "Shelf", "ip_address": "10.0.0.9", "access_code": "12345678",
+        "serial_number": "01P00A000000003", "model": "P1S\u{0}"
+    });
+    let response = client
+        .post(api.api_url("/printers"))
+        .json(&printer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "VALIDATION_ERROR");
+    assert!(body["detail"].as_str().unwrap().contains("model"));
+}

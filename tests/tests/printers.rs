@@ -2,45 +2,20 @@
 //! shows live status within seconds; changes and deletes take effect without restarts; bad
 //! input is refused; the access code is never returned.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use printyard_api::access::Permission;
+use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
-use printyard_printer_sim::{Farm, FarmConfig, Model};
-use printyard_tests::{
-    TestEnv, eventually, keyed_http, nats_server::TempDir, spawn_api, spawn_gateway_with,
-};
-use rand::Rng;
+use printyard_tests::{SimFarm, TestEnv, eventually, keyed_http, spawn_api, spawn_gateway_with};
 use serde_json::{Value, json};
-
-async fn sim(model: Model) -> (Farm, TempDir, String) {
-    let mut rng = rand::rng();
-    let farm = Farm::start(FarmConfig {
-        count: 1,
-        models: vec![model],
-        speed: 60.0,
-        tick: Duration::from_millis(100),
-        idle_report: Duration::from_secs(1),
-        first_ip: Ipv4Addr::new(127, rng.random_range(20..250), rng.random_range(0..250), 1),
-        ..FarmConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = TempDir::new("sim-ca");
-    let path = dir.0.join("ca.pem");
-    std::fs::write(&path, farm.ca_pem()).unwrap();
-    (farm, dir, path.to_string_lossy().into_owned())
-}
 
 #[tokio::test]
 async fn a_printer_added_through_the_api_goes_live_and_is_changed_and_deleted_without_restarts() {
     let env = TestEnv::new().await;
-    let (farm, _dir, ca) = sim(Model::P1S).await;
-    let mut gateway_config = env.gateway_config();
-    gateway_config.gateway.extra_ca_files = vec![ca];
-    gateway_config.gateway.status_interval_ms = 50;
-    let _gateway = spawn_gateway_with(gateway_config).await;
+    let sim = SimFarm::start(&[Model::P1S], 60.0).await;
+    let _gateway = spawn_gateway_with(sim.gateway_config(&env)).await;
+    let farm = &sim.farm;
     let api = spawn_api(&env).await;
     let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
     let printer = farm.printers[0].clone();

@@ -47,6 +47,17 @@ impl ApiError {
                 err.to_body()
             }
             ApiError::Database(err) => {
+                // Postgres class 22 (data exception: a NUL byte in text, a value out of range)
+                // is bad input that got past validation: the client's error, not ours.
+                if let sqlx::Error::Database(db) = err
+                    && db.code().is_some_and(|c| c.starts_with("22"))
+                {
+                    tracing::warn!(error = %err, "input refused by the database");
+                    return ErrorBody::new(
+                        ErrorCode::ValidationError,
+                        "A value in the request cannot be stored",
+                    );
+                }
                 tracing::error!(error = %err, "database error");
                 match err {
                     sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

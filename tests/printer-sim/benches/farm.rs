@@ -31,21 +31,6 @@ fn proc_rss_mib(pid: u32) -> f64 {
     kb / 1024.0
 }
 
-fn client_tls(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 async fn run(count: usize, printing: usize, first_ip: &str) {
     let dir = std::env::temp_dir().join(format!("sim-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -84,7 +69,7 @@ async fn run(count: usize, printing: usize, first_ip: &str) {
     let startup = started.elapsed();
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let tls = client_tls(manifest["ca_pem"].as_str().unwrap());
+    let tls = printyard_printer_sim::certs::client_config(manifest["ca_pem"].as_str().unwrap());
     let received = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for (i, p) in manifest["printers"].as_array().unwrap().iter().enumerate() {

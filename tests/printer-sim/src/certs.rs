@@ -71,3 +71,20 @@ pub fn server_config(identity: &ServerIdentity) -> anyhow::Result<Arc<rustls::Se
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(256);
     Ok(Arc::new(config))
 }
+
+/// A TLS 1.2 client config that trusts `ca_pem` (the simulator's CA), for tests and benches
+/// that talk to simulated printers as a client would.
+pub fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()).flatten() {
+        let _ = roots.add(cert);
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2 is supported")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}

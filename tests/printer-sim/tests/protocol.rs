@@ -273,7 +273,9 @@ async fn camera_connect(
     code: &str,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let printer = &farm.printers[0];
-    let connector = tokio_rustls::TlsConnector::from(client_tls(farm.ca_pem()));
+    let connector = tokio_rustls::TlsConnector::from(printyard_printer_sim::certs::client_config(
+        farm.ca_pem(),
+    ));
     let tcp = tokio::net::TcpStream::connect((printer.spec.ip, 6000))
         .await
         .unwrap();

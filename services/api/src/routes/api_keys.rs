@@ -16,8 +16,12 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not all blank.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     pub name: String,
     /// At least one of `read`, `write`, `control`, `admin` (admin implies all).
     #[schema(min_items = 1)]
@@ -56,13 +60,17 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
-    let name = request.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    let length = request.name.chars().count();
+    if !(1..=100).contains(&length)
+        || request.name.chars().all(char::is_whitespace)
+        || request.name.contains('\0')
+    {
         return Err(ApiError::new(
             ErrorCode::ValidationError,
-            "Invalid field `name`: must be 1 to 100 characters",
+            "Invalid field `name`: must be 1 to 100 characters, not all blank, no NUL",
         ));
     }
+    let name = request.name.trim();
     if request.permissions.is_empty() {
         return Err(ApiError::new(
             ErrorCode::ValidationError,

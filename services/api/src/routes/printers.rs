@@ -71,14 +71,28 @@ pub struct PrinterStatusView {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePrinter {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     pub name: String,
-    /// IP address or host name.
+    /// IPv4 address or host name.
+    #[schema(
+        max_length = 253,
+        pattern = "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    )]
     pub ip_address: String,
     /// The 8-character LAN access code.
+    #[schema(pattern = "^[A-Za-z0-9]{8}$")]
     pub access_code: String,
+    #[schema(pattern = "^[A-Za-z0-9]{8,32}$")]
     pub serial_number: String,
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub site: Option<String>,
     /// Kept as given; otherwise detected from the printer.
+    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
+    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub model: Option<String>,
     /// Accept any TLS certificate (only when chosen explicitly).
     #[serde(default)]
@@ -88,10 +102,22 @@ pub struct CreatePrinter {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePrinter {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+    )]
     pub name: Option<String>,
+    #[schema(
+        max_length = 253,
+        pattern = "^([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+    )]
     pub ip_address: Option<String>,
+    #[schema(pattern = "^[A-Za-z0-9]{8}$")]
     pub access_code: Option<String>,
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub site: Option<String>,
+    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub model: Option<String>,
     pub tls_insecure: Option<bool>,
     /// Forget the pinned certificate (after a printer's certificate legitimately changed).
@@ -113,16 +139,19 @@ fn invalid(field: &str, why: &str) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(invalid("name", "must be 1 to 100 characters"));
+    let length = name.chars().count();
+    if !(1..=100).contains(&length) || name.chars().all(char::is_whitespace) || name.contains('\0')
+    {
+        return Err(invalid(
+            "name",
+            "must be 1 to 100 characters, not all blank, no NUL",
+        ));
     }
-    Ok(name.to_owned())
+    Ok(name.trim().to_owned())
 }
 
 fn check_host(host: &str) -> Result<String, ApiError> {
-    let host = host.trim();
-    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    // IPv4 addresses are host names by this rule too (digits and dots).
     let is_name = !host.is_empty()
         && host.len() <= 253
         && host.split('.').all(|label| {
@@ -134,12 +163,12 @@ fn check_host(host: &str) -> Result<String, ApiError> {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
-    if is_ip || is_name {
+    if is_name {
         Ok(host.to_owned())
     } else {
         Err(invalid(
             "ip_address",
-            "must be an IP address or a host name",
+            "must be an IPv4 address or a host name",
         ))
     }
 }
@@ -151,7 +180,7 @@ fn check_code(code: &str) -> Result<String, ApiError> {
 }
 
 fn check_serial(serial: &str) -> Result<String, ApiError> {
-    let serial = serial.trim().to_ascii_uppercase();
+    let serial = serial.to_ascii_uppercase();
     if (8..=32).contains(&serial.len()) && serial.bytes().all(|b| b.is_ascii_alphanumeric()) {
         Ok(serial)
     } else {
@@ -159,6 +188,15 @@ fn check_serial(serial: &str) -> Result<String, ApiError> {
             "serial_number",
             "must be 8 to 32 letters or digits",
         ))
+    }
+}
+
+fn check_model(model: Option<String>) -> Result<Option<String>, ApiError> {
+    match model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()) {
+        Some(m) if m.chars().count() > 64 || m.contains('\0') => {
+            Err(invalid("model", "must be at most 64 characters, no NUL"))
+        }
+        other => Ok(other),
     }
 }
 
@@ -291,10 +329,7 @@ pub async fn create(
         serial: check_serial(&body.serial_number)?,
         access_code: check_code(&body.access_code)?,
         site: check_site(body.site.as_deref().unwrap_or("default"))?,
-        model: body
-            .model
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty()),
+        model: check_model(body.model)?,
         tls_insecure: body.tls_insecure,
     };
     let row = state.registry.create(new).await?;
@@ -316,10 +351,7 @@ pub async fn update(
         host: body.ip_address.as_deref().map(check_host).transpose()?,
         access_code: body.access_code.as_deref().map(check_code).transpose()?,
         site: body.site.as_deref().map(check_site).transpose()?,
-        model: body
-            .model
-            .map(|m| m.trim().to_owned())
-            .filter(|m| !m.is_empty()),
+        model: check_model(body.model)?,
         tls_insecure: body.tls_insecure,
         clear_tls_pin: body.clear_tls_pin,
     };

@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use printyard_printer_sim::camera::CameraConfig;
@@ -37,21 +36,6 @@ pub async fn farm(models: &[Model], speed: f64, cap: Option<usize>) -> Farm {
     .expect("the farm starts")
 }
 
-pub fn client_tls(ca_pem: &str) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 /// An MQTT client of `printer`, connected over TLS and subscribed to its reports.
 pub async fn mqtt(farm: &Farm, serial: &str, code: Option<&str>) -> (AsyncClient, EventLoop) {
     let printer = farm.printer(serial).unwrap();
@@ -61,7 +45,7 @@ pub async fn mqtt(farm: &Farm, serial: &str, code: Option<&str>) -> (AsyncClient
     options.set_keep_alive(Duration::from_secs(30));
     options.set_max_packet_size(1 << 20, 1 << 20);
     options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-        client_tls(farm.ca_pem()),
+        printyard_printer_sim::certs::client_config(farm.ca_pem()),
     )));
     let (client, eventloop) = AsyncClient::new(options, 64);
     client
