@@ -172,33 +172,35 @@ async fn two_gateways_share_a_site_and_the_survivor_takes_over_without_a_second_
     let setup = setup(Model::A1Mini, 1.0).await;
     let first = gateway(&setup, 3).await;
     let second = gateway(&setup, 3).await;
-    register(&setup, None).await;
     let printer = setup.sim.farm.printers[0].clone();
-
-    eventually(Duration::from_secs(15), "a connection", || async {
-        (printer.snapshot().mqtt_clients == 1).then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(
-        printer.snapshot().mqtt_connections_total,
-        1,
-        "only the owner connects"
-    );
-
-    // Stop each gateway in turn; whichever held the printer, the other takes it over, and at no
-    // sampled moment are two connections open.
+    // Sampled every 25 ms for the whole test: never two connections at once.
+    let done = tokio_util::sync::CancellationToken::new();
     let watch = {
         let printer = printer.clone();
+        let done = done.clone();
         tokio::spawn(async move {
             let mut most = 0;
-            for _ in 0..400 {
+            while !done.is_cancelled() {
                 most = most.max(printer.snapshot().mqtt_clients);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
             most
         })
     };
+    register(&setup, None).await;
+
+    eventually(Duration::from_secs(15), "a connection", || async {
+        (printer.snapshot().mqtt_clients == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        printer.snapshot().mqtt_clients,
+        1,
+        "only the owner is connected"
+    );
+
+    // Stop each gateway in turn; whichever held the printer, the other takes it over.
     first.stop().await;
     eventually(
         Duration::from_secs(20),
@@ -214,6 +216,7 @@ async fn two_gateways_share_a_site_and_the_survivor_takes_over_without_a_second_
         || async { (printer.snapshot().mqtt_clients == 1).then_some(()) },
     )
     .await;
+    done.cancel();
     assert_eq!(
         watch.await.unwrap(),
         1,

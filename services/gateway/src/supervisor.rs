@@ -93,9 +93,15 @@ impl Supervisor {
         for (id, held) in printers.iter_mut() {
             let key = id.to_string();
             let value = bytes::Bytes::from(self.instance.clone());
-            let owned = match held.revision {
+            let attempt = match held.revision {
                 Some(revision) => self.store.owners.update(&key, value, revision).await.ok(),
                 None => self.store.owners.create(&key, value).await.ok(),
+            };
+            // A write can fail after the server applied it (a time-out under load): if the
+            // lease on record is ours, keep it rather than dropping a healthy connection.
+            let owned = match attempt {
+                Some(revision) => Some(revision),
+                None => self.our_revision(&key).await,
             };
             held.revision = owned;
             match (owned.is_some(), held.task.is_some()) {
@@ -117,6 +123,13 @@ impl Supervisor {
                 _ => {}
             }
         }
+    }
+
+    /// The lease's revision if the owner on record is this gateway.
+    async fn our_revision(&self, key: &str) -> Option<u64> {
+        let entry = self.store.owners.entry(key).await.ok()??;
+        let live = matches!(entry.operation, async_nats::jetstream::kv::Operation::Put);
+        (live && entry.value.as_ref() == self.instance.as_bytes()).then_some(entry.revision)
     }
 
     async fn release(&self, held: &mut Held) {
