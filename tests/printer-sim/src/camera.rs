@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::printer::Printer;
 
@@ -35,66 +36,55 @@ pub async fn serve(
     tls: TlsAcceptor,
     config: CameraConfig,
 ) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if printer.faults().refuse_connections {
+    crate::accept::serve_tls(printer, listener, tls, move |printer, stream| {
+        stream_frames(printer, stream, config)
+    })
+    .await
+}
+
+async fn stream_frames(
+    printer: Arc<Printer>,
+    mut stream: TlsStream<TcpStream>,
+    config: CameraConfig,
+) {
+    let mut auth = [0u8; 80];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut auth)).await;
+    if !matches!(read, Ok(Ok(_))) || !authorised(&auth, &printer.spec.access_code) {
+        return; // a wrong code: the printer closes without a word
+    }
+    printer
+        .counters
+        .camera_clients
+        .fetch_add(1, Ordering::SeqCst);
+    let mut kicks = printer.kicks();
+    let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / config.fps.max(0.01)));
+    let seed = printer
+        .spec
+        .serial
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    for frame in 0u64.. {
+        tokio::select! {
+            _ = kicks.changed() => break,
+            _ = interval.tick() => {}
+        }
+        if printer.faults().silent {
             continue;
         }
-        let printer = printer.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(mut stream)) =
-                tokio::time::timeout(Duration::from_secs(10), tls.accept(socket)).await
-            else {
-                return;
-            };
-            let mut auth = [0u8; 80];
-            let read =
-                tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut auth)).await;
-            if !matches!(read, Ok(Ok(_))) || !authorised(&auth, &printer.spec.access_code) {
-                return; // a wrong code: the printer closes without a word
-            }
-            printer
-                .counters
-                .camera_clients
-                .fetch_add(1, Ordering::SeqCst);
-            let mut kicks = printer.kicks();
-            let mut interval =
-                tokio::time::interval(Duration::from_secs_f64(1.0 / config.fps.max(0.01)));
-            let seed = printer
-                .spec
-                .serial
-                .bytes()
-                .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-            for frame in 0u64.. {
-                tokio::select! {
-                    _ = kicks.changed() => break,
-                    _ = interval.tick() => {}
-                }
-                if printer.faults().silent {
-                    continue;
-                }
-                let Some(jpeg) = render(frame, seed, config.width, config.height) else {
-                    break;
-                };
-                let mut header = [0u8; 16];
-                header[0..4].copy_from_slice(&(jpeg.len() as u32).to_le_bytes());
-                header[8..12].copy_from_slice(&1u32.to_le_bytes());
-                if stream.write_all(&header).await.is_err()
-                    || stream.write_all(&jpeg).await.is_err()
-                {
-                    break;
-                }
-            }
-            printer
-                .counters
-                .camera_clients
-                .fetch_sub(1, Ordering::SeqCst);
-        });
+        let Some(jpeg) = render(frame, seed, config.width, config.height) else {
+            break;
+        };
+        let mut header = [0u8; 16];
+        header[0..4].copy_from_slice(&(jpeg.len() as u32).to_le_bytes());
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        if stream.write_all(&header).await.is_err() || stream.write_all(&jpeg).await.is_err() {
+            break;
+        }
     }
+    printer
+        .counters
+        .camera_clients
+        .fetch_sub(1, Ordering::SeqCst);
 }
 
 /// Checks the 80-byte packet: 0x40, 0x3000, 0, 0 (u32 LE), then `bblp` and the access code,

@@ -21,35 +21,26 @@ const DATA_ACCEPT: Duration = Duration::from_secs(15);
 const MAX_UPLOAD: usize = 1024 * 1024 * 1024;
 
 pub async fn serve(printer: Arc<Printer>, listener: TcpListener, tls: TlsAcceptor) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if printer.faults().refuse_connections {
-            continue;
-        }
-        let printer = printer.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) = tokio::time::timeout(DATA_ACCEPT, tls.accept(socket)).await else {
-                return;
-            };
+    let data_tls = tls.clone();
+    crate::accept::serve_tls(printer, listener, tls, move |printer, stream| {
+        let data_tls = data_tls.clone();
+        async move {
             printer
                 .counters
                 .ftps_sessions
                 .fetch_add(1, Ordering::SeqCst);
             let mut kicks = printer.kicks();
             tokio::select! {
-                _ = session(&printer, stream, tls) => {}
+                _ = session(&printer, stream, data_tls) => {}
                 _ = kicks.changed() => {}
             }
             printer
                 .counters
                 .ftps_sessions
                 .fetch_sub(1, Ordering::SeqCst);
-        });
-    }
+        }
+    })
+    .await
 }
 
 struct Session<'a> {

@@ -7,6 +7,7 @@
 //! must behave like a printer, not like our idea of one. Sources for each behaviour are in
 //! `shared/design/BAMBU-PROTOCOL.md` of the project.
 
+pub mod accept;
 pub mod camera;
 pub mod certs;
 pub mod control;

@@ -28,26 +28,10 @@ pub async fn serve(
     tls: TlsAcceptor,
     client_cap: Option<usize>,
 ) {
-    loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        if printer.faults().refuse_connections {
-            drop(socket);
-            continue;
-        }
-        let printer = printer.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let _ = socket.set_nodelay(true);
-            let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(socket)).await
-            else {
-                return;
-            };
-            session(printer, stream, client_cap).await;
-        });
-    }
+    crate::accept::serve_tls(printer, listener, tls, move |printer, stream| {
+        session(printer, stream, client_cap)
+    })
+    .await
 }
 
 struct Conn<S> {
