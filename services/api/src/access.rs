@@ -101,6 +101,26 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PATCH", "/api/v1/printers/{id}", Key(P::Write, C::Write)),
     ("DELETE", "/api/v1/printers/{id}", Key(P::Write, C::Write)),
     ("GET", "/api/v1/printers/{id}/status", Key(P::Read, C::Read)),
+    (
+        "POST",
+        "/api/v1/printers/{id}/refresh-status",
+        Key(P::Control, C::Control),
+    ),
+    (
+        "POST",
+        "/api/v1/printers/{id}/pause",
+        Key(P::Control, C::Control),
+    ),
+    (
+        "POST",
+        "/api/v1/printers/{id}/resume",
+        Key(P::Control, C::Control),
+    ),
+    (
+        "POST",
+        "/api/v1/printers/{id}/stop",
+        Key(P::Control, C::Control),
+    ),
 ];
 
 /// The protection of `method` on the route template `path`.

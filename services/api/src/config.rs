@@ -36,6 +36,9 @@ pub struct HttpConfig {
     pub discovery_window_ms: u64,
     /// The largest request body accepted (413 above it).
     pub max_body_bytes: usize,
+    /// How long a printer command (refresh, pause, resume, stop) may take end to end. Longer
+    /// than the gateway's own acknowledgement deadline, so its "timed out" answer arrives.
+    pub command_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -44,6 +47,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             discovery_window_ms: 250,
             max_body_bytes: 1024 * 1024,
+            command_timeout_ms: 8000,
         }
     }
 }
@@ -51,5 +55,9 @@ impl Default for HttpConfig {
 impl HttpConfig {
     pub fn discovery_window(&self) -> Duration {
         Duration::from_millis(self.discovery_window_ms)
+    }
+
+    pub fn command_deadline(&self) -> Duration {
+        Duration::from_millis(self.command_timeout_ms.max(100))
     }
 }

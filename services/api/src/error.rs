@@ -30,7 +30,8 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, detail)
     }
 
-    fn body(&self) -> ErrorBody {
+    /// The `{detail, code}` this error is answered with (logging what a client must not see).
+    pub fn body(&self) -> ErrorBody {
         match self {
             ApiError::Known(body) => body.clone(),
             ApiError::Malformed(detail) => ErrorBody::new(

@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use printyard_contracts::ServiceName;
+use printyard_contracts::farm::{PIN_LEARNED, PinLearned, PinStored};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -71,6 +72,22 @@ impl Api {
             started: Instant::now(),
             http: config.http.clone(),
         };
+        let registry = state.registry.clone();
+        runtime
+            .serve(PIN_LEARNED, move |learned: PinLearned| {
+                let registry = registry.clone();
+                async move {
+                    let stored = registry.keep_pin(&learned).await.map_err(|e| e.body())?;
+                    if stored {
+                        tracing::info!(
+                            printer = learned.printer_id,
+                            "certificate pinned on first use"
+                        );
+                    }
+                    Ok(PinStored { stored })
+                }
+            })
+            .await?;
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
             .with_context(|| format!("binding the HTTP listener on {}", config.http.listen))?;

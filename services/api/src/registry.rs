@@ -3,7 +3,7 @@
 //! restart. A write is committed only once the mirror has it.
 
 use async_nats::jetstream::kv;
-use printyard_contracts::farm::{PrinterRecord, Site, registry_key};
+use printyard_contracts::farm::{PinLearned, PrinterRecord, Site, registry_key};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::ApiError;
@@ -167,6 +167,34 @@ impl Registry {
         }
         self.mirror(tx, &row).await?;
         Ok(row)
+    }
+
+    /// Keeps a certificate pin a gateway learned on first use, if the printer still has none
+    /// and is still at the address it was seen at. Idempotent: a repeat stores nothing.
+    pub async fn keep_pin(&self, learned: &PinLearned) -> Result<bool, ApiError> {
+        let valid = learned.pin.len() == 64 && learned.pin.bytes().all(|b| b.is_ascii_hexdigit());
+        if !valid {
+            return Ok(false);
+        }
+        let mut tx = self.db.begin().await?;
+        let query = format!(
+            "UPDATE api.printers SET tls_pin = $3
+             WHERE id = $1 AND host = $2 AND tls_pin IS NULL AND NOT tls_insecure
+             RETURNING {COLUMNS}"
+        );
+        let row: Option<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(learned.printer_id)
+            .bind(&learned.host)
+            .bind(learned.pin.to_ascii_lowercase())
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row {
+            Some(row) => {
+                self.mirror(tx, &row).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     pub async fn delete(&self, id: i64) -> Result<(), ApiError> {

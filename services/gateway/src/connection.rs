@@ -2,20 +2,29 @@
 //! its reports, put the normalised status into the KV bucket when it changes (coalesced), and
 //! publish lifecycle events. Reconnects with backoff and jitter; a wrong access code is retried
 //! slowly; 60 s without a report is a dead connection.
+//!
+//! While it holds the printer, the task also answers the printer's command subject: a command
+//! is sent on the live session and answered when the printer acknowledges it (matched by
+//! `sequence_id`), refuses it, or lets the deadline pass; without a live session the answer is
+//! "not connected" with the last connection error.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::{Subject, Subscriber};
 use chrono::Utc;
+use futures::StreamExt;
+use printyard_bambu::commands::{Command, SIGNATURE_REQUIRED_HMS, is_signature_refusal};
 use printyard_bambu::lifecycle::{Lifecycle, PrintEvent, new_hms_errors};
 use printyard_bambu::mqtt::{AccessCode, Endpoint, Incoming, Session, SessionError};
-use printyard_bambu::report::{Message, ReportState};
+use printyard_bambu::report::{Ack, Message, ReportState};
 use printyard_bambu::tls::{
     Acceptance, TrustMode, client_config, fingerprint_hex, parse_fingerprint,
 };
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
-    EventKind, FarmEvent, PrinterRecord, StatusRecord, event_id, event_subject,
+    CommandOutcome, CommandRequest, EventKind, FarmEvent, PIN_LEARNED, PinLearned, PrinterCommand,
+    PrinterRecord, StatusRecord, command_subject, event_id, event_subject,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
 use printyard_service::backoff::Backoff;
@@ -30,6 +39,8 @@ pub struct Settings {
     pub silence: Duration,
     pub status_interval: Duration,
     pub command_deadline: Duration,
+    /// For telling `api` about certificates trusted on first use.
+    pub rpc: printyard_service::rpc::RpcClient,
 }
 
 pub struct Connection {
@@ -43,6 +54,15 @@ pub struct Connection {
     hms: Vec<HmsEntry>,
     /// Identity of the print under way, for event ids.
     print_key: Option<String>,
+    /// Commands sent and not yet acknowledged.
+    pending: Vec<Pending>,
+}
+
+/// A command waiting for the printer's acknowledgement.
+struct Pending {
+    sequence_id: String,
+    reply: Subject,
+    deadline: Instant,
 }
 
 impl Connection {
@@ -70,16 +90,31 @@ impl Connection {
             lifecycle: Lifecycle::new(),
             hms: Vec::new(),
             print_key: None,
+            pending: Vec::new(),
         }
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let subject = command_subject(&self.record.site, self.record.id);
+        let mut commands = match self.store.client.subscribe(subject).await {
+            Ok(subscriber) => Some(subscriber),
+            Err(err) => {
+                tracing::error!(printer = self.record.id, error = %err, "command subscription failed");
+                None
+            }
+        };
         loop {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => break,
-                outcome = self.session() => outcome,
+                outcome = self.session(&mut commands) => outcome,
             };
+            self.answer_pending(CommandOutcome::NotConnected {
+                reason: Some(format!(
+                    "the connection ended before the printer answered: {outcome}"
+                )),
+            })
+            .await;
             let was_connected = self.status.connected;
             self.status.connected = false;
             self.status.connection_error = Some(outcome.to_string());
@@ -101,13 +136,166 @@ impl Connection {
                 SessionError::NotAuthorized => Duration::from_secs(60),
                 _ => backoff.next_delay(),
             };
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            let retry = tokio::time::sleep(delay);
+            tokio::pin!(retry);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = &mut retry => break,
+                    message = next_command(&mut commands) => {
+                        match decode_command(message) {
+                            Some((None, reply)) => self.refuse_unreadable(reply).await,
+                            Some((Some(_), reply)) => {
+                                let reason = self.status.connection_error.clone();
+                                self.reply(reply, &CommandOutcome::NotConnected { reason }).await;
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                break;
             }
         }
+        if let Some(mut commands) = commands {
+            let _ = commands.unsubscribe().await;
+        }
+        self.answer_pending(CommandOutcome::NotConnected {
+            reason: Some("the gateway released the printer".into()),
+        })
+        .await;
         self.status.connected = false;
         self.flush(true).await;
+    }
+
+    /// Has `api` store a pin learned on first use, in the background, retrying with backoff
+    /// for a few minutes (until then the pin holds for this gateway's connection only).
+    fn keep_pin(&self, pin: String) {
+        let rpc = self.settings.rpc.clone();
+        let learned = PinLearned {
+            printer_id: self.record.id,
+            host: self.record.host.clone(),
+            pin,
+        };
+        tokio::spawn(async move {
+            let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+            for _ in 0..10 {
+                match rpc.call(PIN_LEARNED, &learned).await {
+                    Ok(_) => return,
+                    Err(err) => {
+                        tracing::warn!(printer = learned.printer_id, error = %err, "pin not stored yet");
+                        tokio::time::sleep(backoff.next_delay()).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Acts on a command while the session is live.
+    async fn command(
+        &mut self,
+        session: &mut Session,
+        command: Option<PrinterCommand>,
+        reply: Subject,
+    ) {
+        let Some(command) = command else {
+            return self.refuse_unreadable(reply).await;
+        };
+        if !self.status.connected {
+            let reason = self.status.connection_error.clone();
+            self.reply(reply, &CommandOutcome::NotConnected { reason })
+                .await;
+            return;
+        }
+        let wire = match command {
+            PrinterCommand::Refresh => Command::PushAll,
+            PrinterCommand::Pause => Command::Pause,
+            PrinterCommand::Resume => Command::Resume,
+            PrinterCommand::Stop => Command::Stop,
+        };
+        match session.send(&wire) {
+            // Printers do not acknowledge pushall: the full report is the answer.
+            Ok(_) if command == PrinterCommand::Refresh => {
+                self.reply(reply, &CommandOutcome::Accepted).await
+            }
+            Ok(sequence) => {
+                tracing::info!(
+                    printer = self.record.id,
+                    command = command.as_str(),
+                    "command sent"
+                );
+                self.pending.push(Pending {
+                    sequence_id: sequence.to_string(),
+                    reply,
+                    deadline: Instant::now() + session.deadline(),
+                });
+            }
+            Err(err) => {
+                let reason = Some(format!("the command could not be sent: {err}"));
+                self.reply(reply, &CommandOutcome::NotConnected { reason })
+                    .await
+            }
+        }
+    }
+
+    /// Answers the command an acknowledgement belongs to.
+    async fn acknowledged(&mut self, ack: &Ack) {
+        let Some(at) = ack
+            .sequence_id
+            .as_ref()
+            .and_then(|seq| self.pending.iter().position(|p| &p.sequence_id == seq))
+        else {
+            return;
+        };
+        let pending = self.pending.swap_remove(at);
+        let outcome = if ack.succeeded() {
+            CommandOutcome::Accepted
+        } else {
+            let reason = ack.reason.clone().unwrap_or_else(|| ack.result.clone());
+            CommandOutcome::Refused {
+                signed_required: is_signature_refusal(&reason),
+                reason,
+            }
+        };
+        self.reply(pending.reply, &outcome).await;
+    }
+
+    /// Answers the commands whose deadline passed.
+    async fn expire_pending(&mut self) {
+        let now = Instant::now();
+        let (late, waiting): (Vec<_>, Vec<_>) =
+            self.pending.drain(..).partition(|p| p.deadline <= now);
+        self.pending = waiting;
+        let after_ms = self.settings.command_deadline.as_millis() as u64;
+        for pending in late {
+            self.reply(pending.reply, &CommandOutcome::TimedOut { after_ms })
+                .await;
+        }
+    }
+
+    async fn answer_pending(&mut self, outcome: CommandOutcome) {
+        for pending in std::mem::take(&mut self.pending) {
+            self.reply(pending.reply, &outcome).await;
+        }
+    }
+
+    async fn refuse_unreadable(&self, reply: Subject) {
+        metrics::counter!("printyard_gateway_unreadable_commands_total").increment(1);
+        let outcome = CommandOutcome::Refused {
+            reason: "the command request could not be read".into(),
+            signed_required: false,
+        };
+        self.reply(reply, &outcome).await;
+    }
+
+    async fn reply(&self, reply: Subject, outcome: &CommandOutcome) {
+        let Ok(payload) = serde_json::to_vec(outcome) else {
+            return;
+        };
+        if let Err(err) = self.store.client.publish(reply, payload.into()).await {
+            tracing::warn!(printer = self.record.id, error = %err, "command reply not sent");
+        }
     }
 
     fn trust_mode(&self) -> TrustMode {
@@ -121,7 +309,7 @@ impl Connection {
     }
 
     /// One connection, until it fails.
-    async fn session(&mut self) -> SessionError {
+    async fn session(&mut self, commands: &mut Option<Subscriber>) -> SessionError {
         let Some(code) = AccessCode::parse(&self.record.access_code) else {
             return SessionError::Refused("the access code is not 8 letters or digits".into());
         };
@@ -146,7 +334,14 @@ impl Connection {
             let incoming = tokio::select! {
                 incoming = tokio::time::timeout(self.settings.silence, session.next()) => incoming,
                 _ = flush.tick() => {
+                    self.expire_pending().await;
                     self.flush(false).await;
+                    continue;
+                }
+                message = next_command(commands) => {
+                    if let Some((command, reply)) = decode_command(message) {
+                        self.command(&mut session, command, reply).await;
+                    }
                     continue;
                 }
             };
@@ -165,7 +360,9 @@ impl Connection {
             match incoming {
                 Incoming::Connected => {
                     if let Some(Acceptance::FirstUse(fp)) = verifier.outcome() {
-                        self.status.tls_pin = Some(fingerprint_hex(&fp));
+                        let pin = fingerprint_hex(&fp);
+                        self.status.tls_pin = Some(pin.clone());
+                        self.keep_pin(pin);
                     }
                     self.status.connected = true;
                     self.status.connection_error = None;
@@ -186,7 +383,8 @@ impl Connection {
                         self.status.model = Some(name.to_owned());
                     }
                 }
-                Incoming::Message(_) => {}
+                Incoming::Message(Message::Ack(ack)) => self.acknowledged(&ack).await,
+                Incoming::Message(Message::Other) => {}
                 Incoming::Unreadable(err) => {
                     metrics_unreadable();
                     tracing::debug!(printer = self.record.id, error = %err, "unreadable payload");
@@ -198,6 +396,16 @@ impl Connection {
     async fn observe(&mut self, state: &ReportState) {
         let model_id = self.status.model.as_deref().and_then(models::model_id);
         let normalized = status::normalize(state.fields(), model_id, None);
+        let signature_refused =
+            |hms: &[HmsEntry]| hms.iter().any(|e| e.code == SIGNATURE_REQUIRED_HMS);
+        if signature_refused(&normalized.hms) && !signature_refused(&self.hms) {
+            // Some firmware refuses an unsigned command with this HMS entry instead of an ack.
+            self.answer_pending(CommandOutcome::Refused {
+                reason: "mqtt message verify failed".into(),
+                signed_required: true,
+            })
+            .await;
+        }
         for entry in new_hms_errors(&self.hms, &normalized.hms) {
             let data = serde_json::json!({"code": entry.code, "severity": entry.severity, "text": entry.text});
             let occurrence = format!("{}.{}", entry.code, Utc::now().timestamp());
@@ -319,6 +527,31 @@ impl Connection {
             Err(err) => tracing::warn!(printer = self.record.id, error = %err, "status not stored"),
         }
     }
+}
+
+/// The next message on the command subscription; never resolves without one. A closed
+/// subscription is dropped (the connection keeps running; commands then get "no responders").
+async fn next_command(commands: &mut Option<Subscriber>) -> Option<async_nats::Message> {
+    let Some(subscriber) = commands.as_mut() else {
+        return std::future::pending().await;
+    };
+    let message = subscriber.next().await;
+    if message.is_none() {
+        *commands = None;
+    }
+    message
+}
+
+/// A command and where to answer it (`None` for an unreadable request).
+fn decode_command(
+    message: Option<async_nats::Message>,
+) -> Option<(Option<PrinterCommand>, Subject)> {
+    let message = message?;
+    let reply = message.reply?;
+    let command = serde_json::from_slice::<CommandRequest>(&message.payload)
+        .ok()
+        .map(|r| r.command);
+    Some((command, reply))
 }
 
 /// A print's identity: the printer's task id when it has one, else its name and file.

@@ -4,7 +4,8 @@
 //!
 //! It watches the printer registry for its site, claims printers through the ownership lease,
 //! holds one connection per claimed printer, and publishes their status (KV `printer_status`)
-//! and events (stream `FARM_EVENTS`). Commands arrive with the printer endpoints' issue.
+//! and events (stream `FARM_EVENTS`), and answers commands on each held printer's command
+//! subject.
 
 pub mod connection;
 pub mod store;
@@ -46,6 +47,8 @@ pub struct GatewayConfig {
     pub silence_secs: u64,
     /// The most often a printer's status is written to the KV bucket.
     pub status_interval_ms: u64,
+    /// How long a command waits for the printer's acknowledgement.
+    pub command_deadline_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             extra_ca_files: Vec::new(),
             silence_secs: 60,
             status_interval_ms: 250,
+            command_deadline_ms: 5000,
         }
     }
 }
@@ -105,7 +109,8 @@ impl Gateway {
                 anchors: Arc::new(trust_anchors(&pem_refs)),
                 silence: Duration::from_secs(settings.silence_secs.max(5)),
                 status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
-                command_deadline: Duration::from_secs(5),
+                command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
+                rpc: runtime.rpc().clone(),
             }),
         };
         runtime

@@ -11,6 +11,8 @@ use printyard_contracts::farm::{
 use printyard_service::nats::kv_bucket;
 
 pub struct FarmStore {
+    /// The plain client, for command subscriptions and replies.
+    pub client: async_nats::Client,
     pub jetstream: jetstream::Context,
     pub registry: kv::Store,
     pub owners: kv::Store,
@@ -21,7 +23,7 @@ impl FarmStore {
     /// Opens (or creates) the buckets and the stream. `lease` is the owners bucket's max age:
     /// an owner that stops renewing loses its printers after it.
     pub async fn open(client: async_nats::Client, lease: Duration) -> anyhow::Result<Self> {
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let registry = kv_bucket(&js, PRINTER_REGISTRY_BUCKET, Duration::ZERO).await?;
         let owners = kv_bucket(&js, PRINTER_OWNERS_BUCKET, lease).await?;
         let status = kv_bucket(&js, PRINTER_STATUS_BUCKET, Duration::ZERO).await?;
@@ -35,6 +37,7 @@ impl FarmStore {
         .await
         .map_err(|e| anyhow::anyhow!("creating stream {FARM_EVENTS_STREAM}: {e}"))?;
         Ok(Self {
+            client,
             jetstream: js,
             registry,
             owners,

@@ -61,8 +61,11 @@ impl Supervisor {
                         Operation::Put => match serde_json::from_slice::<PrinterRecord>(&entry.value) {
                             Ok(record) => {
                                 let held = printers.entry(record.id).or_insert(Held { record: record.clone(), revision: None, task: None });
-                                if held.record != record {
-                                    // Changed (new address or code): reconnect with the new record.
+                                if only_pin_learned(&held.record, &record) {
+                                    // api stored the pin this connection learned: nothing to redo.
+                                    held.record = record;
+                                } else if held.record != record {
+                                    // Changed (new address or code, pin cleared): reconnect.
                                     held.record = record;
                                     stop(held).await;
                                 }
@@ -141,6 +144,16 @@ impl Supervisor {
                 .await;
         }
     }
+}
+
+/// Whether `new` differs from `old` only by a pin being set where there was none.
+fn only_pin_learned(old: &PrinterRecord, new: &PrinterRecord) -> bool {
+    old.tls_pin.is_none()
+        && new.tls_pin.is_some()
+        && PrinterRecord {
+            tls_pin: None,
+            ..new.clone()
+        } == *old
 }
 
 async fn stop(held: &mut Held) {

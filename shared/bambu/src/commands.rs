@@ -86,9 +86,29 @@ impl Command {
     }
 }
 
+/// The HMS entry recent firmware raises when it refuses an unsigned control command.
+pub const SIGNATURE_REQUIRED_HMS: &str = "HMS_0500_0500_0001_0007";
+
+/// Whether a failed acknowledgement's reason is the refusal of an unsigned command (firmware
+/// since 2025 outside developer mode says `mqtt message verify failed`).
+pub fn is_signature_refusal(reason: &str) -> bool {
+    reason.to_ascii_lowercase().contains("verify failed")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signed_command_refusal_is_recognised() {
+        assert!(is_signature_refusal("mqtt message verify failed"));
+        assert!(is_signature_refusal("MQTT message verify failed"));
+        assert!(!is_signature_refusal("cannot pause while IDLE"));
+        assert_eq!(
+            crate::codes::hms_code(0x0500_0500, 0x0001_0007),
+            SIGNATURE_REQUIRED_HMS
+        );
+    }
 
     #[test]
     fn payloads_have_the_documented_shape() {

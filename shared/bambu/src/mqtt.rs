@@ -114,33 +114,25 @@ impl Session {
     }
 
     fn try_send(&mut self, command: &Command) -> Option<u64> {
-        self.sequence += 1;
-        let payload = serde_json::to_vec(&command.payload(self.sequence)).ok()?;
-        self.client
-            .try_publish(self.request_topic.clone(), QoS::AtLeastOnce, false, payload)
-            .ok()
-            .map(|_| self.sequence)
+        self.send(command).ok()
     }
 
-    /// Sends a command; returns its `sequence_id`, which the acknowledgement echoes.
-    pub async fn send(&mut self, command: &Command) -> Result<u64, SessionError> {
+    /// Queues a command for the printer without waiting (the session sends it as it is
+    /// polled); returns its `sequence_id`, which the acknowledgement echoes. Fails only when
+    /// the session's outgoing queue is full or closed.
+    pub fn send(&mut self, command: &Command) -> Result<u64, SessionError> {
         self.sequence += 1;
         let payload = serde_json::to_vec(&command.payload(self.sequence))
             .map_err(|e| SessionError::Io(e.to_string()))?;
-        tokio::time::timeout(
-            self.deadline,
-            self.client
-                .publish(self.request_topic.clone(), QoS::AtLeastOnce, false, payload),
-        )
-        .await
-        .map_err(|_| SessionError::Timeout(self.deadline))?
-        .map_err(|e| SessionError::Io(e.to_string()))?;
+        self.client
+            .try_publish(self.request_topic.clone(), QoS::AtLeastOnce, false, payload)
+            .map_err(|e| SessionError::Io(e.to_string()))?;
         Ok(self.sequence)
     }
 
-    /// A handle that can send commands while another task polls the session.
-    pub fn sender(&self) -> AsyncClient {
-        self.client.clone()
+    /// How long a caller should wait for a command's acknowledgement.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The next thing that happens; an error ends the session. Must be polled continuously.

@@ -96,7 +96,7 @@ async fn a_session_gets_a_full_report_and_the_product_and_follows_a_print() {
                     seen.push(now);
                 }
                 if now == PrinterState::Printing && paused_sequence.is_none() {
-                    paused_sequence = Some(session.send(&Command::Pause).await.unwrap());
+                    paused_sequence = Some(session.send(&Command::Pause).unwrap());
                 }
                 if now == PrinterState::Paused {
                     break;

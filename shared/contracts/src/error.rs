@@ -23,10 +23,16 @@ pub enum ErrorCode {
     RateLimited,
     InternalError,
     ServiceUnavailable,
+    /// A command to a printer that has no live connection (400, as the reference says).
+    PrinterNotConnected,
+    /// The printer answered a command with a refusal (busy, wrong state, unsigned command).
+    PrinterRefused,
+    /// The printer did not answer a command in time.
+    PrinterTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationError,
         ErrorCode::Unauthorized,
@@ -39,6 +45,9 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::PrinterNotConnected,
+        ErrorCode::PrinterRefused,
+        ErrorCode::PrinterTimeout,
     ];
 
     /// The HTTP status this code is answered with at the edge.
@@ -56,6 +65,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::InternalError => 500,
             ErrorCode::ServiceUnavailable => 503,
+            ErrorCode::PrinterNotConnected => 400,
+            ErrorCode::PrinterRefused => 409,
+            ErrorCode::PrinterTimeout => 504,
         }
     }
 
@@ -73,6 +85,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::PrinterNotConnected => "PRINTER_NOT_CONNECTED",
+            ErrorCode::PrinterRefused => "PRINTER_REFUSED",
+            ErrorCode::PrinterTimeout => "PRINTER_TIMEOUT",
         }
     }
 

@@ -183,6 +183,81 @@ pub fn event_id(serial: &str, kind: EventKind, occurrence: &str) -> String {
     format!("{serial}.{}.{occurrence}", kind.as_str())
 }
 
+/// A certificate a gateway trusted on first use, for `api` to keep with the printer so the
+/// pin survives restarts and moves with the printer to another gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinLearned {
+    pub printer_id: i64,
+    /// The address the certificate was seen at (a pin is dropped when the address changes).
+    pub host: String,
+    /// SHA-256 of the certificate, lower-case hex.
+    pub pin: String,
+}
+
+/// Whether the pin was stored (`false` when the printer already has one, moved or is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinStored {
+    pub stored: bool,
+}
+
+/// `api`: keep a pin learned on first use.
+pub const PIN_LEARNED: crate::rpc::Endpoint<PinLearned, PinStored> =
+    crate::rpc::Endpoint::new(crate::ServiceName::Api, "printer-pin");
+
+/// The subject a printer's commands are sent to: `printyard.printers.<site>.<id>.command`.
+/// Only the gateway holding the printer's lease subscribes, so a printer no gateway holds
+/// answers at once with NATS "no responders".
+pub fn command_subject(site: &Site, printer_id: i64) -> String {
+    format!("{ROOT}.printers.{site}.{printer_id}.command")
+}
+
+/// A command to a printer, sent by request/reply to [`command_subject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrinterCommand {
+    /// Ask for a full report (`pushall`); printers do not acknowledge it.
+    Refresh,
+    Pause,
+    Resume,
+    Stop,
+}
+
+impl PrinterCommand {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrinterCommand::Refresh => "refresh",
+            PrinterCommand::Pause => "pause",
+            PrinterCommand::Resume => "resume",
+            PrinterCommand::Stop => "stop",
+        }
+    }
+}
+
+/// The request body on [`command_subject`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandRequest {
+    pub command: PrinterCommand,
+}
+
+/// What became of a command, as the owning gateway answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum CommandOutcome {
+    /// Sent (refresh) or acknowledged with success by the printer.
+    Accepted,
+    /// The gateway holds the printer but has no live connection; `reason` is the last
+    /// connection error (a wrong access code shows as "not authorised").
+    NotConnected { reason: Option<String> },
+    /// The printer answered `failed`. `signed_required` when its firmware wants signed
+    /// commands (developer mode off): status keeps working, control does not.
+    Refused {
+        reason: String,
+        signed_required: bool,
+    },
+    /// The printer did not answer within the gateway's deadline.
+    TimedOut { after_ms: u64 },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +281,26 @@ mod tests {
         );
         assert_eq!(all_events(), "printyard.events.>");
         assert_eq!(registry_key(&site, 7), "lab.7");
+        assert_eq!(
+            command_subject(&site, 7),
+            "printyard.printers.lab.7.command"
+        );
+    }
+
+    #[test]
+    fn command_outcomes_are_tagged() {
+        let refused = CommandOutcome::Refused {
+            reason: "mqtt message verify failed".into(),
+            signed_required: true,
+        };
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json["outcome"], "refused");
+        assert_eq!(
+            serde_json::from_value::<CommandOutcome>(json).unwrap(),
+            refused
+        );
+        let request: CommandRequest = serde_json::from_str(r#"{"command":"pause"}"#).unwrap();
+        assert_eq!(request.command, PrinterCommand::Pause);
     }
 
     #[test]

@@ -453,6 +453,11 @@ impl Printer {
     }
 
     /// Sends a payload that is not JSON on the report topic.
+    /// Publishes `payload` on the report topic as it is (for clients' robustness tests).
+    pub fn send_raw(&self, payload: Bytes) {
+        let _ = self.reports.send(payload);
+    }
+
     pub fn send_garbage(&self) {
         let _ = self.reports.send(Bytes::from_static(
             b"{\"print\": {\"gcode_state\": \x00\xff garbage",

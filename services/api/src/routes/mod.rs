@@ -40,6 +40,10 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(printers::list, printers::create))
         .routes(routes!(printers::get, printers::update, printers::delete))
         .routes(routes!(printers::status))
+        .routes(routes!(printers::refresh_status))
+        .routes(routes!(printers::pause))
+        .routes(routes!(printers::resume))
+        .routes(routes!(printers::stop))
         .split_for_parts()
 }
 

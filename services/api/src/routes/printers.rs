@@ -5,7 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use printyard_bambu::models;
-use printyard_contracts::farm::{Site, StatusRecord};
+use printyard_contracts::farm::{
+    CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord, command_subject,
+};
 use printyard_contracts::printer::{HmsEntry, HmsStatus, PrinterState};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
@@ -91,7 +93,6 @@ pub struct CreatePrinter {
     #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub site: Option<String>,
     /// Kept as given; otherwise detected from the printer.
-    #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
     #[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
     pub model: Option<String>,
     /// Accept any TLS certificate (only when chosen explicitly).
@@ -370,4 +371,147 @@ pub async fn delete(
     state.registry.delete(id).await?;
     tracing::info!(printer = id, "printer deleted");
     Ok(Json(Deleted { id, deleted: true }))
+}
+
+/// The answer to a command the printer accepted.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandAccepted {
+    /// `refresh_requested` (the reference's answer to refresh-status), `pause_requested`, ...
+    pub status: String,
+}
+
+/// Sends `command` to the gateway holding printer `id` and waits for its answer (the
+/// printer's acknowledgement, within the gateway's deadline).
+async fn command(
+    state: &AppState,
+    id: i64,
+    command: PrinterCommand,
+) -> Result<Json<CommandAccepted>, ApiError> {
+    let row = state.registry.get(id).await?;
+    let site = Site::parse(&row.site).unwrap_or_default();
+    let payload = serde_json::to_vec(&CommandRequest { command })
+        .map_err(|_| ApiError::new(ErrorCode::InternalError, "Internal server error"))?;
+    let request = state.rpc.nats().request_with_headers(
+        command_subject(&site, id),
+        printyard_service::nats::traced_headers(),
+        payload.into(),
+    );
+    let deadline = state.http.command_deadline();
+    let not_connected = |why: &str| {
+        ApiError::new(
+            ErrorCode::PrinterNotConnected,
+            format!("Printer {id} is not connected: {why}"),
+        )
+    };
+    let message = match tokio::time::timeout(deadline, request).await {
+        Err(_) => {
+            return Err(ApiError::new(
+                ErrorCode::PrinterTimeout,
+                format!(
+                    "Printer {id} did not answer within {} s",
+                    deadline.as_secs()
+                ),
+            ));
+        }
+        Ok(Err(err)) if err.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+            return Err(not_connected(&format!(
+                "no gateway of site `{site}` holds it"
+            )));
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(printer = id, error = %err, "command request failed");
+            return Err(ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "The printer gateway is unavailable, try again shortly",
+            ));
+        }
+        Ok(Ok(message)) => message,
+    };
+    let outcome: CommandOutcome = serde_json::from_slice(&message.payload).map_err(|err| {
+        tracing::error!(printer = id, error = %err, "unreadable command answer");
+        ApiError::new(ErrorCode::InternalError, "Internal server error")
+    })?;
+    match outcome {
+        CommandOutcome::Accepted => {
+            tracing::info!(
+                printer = id,
+                command = command.as_str(),
+                "printer command accepted"
+            );
+            let status = match command {
+                PrinterCommand::Refresh => "refresh_requested".to_owned(),
+                other => format!("{}_requested", other.as_str()),
+            };
+            Ok(Json(CommandAccepted { status }))
+        }
+        CommandOutcome::NotConnected { reason } => Err(not_connected(
+            reason.as_deref().unwrap_or("it has not connected yet"),
+        )),
+        CommandOutcome::Refused {
+            signed_required: true,
+            ..
+        } => Err(ApiError::new(
+            ErrorCode::PrinterRefused,
+            format!(
+                "Printer {id} refused the command: its firmware accepts only signed control \
+                 commands. Turn on Developer Mode (LAN only mode) on the printer to control it \
+                 from Printyard; status keeps working without it"
+            ),
+        )),
+        CommandOutcome::Refused { reason, .. } => Err(ApiError::new(
+            ErrorCode::PrinterRefused,
+            format!("Printer {id} refused the command: {reason}"),
+        )),
+        CommandOutcome::TimedOut { after_ms } => Err(ApiError::new(
+            ErrorCode::PrinterTimeout,
+            format!(
+                "Printer {id} did not acknowledge the command within {} ms",
+                after_ms
+            ),
+        )),
+    }
+}
+
+#[utoipa::path(post, path = "/printers/{id}/refresh-status", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn refresh_status(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CommandAccepted>, ApiError> {
+    command(&state, id, PrinterCommand::Refresh).await
+}
+
+#[utoipa::path(post, path = "/printers/{id}/pause", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn pause(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CommandAccepted>, ApiError> {
+    command(&state, id, PrinterCommand::Pause).await
+}
+
+#[utoipa::path(post, path = "/printers/{id}/resume", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn resume(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CommandAccepted>, ApiError> {
+    command(&state, id, PrinterCommand::Resume).await
+}
+
+#[utoipa::path(post, path = "/printers/{id}/stop", tag = "printers",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn stop(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<CommandAccepted>, ApiError> {
+    command(&state, id, PrinterCommand::Stop).await
 }
