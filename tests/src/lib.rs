@@ -277,6 +277,56 @@ spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
 spawner!(spawn_stats, printyard_stats, Stats);
 spawner!(spawn_notifier, printyard_notifier, Notifier);
 
+/// The environment variable that turns a test binary into a bare gateway process.
+const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";
+
+/// A gateway in a process of its own, for tests that kill it without warning (SIGKILL: no
+/// lease released, no connection closed politely). The test binary re-runs itself with
+/// `--exact <child_test>`, an ignored test that calls [`run_child_gateway`].
+pub struct ChildGateway(tokio::process::Child);
+
+impl ChildGateway {
+    pub fn spawn(child_test: &str, config: &printyard_gateway::Config) -> Self {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let child = tokio::process::Command::new(exe)
+            .args(["--exact", child_test, "--ignored", "--nocapture"])
+            .env(
+                CHILD_GATEWAY,
+                serde_json::to_string(config).expect("the gateway config encodes"),
+            )
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the child gateway process");
+        Self(child)
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    pub async fn kill(mut self) {
+        self.0.kill().await.expect("killing the child gateway");
+    }
+}
+
+/// Runs a gateway until the process is killed, when the test binary was started by
+/// [`ChildGateway::spawn`]; returns at once otherwise.
+pub fn run_child_gateway() {
+    let Ok(json) = std::env::var(CHILD_GATEWAY) else {
+        return;
+    };
+    let config: printyard_gateway::Config =
+        serde_json::from_str(&json).expect("the child gateway's config");
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(async move {
+            let gateway = printyard_gateway::Gateway::start(config, CancellationToken::new())
+                .await
+                .expect("the child gateway starts");
+            gateway
+                .run_until_stopped()
+                .await
+                .expect("the child gateway runs");
+        });
+}
+
 /// A simulated farm on a loopback range of its own (127.A.B.1 with random A, B), fast enough
 /// for tests, with its CA written to a file for the gateway's `extra_ca_files`.
 pub struct SimFarm {

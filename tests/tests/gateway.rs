@@ -1,6 +1,8 @@
 //! The gateway against the simulator: a printer put in the registry is claimed, connected, its
 //! status published to `printer_status`, its print turned into events on `FARM_EVENTS`; a wrong
-//! access code shows as such; two gateways share a site without a second connection to a printer.
+//! access code shows as such; a printer that drops off or goes silent goes offline and comes
+//! back; malformed payloads never crash the gateway; two gateways share a site without a second
+//! connection to a printer, and a gateway killed mid-print is replaced without a false start.
 
 use std::time::Duration;
 
@@ -9,7 +11,10 @@ use futures::StreamExt;
 use printyard_contracts::farm::{FarmEvent, PrinterRecord, Site, registry_key};
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
-use printyard_tests::{Running, SimFarm, TestEnv, eventually, spawn_gateway_with};
+use printyard_tests::{
+    ChildGateway, Running, SimFarm, TestEnv, eventually, http, run_child_gateway,
+    spawn_gateway_with,
+};
 use serde_json::Value;
 
 struct Setup {
@@ -63,6 +68,57 @@ async fn status(setup: &Setup) -> Option<Value> {
     let bucket = js.get_key_value("printer_status").await.ok()?;
     let bytes = bucket.get("1").await.ok()??;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// A consumer of printer 1's events from now on.
+async fn events(setup: &Setup) -> jetstream::consumer::pull::Stream {
+    let js = jetstream::new(setup.env.nats.client().await);
+    let stream = eventually(Duration::from_secs(5), "the event stream", || {
+        let js = js.clone();
+        async move { js.get_stream("FARM_EVENTS").await.ok() }
+    })
+    .await;
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            filter_subject: "printyard.events.default.1.>".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .messages()
+        .await
+        .unwrap()
+}
+
+async fn next_event(events: &mut jetstream::consumer::pull::Stream, within: Duration) -> FarmEvent {
+    let message = tokio::time::timeout(within, events.next())
+        .await
+        .unwrap_or_else(|_| panic!("no event within {within:?}"))
+        .unwrap()
+        .unwrap();
+    message.ack().await.unwrap();
+    serde_json::from_slice(&message.payload).unwrap()
+}
+
+fn kind(event: &FarmEvent) -> String {
+    serde_json::to_value(event.kind)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn wait_connected(setup: &Setup, connected: bool) -> Value {
+    eventually(
+        Duration::from_secs(20),
+        &format!("connected = {connected}"),
+        || async {
+            status(setup)
+                .await
+                .filter(|s| s["connected"] == connected && (!connected || !s["status"].is_null()))
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -227,4 +283,257 @@ async fn two_gateways_share_a_site_and_the_survivor_takes_over_without_a_second_
         "the printer was handed over"
     );
     drop(third);
+}
+
+#[tokio::test]
+async fn a_printer_that_drops_off_goes_offline_with_an_event_and_comes_back() {
+    let setup = setup(Model::X1C, 1.0).await;
+    let _gateway = gateway(&setup, 5).await;
+    let mut events = events(&setup).await;
+    register(&setup, None).await;
+    wait_connected(&setup, true).await;
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(10)).await),
+        "printer_online"
+    );
+
+    let printer = &setup.sim.farm.printers[0];
+    printer.drop_connections();
+    let offline = next_event(&mut events, Duration::from_secs(10)).await;
+    assert_eq!(kind(&offline), "printer_offline");
+    assert!(
+        offline.data["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{offline:?}"
+    );
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(15)).await),
+        "printer_online"
+    );
+    wait_connected(&setup, true).await;
+    assert!(
+        printer.snapshot().mqtt_connections_total >= 2,
+        "it reconnected"
+    );
+    assert_eq!(printer.snapshot().mqtt_clients, 1, "with one connection");
+}
+
+#[tokio::test]
+async fn a_printer_that_goes_silent_is_noticed() {
+    let setup = setup(Model::P1P, 1.0).await;
+    let mut config = setup.sim.gateway_config(&setup.env);
+    config.gateway.silence_secs = 5;
+    let _gateway = spawn_gateway_with(config).await;
+    let mut events = events(&setup).await;
+    register(&setup, None).await;
+    wait_connected(&setup, true).await;
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(10)).await),
+        "printer_online"
+    );
+
+    let printer = &setup.sim.farm.printers[0];
+    printer.set_faults(printyard_printer_sim::Faults {
+        silent: true,
+        ..Default::default()
+    });
+    let noticed = std::time::Instant::now();
+    let offline = next_event(&mut events, Duration::from_secs(15)).await;
+    assert_eq!(kind(&offline), "printer_offline");
+    assert!(
+        noticed.elapsed() >= Duration::from_secs(4),
+        "not before the silence: {:?}",
+        noticed.elapsed()
+    );
+    let down = wait_connected(&setup, false).await;
+    assert_eq!(down["status"]["state"], "offline");
+    assert!(
+        down["connection_error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer"),
+        "{down}"
+    );
+
+    printer.set_faults(Default::default());
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(40)).await),
+        "printer_online"
+    );
+}
+
+#[tokio::test]
+async fn malformed_payloads_never_crash_the_gateway() {
+    let setup = setup(Model::A1, 300.0).await;
+    let gateway = gateway(&setup, 5).await;
+    register(&setup, None).await;
+    wait_connected(&setup, true).await;
+    let printer = &setup.sim.farm.printers[0];
+
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let huge = format!(
+        "{{\"print\": {{\"subtask_name\": \"{}\"}}}}",
+        "x".repeat(512 * 1024)
+    );
+    let hostile: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"\0\0\0".to_vec(),
+        b"[]".to_vec(),
+        b"\"print\"".to_vec(),
+        br#"{"print": 5}"#.to_vec(),
+        br#"{"print": {"gcode_state": 12, "mc_percent": "lots", "mc_remaining_time": -5,
+             "layer_num": 1e309, "nozzle_temper": "hot", "hms": [{"attr": -1}, 7, {"code": "x"}],
+             "ams": {"ams": [{"id": {}, "tray": "none"}, {"tray": [{"id": null}]}]}}}"#
+            .to_vec(),
+        br#"{"print": {"command": "pause", "result": 404, "sequence_id": []}}"#.to_vec(),
+        br#"{"info": {"command": "get_version", "module": "nope"}}"#.to_vec(),
+        deep.into_bytes(),
+        huge.into_bytes(),
+        vec![0xff; 4096],
+    ];
+    for payload in hostile {
+        printer.send_raw(payload.into());
+    }
+    printer.send_garbage();
+
+    // Still the same connection, still following the printer.
+    printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "printing after the garbage",
+        || async {
+            status(&setup).await.filter(|s| {
+                s["status"]["state"] == "printing" || s["status"]["state"] == "preparing"
+            })
+        },
+    )
+    .await;
+    assert_eq!(
+        printer.snapshot().mqtt_connections_total,
+        1,
+        "never reconnected"
+    );
+    let health = http()
+        .get(format!("http://{}/healthz", gateway.admin_addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let metrics = http()
+        .get(format!("http://{}/metrics", gateway.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let unreadable = metrics
+        .lines()
+        .find(|l| l.starts_with("printyard_gateway_unreadable_payloads_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        unreadable >= 5.0,
+        "unreadable payloads are counted: {unreadable}"
+    );
+}
+
+/// The gateway process `a_gateway_killed_mid_print_...` kills (run only by that test).
+#[test]
+#[ignore = "a child process of a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a_false_start"]
+fn child_gateway() {
+    run_child_gateway();
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a_false_start() {
+    // The demo print takes 1,095 s: about 27 s at this speed, long enough to be mid-print
+    // when the survivor takes over.
+    let setup = setup(Model::P1S, 40.0).await;
+    let mut config = setup.sim.gateway_config(&setup.env);
+    config.gateway.lease_secs = 3;
+    let doomed = ChildGateway::spawn("child_gateway", &config);
+    let printer = setup.sim.farm.printers[0].clone();
+    let mut events = events(&setup).await;
+    register(&setup, None).await;
+    wait_connected(&setup, true).await;
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(10)).await),
+        "printer_online"
+    );
+
+    // The survivor starts once the doomed gateway holds the printer.
+    let _survivor = spawn_gateway_with(config).await;
+    let done = tokio_util::sync::CancellationToken::new();
+    let watch = {
+        let printer = printer.clone();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.is_cancelled() {
+                most = most.max(printer.snapshot().mqtt_clients);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            most
+        })
+    };
+    printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(10)).await),
+        "print_started"
+    );
+
+    doomed.kill().await;
+    let killed = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot = printer.snapshot();
+        if snapshot.mqtt_connections_total >= 2 && snapshot.mqtt_clients == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no takeover: {snapshot:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let takeover = killed.elapsed();
+    assert!(
+        takeover < Duration::from_secs(15),
+        "taken over in {takeover:?}"
+    );
+
+    let mut kinds = Vec::new();
+    while kinds.last().map(String::as_str) != Some("print_complete") {
+        let next = tokio::time::timeout(Duration::from_secs(60), events.next()).await;
+        let Ok(Some(Ok(message))) = next else {
+            panic!(
+                "events after the takeover: {kinds:?}; printer: {:?}; status: {:?}",
+                printer.snapshot(),
+                status(&setup).await
+            );
+        };
+        message.ack().await.unwrap();
+        let event: FarmEvent = serde_json::from_slice(&message.payload).unwrap();
+        kinds.push(kind(&event));
+    }
+    done.cancel();
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("printer_online"),
+        "the survivor announced itself: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"print_started".to_owned()),
+        "no false start after the takeover: {kinds:?}"
+    );
+    assert_eq!(
+        watch.await.unwrap(),
+        1,
+        "never two connections to one printer"
+    );
 }

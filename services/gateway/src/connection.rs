@@ -330,9 +330,12 @@ impl Connection {
         let mut session = Session::new(&endpoint, tls, self.settings.command_deadline);
         let mut state = ReportState::default();
         let mut flush = tokio::time::interval(self.settings.status_interval);
+        // Silence is measured from the last thing the printer sent, not from the last loop turn.
+        let mut heard = tokio::time::Instant::now();
         loop {
             let incoming = tokio::select! {
-                incoming = tokio::time::timeout(self.settings.silence, session.next()) => incoming,
+                incoming = session.next() => Ok(incoming),
+                _ = tokio::time::sleep_until(heard + self.settings.silence) => Err(()),
                 _ = flush.tick() => {
                     self.expire_pending().await;
                     self.flush(false).await;
@@ -356,6 +359,7 @@ impl Connection {
                 Ok(Err(err)) => return err,
                 Ok(Ok(incoming)) => incoming,
             };
+            heard = tokio::time::Instant::now();
             self.status.last_seen = Some(Utc::now());
             match incoming {
                 Incoming::Connected => {
