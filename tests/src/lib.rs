@@ -300,6 +300,11 @@ impl ChildGateway {
         Self(child)
     }
 
+    /// The process id, for reading its CPU time and memory from `/proc`.
+    pub fn pid(&self) -> Option<u32> {
+        self.0.id()
+    }
+
     /// SIGKILL, and wait until the process is gone.
     pub async fn kill(mut self) {
         self.0.kill().await.expect("killing the child gateway");

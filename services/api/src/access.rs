@@ -164,18 +164,19 @@ pub async fn authorize(
     let Some(secret) = presented.to_str().ok().and_then(ApiKeySecret::parse) else {
         return refuse(ErrorCode::Unauthorized, "Invalid API key");
     };
-    let stored = match keys::find(&state.db, secret.prefix()).await {
+    let stored = match state.keys.find(&state.db, secret.prefix()).await {
         Ok(Some(stored)) if secret.matches(&stored.key_hash) => stored,
         Ok(_) => return refuse(ErrorCode::Unauthorized, "Invalid API key"),
         Err(err) => return crate::error::ApiError::from(err).into_response(),
     };
-    if stored
-        .last_used_at
-        .is_none_or(|at| chrono::Utc::now() - at > chrono::TimeDelta::minutes(1))
+    if state
+        .keys
+        .due_for_touch(secret.prefix(), stored.last_used_at)
     {
         let pool = state.db.clone();
+        let key_id = stored.id;
         tokio::spawn(async move {
-            if let Err(err) = keys::touch(&pool, stored.id).await {
+            if let Err(err) = keys::touch(&pool, key_id).await {
                 tracing::warn!(error = %err, "could not record key use");
             }
         });

@@ -39,6 +39,10 @@ pub struct HttpConfig {
     /// How long a printer command (refresh, pause, resume, stop) may take end to end. Longer
     /// than the gateway's own acknowledgement deadline, so its "timed out" answer arrives.
     pub command_timeout_ms: u64,
+    /// How long a replica may use a key it looked up without asking Postgres again (0: every
+    /// request asks). Revocations reach every replica at once over NATS; this bounds the case
+    /// of a replica cut off from NATS.
+    pub key_cache_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +52,7 @@ impl Default for HttpConfig {
             discovery_window_ms: 250,
             max_body_bytes: 1024 * 1024,
             command_timeout_ms: 8000,
+            key_cache_secs: 60,
         }
     }
 }

@@ -133,15 +133,15 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>, sqlx::Error> {
     .await
 }
 
-/// Revokes a key; `false` when there is no such live key.
-pub async fn revoke(pool: &PgPool, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE api.api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL",
+/// Revokes a key; its prefix, or `None` when there is no such live key.
+pub async fn revoke(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE api.api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL
+         RETURNING prefix",
     )
     .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .fetch_optional(pool)
+    .await
 }
 
 /// The live key with this prefix, if any.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod key_cache;
 pub mod keys;
 pub mod openapi;
 pub mod rate_limit;
@@ -60,6 +61,16 @@ impl Api {
         runtime
             .tasks()
             .spawn(statuses.clone().follow(status_kv, shutdown.clone()));
+        let known = status_cache::KnownPrinters::default();
+        runtime
+            .tasks()
+            .spawn(known.clone().follow(registry_kv.clone(), shutdown.clone()));
+        let keys =
+            key_cache::KeyCache::new(std::time::Duration::from_secs(config.http.key_cache_secs));
+        runtime.tasks().spawn(
+            keys.clone()
+                .follow_revocations(runtime.nats().clone(), shutdown.clone()),
+        );
         let state = AppState {
             rpc: runtime.rpc().clone(),
             limiter: RateLimiter::new(db.clone(), config.rate_limits.clone()),
@@ -68,6 +79,8 @@ impl Api {
                 kv: registry_kv,
             },
             statuses,
+            keys,
+            known,
             db,
             started: Instant::now(),
             http: config.http.clone(),

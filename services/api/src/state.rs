@@ -6,8 +6,10 @@ use printyard_service::rpc::RpcClient;
 use sqlx::PgPool;
 
 use crate::config::HttpConfig;
+use crate::key_cache::KeyCache;
 use crate::rate_limit::RateLimiter;
 use crate::registry::Registry;
+use crate::status_cache::KnownPrinters;
 use crate::status_cache::StatusCache;
 
 #[derive(Clone)]
@@ -19,4 +21,7 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub registry: Registry,
     pub statuses: StatusCache,
+    pub keys: KeyCache,
+    /// The ids in the registry bucket, so that hot reads need not ask Postgres.
+    pub known: KnownPrinters,
 }

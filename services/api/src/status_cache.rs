@@ -1,11 +1,12 @@
-//! A local copy of the `printer_status` KV bucket, kept current by watching it, so that status
-//! reads never wait on a gateway or a printer.
+//! Local copies of two KV buckets, kept current by watching them, so that hot reads never wait
+//! on Postgres, a gateway or a printer: `printer_status` (each printer's latest status) and the
+//! ids in `printer_registry` (which printers exist).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, Operation};
+use async_nats::jetstream::kv::{self, Entry, Operation};
 use futures::StreamExt;
 use printyard_contracts::farm::StatusRecord;
 use tokio_util::sync::CancellationToken;
@@ -20,47 +21,85 @@ impl StatusCache {
         self.entries.read().ok()?.get(&printer_id).cloned()
     }
 
-    /// Follows the bucket until `stop`; re-watches with backoff if the watch ends.
+    /// Follows the bucket until `stop`.
     pub async fn follow(self, bucket: kv::Store, stop: CancellationToken) {
-        let mut backoff = printyard_service::backoff::Backoff::new(
-            Duration::from_millis(200),
-            Duration::from_secs(5),
-        );
-        loop {
-            let mut watch = match bucket.watch_with_history(">").await {
-                Ok(watch) => watch,
-                Err(err) => {
-                    tracing::warn!(error = %err, "printer status watch failed");
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+        follow(bucket, stop, move |entry| {
+            let Ok(id) = entry.key.parse::<i64>() else {
+                return;
+            };
+            let Ok(mut entries) = self.entries.write() else {
+                return;
+            };
+            match entry.operation {
+                Operation::Put => {
+                    if let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) {
+                        entries.insert(id, record);
                     }
                 }
-            };
-            backoff.reset();
-            loop {
-                let entry = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    entry = watch.next() => entry,
-                };
-                let Some(Ok(entry)) = entry else { break };
-                let Ok(id) = entry.key.parse::<i64>() else {
-                    continue;
-                };
-                let Ok(mut entries) = self.entries.write() else {
-                    return;
-                };
-                match entry.operation {
-                    Operation::Put => {
-                        if let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) {
-                            entries.insert(id, record);
-                        }
-                    }
-                    Operation::Delete | Operation::Purge => {
-                        entries.remove(&id);
-                    }
+                Operation::Delete | Operation::Purge => {
+                    entries.remove(&id);
                 }
             }
+        })
+        .await
+    }
+}
+
+/// The printer ids in the registry bucket (keys `<site>.<id>`). A hint for the fast path: a
+/// miss is checked in Postgres, which stays the authority.
+#[derive(Clone, Default)]
+pub struct KnownPrinters {
+    ids: Arc<RwLock<HashSet<i64>>>,
+}
+
+impl KnownPrinters {
+    pub fn contains(&self, printer_id: i64) -> bool {
+        self.ids.read().is_ok_and(|ids| ids.contains(&printer_id))
+    }
+
+    pub async fn follow(self, bucket: kv::Store, stop: CancellationToken) {
+        follow(bucket, stop, move |entry| {
+            let Some(id) = entry.key.rsplit('.').next().and_then(|i| i.parse().ok()) else {
+                return;
+            };
+            let Ok(mut ids) = self.ids.write() else {
+                return;
+            };
+            match entry.operation {
+                Operation::Put => ids.insert(id),
+                Operation::Delete | Operation::Purge => ids.remove(&id),
+            };
+        })
+        .await
+    }
+}
+
+/// Watches every key of `bucket` (history first) and hands each entry to `apply`, until
+/// `stop`; re-watches with backoff if the watch fails or ends.
+async fn follow(bucket: kv::Store, stop: CancellationToken, apply: impl Fn(Entry)) {
+    let mut backoff = printyard_service::backoff::Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_secs(5),
+    );
+    loop {
+        let mut watch = match bucket.watch_with_history(">").await {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::warn!(error = %err, "bucket watch failed");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                }
+            }
+        };
+        backoff.reset();
+        loop {
+            let entry = tokio::select! {
+                _ = stop.cancelled() => return,
+                entry = watch.next() => entry,
+            };
+            let Some(Ok(entry)) = entry else { break };
+            apply(entry);
         }
     }
 }

@@ -377,6 +377,10 @@ impl Connection {
                     state.apply(full, &print);
                     if state.has_full() {
                         self.observe(&state).await;
+                        // Written at once unless written within the interval (then the
+                        // interval's tick writes the latest): a change reaches the bucket in
+                        // milliseconds, and a chatty printer costs one write per interval.
+                        self.flush(false).await;
                     }
                 }
                 Incoming::Message(Message::Version(info)) => {

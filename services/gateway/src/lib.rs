@@ -42,6 +42,8 @@ pub struct GatewayConfig {
     /// How long a claim on a printer lasts without renewal (failover time).
     pub lease_secs: u64,
     /// PEM files of CAs trusted beside the Bambu CA bundle (a lab's own, the simulator's).
+    /// A list in a config file; comma-separated in `PRINTYARD__GATEWAY__EXTRA_CA_FILES`.
+    #[serde(deserialize_with = "list_or_commas")]
     pub extra_ca_files: Vec<String>,
     /// Silence after which a printer connection is taken as dead.
     pub silence_secs: u64,
@@ -62,6 +64,26 @@ impl Default for GatewayConfig {
             command_deadline_ms: 5000,
         }
     }
+}
+
+/// A list of strings, or one string of comma-separated items (how environment variables
+/// carry lists).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(items) => items,
+        Either::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl HasTelemetry for Config {
@@ -134,4 +156,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?
         .run_until_stopped()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_ca_files_come_as_a_list_or_comma_separated() {
+        let from_env: GatewayConfig =
+            serde_json::from_value(serde_json::json!({"extra_ca_files": "/a.pem, /b.pem"}))
+                .unwrap();
+        assert_eq!(from_env.extra_ca_files, ["/a.pem", "/b.pem"]);
+        let from_file: GatewayConfig =
+            serde_json::from_value(serde_json::json!({"extra_ca_files": ["/c.pem"]})).unwrap();
+        assert_eq!(from_file.extra_ca_files, ["/c.pem"]);
+        let none: GatewayConfig =
+            serde_json::from_value(serde_json::json!({"extra_ca_files": ""})).unwrap();
+        assert!(none.extra_ca_files.is_empty());
+    }
 }

@@ -116,10 +116,18 @@ pub async fn revoke(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Revoked>, ApiError> {
-    if keys::revoke(&state.db, id).await? {
-        tracing::info!(key_id = id, "API key revoked");
-        Ok(Json(Revoked { id, revoked: true }))
-    } else {
-        Err(ApiError::not_found(format!("API key {id} not found")))
-    }
+    let Some(prefix) = keys::revoke(&state.db, id).await? else {
+        return Err(ApiError::not_found(format!("API key {id} not found")));
+    };
+    // Forgotten here and on every other replica before the answer: revocation is immediate.
+    state.keys.evict(&prefix);
+    crate::key_cache::broadcast_revocation(
+        state.rpc.nats(),
+        &prefix,
+        state.http.discovery_window(),
+        std::time::Duration::from_secs(1),
+    )
+    .await;
+    tracing::info!(key_id = id, "API key revoked");
+    Ok(Json(Revoked { id, revoked: true }))
 }

@@ -279,8 +279,11 @@ pub async fn status(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<PrinterStatusView>, ApiError> {
-    // The registry says whether the printer exists; the status comes from the local copy.
-    state.registry.get(id).await?;
+    // Whether the printer exists: the watched registry bucket, else Postgres (the authority:
+    // a printer just added may not have reached the watch yet).
+    if !state.known.contains(id) {
+        state.registry.get(id).await?;
+    }
     let record = state.statuses.get(id);
     let live = record.as_ref().and_then(|r| r.status.clone());
     let s = live.unwrap_or(printyard_contracts::printer::PrinterStatus {

@@ -1,0 +1,181 @@
+//! Keys as authentication needs them, cached per replica so that a request does not cost a
+//! database round trip. Revocation stays immediate on every replica: the replica that revokes
+//! a key asks every api instance over NATS to forget it and waits for their answers before it
+//! answers. The cache's time-to-live bounds the worst case (a replica cut off from NATS).
+//!
+//! A lookup that raced a revocation (read the row before the revoke, finished after the
+//! eviction) is not cached: evictions bump a generation that the lookup must still match.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use async_nats::Client;
+use bytes::Bytes;
+use futures::StreamExt;
+use printyard_contracts::ServiceName;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::keys::{self, StoredKey};
+
+/// Where replicas are told to forget a key (payload: the key's public prefix).
+pub const REVOKED_SUBJECT: &str = "printyard.api.keys.revoked";
+
+struct Entry {
+    key: Arc<StoredKey>,
+    fetched: Instant,
+    /// When this replica last recorded the key's use.
+    touched: Option<Instant>,
+}
+
+#[derive(Clone)]
+pub struct KeyCache {
+    entries: Arc<RwLock<HashMap<String, Entry>>>,
+    generation: Arc<AtomicU64>,
+    ttl: Duration,
+}
+
+impl KeyCache {
+    /// `ttl` zero turns caching off (every request reads the database).
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            entries: Arc::default(),
+            generation: Arc::default(),
+            ttl,
+        }
+    }
+
+    /// The live key with `prefix`, from the cache or the database.
+    pub async fn find(
+        &self,
+        pool: &PgPool,
+        prefix: &str,
+    ) -> Result<Option<Arc<StoredKey>>, sqlx::Error> {
+        if let Ok(entries) = self.entries.read()
+            && let Some(entry) = entries.get(prefix)
+            && entry.fetched.elapsed() < self.ttl
+        {
+            return Ok(Some(entry.key.clone()));
+        }
+        let generation = self.generation.load(Ordering::SeqCst);
+        let Some(found) = keys::find(pool, prefix).await? else {
+            return Ok(None);
+        };
+        let found = Arc::new(found);
+        if !self.ttl.is_zero()
+            && let Ok(mut entries) = self.entries.write()
+            && self.generation.load(Ordering::SeqCst) == generation
+        {
+            let touched = entries.get(prefix).and_then(|e| e.touched);
+            entries.insert(
+                prefix.to_owned(),
+                Entry {
+                    key: found.clone(),
+                    fetched: Instant::now(),
+                    touched,
+                },
+            );
+        }
+        Ok(Some(found))
+    }
+
+    /// Whether this replica should record the key's use now (at most once a minute).
+    pub fn due_for_touch(
+        &self,
+        prefix: &str,
+        last_used: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> bool {
+        let stale_in_db =
+            last_used.is_none_or(|at| chrono::Utc::now() - at > chrono::TimeDelta::minutes(1));
+        let Ok(mut entries) = self.entries.write() else {
+            return stale_in_db;
+        };
+        match entries.get_mut(prefix) {
+            Some(entry) => {
+                let due = entry
+                    .touched
+                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+                    && stale_in_db;
+                if due {
+                    entry.touched = Some(Instant::now());
+                }
+                due
+            }
+            None => stale_in_db,
+        }
+    }
+
+    pub fn evict(&self, prefix: &str) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(prefix);
+        }
+    }
+
+    /// Answers revocations from other replicas until `stop`.
+    pub async fn follow_revocations(self, client: Client, stop: CancellationToken) {
+        let mut subscription = match client.subscribe(REVOKED_SUBJECT).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot follow key revocations; caching stays bounded by its TTL");
+                return;
+            }
+        };
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                message = subscription.next() => message,
+            };
+            let Some(message) = message else { break };
+            if let Ok(prefix) = std::str::from_utf8(&message.payload) {
+                self.evict(prefix);
+            }
+            if let Some(reply) = message.reply {
+                let _ = client.publish(reply, Bytes::from_static(b"ok")).await;
+            }
+        }
+    }
+}
+
+/// Tells every api instance to forget `prefix`, and waits (up to `deadline`) until as many
+/// have answered as discovery counts. Returns how many answered.
+pub async fn broadcast_revocation(
+    client: &Client,
+    prefix: &str,
+    discovery_window: Duration,
+    deadline: Duration,
+) -> usize {
+    let expected = crate::discovery::instances(client, ServiceName::Api, discovery_window)
+        .await
+        .unwrap_or(1)
+        .max(1);
+    let inbox = client.new_inbox();
+    let Ok(mut answers) = client.subscribe(inbox.clone()).await else {
+        return 0;
+    };
+    if client
+        .publish_with_reply(REVOKED_SUBJECT, inbox, Bytes::from(prefix.to_owned()))
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    let mut answered = 0;
+    let _ = tokio::time::timeout(deadline, async {
+        while answered < expected && answers.next().await.is_some() {
+            answered += 1;
+        }
+    })
+    .await;
+    let _ = answers.unsubscribe().await;
+    if answered < expected {
+        tracing::warn!(
+            answered,
+            expected,
+            "not every api replica confirmed a key revocation; the cache TTL bounds it"
+        );
+    }
+    answered
+}
