@@ -83,8 +83,9 @@ async fn run(count: usize) {
         first_ip: std::net::Ipv4Addr::new(127, 77, 0, 1),
         speed: 1.0,
         tick: Duration::from_secs(1),
-        // Only the benchmark's own reports flow.
-        idle_report: Duration::from_secs(3600),
+        // Idle printers' heartbeat (it changes only the Wi-Fi signal); the timed reports are
+        // the benchmark's own.
+        idle_report: Duration::from_secs(5),
         mqtt_client_cap: None,
         ..Default::default()
     })
@@ -97,6 +98,9 @@ async fn run(count: usize) {
 
     let mut config = env.gateway_config();
     config.gateway.extra_ca_files = vec![ca.to_string_lossy().into_owned()];
+    if let Some(ms) = std::env::var("BENCH_STATUS_INTERVAL_MS").ok().and_then(|v| v.parse().ok()) {
+        config.gateway.status_interval_ms = ms;
+    }
     let gateway = ChildGateway::spawn("child_gateway", &config);
     let pid = gateway.pid().expect("the gateway's pid");
 
@@ -133,20 +137,21 @@ async fn run(count: usize) {
     let status = js.get_key_value("printer_status").await.unwrap();
     let sent: Sent = Arc::default();
     let delays = Arc::new(Mutex::new(Vec::<Duration>::new()));
-    let connected = Arc::new(Mutex::new(HashMap::<i64, bool>::new()));
+    let connected = Arc::new(Mutex::new(HashMap::<i64, (bool, Option<String>)>::new()));
     let watcher = {
         let (sent, delays, connected) = (sent.clone(), delays.clone(), connected.clone());
-        let mut watch = status.watch_all().await.unwrap();
+        let mut watch = status.watch_with_history(">").await.unwrap();
         tokio::spawn(async move {
-            while let Some(Ok(entry)) = watch.next().await {
+            while let Some(entry) = watch.next().await {
+                let Ok(entry) = entry else { continue };
                 let now = Instant::now();
                 let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) else {
                     continue;
                 };
-                connected
-                    .lock()
-                    .unwrap()
-                    .insert(record.printer_id, record.connected);
+                connected.lock().unwrap().insert(
+                    record.printer_id,
+                    (record.connected, record.connection_error.clone()),
+                );
                 let Some(nozzle) = record.status.map(|s| s.temperatures.nozzle) else {
                     continue;
                 };
@@ -161,12 +166,34 @@ async fn run(count: usize) {
         })
     };
     loop {
-        let up = connected.lock().unwrap().values().filter(|c| **c).count();
+        let up = connected.lock().unwrap().values().filter(|c| c.0).count();
         if up == count {
             break;
         }
         if started.elapsed() > Duration::from_secs(120) {
-            panic!("only {up} of {count} printers connected within 120 s");
+            let errors: Vec<_> = connected
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(_, c)| !c.0)
+                .map(|(id, c)| format!("{id}: {:?}", c.1))
+                .take(10)
+                .collect();
+            let mut keys = status.keys().await.unwrap();
+            let mut stored = 0;
+            let mut up_in_bucket = 0;
+            while let Some(Ok(key)) = keys.next().await {
+                stored += 1;
+                if let Ok(Some(v)) = status.get(&key).await
+                    && serde_json::from_slice::<StatusRecord>(&v).is_ok_and(|r| r.connected)
+                {
+                    up_in_bucket += 1;
+                }
+            }
+            panic!(
+                "only {up} of {count} printers seen connected within 120 s (the bucket holds \
+                 {stored} statuses, {up_in_bucket} connected): {errors:?}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

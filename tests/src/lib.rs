@@ -319,6 +319,14 @@ pub fn run_child_gateway() {
     };
     let config: printyard_gateway::Config =
         serde_json::from_str(&json).expect("the child gateway's config");
+    // Logs when RUST_LOG asks for them (the parent's output shows them).
+    let _telemetry = std::env::var_os("RUST_LOG").and_then(|_| {
+        printyard_service::telemetry::init(
+            printyard_contracts::ServiceName::Gateway,
+            &config.telemetry,
+        )
+        .ok()
+    });
     tokio::runtime::Runtime::new()
         .expect("a runtime")
         .block_on(async move {

@@ -98,8 +98,11 @@ async fn follow(bucket: kv::Store, stop: CancellationToken, apply: impl Fn(Entry
                 _ = stop.cancelled() => return,
                 entry = watch.next() => entry,
             };
-            let Some(Ok(entry)) = entry else { break };
-            apply(entry);
+            match entry {
+                Some(Ok(entry)) => apply(entry),
+                Some(Err(err)) => tracing::warn!(error = %err, "bucket watch hiccup"),
+                None => break,
+            }
         }
     }
 }

@@ -60,7 +60,7 @@ impl Default for GatewayConfig {
             lease_secs: 15,
             extra_ca_files: Vec::new(),
             silence_secs: 60,
-            status_interval_ms: 250,
+            status_interval_ms: 100,
             command_deadline_ms: 5000,
         }
     }

@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::kv::Operation;
+use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
 use printyard_contracts::farm::{PrinterRecord, Site};
+use printyard_service::backoff::Backoff;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -36,31 +37,35 @@ impl Supervisor {
         let mut printers: HashMap<i64, Held> = HashMap::new();
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let filter = format!("{}.*", self.site);
-        let mut watch = loop {
-            match self.store.registry.watch_with_history(&filter).await {
-                Ok(watch) => break watch,
-                Err(err) => {
-                    tracing::warn!(error = %err, "registry watch failed; retrying");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
+        let Some(mut watch) = self.watch_registry(&shutdown).await else {
+            return;
         };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 entry = watch.next() => {
-                    let Some(Ok(entry)) = entry else {
-                        tracing::warn!("registry watch ended; stopping");
-                        break;
+                    let entry = match entry {
+                        Some(Ok(entry)) => entry,
+                        Some(Err(err)) => {
+                            tracing::warn!(error = %err, "registry watch hiccup");
+                            continue;
+                        }
+                        None => {
+                            // Re-watched from the latest entry per key: a missed change is
+                            // seen again, an unchanged printer only renewed.
+                            tracing::warn!("registry watch ended; watching again");
+                            match self.watch_registry(&shutdown).await {
+                                Some(again) => watch = again,
+                                None => break,
+                            }
+                            continue;
+                        }
                     };
                     match entry.operation {
                         Operation::Put => match serde_json::from_slice::<PrinterRecord>(&entry.value) {
                             Ok(record) => {
-                                let held = printers.entry(record.id).or_insert(Held { record: record.clone(), revision: None, task: None });
+                                let id = record.id;
+                                let held = printers.entry(id).or_insert(Held { record: record.clone(), revision: None, task: None });
                                 if only_pin_learned(&held.record, &record) {
                                     // api stored the pin this connection learned: nothing to redo.
                                     held.record = record;
@@ -69,6 +74,9 @@ impl Supervisor {
                                     held.record = record;
                                     stop(held).await;
                                 }
+                                // Only this printer: claiming them all on every entry would
+                                // make a start with N printers cost N² lease writes.
+                                self.claim(id, held).await;
                             }
                             Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable registry entry"),
                         },
@@ -80,7 +88,6 @@ impl Supervisor {
                             }
                         }
                     }
-                    self.claim_all(&mut printers).await;
                 }
                 _ = renew.tick() => self.claim_all(&mut printers).await,
             }
@@ -91,39 +98,64 @@ impl Supervisor {
         }
     }
 
-    /// Renews held leases and claims free printers; starts and stops tasks to match.
+    /// Renews held leases and claims free printers; starts and stops tasks to match. The
+    /// lease writes run concurrently (a few dozen at a time): thousands of printers renew in
+    /// well under a second.
     async fn claim_all(&self, printers: &mut HashMap<i64, Held>) {
-        for (id, held) in printers.iter_mut() {
-            let key = id.to_string();
-            let value = bytes::Bytes::from(self.instance.clone());
-            let attempt = match held.revision {
-                Some(revision) => self.store.owners.update(&key, value, revision).await.ok(),
-                None => self.store.owners.create(&key, value).await.ok(),
-            };
-            // A write can fail after the server applied it (a time-out under load): if the
-            // lease on record is ours, keep it rather than dropping a healthy connection.
-            let owned = match attempt {
-                Some(revision) => Some(revision),
-                None => self.our_revision(&key).await,
-            };
-            held.revision = owned;
-            match (owned.is_some(), held.task.is_some()) {
-                (true, false) => {
-                    let token = CancellationToken::new();
-                    let conn = Connection::new(
-                        held.record.clone(),
-                        self.store.clone(),
-                        self.connection.clone(),
-                    );
-                    let handle = tokio::spawn(conn.run(token.clone()));
-                    tracing::info!(printer = id, "claimed printer; connecting");
-                    held.task = Some((token, handle));
+        futures::stream::iter(printers.iter_mut())
+            .for_each_concurrent(32, |(id, held)| self.claim(*id, held))
+            .await;
+    }
+
+    /// Claims or renews one printer's lease; starts or stops its task to match.
+    async fn claim(&self, id: i64, held: &mut Held) {
+        let key = id.to_string();
+        let value = bytes::Bytes::from(self.instance.clone());
+        let attempt = match held.revision {
+            Some(revision) => self.store.owners.update(&key, value, revision).await.ok(),
+            None => self.store.owners.create(&key, value).await.ok(),
+        };
+        // A write can fail after the server applied it (a time-out under load): if the
+        // lease on record is ours, keep it rather than dropping a healthy connection.
+        let owned = match attempt {
+            Some(revision) => Some(revision),
+            None => self.our_revision(&key).await,
+        };
+        held.revision = owned;
+        match (owned.is_some(), held.task.is_some()) {
+            (true, false) => {
+                let token = CancellationToken::new();
+                let conn = Connection::new(
+                    held.record.clone(),
+                    self.store.clone(),
+                    self.connection.clone(),
+                );
+                let handle = tokio::spawn(conn.run(token.clone()));
+                tracing::info!(printer = id, "claimed printer; connecting");
+                held.task = Some((token, handle));
+            }
+            (false, true) => {
+                tracing::warn!(printer = id, "lost the lease; disconnecting");
+                stop(held).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// A watch of this site's registry keys, history first; retried until `shutdown`.
+    async fn watch_registry(&self, shutdown: &CancellationToken) -> Option<kv::Watch> {
+        let filter = format!("{}.*", self.site);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        loop {
+            match self.store.registry.watch_with_history(&filter).await {
+                Ok(watch) => return Some(watch),
+                Err(err) => {
+                    tracing::warn!(error = %err, "registry watch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return None,
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
                 }
-                (false, true) => {
-                    tracing::warn!(printer = id, "lost the lease; disconnecting");
-                    stop(held).await;
-                }
-                _ => {}
             }
         }
     }
