@@ -98,7 +98,10 @@ async fn run(count: usize) {
 
     let mut config = env.gateway_config();
     config.gateway.extra_ca_files = vec![ca.to_string_lossy().into_owned()];
-    if let Some(ms) = std::env::var("BENCH_STATUS_INTERVAL_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("BENCH_STATUS_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         config.gateway.status_interval_ms = ms;
     }
     let gateway = ChildGateway::spawn("child_gateway", &config);

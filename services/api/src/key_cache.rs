@@ -81,27 +81,32 @@ impl KeyCache {
         Ok(Some(found))
     }
 
-    /// Whether this replica should record the key's use now (at most once a minute).
+    /// Whether this replica should record the key's use now (at most once a minute). The
+    /// common answer (no) takes only the read lock.
     pub fn due_for_touch(
         &self,
         prefix: &str,
         last_used: Option<chrono::DateTime<chrono::Utc>>,
     ) -> bool {
+        let recent = |touched: Option<Instant>| {
+            touched.is_some_and(|t| t.elapsed() <= Duration::from_secs(60))
+        };
+        if let Ok(entries) = self.entries.read()
+            && entries.get(prefix).is_some_and(|e| recent(e.touched))
+        {
+            return false;
+        }
         let stale_in_db =
             last_used.is_none_or(|at| chrono::Utc::now() - at > chrono::TimeDelta::minutes(1));
         let Ok(mut entries) = self.entries.write() else {
             return stale_in_db;
         };
         match entries.get_mut(prefix) {
+            Some(entry) if recent(entry.touched) => false,
             Some(entry) => {
-                let due = entry
-                    .touched
-                    .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
-                    && stale_in_db;
-                if due {
-                    entry.touched = Some(Instant::now());
-                }
-                due
+                // Whether or not the row needs it, not again from here for a minute.
+                entry.touched = Some(Instant::now());
+                stale_in_db
             }
             None => stale_in_db,
         }

@@ -1,0 +1,145 @@
+//! `GET /printers/{id}/status` on one api process under `wrk` (Debian's `wrk`, installed by
+//! `scripts/bench`): requests per second and latency percentiles.
+//!
+//! `scripts/bench status_api`. The status comes from the api's watched copy of
+//! `printer_status` and the printer's existence from its watched copy of `printer_registry`;
+//! the key from its key cache. Measured with rate limits off (a read budget of 100 a minute
+//! would answer 429 after 100 requests) and, for comparison, on with a budget too large to
+//! hit, which adds the shared limiter's Postgres upsert to every request; and with the key
+//! cache off (`http.key_cache_secs = 0`: a key lookup in Postgres per request).
+//! `BENCH_WRK="-t2 -c64 -d15s"` changes wrk's load.
+
+use std::time::Duration;
+
+use printyard_api::access::Permission;
+use printyard_contracts::farm::StatusRecord;
+use printyard_contracts::printer::{PrinterState, PrinterStatus, Temperatures};
+use printyard_tests::{Running, TestEnv, keyed_http, spawn_api_with};
+use serde_json::{Value, json};
+
+async fn add_printer(api: &Running, key: &str, serial: &str) -> i64 {
+    let created: Value = keyed_http(key)
+        .post(api.api_url("/printers"))
+        .json(
+            &json!({"name": "Bench", "ip_address": "10.9.8.7", "access_code": "12345678",
+                      "serial_number": serial}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_i64().expect("the printer was created")
+}
+
+async fn run_wrk(label: &str, url: &str, key: &str) {
+    let load = std::env::var("BENCH_WRK").unwrap_or_else(|_| "-t2 -c32 -d15s".into());
+    let mut args: Vec<String> = load.split_whitespace().map(str::to_owned).collect();
+    args.extend([
+        "--latency".into(),
+        "-H".into(),
+        format!("X-API-Key: {key}"),
+        url.to_owned(),
+    ]);
+    let output = tokio::process::Command::new("wrk")
+        .args(&args)
+        .output()
+        .await
+        .expect("running wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let pick = |prefix: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    println!(
+        "GET /printers/{{id}}/status, {label} ({load}): {} req/s, p50 {}, p90 {}, p99 {}{}",
+        pick("Requests/sec:"),
+        pick("50%"),
+        pick("90%"),
+        pick("99%"),
+        if errors.is_empty() {
+            String::new()
+        } else {
+            format!("; {errors}")
+        }
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let env = TestEnv::new().await;
+    let mut off = env.api_config();
+    off.rate_limits.enabled = false;
+    let mut on = env.api_config();
+    on.rate_limits.read = u32::MAX / 2;
+    let mut uncached = off.clone();
+    uncached.http.key_cache_secs = 0;
+    let key = env.api_key(&[Permission::Admin]).await;
+
+    let api = spawn_api_with(off).await;
+    let id = add_printer(&api, &key, "01P00A000000001").await;
+    // A printing printer's status, as a gateway writes it.
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let bucket = js.get_key_value("printer_status").await.unwrap();
+    let record = StatusRecord {
+        printer_id: id,
+        serial: "01P00A000000001".into(),
+        connected: true,
+        last_seen: Some(chrono::Utc::now()),
+        connection_error: None,
+        model: Some("P1S".into()),
+        tls_pin: None,
+        status: Some(PrinterStatus {
+            state: PrinterState::Printing,
+            progress: 42,
+            remaining_time: 3_600,
+            current_layer: 120,
+            total_layers: 267,
+            temperatures: Temperatures {
+                nozzle: 219.5,
+                bed: 60.0,
+                chamber: Some(35.0),
+                nozzle_target: 220.0,
+                bed_target: 60.0,
+            },
+            hms_status: printyard_contracts::printer::HmsStatus::Ok,
+            hms: vec![],
+            job_name: Some("Benchy".into()),
+            gcode_file: Some("benchy.gcode.3mf".into()),
+            print_error: None,
+        }),
+    };
+    bucket
+        .put(id.to_string(), serde_json::to_vec(&record).unwrap().into())
+        .await
+        .unwrap();
+    let url = api.api_url(&format!("/printers/{id}/status"));
+    let client = keyed_http(&key);
+    for _ in 0..50 {
+        let s: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+        if s["state"] == "printing" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    run_wrk("rate limits off", &url, &key).await;
+    api.stop().await;
+
+    for (label, config) in [
+        ("rate limits on ", on),
+        ("limits off, key cache off", uncached),
+    ] {
+        let api = spawn_api_with(config).await;
+        let url = api.api_url(&format!("/printers/{id}/status"));
+        run_wrk(label, &url, &key).await;
+        api.stop().await;
+    }
+}
