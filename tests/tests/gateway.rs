@@ -537,3 +537,118 @@ async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a
         "never two connections to one printer"
     );
 }
+
+/// How many printers each gateway instance holds, from the owners bucket.
+async fn holdings(env: &TestEnv) -> Vec<usize> {
+    let js = jetstream::new(env.nats.client().await);
+    let Ok(owners) = js.get_key_value("printer_owners").await else {
+        return vec![];
+    };
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    let Ok(mut keys) = owners.keys().await else {
+        return vec![];
+    };
+    while let Some(Ok(key)) = keys.next().await {
+        if let Ok(Some(owner)) = owners.get(&key).await {
+            *counts
+                .entry(String::from_utf8_lossy(&owner).into_owned())
+                .or_default() += 1;
+        }
+    }
+    let mut counts: Vec<usize> = counts.into_values().collect();
+    counts.sort_unstable();
+    counts
+}
+
+#[tokio::test]
+async fn the_gateways_of_a_site_share_its_printers() {
+    let env = TestEnv::new().await;
+    let sim = SimFarm::start(
+        &[
+            Model::A1,
+            Model::P1S,
+            Model::A1Mini,
+            Model::P1P,
+            Model::X1C,
+            Model::A1,
+        ],
+        1.0,
+    )
+    .await;
+    let mut config = sim.gateway_config(&env);
+    config.gateway.lease_secs = 3;
+    let first = spawn_gateway_with(config.clone()).await;
+    let js = jetstream::new(env.nats.client().await);
+    let registry = eventually(Duration::from_secs(5), "the registry bucket", || {
+        let js = js.clone();
+        async move { js.get_key_value("printer_registry").await.ok() }
+    })
+    .await;
+    for (i, printer) in sim.farm.printers.iter().enumerate() {
+        let record = PrinterRecord {
+            id: i as i64 + 1,
+            name: format!("P{i}"),
+            site: Site::default(),
+            host: printer.spec.ip.to_string(),
+            serial: printer.spec.serial.clone(),
+            access_code: printer.spec.access_code.clone(),
+            model: None,
+            tls_pin: None,
+            tls_insecure: false,
+        };
+        registry
+            .put(
+                registry_key(&record.site, record.id),
+                serde_json::to_vec(&record).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    eventually(
+        Duration::from_secs(15),
+        "one gateway holding all six",
+        || async { (holdings(&env).await == [6]).then_some(()) },
+    )
+    .await;
+
+    // A second gateway joins: the first hands over half.
+    let second = spawn_gateway_with(config).await;
+    eventually(Duration::from_secs(20), "three each", || async {
+        (holdings(&env).await == [3, 3]).then_some(())
+    })
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "every printer connected once",
+        || async {
+            sim.farm
+                .printers
+                .iter()
+                .all(|p| p.snapshot().mqtt_clients == 1)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // One leaves: the other takes everything back.
+    first.stop().await;
+    eventually(
+        Duration::from_secs(20),
+        "the survivor holding all six",
+        || async { (holdings(&env).await == [6]).then_some(()) },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "every printer connected once",
+        || async {
+            sim.farm
+                .printers
+                .iter()
+                .all(|p| p.snapshot().mqtt_clients == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    drop(second);
+}

@@ -206,3 +206,45 @@ async fn invalid_and_duplicate_printers_are_refused_and_unknown_ids_are_404() {
     );
     assert_eq!(offline["connected"], false);
 }
+
+#[tokio::test]
+async fn the_registry_mirror_is_reconciled_with_postgres() {
+    use printyard_api::registry::Registry;
+    let env = TestEnv::new().await;
+    let _api = spawn_api(&env).await;
+    let pool = env.pool().await;
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let kv = js.get_key_value("printer_registry").await.unwrap();
+    let registry = Registry {
+        db: pool.clone(),
+        kv: kv.clone(),
+    };
+
+    // A row the bucket lost, and an entry whose row never committed.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api.printers (name, host, serial, access_code, site)
+         VALUES ('Lost', '10.0.0.9', '01S00C000000009', '12345678', 'lab') RETURNING id",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    kv.put("default.999", b"{}".to_vec().into()).await.unwrap();
+
+    // A young orphan may be a create still committing: kept.
+    assert_eq!(
+        registry.reconcile(Duration::from_secs(60)).await.unwrap(),
+        (1, 0)
+    );
+    assert!(kv.get("default.999").await.unwrap().is_some());
+    let mirrored: Value =
+        serde_json::from_slice(&kv.get(format!("lab.{id}")).await.unwrap().unwrap()).unwrap();
+    assert_eq!(mirrored["serial"], "01S00C000000009");
+
+    assert_eq!(registry.reconcile(Duration::ZERO).await.unwrap(), (0, 1));
+    assert!(kv.get("default.999").await.unwrap().is_none());
+    assert_eq!(
+        registry.reconcile(Duration::ZERO).await.unwrap(),
+        (0, 0),
+        "nothing left to do"
+    );
+}

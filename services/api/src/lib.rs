@@ -85,6 +85,17 @@ impl Api {
             started: Instant::now(),
             http: config.http.clone(),
         };
+        // Heal a registry mirror left behind by a failed commit (or a lost bucket).
+        let registry = state.registry.clone();
+        runtime.tasks().spawn(async move {
+            match registry.reconcile(std::time::Duration::from_secs(60)).await {
+                Ok((0, 0)) => {}
+                Ok((put, deleted)) => {
+                    tracing::info!(put, deleted, "printer registry mirror reconciled")
+                }
+                Err(err) => tracing::warn!(error = %err, "printer registry reconciliation failed"),
+            }
+        });
         let registry = state.registry.clone();
         runtime
             .serve(PIN_LEARNED, move |learned: PinLearned| {

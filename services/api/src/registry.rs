@@ -197,6 +197,69 @@ impl Registry {
         }
     }
 
+    /// Makes `printer_registry` match `api.printers`: puts rows whose entry is missing or
+    /// differs, and deletes entries whose printer is gone (a mirror put whose commit then
+    /// failed). Runs at start; safe beside other replicas' writes: each row is compared and put
+    /// under its row lock, and only orphans older than `min_age` are deleted (a create puts
+    /// before it commits). Returns (entries put, entries deleted).
+    pub async fn reconcile(&self, min_age: std::time::Duration) -> anyhow::Result<(usize, usize)> {
+        use futures::StreamExt as _;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM api.printers ORDER BY id")
+            .fetch_all(&self.db)
+            .await?;
+        let mut put = 0;
+        let mut expected = std::collections::HashSet::new();
+        for id in &ids {
+            let mut tx = self.db.begin().await?;
+            let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1 FOR UPDATE");
+            let Some(row): Option<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+            else {
+                continue;
+            };
+            let record = row.record();
+            let key = registry_key(&record.site, record.id);
+            let current = self.kv.get(&key).await?;
+            let same = current
+                .as_ref()
+                .and_then(|v| serde_json::from_slice::<PrinterRecord>(v).ok())
+                .is_some_and(|r| r == record);
+            if !same {
+                self.kv
+                    .put(&key, serde_json::to_vec(&record)?.into())
+                    .await?;
+                put += 1;
+            }
+            tx.commit().await?;
+            expected.insert(key);
+        }
+        // Entries no row accounts for (a printer deleted, moved to another site, or a create
+        // whose commit failed), once old enough not to be a create still committing.
+        let mut keys = self.kv.keys().await?;
+        let mut orphans = Vec::new();
+        while let Some(key) = keys.next().await {
+            let key = key?;
+            if !expected.contains(&key) {
+                orphans.push(key);
+            }
+        }
+        let mut deleted = 0;
+        for key in orphans {
+            let Some(entry) = self.kv.entry(&key).await? else {
+                continue;
+            };
+            let live = matches!(entry.operation, kv::Operation::Put);
+            let age_secs = chrono::Utc::now().timestamp() - entry.created.unix_timestamp();
+            if live && age_secs >= min_age.as_secs() as i64 {
+                self.kv.delete(&key).await?;
+                deleted += 1;
+            }
+        }
+        Ok((put, deleted))
+    }
+
     pub async fn delete(&self, id: i64) -> Result<(), ApiError> {
         let mut tx = self.db.begin().await?;
         let site: Option<String> =

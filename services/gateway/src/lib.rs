@@ -127,6 +127,7 @@ impl Gateway {
             site,
             instance: format!("gateway-{:016x}", rand::random::<u64>()),
             lease,
+            members: std::sync::atomic::AtomicUsize::new(1),
             connection: Arc::new(connection::Settings {
                 anchors: Arc::new(trust_anchors(&pem_refs)),
                 silence: Duration::from_secs(settings.silence_secs.max(5)),

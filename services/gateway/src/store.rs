@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, stream};
 use printyard_contracts::farm::{
-    FARM_EVENTS_STREAM, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET,
-    all_events,
+    FARM_EVENTS_STREAM, GATEWAY_MEMBERS_BUCKET, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET,
+    PRINTER_STATUS_BUCKET, all_events,
 };
 use printyard_service::nats::kv_bucket;
 
@@ -17,6 +17,9 @@ pub struct FarmStore {
     pub registry: kv::Store,
     pub owners: kv::Store,
     pub status: kv::Store,
+    /// `<site>.<instance>` → printers held; entries expire like leases, so the live gateways
+    /// of a site can count each other and share its printers.
+    pub members: kv::Store,
 }
 
 impl FarmStore {
@@ -27,6 +30,7 @@ impl FarmStore {
         let registry = kv_bucket(&js, PRINTER_REGISTRY_BUCKET, Duration::ZERO).await?;
         let owners = kv_bucket(&js, PRINTER_OWNERS_BUCKET, lease).await?;
         let status = kv_bucket(&js, PRINTER_STATUS_BUCKET, Duration::ZERO).await?;
+        let members = kv_bucket(&js, GATEWAY_MEMBERS_BUCKET, lease).await?;
         js.get_or_create_stream(stream::Config {
             name: FARM_EVENTS_STREAM.to_owned(),
             subjects: vec![all_events()],
@@ -42,6 +46,7 @@ impl FarmStore {
             registry,
             owners,
             status,
+            members,
         })
     }
 }

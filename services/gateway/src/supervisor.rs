@@ -1,11 +1,17 @@
 //! Which printers this gateway drives: it watches the registry for its site, claims each
 //! printer through the ownership lease, renews what it holds, and starts or stops one connection
-//! task per held printer. Two gateways of a site share the printers; when one dies its leases
-//! expire and the other claims them. Never are two connections open to one printer: a task
-//! runs only while its lease is held.
+//! task per held printer. Never are two connections open to one printer: a task runs only
+//! while its lease is held.
+//!
+//! The gateways of a site share its printers: each announces itself in `gateway_members`
+//! (expiring like a lease), claims no more than its fair share (printers ÷ live gateways,
+//! rounded up), and hands back what it holds beyond that share, which a gateway under its
+//! share then claims. When one dies, its member entry and leases expire, the share grows,
+//! and the others take its printers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, Operation};
@@ -24,6 +30,8 @@ pub struct Supervisor {
     pub instance: String,
     pub lease: Duration,
     pub connection: Arc<connection::Settings>,
+    /// Live gateways of this site (itself included), as last counted.
+    pub members: AtomicUsize,
 }
 
 struct Held {
@@ -40,6 +48,9 @@ impl Supervisor {
         let Some(mut watch) = self.watch_registry(&shutdown).await else {
             return;
         };
+        // Known peers before the first claims: a gateway joining a busy site takes its share,
+        // not everything.
+        self.update_share(&printers).await;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -76,7 +87,11 @@ impl Supervisor {
                                 }
                                 // Only this printer: claiming them all on every entry would
                                 // make a start with N printers cost N² lease writes.
-                                self.claim(id, held).await;
+                                let holding = printers.values().filter(|h| h.task.is_some()).count();
+                                let budget = AtomicUsize::new(self.share(printers.len()).saturating_sub(holding));
+                                if let Some(held) = printers.get_mut(&id) {
+                                    self.claim_within(id, held, &budget).await;
+                                }
                             }
                             Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable registry entry"),
                         },
@@ -89,22 +104,118 @@ impl Supervisor {
                         }
                     }
                 }
-                _ = renew.tick() => self.claim_all(&mut printers).await,
+                _ = renew.tick() => {
+                    self.update_share(&printers).await;
+                    self.claim_all(&mut printers).await;
+                    self.shed(&mut printers).await;
+                }
             }
         }
         for held in printers.values_mut() {
             stop(held).await;
             self.release(held).await;
         }
+        let _ = self.store.members.delete(self.member_key()).await;
     }
 
-    /// Renews held leases and claims free printers; starts and stops tasks to match. The
-    /// lease writes run concurrently (a few dozen at a time): thousands of printers renew in
-    /// well under a second.
+    /// Renews held leases and claims free printers up to the fair share; starts and stops
+    /// tasks to match. The lease writes run concurrently (a few dozen at a time): thousands of
+    /// printers renew in well under a second.
     async fn claim_all(&self, printers: &mut HashMap<i64, Held>) {
-        futures::stream::iter(printers.iter_mut())
-            .for_each_concurrent(32, |(id, held)| self.claim(*id, held))
+        let share = self.share(printers.len());
+        let (mut held, mut free): (Vec<_>, Vec<_>) =
+            printers.iter_mut().partition(|(_, h)| h.revision.is_some());
+        futures::stream::iter(held.iter_mut())
+            .for_each_concurrent(32, |(id, held)| self.claim(**id, held))
             .await;
+        let mut budget =
+            share.saturating_sub(held.iter().filter(|(_, h)| h.task.is_some()).count());
+        // Free printers in batches no larger than what the share still allows, so that a
+        // batch of printers other gateways hold does not use the budget up.
+        free.sort_unstable_by_key(|(id, _)| **id);
+        let mut rest = free.as_mut_slice();
+        while budget > 0 && !rest.is_empty() {
+            let (batch, after) = rest.split_at_mut(budget.min(32).min(rest.len()));
+            futures::stream::iter(batch.iter_mut())
+                .for_each_concurrent(32, |(id, held)| self.claim(**id, held))
+                .await;
+            budget = budget.saturating_sub(batch.iter().filter(|(_, h)| h.task.is_some()).count());
+            rest = after;
+        }
+    }
+
+    /// Claims a printer not yet held only while `budget` allows; always renews a held one.
+    async fn claim_within(&self, id: i64, held: &mut Held, budget: &AtomicUsize) {
+        let new_claim = held.revision.is_none();
+        if new_claim
+            && budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                .is_err()
+        {
+            return;
+        }
+        self.claim(id, held).await;
+        if new_claim && held.revision.is_none() {
+            // Someone else holds it: the budget was not used.
+            budget.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// This gateway's fair share of `total` printers: rounded up, so the shares cover them all.
+    fn share(&self, total: usize) -> usize {
+        total.div_ceil(self.members.load(Ordering::Relaxed).max(1))
+    }
+
+    /// Announces this gateway and counts the live gateways of its site.
+    async fn update_share(&self, printers: &HashMap<i64, Held>) {
+        let held = printers.values().filter(|h| h.task.is_some()).count();
+        if let Err(err) = self
+            .store
+            .members
+            .put(self.member_key(), held.to_string().into())
+            .await
+        {
+            tracing::warn!(error = %err, "gateway membership not renewed");
+        }
+        let prefix = format!("{}.", self.site);
+        let mut members = 0usize;
+        match self.store.members.keys().await {
+            Ok(mut keys) => {
+                while let Some(key) = keys.next().await {
+                    if key.is_ok_and(|k| k.starts_with(&prefix)) {
+                        members += 1;
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "gateway members not counted"),
+        }
+        self.members.store(members.max(1), Ordering::Relaxed);
+    }
+
+    /// Hands back printers held beyond the fair share (highest ids first), for a gateway
+    /// under its share to claim.
+    async fn shed(&self, printers: &mut HashMap<i64, Held>) {
+        let share = self.share(printers.len());
+        let mut held: Vec<i64> = printers
+            .iter()
+            .filter(|(_, h)| h.task.is_some())
+            .map(|(id, _)| *id)
+            .collect();
+        if held.len() <= share {
+            return;
+        }
+        held.sort_unstable();
+        for id in held.split_off(share) {
+            if let Some(held) = printers.get_mut(&id) {
+                tracing::info!(printer = id, "handing the printer to a less busy gateway");
+                stop(held).await;
+                self.release(held).await;
+            }
+        }
+    }
+
+    fn member_key(&self) -> String {
+        format!("{}.{}", self.site, self.instance)
     }
 
     /// Claims or renews one printer's lease; starts or stops its task to match.

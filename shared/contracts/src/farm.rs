@@ -17,6 +17,8 @@ pub const PRINTER_REGISTRY_BUCKET: &str = "printer_registry";
 pub const PRINTER_OWNERS_BUCKET: &str = "printer_owners";
 /// KV bucket: printer id → latest status, written by the owning gateway.
 pub const PRINTER_STATUS_BUCKET: &str = "printer_status";
+/// KV bucket: `<site>.<gateway instance>` → printers it holds; entries expire unless renewed.
+pub const GATEWAY_MEMBERS_BUCKET: &str = "gateway_members";
 /// JetStream stream of [`FarmEvent`]s.
 pub const FARM_EVENTS_STREAM: &str = "FARM_EVENTS";
 
