@@ -248,3 +248,68 @@ async fn the_registry_mirror_is_reconciled_with_postgres() {
         "nothing left to do"
     );
 }
+
+#[tokio::test]
+async fn a_model_the_gateway_detected_is_shown_and_a_given_one_kept() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
+    let add = |serial: &'static str, model: Option<&'static str>| {
+        let client = client.clone();
+        let url = api.api_url("/printers");
+        async move {
+            let mut body = json!({"name": "M", "ip_address": "10.1.2.3",
+                                  "access_code": "12345678", "serial_number": serial});
+            if let Some(model) = model {
+                body["model"] = json!(model);
+            }
+            let created: Value = client
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            created
+        }
+    };
+    // A serial prefix no table knows: no model until the printer says.
+    let unknown = add("ZZZ00000000001", None).await;
+    assert!(unknown["model"].is_null(), "{unknown}");
+    let kept = add("ZZZ00000000002", Some("My custom X1")).await;
+    assert_eq!(kept["model"], "My custom X1");
+
+    // What the gateway writes once `get_version` names the product.
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let bucket = js.get_key_value("printer_status").await.unwrap();
+    for printer in [&unknown, &kept] {
+        let id = printer["id"].as_i64().unwrap();
+        let record = json!({"printer_id": id, "serial": printer["serial_number"], "connected": true,
+                            "last_seen": null, "connection_error": null, "model": "X1 Carbon",
+                            "tls_pin": null, "status": null});
+        bucket
+            .put(id.to_string(), serde_json::to_vec(&record).unwrap().into())
+            .await
+            .unwrap();
+    }
+    let shown = |id: i64| {
+        let client = client.clone();
+        let url = api.api_url(&format!("/printers/{id}"));
+        async move {
+            let p: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+            p["model"].as_str().map(str::to_owned)
+        }
+    };
+    let detected = eventually(Duration::from_secs(5), "the detected model", || {
+        shown(unknown["id"].as_i64().unwrap())
+    })
+    .await;
+    assert_eq!(detected, "X1 Carbon");
+    assert_eq!(
+        shown(kept["id"].as_i64().unwrap()).await.as_deref(),
+        Some("My custom X1"),
+        "a model given in the request is kept"
+    );
+}
