@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use printyard_contracts::farm::{PrinterRecord, Site, StatusRecord, registry_key};
+use printyard_contracts::farm::StatusRecord;
 use printyard_printer_sim::{Farm, FarmConfig, Model};
-use printyard_tests::{ChildGateway, TestEnv, run_child_gateway};
+use printyard_tests::{ChildGateway, TestEnv, register_in_bucket, run_child_gateway};
 
 const WARM_UP: Duration = Duration::from_secs(5);
 const WINDOW: Duration = Duration::from_secs(20);
@@ -108,33 +108,8 @@ async fn run(count: usize) {
     let pid = gateway.pid().expect("the gateway's pid");
 
     let js = jetstream::new(env.nats.client().await);
-    let registry = loop {
-        match js.get_key_value("printer_registry").await {
-            Ok(bucket) => break bucket,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
     let started = Instant::now();
-    for (i, printer) in farm.printers.iter().enumerate() {
-        let record = PrinterRecord {
-            id: i as i64 + 1,
-            name: format!("bench-{i}"),
-            site: Site::default(),
-            host: printer.spec.ip.to_string(),
-            serial: printer.spec.serial.clone(),
-            access_code: printer.spec.access_code.clone(),
-            model: None,
-            tls_pin: None,
-            tls_insecure: false,
-        };
-        registry
-            .put(
-                registry_key(&record.site, record.id),
-                serde_json::to_vec(&record).unwrap().into(),
-            )
-            .await
-            .unwrap();
-    }
+    register_in_bucket(&env, &farm.printers).await;
 
     // Follow the status bucket: connections, and the reports' arrival.
     let status = js.get_key_value("printer_status").await.unwrap();

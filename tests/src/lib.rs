@@ -7,6 +7,7 @@
 pub mod nats_server;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use printyard_service::Secret;
@@ -276,6 +277,40 @@ spawner!(spawn_archive, printyard_archive, Archive);
 spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
 spawner!(spawn_stats, printyard_stats, Stats);
 spawner!(spawn_notifier, printyard_notifier, Notifier);
+
+/// Puts `printers` into the `printer_registry` bucket of `env` as a gateway of the default site
+/// reads them (ids 1, 2, …), the way `api` mirrors printers; waits for the bucket to exist.
+pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer_sim::Printer>]) {
+    use printyard_contracts::farm::{PrinterRecord, Site, registry_key};
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let registry = eventually(Duration::from_secs(30), "the registry bucket", || {
+        let js = js.clone();
+        async move { js.get_key_value("printer_registry").await.ok() }
+    })
+    .await;
+    for (i, printer) in printers.iter().enumerate() {
+        let record = PrinterRecord {
+            id: i as i64 + 1,
+            name: format!("Sim {}", i + 1),
+            site: Site::default(),
+            host: printer.spec.ip.to_string(),
+            serial: printer.spec.serial.clone(),
+            access_code: printer.spec.access_code.clone(),
+            model: None,
+            tls_pin: None,
+            tls_insecure: false,
+        };
+        registry
+            .put(
+                registry_key(&record.site, record.id),
+                serde_json::to_vec(&record)
+                    .expect("a record encodes")
+                    .into(),
+            )
+            .await
+            .expect("registering a printer");
+    }
+}
 
 /// The environment variable that turns a test binary into a bare gateway process.
 const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";

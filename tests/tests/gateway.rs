@@ -12,8 +12,8 @@ use printyard_contracts::farm::{FarmEvent, PrinterRecord, Site, registry_key};
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_tests::{
-    ChildGateway, Running, SimFarm, TestEnv, eventually, http, run_child_gateway,
-    spawn_gateway_with,
+    ChildGateway, Running, SimFarm, TestEnv, eventually, http, register_in_bucket,
+    run_child_gateway, spawn_gateway_with,
 };
 use serde_json::Value;
 
@@ -538,6 +538,21 @@ async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a
     );
 }
 
+async fn each_connected_once(sim: &SimFarm) {
+    eventually(
+        Duration::from_secs(15),
+        "every printer connected once",
+        || async {
+            sim.farm
+                .printers
+                .iter()
+                .all(|p| p.snapshot().mqtt_clients == 1)
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// How many printers each gateway instance holds, from the owners bucket.
 async fn holdings(env: &TestEnv) -> Vec<usize> {
     let js = jetstream::new(env.nats.client().await);
@@ -578,32 +593,7 @@ async fn the_gateways_of_a_site_share_its_printers() {
     let mut config = sim.gateway_config(&env);
     config.gateway.lease_secs = 3;
     let first = spawn_gateway_with(config.clone()).await;
-    let js = jetstream::new(env.nats.client().await);
-    let registry = eventually(Duration::from_secs(5), "the registry bucket", || {
-        let js = js.clone();
-        async move { js.get_key_value("printer_registry").await.ok() }
-    })
-    .await;
-    for (i, printer) in sim.farm.printers.iter().enumerate() {
-        let record = PrinterRecord {
-            id: i as i64 + 1,
-            name: format!("P{i}"),
-            site: Site::default(),
-            host: printer.spec.ip.to_string(),
-            serial: printer.spec.serial.clone(),
-            access_code: printer.spec.access_code.clone(),
-            model: None,
-            tls_pin: None,
-            tls_insecure: false,
-        };
-        registry
-            .put(
-                registry_key(&record.site, record.id),
-                serde_json::to_vec(&record).unwrap().into(),
-            )
-            .await
-            .unwrap();
-    }
+    register_in_bucket(&env, &sim.farm.printers).await;
     eventually(
         Duration::from_secs(15),
         "one gateway holding all six",
@@ -617,18 +607,7 @@ async fn the_gateways_of_a_site_share_its_printers() {
         (holdings(&env).await == [3, 3]).then_some(())
     })
     .await;
-    eventually(
-        Duration::from_secs(15),
-        "every printer connected once",
-        || async {
-            sim.farm
-                .printers
-                .iter()
-                .all(|p| p.snapshot().mqtt_clients == 1)
-                .then_some(())
-        },
-    )
-    .await;
+    each_connected_once(&sim).await;
 
     // One leaves: the other takes everything back.
     first.stop().await;
@@ -638,17 +617,6 @@ async fn the_gateways_of_a_site_share_its_printers() {
         || async { (holdings(&env).await == [6]).then_some(()) },
     )
     .await;
-    eventually(
-        Duration::from_secs(15),
-        "every printer connected once",
-        || async {
-            sim.farm
-                .printers
-                .iter()
-                .all(|p| p.snapshot().mqtt_clients == 1)
-                .then_some(())
-        },
-    )
-    .await;
+    each_connected_once(&sim).await;
     drop(second);
 }
