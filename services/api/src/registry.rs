@@ -115,10 +115,7 @@ impl Registry {
 
     pub async fn update(&self, id: i64, change: PrinterChange) -> Result<PrinterRow, ApiError> {
         let mut tx = self.db.begin().await?;
-        let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1 FOR UPDATE");
-        let mut row: PrinterRow = sqlx::query_as(sqlx::AssertSqlSafe(query))
-            .bind(id)
-            .fetch_optional(&mut *tx)
+        let mut row = locked(&mut tx, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))?;
         let old_key = registry_key(&row.record().site, id);
@@ -211,12 +208,7 @@ impl Registry {
         let mut expected = std::collections::HashSet::new();
         for id in &ids {
             let mut tx = self.db.begin().await?;
-            let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1 FOR UPDATE");
-            let Some(row): Option<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?
-            else {
+            let Some(row) = locked(&mut tx, *id).await? else {
                 continue;
             };
             let record = row.record();
@@ -276,6 +268,18 @@ impl Registry {
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Printer `id`, locked for the rest of `tx` (`None` when there is no such printer).
+async fn locked(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<Option<PrinterRow>, sqlx::Error> {
+    let query = format!("SELECT {COLUMNS} FROM api.printers WHERE id = $1 FOR UPDATE");
+    sqlx::query_as(sqlx::AssertSqlSafe(query))
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
 }
 
 /// A validated new printer.

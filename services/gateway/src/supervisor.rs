@@ -87,10 +87,14 @@ impl Supervisor {
                                 }
                                 // Only this printer: claiming them all on every entry would
                                 // make a start with N printers cost N² lease writes.
+                                // A printer already ours is renewed; a new one is claimed
+                                // only while this gateway is under its share.
                                 let holding = printers.values().filter(|h| h.task.is_some()).count();
-                                let budget = AtomicUsize::new(self.share(printers.len()).saturating_sub(holding));
-                                if let Some(held) = printers.get_mut(&id) {
-                                    self.claim_within(id, held, &budget).await;
+                                let under_share = holding < self.share(printers.len());
+                                if let Some(held) = printers.get_mut(&id)
+                                    && (held.revision.is_some() || under_share)
+                                {
+                                    self.claim(id, held).await;
                                 }
                             }
                             Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable registry entry"),
@@ -141,23 +145,6 @@ impl Supervisor {
                 .await;
             budget = budget.saturating_sub(batch.iter().filter(|(_, h)| h.task.is_some()).count());
             rest = after;
-        }
-    }
-
-    /// Claims a printer not yet held only while `budget` allows; always renews a held one.
-    async fn claim_within(&self, id: i64, held: &mut Held, budget: &AtomicUsize) {
-        let new_claim = held.revision.is_none();
-        if new_claim
-            && budget
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
-                .is_err()
-        {
-            return;
-        }
-        self.claim(id, held).await;
-        if new_claim && held.revision.is_none() {
-            // Someone else holds it: the budget was not used.
-            budget.fetch_add(1, Ordering::Relaxed);
         }
     }
 
