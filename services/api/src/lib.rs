@@ -71,7 +71,12 @@ impl Api {
             keys.clone()
                 .follow_revocations(runtime.nats().clone(), shutdown.clone()),
         );
+        let transfer = printyard_service::nats::transfer_bucket(&async_nats::jetstream::new(
+            runtime.nats().clone(),
+        ))
+        .await?;
         let state = AppState {
+            transfer,
             rpc: runtime.rpc().clone(),
             limiter: RateLimiter::new(db.clone(), config.rate_limits.clone()),
             registry: registry::Registry {

@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
         (name = "system", description = "Health and system information"),
         (name = "api-keys", description = "API keys (admin)"),
         (name = "printers", description = "Printers and their live status"),
+        (name = "archives", description = "Every print with its 3MF; the upload library"),
+        (name = "projects", description = "Archives grouped towards a target"),
     )
 )]
 pub struct ApiDoc;

@@ -24,4 +24,6 @@ pub struct AppState {
     pub keys: KeyCache,
     /// The ids in the registry bucket, so that hot reads need not ask Postgres.
     pub known: KnownPrinters,
+    /// The NATS object store uploads travel to `archive` through.
+    pub transfer: async_nats::jetstream::object_store::ObjectStore,
 }

@@ -1,24 +1,50 @@
 //! The archive service: every print with its 3MF file, and projects. It alone reads and writes
-//! the `archive` schema; others ask it over NATS.
+//! the `archive` schema and the archive's object storage; others ask it over NATS.
 //!
-//! Today it answers the archive summary behind `/system/info`; auto-archiving and the
-//! archive endpoints arrive with their issue.
+//! - [`events`]: a durable consumer of `FARM_EVENTS` turns print events into archives and
+//!   stores the 3MF the gateway fetched from the printer.
+//! - [`intake`]: files arrive through the NATS transfer bucket, are checked as hostile input
+//!   ([`printyard_bambu::threemf`]) and stored once per content hash ([`storage`]).
+//! - [`library`]: the endpoints `api` calls for `/archives` and `/projects`.
+
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod intake;
+pub mod library;
+pub mod storage;
 
 use std::net::SocketAddr;
 
+use printyard_bambu::threemf::Limits;
+use printyard_contracts::archive as contract;
 use printyard_contracts::system::{ARCHIVE_SUMMARY, ArchiveSummary};
-use printyard_contracts::{ErrorBody, ErrorCode, ServiceName};
-use printyard_service::config::ServiceConfig;
+use printyard_contracts::{ErrorBody, ServiceName};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-/// The archive service's configuration.
-pub type Config = ServiceConfig;
+pub use config::{ArchiveConfig, Config, S3Config};
+
+use crate::intake::Intake;
+use crate::library::Library;
+use crate::storage::Storage;
 
 /// A started archive service.
 pub struct Archive {
     runtime: Runtime,
+}
+
+macro_rules! serve {
+    ($runtime:expr, $library:expr, $endpoint:expr, $method:ident) => {{
+        let library = $library.clone();
+        $runtime
+            .serve($endpoint, move |request| {
+                let library = library.clone();
+                async move { library.$method(request).await }
+            })
+            .await?;
+    }};
 }
 
 impl Archive {
@@ -31,19 +57,116 @@ impl Archive {
                 database: Some((&config.database, sqlx::migrate!("../../migrations/archive"))),
                 admin: &config.admin,
             },
-            shutdown,
+            shutdown.clone(),
         )
         .await?;
         let pool = runtime
             .db()
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("archive needs a database"))?;
+        let storage = Storage::open(&config.archive)?;
+        let jetstream = async_nats::jetstream::new(runtime.nats().clone());
+        let bucket = printyard_service::nats::transfer_bucket(&jetstream).await?;
+        let work_dir = config
+            .archive
+            .work_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&work_dir)?;
+        let intake = Intake {
+            bucket,
+            storage: storage.clone(),
+            work_dir,
+            max_bytes: config.archive.max_file_bytes,
+            limits: Limits {
+                max_entry_bytes: config.archive.max_file_bytes.saturating_mul(8),
+                ..Limits::default()
+            },
+        };
+        tracing::info!(store = %storage.description, "archive storage opened");
+        let library = Library {
+            pool: pool.clone(),
+            intake: intake.clone(),
+        };
+
         runtime
-            .serve(ARCHIVE_SUMMARY, move |_| {
+            .serve(ARCHIVE_SUMMARY, {
                 let pool = pool.clone();
-                async move { summary(&pool).await }
+                move |_| {
+                    let pool = pool.clone();
+                    async move { summary(&pool).await }
+                }
             })
             .await?;
+        serve!(runtime, library, contract::LIST, list);
+        serve!(runtime, library, contract::UPDATE, update);
+        serve!(runtime, library, contract::IMPORT, import);
+        serve!(runtime, library, contract::FILE, file);
+        serve!(runtime, library, contract::PROJECT_CREATE, create_project);
+        serve!(runtime, library, contract::PROJECT_UPDATE, update_project);
+        let by_id = |library: &Library| library.clone();
+        {
+            let library = by_id(&library);
+            runtime
+                .serve(contract::GET, move |r: contract::ArchiveId| {
+                    let library = library.clone();
+                    async move { library.get(r.id).await }
+                })
+                .await?;
+        }
+        {
+            let library = by_id(&library);
+            runtime
+                .serve(contract::DELETE, move |r: contract::ArchiveId| {
+                    let library = library.clone();
+                    async move { library.delete(r.id).await }
+                })
+                .await?;
+        }
+        {
+            let library = by_id(&library);
+            runtime
+                .serve(contract::PROJECT_GET, move |r: contract::ArchiveId| {
+                    let library = library.clone();
+                    async move { library.project(r.id).await }
+                })
+                .await?;
+        }
+        {
+            let library = by_id(&library);
+            runtime
+                .serve(contract::PROJECT_DELETE, move |r: contract::ArchiveId| {
+                    let library = library.clone();
+                    async move { library.delete_project(r.id).await }
+                })
+                .await?;
+        }
+        {
+            let library = by_id(&library);
+            runtime
+                .serve(contract::PROJECT_LIST, move |_| {
+                    let library = library.clone();
+                    async move { library.projects().await }
+                })
+                .await?;
+        }
+        {
+            let library = by_id(&library);
+            runtime
+                .serve_bytes(contract::FILE_CHUNK, move |r| {
+                    let library = library.clone();
+                    async move { library.chunk(r).await }
+                })
+                .await?;
+        }
+
+        runtime.tasks().spawn(events::run(
+            jetstream,
+            pool,
+            intake,
+            config.archive.event_concurrency,
+            shutdown,
+        ));
         Ok(Self { runtime })
     }
 
@@ -60,13 +183,7 @@ async fn summary(pool: &PgPool) -> Result<ArchiveSummary, ErrorBody> {
     let archives: i64 = sqlx::query_scalar("SELECT count(*) FROM archive.archives")
         .fetch_one(pool)
         .await
-        .map_err(|err| {
-            tracing::error!(error = %err, "counting archives failed");
-            ErrorBody::new(
-                ErrorCode::ServiceUnavailable,
-                "The archive database is unavailable",
-            )
-        })?;
+        .map_err(db::unavailable)?;
     Ok(ArchiveSummary { archives })
 }
 

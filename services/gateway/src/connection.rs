@@ -41,6 +41,8 @@ pub struct Settings {
     pub command_deadline: Duration,
     /// For telling `api` about certificates trusted on first use.
     pub rpc: printyard_service::rpc::RpcClient,
+    /// Fetching print files for the archive.
+    pub capture: crate::capture::CaptureLimits,
 }
 
 pub struct Connection {
@@ -454,7 +456,26 @@ impl Connection {
                 serde_json::json!({"job_name": status.job_name, "progress": status.progress}),
             ),
         };
+        let mut data = data;
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("print".into(), key.clone().into());
+            fields.insert("printer_name".into(), self.record.name.clone().into());
+        }
         self.event(kind, &format!("{key}.{detail}"), data).await;
+        if kind == EventKind::PrintStarted {
+            let job = crate::capture::CaptureJob {
+                record: self.record.clone(),
+                trust: self.trust_mode(),
+                print_key: key.clone(),
+                subtask_name: status.job_name.clone(),
+                gcode_file: status.gcode_file.clone(),
+            };
+            tokio::spawn(crate::capture::run(
+                job,
+                self.store.clone(),
+                self.settings.clone(),
+            ));
+        }
         if matches!(
             kind,
             EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped
@@ -469,37 +490,7 @@ impl Connection {
         } else {
             occurrence.to_owned()
         };
-        let event = FarmEvent {
-            id: event_id(&self.record.serial, kind, &occurrence),
-            kind,
-            site: self.record.site.clone(),
-            printer_id: self.record.id,
-            serial: self.record.serial.clone(),
-            at: Utc::now(),
-            data,
-        };
-        let Ok(payload) = serde_json::to_vec(&event) else {
-            return;
-        };
-        let subject = event_subject(&self.record.site, self.record.id, kind);
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        for attempt in 0..5 {
-            match printyard_service::nats::publish_to_stream(
-                &self.store.jetstream,
-                subject.clone(),
-                payload.clone().into(),
-                Some(&event.id),
-                Duration::from_secs(5),
-            )
-            .await
-            {
-                Ok(_) => return,
-                Err(err) if attempt == 4 => {
-                    tracing::error!(printer = self.record.id, kind = kind.as_str(), error = %err, "event lost");
-                }
-                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
-            }
-        }
+        publish_event(&self.store, &self.record, kind, &occurrence, data).await;
     }
 
     /// Puts the status into the KV bucket if it changed, at most every `status_interval`
@@ -576,4 +567,46 @@ fn print_key(status: &PrinterStatus) -> String {
 
 fn metrics_unreadable() {
     metrics::counter!("printyard_gateway_unreadable_payloads_total").increment(1);
+}
+
+/// Publishes a farm event of `record`'s printer to `FARM_EVENTS`, retried with backoff; the id
+/// (`Nats-Msg-Id`) makes a re-publish harmless.
+pub async fn publish_event(
+    store: &FarmStore,
+    record: &PrinterRecord,
+    kind: EventKind,
+    occurrence: &str,
+    data: serde_json::Value,
+) {
+    let event = FarmEvent {
+        id: event_id(&record.serial, kind, occurrence),
+        kind,
+        site: record.site.clone(),
+        printer_id: record.id,
+        serial: record.serial.clone(),
+        at: Utc::now(),
+        data,
+    };
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        return;
+    };
+    let subject = event_subject(&record.site, record.id, kind);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    for attempt in 0..5 {
+        match printyard_service::nats::publish_to_stream(
+            &store.jetstream,
+            subject.clone(),
+            payload.clone().into(),
+            Some(&event.id),
+            Duration::from_secs(5),
+        )
+        .await
+        {
+            Ok(_) => return,
+            Err(err) if attempt == 4 => {
+                tracing::error!(printer = record.id, kind = kind.as_str(), error = %err, "event lost");
+            }
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+        }
+    }
 }

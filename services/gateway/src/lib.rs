@@ -7,6 +7,7 @@
 //! and events (stream `FARM_EVENTS`), and answers commands on each held printer's command
 //! subject.
 
+pub mod capture;
 pub mod connection;
 pub mod store;
 pub mod supervisor;
@@ -51,6 +52,13 @@ pub struct GatewayConfig {
     pub status_interval_ms: u64,
     /// How long a command waits for the printer's acknowledgement.
     pub command_deadline_ms: u64,
+    /// How long after a print starts its 3MF is looked for on the printer (X1 printers write
+    /// it some seconds after the start).
+    pub capture_window_secs: u64,
+    /// The largest 3MF fetched from a printer.
+    pub capture_max_bytes: u64,
+    /// Files fetched from printers at once.
+    pub capture_concurrency: usize,
 }
 
 impl Default for GatewayConfig {
@@ -62,6 +70,9 @@ impl Default for GatewayConfig {
             silence_secs: 60,
             status_interval_ms: 100,
             command_deadline_ms: 5000,
+            capture_window_secs: 90,
+            capture_max_bytes: 1024 * 1024 * 1024,
+            capture_concurrency: 4,
         }
     }
 }
@@ -134,6 +145,11 @@ impl Gateway {
                 status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
                 command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
                 rpc: runtime.rpc().clone(),
+                capture: capture::CaptureLimits {
+                    window: Duration::from_secs(settings.capture_window_secs.max(1)),
+                    max_bytes: settings.capture_max_bytes,
+                    slots: tokio::sync::Semaphore::new(settings.capture_concurrency.max(1)),
+                },
             }),
         };
         runtime

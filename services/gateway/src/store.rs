@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv};
 use printyard_contracts::farm::{
-    FARM_EVENTS_STREAM, GATEWAY_MEMBERS_BUCKET, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET,
-    PRINTER_STATUS_BUCKET, all_events,
+    GATEWAY_MEMBERS_BUCKET, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET,
 };
 use printyard_service::nats::kv_bucket;
 
@@ -20,6 +19,8 @@ pub struct FarmStore {
     /// `<site>.<instance>` → printers held; entries expire like leases, so the live gateways
     /// of a site can count each other and share its printers.
     pub members: kv::Store,
+    /// Files on their way to `archive` (3MF captured from printers).
+    pub transfer: async_nats::jetstream::object_store::ObjectStore,
 }
 
 impl FarmStore {
@@ -31,15 +32,8 @@ impl FarmStore {
         let owners = kv_bucket(&js, PRINTER_OWNERS_BUCKET, lease).await?;
         let status = kv_bucket(&js, PRINTER_STATUS_BUCKET, Duration::ZERO).await?;
         let members = kv_bucket(&js, GATEWAY_MEMBERS_BUCKET, lease).await?;
-        js.get_or_create_stream(stream::Config {
-            name: FARM_EVENTS_STREAM.to_owned(),
-            subjects: vec![all_events()],
-            duplicate_window: Duration::from_secs(120),
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("creating stream {FARM_EVENTS_STREAM}: {e}"))?;
+        printyard_service::nats::farm_events_stream(&js).await?;
+        let transfer = printyard_service::nats::transfer_bucket(&js).await?;
         Ok(Self {
             client,
             jetstream: js,
@@ -47,6 +41,7 @@ impl FarmStore {
             owners,
             status,
             members,
+            transfer,
         })
     }
 }

@@ -5,10 +5,12 @@
 
 pub mod codes;
 pub mod commands;
+pub mod ftps;
 pub mod hms;
 pub mod lifecycle;
 pub mod models;
 pub mod mqtt;
 pub mod report;
 pub mod status;
+pub mod threemf;
 pub mod tls;

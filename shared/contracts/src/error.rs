@@ -29,10 +29,12 @@ pub enum ErrorCode {
     PrinterRefused,
     /// The printer did not answer a command in time.
     PrinterTimeout,
+    /// A file that is not a printable 3MF (not a ZIP, a ZIP bomb, unsafe names, unsliced).
+    InvalidFile,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationError,
         ErrorCode::Unauthorized,
@@ -48,6 +50,7 @@ impl ErrorCode {
         ErrorCode::PrinterNotConnected,
         ErrorCode::PrinterRefused,
         ErrorCode::PrinterTimeout,
+        ErrorCode::InvalidFile,
     ];
 
     /// The HTTP status this code is answered with at the edge.
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::PrinterNotConnected => 400,
             ErrorCode::PrinterRefused => 409,
             ErrorCode::PrinterTimeout => 504,
+            ErrorCode::InvalidFile => 422,
         }
     }
 
@@ -88,6 +92,7 @@ impl ErrorCode {
             ErrorCode::PrinterNotConnected => "PRINTER_NOT_CONNECTED",
             ErrorCode::PrinterRefused => "PRINTER_REFUSED",
             ErrorCode::PrinterTimeout => "PRINTER_TIMEOUT",
+            ErrorCode::InvalidFile => "INVALID_FILE",
         }
     }
 

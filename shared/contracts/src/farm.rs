@@ -147,6 +147,8 @@ pub enum EventKind {
     PrinterOnline,
     PrinterOffline,
     PrinterError,
+    /// The gateway fetched the print's 3MF into the transfer bucket, or says why it could not.
+    PrintFile,
 }
 
 impl EventKind {
@@ -160,6 +162,7 @@ impl EventKind {
             EventKind::PrinterOnline => "printer_online",
             EventKind::PrinterOffline => "printer_offline",
             EventKind::PrinterError => "printer_error",
+            EventKind::PrintFile => "print_file",
         }
     }
 }

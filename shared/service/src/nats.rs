@@ -199,3 +199,41 @@ pub async fn kv_bucket(
         .await
         .map_err(|e| anyhow::anyhow!("creating KV bucket {name}: {e}"))
 }
+
+/// Opens the `FARM_EVENTS` stream, creating it when missing. Its producers (gateways) and its
+/// consumers (archive, …) may start in any order, so every one of them opens it the same way.
+pub async fn farm_events_stream(
+    jetstream: &async_nats::jetstream::Context,
+) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+    use printyard_contracts::farm::{FARM_EVENTS_STREAM, all_events};
+    jetstream
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: FARM_EVENTS_STREAM.to_owned(),
+            subjects: vec![all_events()],
+            duplicate_window: Duration::from_secs(120),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating stream {FARM_EVENTS_STREAM}: {e}"))
+}
+
+/// Opens the object store bucket files reach `archive` through, creating it when missing.
+/// Objects nobody collected (a crash between upload and import) expire after a day.
+pub async fn transfer_bucket(
+    jetstream: &async_nats::jetstream::Context,
+) -> anyhow::Result<async_nats::jetstream::object_store::ObjectStore> {
+    use printyard_contracts::archive::TRANSFER_BUCKET;
+    if let Ok(store) = jetstream.get_object_store(TRANSFER_BUCKET).await {
+        return Ok(store);
+    }
+    jetstream
+        .create_object_store(async_nats::jetstream::object_store::Config {
+            bucket: TRANSFER_BUCKET.to_owned(),
+            description: Some("files on their way into the archive".to_owned()),
+            max_age: Duration::from_secs(24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating object store {TRANSFER_BUCKET}: {e}"))
+}

@@ -76,19 +76,55 @@ impl RpcClient {
         endpoint: Endpoint<Req, Resp>,
         request: &Req,
     ) -> Result<Resp, RpcError> {
+        self.call_within(endpoint, request, self.timeout).await
+    }
+
+    /// [`RpcClient::call`] with its own deadline, for calls known to take long (a large file).
+    pub async fn call_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
+        let service = endpoint.service.as_str();
+        let raw = Endpoint::<Req, ()>::new(endpoint.service, endpoint.name);
+        let payload = self.call_bytes_within(raw, request, timeout).await?;
+        serde_json::from_slice(&payload).map_err(|e| RpcError::BadReply {
+            service,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Calls an endpoint that answers raw bytes (see `Runtime::serve_bytes`).
+    pub async fn call_bytes<Req: Serialize>(
+        &self,
+        endpoint: Endpoint<Req, ()>,
+        request: &Req,
+    ) -> Result<Bytes, RpcError> {
+        self.call_bytes_within(endpoint, request, self.timeout)
+            .await
+    }
+
+    async fn call_bytes_within<Req: Serialize>(
+        &self,
+        endpoint: Endpoint<Req, ()>,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
         let subject = endpoint.subject();
         let span = tracing::info_span!("rpc.call", otel.kind = "client", rpc.subject = %subject);
-        self.call_inner(endpoint, subject, request)
+        self.call_inner(endpoint, subject, request, timeout)
             .instrument(span)
             .await
     }
 
-    async fn call_inner<Req: Serialize, Resp: DeserializeOwned>(
+    async fn call_inner<Req: Serialize>(
         &self,
-        endpoint: Endpoint<Req, Resp>,
+        endpoint: Endpoint<Req, ()>,
         subject: String,
         request: &Req,
-    ) -> Result<Resp, RpcError> {
+        timeout: Duration,
+    ) -> Result<Bytes, RpcError> {
         let service = endpoint.service.as_str();
         let payload = serde_json::to_vec(request).map_err(|e| RpcError::BadReply {
             service,
@@ -98,14 +134,14 @@ impl RpcClient {
         let sent =
             self.client
                 .request_with_headers(subject, traced_headers(), Bytes::from(payload));
-        let outcome = tokio::time::timeout(self.timeout, sent).await;
+        let outcome = tokio::time::timeout(timeout, sent).await;
         metrics::histogram!("printyard_rpc_client_duration_seconds", "service" => service)
             .record(started.elapsed().as_secs_f64());
         let message = match outcome {
             Err(_) => {
                 return Err(RpcError::Unavailable {
                     service,
-                    reason: format!("no answer within {} ms", self.timeout.as_millis()),
+                    reason: format!("no answer within {} ms", timeout.as_millis()),
                 });
             }
             Ok(Err(err)) => {
@@ -128,10 +164,7 @@ impl RpcClient {
                 .unwrap_or(ErrorCode::InternalError);
             return Err(RpcError::Remote(ErrorBody::new(code, detail.as_str())));
         }
-        serde_json::from_slice(&message.payload).map_err(|e| RpcError::BadReply {
-            service,
-            reason: e.to_string(),
-        })
+        Ok(message.payload)
     }
 }
 

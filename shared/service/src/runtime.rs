@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_nats::Client;
 use async_nats::service::{Service, ServiceExt};
+use bytes::Bytes;
 use futures::StreamExt;
 use printyard_contracts::{Endpoint, ErrorBody, ErrorCode, ServiceName};
 use serde::Serialize;
@@ -30,6 +31,14 @@ use crate::{db, nats};
 
 /// How long in-flight work may take to finish after a stop was asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(25);
+
+/// Makes `ring` the process's rustls provider. Two are compiled in (object_store's S3 client
+/// brings `aws-lc-rs`), and then any TLS client that asks rustls for "the" provider (reqwest
+/// inside object_store, async-nats with TLS) fails with "builder error" unless one is chosen.
+/// Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// What a service needs started.
 pub struct RuntimeOptions<'a> {
@@ -62,6 +71,7 @@ impl Runtime {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let service = options.service;
+        install_crypto_provider();
         crate::metrics::handle();
         let nats = nats::connect(options.nats, service).await?;
         let db = match options.database {
@@ -181,6 +191,32 @@ impl Runtime {
         F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, ErrorBody>> + Send + 'static,
     {
+        let raw = Endpoint::<Req, ()>::new(endpoint.service, endpoint.name);
+        self.serve_bytes(raw, move |req| {
+            let answer = handler(req);
+            async move {
+                let resp = answer.await?;
+                serde_json::to_vec(&resp).map(Bytes::from).map_err(|e| {
+                    tracing::error!(error = %e, "reply not encodable");
+                    ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+                })
+            }
+        })
+        .await
+    }
+
+    /// Serves `endpoint` whose answer is raw bytes (file contents), not JSON; the request is
+    /// JSON as everywhere. Failures are answered as [`Runtime::serve`] answers them.
+    pub async fn serve_bytes<Req, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, ()>,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, ErrorBody>> + Send + 'static,
+    {
         let mut subscription = self
             .micro
             .group(endpoint.group())
@@ -219,13 +255,8 @@ impl Runtime {
                                 format!("request does not match {name}: {err}"),
                             )),
                         };
-                        let (outcome, sent) = match answer.and_then(|resp| {
-                            serde_json::to_vec(&resp).map_err(|e| {
-                                tracing::error!(error = %e, "reply not encodable");
-                                ErrorBody::new(ErrorCode::InternalError, "Internal server error")
-                            })
-                        }) {
-                            Ok(bytes) => ("ok", request.respond(Ok(bytes.into())).await),
+                        let (outcome, sent) = match answer {
+                            Ok(bytes) => ("ok", request.respond(Ok(bytes)).await),
                             Err(body) => {
                                 let (error, headers) = error_reply(&body);
                                 (

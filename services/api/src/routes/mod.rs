@@ -3,8 +3,10 @@
 //! unknown routes and methods answer in the reference's error format.
 
 mod api_keys;
+mod archives;
 mod health;
 mod printers;
+mod projects;
 mod system;
 
 use axum::Router;
@@ -44,6 +46,13 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(printers::pause))
         .routes(routes!(printers::resume))
         .routes(routes!(printers::stop))
+        .routes(routes!(archives::list, archives::upload))
+        .routes(routes!(archives::export))
+        .routes(routes!(archives::get, archives::update, archives::delete))
+        .routes(routes!(archives::download))
+        .routes(routes!(archives::thumbnail))
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
         .split_for_parts()
 }
 

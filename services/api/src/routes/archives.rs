@@ -1,0 +1,698 @@
+//! `/archives`: every print with its 3MF (the reference's endpoints), plus uploads into the
+//! library and plate thumbnails. The `archive` service owns the data; files stream through
+//! NATS in both directions, so memory does not grow with their size:
+//!
+//! - upload: the multipart field is copied into the transfer bucket in 128 KiB chunks, then
+//!   `archive` imports it;
+//! - download: byte ranges are pulled from `archive` a few at a time while the response is
+//!   being written;
+//! - CSV export: pages are walked by keyset and written as they arrive.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::{StreamExt, TryStreamExt};
+use printyard_contracts::archive::{
+    self as contract, Archive, ArchiveFilter, ArchiveId, ArchivePage, ArchivePatch, ArchiveStatus,
+    ChunkRequest, FileKind, FileLocation, FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES,
+    PageStart, UpdateArchive,
+};
+use printyard_contracts::{ErrorBody, ErrorCode};
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::state::AppState;
+
+/// Archives per page when `limit` is not given (the reference's default).
+pub const DEFAULT_LIMIT: i64 = 50;
+/// The largest `limit`.
+pub const MAX_LIMIT: i64 = 1000;
+/// Rows per page while exporting.
+const EXPORT_PAGE: i64 = 1000;
+/// Ranges of a download in flight at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ArchiveQuery {
+    /// Only this printer's archives.
+    pub printer_id: Option<i64>,
+    /// `printing`, `success`, `failed`, `stopped` or `uploaded`.
+    pub status: Option<String>,
+    /// From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive.
+    pub start_date: Option<String>,
+    /// Up to this date (the whole day) or instant, inclusive.
+    pub end_date: Option<String>,
+    /// Words matched (as prefixes) in name, file name, notes, tags and printer name.
+    pub search: Option<String>,
+    pub project_id: Option<i64>,
+    /// 1 to 1000, default 50.
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `csv` (default) or `xlsx`.
+    pub format: Option<String>,
+    /// The list's filters (an export has every matching archive: no limit or offset).
+    pub printer_id: Option<i64>,
+    pub status: Option<String>,
+    pub start_date: Option<String>,
+    pub end_date: Option<String>,
+    pub search: Option<String>,
+    pub project_id: Option<i64>,
+}
+
+impl ExportQuery {
+    fn filters(self) -> ArchiveQuery {
+        ArchiveQuery {
+            printer_id: self.printer_id,
+            status: self.status,
+            start_date: self.start_date,
+            end_date: self.end_date,
+            search: self.search,
+            project_id: self.project_id,
+            limit: None,
+            offset: None,
+        }
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::ValidationError, detail)
+}
+
+/// A date is the whole day (UTC); an instant is itself.
+fn parse_bound(name: &str, value: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let day = if end { day.succ_opt() } else { Some(day) };
+        if let Some(start) = day.and_then(|d| d.and_hms_opt(0, 0, 0)) {
+            return Ok(start.and_utc());
+        }
+    }
+    if let Ok(instant) = DateTime::parse_from_rfc3339(value) {
+        let instant = instant.with_timezone(&Utc);
+        return Ok(if end {
+            instant + chrono::Duration::microseconds(1)
+        } else {
+            instant
+        });
+    }
+    Err(invalid(format!(
+        "Invalid query `{name}`: expected YYYY-MM-DD or an RFC 3339 date-time"
+    )))
+}
+
+impl ArchiveQuery {
+    fn filter(&self) -> Result<ArchiveFilter, ApiError> {
+        let status = self
+            .status
+            .as_deref()
+            .map(|s| {
+                ArchiveStatus::parse(s).ok_or_else(|| {
+                    invalid("Invalid query `status`: one of printing, success, failed, stopped, uploaded")
+                })
+            })
+            .transpose()?;
+        let from = self
+            .start_date
+            .as_deref()
+            .map(|v| parse_bound("start_date", v, false))
+            .transpose()?;
+        let until = self
+            .end_date
+            .as_deref()
+            .map(|v| parse_bound("end_date", v, true))
+            .transpose()?;
+        if let (Some(from), Some(until)) = (from, until)
+            && until <= from
+        {
+            return Err(invalid("end_date is before start_date"));
+        }
+        if self
+            .search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > 200)
+        {
+            return Err(invalid("Invalid query `search`: at most 200 characters"));
+        }
+        Ok(ArchiveFilter {
+            printer_id: self.printer_id,
+            status,
+            from,
+            until,
+            search: self.search.clone().filter(|s| !s.trim().is_empty()),
+            project_id: self.project_id,
+        })
+    }
+}
+
+#[utoipa::path(get, path = "/archives", tag = "archives",
+    params(ArchiveQuery),
+    responses((status = 200, body = ArchivePage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ArchiveQuery>,
+) -> Result<Json<ArchivePage>, ApiError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(invalid(format!("Invalid query `limit`: 1 to {MAX_LIMIT}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    if offset < 0 {
+        return Err(invalid("Invalid query `offset`: must not be negative"));
+    }
+    let request = ListArchives {
+        filter: query.filter()?,
+        start: PageStart::Offset(offset),
+        limit,
+        count_total: true,
+    };
+    Ok(Json(state.rpc.call(contract::LIST, &request).await?))
+}
+
+#[utoipa::path(get, path = "/archives/{id}", tag = "archives",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Archive>, ApiError> {
+    Ok(Json(
+        state.rpc.call(contract::GET, &ArchiveId { id }).await?,
+    ))
+}
+
+#[utoipa::path(patch, path = "/archives/{id}", tag = "archives",
+    params(("id" = i64, Path)), request_body = ArchivePatch,
+    responses((status = 200, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(patch): ApiJson<ArchivePatch>,
+) -> Result<Json<Archive>, ApiError> {
+    let request = UpdateArchive { id, patch };
+    Ok(Json(state.rpc.call(contract::UPDATE, &request).await?))
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DeletedArchive {
+    pub id: i64,
+    pub deleted: bool,
+}
+
+#[utoipa::path(delete, path = "/archives/{id}", tag = "archives",
+    params(("id" = i64, Path)),
+    responses((status = 200, body = DeletedArchive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<DeletedArchive>, ApiError> {
+    let deleted = state.rpc.call(contract::DELETE, &ArchiveId { id }).await?;
+    Ok(Json(DeletedArchive {
+        id,
+        deleted: deleted.deleted,
+    }))
+}
+
+/// `Content-Disposition` with a plain ASCII fallback and the UTF-8 name (RFC 6266).
+fn disposition(kind: &str, filename: &str) -> HeaderValue {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = filename
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    HeaderValue::from_str(&format!(
+        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
+}
+
+/// Streams a stored object by pulling its ranges from `archive`.
+fn stream_object(state: &AppState, location: &FileLocation) -> Body {
+    let rpc = state.rpc.clone();
+    let key = location.key.clone();
+    let size = location.size;
+    let ranges = (0..size.div_ceil(MAX_CHUNK_BYTES)).map(move |i| {
+        let offset = i * MAX_CHUNK_BYTES;
+        (offset, MAX_CHUNK_BYTES.min(size - offset))
+    });
+    let chunks = futures::stream::iter(ranges)
+        .map(move |(offset, len)| {
+            let rpc = rpc.clone();
+            let request = ChunkRequest {
+                key: key.clone(),
+                offset,
+                len,
+            };
+            async move {
+                let bytes = rpc
+                    .call_bytes(contract::FILE_CHUNK, &request)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, offset, "download cut short");
+                        std::io::Error::other(e.to_string())
+                    })?;
+                if bytes.len() as u64 != len {
+                    return Err(std::io::Error::other("short read from archive storage"));
+                }
+                Ok::<_, std::io::Error>(bytes)
+            }
+        })
+        .buffered(CHUNKS_IN_FLIGHT);
+    Body::from_stream(chunks)
+}
+
+async fn file_response(state: &AppState, id: i64, kind: FileKind) -> Result<Response, ApiError> {
+    let location = state
+        .rpc
+        .call(contract::FILE, &FileRequest { id, kind })
+        .await?;
+    let (content_type, disposition_kind) = match kind {
+        FileKind::ThreeMf => ("application/octet-stream", "attachment"),
+        FileKind::Thumbnail => ("image/png", "inline"),
+    };
+    let mut response = stream_object(state, &location).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(location.size));
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        disposition(disposition_kind, &location.filename),
+    );
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/archives/{id}/3mf", tag = "archives",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "The 3MF file", content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no file", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn download(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    file_response(&state, id, FileKind::ThreeMf).await
+}
+
+#[utoipa::path(get, path = "/archives/{id}/thumbnail", tag = "archives",
+    params(("id" = i64, Path)),
+    responses((status = 200, description = "The plate thumbnail", content_type = "image/png"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no thumbnail", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Response, ApiError> {
+    file_response(&state, id, FileKind::Thumbnail).await
+}
+
+fn form_error(err: multer::Error) -> ApiError {
+    match err {
+        multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, "The upload is too large")
+        }
+        other => ApiError::new(ErrorCode::BadRequest, format!("Unreadable form: {other}")),
+    }
+}
+
+/// How long importing a file of `size` bytes may take: hashing, checking and storing it.
+fn import_deadline(size: u64) -> Duration {
+    Duration::from_secs(30) + Duration::from_millis(size / (20 * 1024 * 1024) * 1000)
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct UploadForm {
+    /// The 3MF file.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+#[utoipa::path(post, path = "/archives", tag = "archives",
+    request_body(content = UploadForm, content_type = "multipart/form-data", description = "A sliced 3MF in the field `file`"),
+    responses((status = 201, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "Not a printable 3MF (not a ZIP, ZIP bomb, unsafe names, unsliced)", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn upload(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<(StatusCode, Json<Archive>), ApiError> {
+    let boundary = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| multer::parse_boundary(v).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Expected a multipart/form-data body with the 3MF in the field `file`",
+            )
+        })?;
+    // The general body limit is for JSON; a 3MF has its own (`http.max_upload_bytes`), and
+    // the form around it a little more.
+    let max = state.http.max_upload_bytes;
+    let constraints = multer::Constraints::new()
+        .size_limit(multer::SizeLimit::new().whole_stream(max.saturating_add(1024 * 1024)));
+    let mut multipart = multer::Multipart::with_constraints(
+        request.into_body().into_data_stream(),
+        boundary,
+        constraints,
+    );
+    let deadline = Duration::from_secs(state.http.upload_timeout_secs.max(1));
+    let received = tokio::time::timeout(deadline, async {
+        loop {
+            let field = multipart.next_field().await.map_err(form_error)?;
+            let Some(field) = field else {
+                return Err(invalid("The form has no field `file`"));
+            };
+            if field.name() != Some("file") {
+                continue;
+            }
+            let filename = field.file_name().unwrap_or("upload.3mf").to_owned();
+            let object = format!("upload/{:032x}", rand::random::<u128>());
+            let reader = tokio_util::io::StreamReader::new(field.map_err(std::io::Error::other));
+            // One byte over the limit tells "too large" without reading the rest.
+            let mut limited = reader.take(max.saturating_add(1));
+            let info = state
+                .transfer
+                .put(object.as_str(), &mut limited)
+                .await
+                .map_err(|e| {
+                    let text = e.to_string();
+                    tracing::warn!(error = %text, "upload into the transfer bucket failed");
+                    if text.contains("size limit") {
+                        ApiError::new(ErrorCode::PayloadTooLarge, "The file is too large")
+                    } else if text.contains("multipart") || text.contains("stream") {
+                        ApiError::new(ErrorCode::BadRequest, "The upload was cut short")
+                    } else {
+                        ApiError::new(
+                            ErrorCode::ServiceUnavailable,
+                            "File transfer to the archive is unavailable, try again shortly",
+                        )
+                    }
+                })?;
+            if info.size as u64 > max {
+                let _ = state.transfer.delete(object.as_str()).await;
+                return Err(ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("The file is larger than {max} bytes"),
+                ));
+            }
+            return Ok((object, filename, info.size as u64));
+        }
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            ErrorCode::BadRequest,
+            format!("The upload took longer than {} s", deadline.as_secs()),
+        )
+    })??;
+    let (object, filename, size) = received;
+    let archive = state
+        .rpc
+        .call_within(
+            contract::IMPORT,
+            &ImportUpload { object, filename },
+            import_deadline(size),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(archive)))
+}
+
+// ---- export ----
+
+const EXPORT_COLUMNS: [&str; 16] = [
+    "id",
+    "name",
+    "filename",
+    "printer_id",
+    "printer_name",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "duration",
+    "filament_used",
+    "filament_type",
+    "project_id",
+    "tags",
+    "notes",
+    "file_size",
+];
+
+/// Text a spreadsheet would run as a formula gets a leading `'` (CSV injection).
+fn cell_text(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
+    }
+}
+
+fn export_row(a: &Archive) -> [String; 16] {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let time = |t: Option<DateTime<Utc>>| opt(t.map(|t| t.to_rfc3339()));
+    [
+        a.id.to_string(),
+        cell_text(&a.name),
+        cell_text(&a.filename),
+        opt(a.printer_id.map(|v| v.to_string())),
+        cell_text(&opt(a.printer_name.clone())),
+        a.status.as_str().to_owned(),
+        a.created_at.to_rfc3339(),
+        time(a.started_at),
+        time(a.completed_at),
+        opt(a.duration.map(|v| v.to_string())),
+        opt(a.filament_used.map(|v| v.to_string())),
+        cell_text(&opt(a.filament_type.clone())),
+        opt(a.project_id.map(|v| v.to_string())),
+        cell_text(&a.tags.join(", ")),
+        cell_text(&opt(a.notes.clone())),
+        opt(a.file_size.map(|v| v.to_string())),
+    ]
+}
+
+/// Walks every archive matching `filter`, page by page (keyset: deep pages stay fast).
+fn pages(
+    state: AppState,
+    filter: ArchiveFilter,
+) -> impl futures::Stream<Item = Result<Vec<Archive>, ApiError>> {
+    futures::stream::try_unfold(Some(PageStart::Offset(0)), move |start| {
+        let state = state.clone();
+        let filter = filter.clone();
+        async move {
+            let Some(start) = start else { return Ok(None) };
+            let request = ListArchives {
+                filter,
+                start,
+                limit: EXPORT_PAGE,
+                count_total: false,
+            };
+            let page = state.rpc.call(contract::LIST, &request).await?;
+            let next = (page.archives.len() as i64 == EXPORT_PAGE)
+                .then(|| page.archives.last())
+                .flatten()
+                .map(|last| PageStart::After {
+                    created_at: last.created_at,
+                    id: last.id,
+                });
+            Ok(Some((page.archives, next)))
+        }
+    })
+}
+
+#[utoipa::path(get, path = "/archives/export", tag = "archives",
+    params(ExportQuery),
+    responses((status = 200, description = "CSV (streamed) or XLSX of the archives matching the filters", content_type = "text/csv"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = query.format.clone();
+    let filter = query.filters().filter()?;
+    match format.as_deref().unwrap_or("csv") {
+        "csv" => Ok(export_csv(state, filter).await?),
+        "xlsx" => export_xlsx(state, filter).await,
+        _ => Err(invalid("Invalid query `format`: csv or xlsx")),
+    }
+}
+
+async fn export_csv(state: AppState, filter: ArchiveFilter) -> Result<Response, ApiError> {
+    // The first page is fetched before answering, so a service that is down is a 503, not a
+    // cut-off 200.
+    let mut walk = Box::pin(pages(state, filter));
+    let first = walk.next().await.transpose()?.unwrap_or_default();
+    let header = csv_bytes(None, &first)?;
+    let rest = walk.map(|page| {
+        page.map_err(|e| {
+            tracing::warn!(error = %e, "export cut short");
+            std::io::Error::other(e.to_string())
+        })
+        .and_then(|archives| {
+            csv_bytes(Some(()), &archives).map_err(|e| std::io::Error::other(e.to_string()))
+        })
+    });
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(header) }).chain(rest);
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        disposition("attachment", "archives.csv"),
+    );
+    Ok(response)
+}
+
+/// CSV of `archives`, with the header row unless `skip_header`.
+fn csv_bytes(skip_header: Option<()>, archives: &[Archive]) -> Result<bytes::Bytes, ApiError> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(archives.len() * 200));
+    let failed = |e: csv::Error| {
+        tracing::error!(error = %e, "CSV export failed");
+        ApiError::new(ErrorCode::InternalError, "Internal server error")
+    };
+    if skip_header.is_none() {
+        writer.write_record(EXPORT_COLUMNS).map_err(failed)?;
+    }
+    for archive in archives {
+        writer.write_record(export_row(archive)).map_err(failed)?;
+    }
+    let bytes = writer
+        .into_inner()
+        .map_err(|e| failed(csv::Error::from(e.into_error())))?;
+    Ok(bytes.into())
+}
+
+/// The most rows a worksheet holds (Excel's limit, less the header).
+const XLSX_MAX_ROWS: u32 = 1_048_575;
+
+async fn export_xlsx(state: AppState, filter: ArchiveFilter) -> Result<Response, ApiError> {
+    let failed = |e: rust_xlsxwriter::XlsxError| {
+        tracing::error!(error = %e, "XLSX export failed");
+        ApiError::new(ErrorCode::InternalError, "Internal server error")
+    };
+    // Rows go to a temporary file as they are written (constant-memory mode), and the finished
+    // workbook to another, streamed from disk.
+    let mut workbook = rust_xlsxwriter::Workbook::new();
+    let sheet = workbook
+        .add_worksheet_with_constant_memory()
+        .map_err(failed)?;
+    sheet.set_name("Archives").map_err(failed)?;
+    for (col, name) in EXPORT_COLUMNS.iter().enumerate() {
+        sheet.write_string(0, col as u16, *name).map_err(failed)?;
+    }
+    let mut row: u32 = 1;
+    let mut walk = Box::pin(pages(state, filter));
+    while let Some(page) = walk.next().await {
+        for archive in page? {
+            if row > XLSX_MAX_ROWS {
+                return Err(invalid(
+                    "More archives match than a worksheet holds: narrow the filters or export CSV",
+                ));
+            }
+            for (col, value) in export_row(&archive).iter().enumerate() {
+                let col = col as u16;
+                let numeric = matches!(col, 0 | 3 | 9 | 10 | 12 | 15);
+                match value.parse::<f64>() {
+                    Ok(n) if numeric => sheet.write_number(row, col, n).map_err(failed)?,
+                    _ => sheet.write_string(row, col, value).map_err(failed)?,
+                };
+            }
+            row += 1;
+        }
+    }
+    let file = tokio::task::spawn_blocking(move || {
+        let mut file = tempfile::tempfile()?;
+        workbook
+            .save_to_writer(&mut file)
+            .map_err(std::io::Error::other)?;
+        use std::io::Seek;
+        file.rewind()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "XLSX export failed");
+        ApiError::new(ErrorCode::InternalError, "Internal server error")
+    })?;
+    let size = file.metadata().map(|m| m.len()).ok();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        ),
+    );
+    if let Some(size) = size {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
+    headers.insert(
+        header::CONTENT_DISPOSITION,
+        disposition("attachment", "archives.xlsx"),
+    );
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_whole_days_and_instants_are_themselves() {
+        let start = parse_bound("start_date", "2026-03-01", false).unwrap();
+        assert_eq!(start.to_rfc3339(), "2026-03-01T00:00:00+00:00");
+        let end = parse_bound("end_date", "2026-03-01", true).unwrap();
+        assert_eq!(end.to_rfc3339(), "2026-03-02T00:00:00+00:00");
+        assert!(parse_bound("start_date", "2026-03-01T10:00:00Z", false).is_ok());
+        assert!(parse_bound("start_date", "yesterday", false).is_err());
+        assert!(parse_bound("start_date", "2026-02-30", false).is_err());
+    }
+
+    #[test]
+    fn formulas_are_defused_and_names_are_safe_headers() {
+        assert_eq!(cell_text("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(cell_text("benchy"), "benchy");
+        let header = disposition("attachment", "bench\"y\r\n ✓.3mf");
+        let text = header.to_str().unwrap();
+        assert!(
+            text.starts_with("attachment; filename=\"bench_y__ _.3mf\""),
+            "{text}"
+        );
+        assert!(text.contains("%E2%9C%93"), "{text}");
+    }
+}

@@ -1,0 +1,355 @@
+//! The `archive` schema: archives and projects.
+
+use chrono::{DateTime, Utc};
+use printyard_contracts::archive::{
+    Archive, ArchiveFilter, ArchiveStatus, FilamentUse, ListArchives, PageStart, Project,
+};
+use printyard_contracts::{ErrorBody, ErrorCode};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::intake::Stored;
+
+/// `SELECT <columns> FROM archive.archives <tail>` as a `&'static str`.
+macro_rules! select_archives {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, filename, printer_id, printer_name, status, created_at, started_at, \
+             completed_at, duration, filament_used, filament_type, notes, tags, project_id, \
+             progress, plates, plate, print_time_estimate, weight, filaments, printer_model_id, \
+             file_key, file_size, file_sha256, thumbnail_key, file_error FROM archive.archives ",
+            $tail
+        )
+    };
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct ArchiveRow {
+    pub id: i64,
+    pub name: String,
+    pub filename: String,
+    pub printer_id: Option<i64>,
+    pub printer_name: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub duration: Option<i64>,
+    pub filament_used: Option<f64>,
+    pub filament_type: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub project_id: Option<i64>,
+    pub progress: Option<i32>,
+    pub plates: Option<i32>,
+    pub plate: Option<i32>,
+    pub print_time_estimate: Option<i64>,
+    pub weight: Option<f64>,
+    pub filaments: sqlx::types::Json<Vec<FilamentUse>>,
+    pub printer_model_id: Option<String>,
+    pub file_key: Option<String>,
+    pub file_size: Option<i64>,
+    pub file_sha256: Option<String>,
+    pub thumbnail_key: Option<String>,
+    pub file_error: Option<String>,
+}
+
+impl ArchiveRow {
+    pub fn into_view(self) -> Archive {
+        Archive {
+            id: self.id,
+            name: self.name,
+            filename: self.filename,
+            printer_id: self.printer_id,
+            printer_name: self.printer_name,
+            created_at: self.created_at,
+            duration: self.duration,
+            status: ArchiveStatus::parse(&self.status).unwrap_or(ArchiveStatus::Failed),
+            filament_used: self.filament_used.map(|g| (g * 100.0).round() / 100.0),
+            filament_type: self.filament_type,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            progress: self.progress,
+            notes: self.notes,
+            tags: self.tags,
+            project_id: self.project_id,
+            plates: self.plates,
+            plate: self.plate,
+            print_time_estimate: self.print_time_estimate,
+            weight: self.weight,
+            filaments: self.filaments.0,
+            printer_model_id: self.printer_model_id,
+            has_file: self.file_key.is_some(),
+            file_size: self.file_size,
+            file_sha256: self.file_sha256,
+            has_thumbnail: self.thumbnail_key.is_some(),
+            file_error: self.file_error,
+        }
+    }
+}
+
+/// A database failure as callers see it (the detail stays in the log).
+pub fn unavailable(err: sqlx::Error) -> ErrorBody {
+    tracing::error!(error = %err, "archive database query failed");
+    ErrorBody::new(
+        ErrorCode::ServiceUnavailable,
+        "The archive database is unavailable",
+    )
+}
+
+pub fn not_found(what: &str, id: i64) -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, format!("{what} {id} not found"))
+}
+
+/// Words of a search, each matched as a prefix: `benchy pla` → `benchy:* & pla:*`. Only
+/// letters and digits survive, so nothing a user types is tsquery syntax.
+pub fn prefix_query(search: &str) -> Option<String> {
+    let words: Vec<String> = search
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .take(8)
+        .map(|w| format!("{}:*", w.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+enum Bind {
+    Int(i64),
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+/// `WHERE …` for a filter, with its bind values in placeholder order.
+fn conditions(filter: &ArchiveFilter, binds: &mut Vec<Bind>) -> String {
+    let mut clauses = Vec::new();
+    let mut push = |clause: &str, bind: Bind, binds: &mut Vec<Bind>| {
+        binds.push(bind);
+        clauses.push(clause.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(id) = filter.printer_id {
+        push("printer_id = ?", Bind::Int(id), binds);
+    }
+    if let Some(status) = filter.status {
+        push("status = ?", Bind::Text(status.as_str().to_owned()), binds);
+    }
+    if let Some(from) = filter.from {
+        push("created_at >= ?", Bind::Time(from), binds);
+    }
+    if let Some(until) = filter.until {
+        push("created_at < ?", Bind::Time(until), binds);
+    }
+    if let Some(query) = filter.search.as_deref().and_then(prefix_query) {
+        push(
+            "search @@ to_tsquery('simple', ?)",
+            Bind::Text(query),
+            binds,
+        );
+    }
+    if let Some(project) = filter.project_id {
+        push("project_id = ?", Bind::Int(project), binds);
+    }
+    if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    }
+}
+
+fn bind_all<'q, O>(
+    mut query: sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments>,
+    binds: Vec<Bind>,
+) -> sqlx::query::QueryAs<'q, Postgres, O, sqlx::postgres::PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Int(v) => query.bind(v),
+            Bind::Text(v) => query.bind(v),
+            Bind::Time(v) => query.bind(v),
+        };
+    }
+    query
+}
+
+pub async fn list(pool: &PgPool, request: &ListArchives) -> Result<(i64, Vec<Archive>), ErrorBody> {
+    let mut binds = Vec::new();
+    let mut where_clause = conditions(&request.filter, &mut binds);
+    let total = if request.count_total {
+        let mut count_binds = Vec::new();
+        let count_where = conditions(&request.filter, &mut count_binds);
+        let sql = format!("SELECT count(*) FROM archive.archives {count_where}");
+        let (total,): (i64,) = bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), count_binds)
+            .fetch_one(pool)
+            .await
+            .map_err(unavailable)?;
+        total
+    } else {
+        0
+    };
+    let offset = match &request.start {
+        PageStart::Offset(offset) => *offset,
+        PageStart::After { created_at, id } => {
+            binds.push(Bind::Time(*created_at));
+            binds.push(Bind::Int(*id));
+            let n = binds.len();
+            let keyset = format!("(created_at, id) < (${}, ${n})", n - 1);
+            where_clause = if where_clause.is_empty() {
+                format!("WHERE {keyset}")
+            } else {
+                format!("{where_clause} AND {keyset}")
+            };
+            0
+        }
+    };
+    binds.push(Bind::Int(request.limit));
+    binds.push(Bind::Int(offset));
+    let n = binds.len();
+    let sql = format!(
+        "{}{where_clause} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${n}",
+        select_archives!(""),
+        n - 1
+    );
+    let rows: Vec<ArchiveRow> = bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), binds)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok((total, rows.into_iter().map(ArchiveRow::into_view).collect()))
+}
+
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ArchiveRow>, sqlx::Error> {
+    sqlx::query_as(select_archives!("WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// The fields a stored 3MF fills in.
+pub struct FileFields<'a> {
+    pub stored: &'a Stored,
+}
+
+impl FileFields<'_> {
+    pub fn filaments(&self) -> Vec<FilamentUse> {
+        self.plate()
+            .map(|p| {
+                p.filaments
+                    .iter()
+                    .map(|f| FilamentUse {
+                        kind: f.kind.clone(),
+                        color: f.color.clone(),
+                        grams: f.used_g,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn plate(&self) -> Option<&printyard_bambu::threemf::Plate> {
+        self.stored.meta.plate(self.stored.plate)
+    }
+
+    pub fn weight(&self) -> Option<f64> {
+        self.plate().and_then(|p| p.weight_g)
+    }
+
+    pub fn prediction(&self) -> Option<i64> {
+        self.plate()
+            .and_then(|p| p.prediction_secs)
+            .map(|s| s.min(i64::MAX as u64) as i64)
+    }
+
+    pub fn model_id(&self) -> Option<String> {
+        self.plate().and_then(|p| p.printer_model_id.clone())
+    }
+}
+
+/// Takes the lock that orders "another archive still uses this object" against deletion.
+pub async fn lock_object(tx: &mut Transaction<'_, Postgres>, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The distinct filament types of a row's plate, as the list shows them (`PLA, PETG`).
+pub const FILAMENT_TYPE_SQL: &str = "(SELECT string_agg(DISTINCT f->>'type', ', ') FROM jsonb_array_elements(filaments) f \
+      WHERE coalesce(f->>'type', '') <> '')";
+
+pub async fn projects(pool: &PgPool, id: Option<i64>) -> Result<Vec<Project>, ErrorBody> {
+    let rows: Vec<ProjectRow> = sqlx::query_as(
+        "SELECT p.id, p.name, p.description, p.color, p.target_count, p.created_at, \
+                count(a.id) AS archive_count, \
+                count(a.id) FILTER (WHERE a.status = 'success') AS completed_count \
+         FROM archive.projects p LEFT JOIN archive.archives a ON a.project_id = p.id \
+         WHERE $1::bigint IS NULL OR p.id = $1 \
+         GROUP BY p.id ORDER BY p.id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok(rows.into_iter().map(ProjectRow::into_view).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ProjectRow {
+    id: i64,
+    name: String,
+    description: Option<String>,
+    color: Option<String>,
+    target_count: Option<i32>,
+    created_at: DateTime<Utc>,
+    archive_count: i64,
+    completed_count: i64,
+}
+
+impl ProjectRow {
+    fn into_view(self) -> Project {
+        let progress = self
+            .target_count
+            .filter(|t| *t > 0)
+            .map(|t| ((self.completed_count as f64 / t as f64) * 100.0).min(100.0))
+            .map(|p| (p * 10.0).round() / 10.0);
+        Project {
+            id: self.id,
+            name: self.name,
+            description: self.description,
+            color: self.color,
+            target_count: self.target_count,
+            created_at: self.created_at,
+            archive_count: self.archive_count,
+            completed_count: self.completed_count,
+            progress,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn searches_become_prefix_queries_without_syntax() {
+        assert_eq!(prefix_query("Benchy"), Some("benchy:*".into()));
+        assert_eq!(
+            prefix_query("cube & !(x) | 'y':*"),
+            Some("cube:* & x:* & y:*".into())
+        );
+        assert_eq!(prefix_query("  &|!  "), None);
+    }
+
+    #[test]
+    fn filters_number_their_placeholders_in_order() {
+        let mut binds = Vec::new();
+        let filter = ArchiveFilter {
+            printer_id: Some(1),
+            status: Some(ArchiveStatus::Success),
+            search: Some("cube".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            conditions(&filter, &mut binds),
+            "WHERE printer_id = $1 AND status = $2 AND search @@ to_tsquery('simple', $3)"
+        );
+        assert_eq!(binds.len(), 3);
+        assert_eq!(conditions(&ArchiveFilter::default(), &mut Vec::new()), "");
+    }
+}

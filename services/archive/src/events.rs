@@ -1,0 +1,460 @@
+//! Auto-archiving: a durable consumer of `FARM_EVENTS`.
+//!
+//! Every replica pulls from the one durable consumer `archive`, so each event is handled by one
+//! of them, and after a restart the consumer resumes where it was acknowledged. An event's id is
+//! recorded in `applied_events` in the same transaction as its effect, so a redelivery (a crash
+//! between commit and ack) changes nothing. Events of one print may be handled out of order
+//! (several at once, several replicas): every step is written so that order does not matter —
+//! the start fills only what is empty, the end only ends a print still `printing`, the file
+//! fills the file fields whenever it arrives.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use printyard_contracts::farm::{EventKind, FarmEvent, all_events};
+use printyard_service::backoff::Backoff;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::{self, FILAMENT_TYPE_SQL, FileFields};
+use crate::intake::{Intake, IntakeError, Stored};
+
+/// The durable consumer's name.
+pub const CONSUMER: &str = "archive";
+
+/// What became of an event.
+#[derive(Debug)]
+pub enum Handled {
+    Done,
+    /// Try again later (database or storage down).
+    Retry(String),
+}
+
+pub async fn run(
+    jetstream: jetstream::Context,
+    pool: PgPool,
+    intake: Intake,
+    concurrency: usize,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    while !shutdown.is_cancelled() {
+        match consume(&jetstream, &pool, &intake, concurrency, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, "event consumer stopped; resuming");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+}
+
+async fn consume(
+    jetstream: &jetstream::Context,
+    pool: &PgPool,
+    intake: &Intake,
+    concurrency: usize,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let stream = printyard_service::nats::farm_events_stream(jetstream).await?;
+    let consumer = stream
+        .get_or_create_consumer(
+            CONSUMER,
+            pull::Config {
+                durable_name: Some(CONSUMER.to_owned()),
+                filter_subject: all_events(),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                // A 1 GiB file may take a while to store.
+                ack_wait: Duration::from_secs(300),
+                max_ack_pending: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating consumer {CONSUMER}: {e}"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling from {CONSUMER}: {e}"))?;
+    let handled = messages
+        .take_until(shutdown.cancelled())
+        .for_each_concurrent(concurrency.max(1), |message| async move {
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    tracing::debug!(error = %err, "pull hiccup");
+                    return;
+                }
+            };
+            let ack = match serde_json::from_slice::<FarmEvent>(&message.payload) {
+                Err(err) => {
+                    tracing::warn!(error = %err, subject = %message.subject, "unreadable event skipped");
+                    AckKind::Term
+                }
+                Ok(event) => match apply(pool, intake, &event).await {
+                    Handled::Done => AckKind::Ack,
+                    Handled::Retry(reason) => {
+                        tracing::warn!(event = %event.id, reason, "event not applied yet; retrying");
+                        AckKind::Nak(Some(Duration::from_secs(5)))
+                    }
+                },
+            };
+            if let Err(err) = message.ack_with(ack).await {
+                tracing::debug!(error = %err, "ack not sent (the event will be redelivered)");
+            }
+        });
+    handled.await;
+    if shutdown.is_cancelled() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("the message stream ended"))
+    }
+}
+
+/// What the gateway puts in a print event's `data`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PrintData {
+    /// The gateway's key for the print (same in all its events).
+    print: Option<String>,
+    printer_name: Option<String>,
+    job_name: Option<String>,
+    gcode_file: Option<String>,
+    progress: Option<f64>,
+    print_error: Option<String>,
+    /// `print_file`: the transfer-bucket object, and the file's name on the printer.
+    object: Option<String>,
+    filename: Option<String>,
+    /// `print_file`: why the file could not be fetched.
+    error: Option<String>,
+    /// The plate printed, when known.
+    plate: Option<u32>,
+}
+
+pub async fn apply(pool: &PgPool, intake: &Intake, event: &FarmEvent) -> Handled {
+    let kind = event.kind;
+    if !matches!(
+        kind,
+        EventKind::PrintStarted
+            | EventKind::PrintComplete
+            | EventKind::PrintFailed
+            | EventKind::PrintStopped
+            | EventKind::PrintFile
+    ) {
+        return Handled::Done;
+    }
+    let data: PrintData = serde_json::from_value(event.data.clone()).unwrap_or_default();
+    match already_applied(pool, &event.id).await {
+        Ok(true) => {
+            if let Some(object) = &data.object {
+                intake.discard(object).await;
+            }
+            return Handled::Done;
+        }
+        Ok(false) => {}
+        Err(err) => return Handled::Retry(err.to_string()),
+    }
+    // The file is stored before the transaction (it can take long); it is content-addressed,
+    // so doing it twice after a crash stores nothing twice.
+    let file = match (&data.object, kind) {
+        (Some(object), EventKind::PrintFile) => match intake.take(object, data.plate).await {
+            Ok(stored) => Some(Ok(stored)),
+            Err(err) if err.is_transient() => return Handled::Retry(err.to_string()),
+            Err(err) => Some(Err(err)),
+        },
+        _ => None,
+    };
+    let result = write(pool, event, &data, file.as_ref()).await;
+    match result {
+        Ok(()) => {
+            if let Some(object) = &data.object {
+                intake.discard(object).await;
+            }
+            metrics::counter!("printyard_archive_events_applied_total", "kind" => kind.as_str())
+                .increment(1);
+            Handled::Done
+        }
+        Err(err) => Handled::Retry(err.to_string()),
+    }
+}
+
+async fn already_applied(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM archive.applied_events WHERE event_id = $1)")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+}
+
+fn print_key(event: &FarmEvent, data: &PrintData) -> Option<String> {
+    data.print
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(|k| format!("{}/{k}", event.printer_id))
+}
+
+/// The file name a print shows before (or without) its 3MF.
+fn job_filename(data: &PrintData) -> String {
+    let from_file = data
+        .filename
+        .as_deref()
+        .or(data.gcode_file.as_deref())
+        .map(|f| f.rsplit('/').next().unwrap_or(f).to_owned())
+        .filter(|f| !f.is_empty() && !f.starts_with("plate_") && f.contains('.'));
+    from_file
+        .or_else(|| data.job_name.as_ref().map(|j| format!("{j}.3mf")))
+        .unwrap_or_else(|| "unknown.3mf".to_owned())
+}
+
+fn job_name(data: &PrintData) -> String {
+    data.job_name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| file_stem(&job_filename(data)))
+}
+
+/// `cube.gcode.3mf` → `cube`.
+pub fn file_stem(filename: &str) -> String {
+    let base = filename.rsplit('/').next().unwrap_or(filename);
+    let stem = base
+        .strip_suffix(".3mf")
+        .map(|s| s.strip_suffix(".gcode").unwrap_or(s))
+        .unwrap_or(base);
+    if stem.is_empty() {
+        base.to_owned()
+    } else {
+        stem.to_owned()
+    }
+}
+
+async fn write(
+    pool: &PgPool,
+    event: &FarmEvent,
+    data: &PrintData,
+    file: Option<&Result<Stored, IntakeError>>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let fresh = sqlx::query(
+        "INSERT INTO archive.applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
+    )
+    .bind(&event.id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        return tx.commit().await;
+    }
+    let key = print_key(event, data);
+    match event.kind {
+        EventKind::PrintStarted => {
+            sqlx::query(
+                "INSERT INTO archive.archives \
+                   (print_key, name, filename, printer_id, printer_name, status, created_at, started_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6) \
+                 ON CONFLICT (print_key) DO UPDATE SET \
+                   started_at = coalesce(archive.archives.started_at, EXCLUDED.started_at), \
+                   created_at = least(archive.archives.created_at, EXCLUDED.created_at), \
+                   printer_name = coalesce(archive.archives.printer_name, EXCLUDED.printer_name)",
+            )
+            .bind(&key)
+            .bind(job_name(data))
+            .bind(job_filename(data))
+            .bind(event.printer_id)
+            .bind(&data.printer_name)
+            .bind(event.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped => {
+            let (status, progress) = match event.kind {
+                EventKind::PrintComplete => ("success", Some(100.0)),
+                EventKind::PrintFailed => ("failed", data.progress),
+                _ => ("stopped", data.progress),
+            };
+            let id = match find_print(&mut tx, event, key.as_deref()).await? {
+                Some(id) => id,
+                None => insert_print(&mut tx, event, data, key.as_deref()).await?,
+            };
+            let fraction = progress.map(|p| (p / 100.0).clamp(0.0, 1.0));
+            let reason = data
+                .print_error
+                .as_ref()
+                .filter(|_| status == "failed")
+                .map(|e| format!("print error {e}"));
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE archive.archives SET status = $2, completed_at = $3, \
+                   progress = round($4 * 100)::int, \
+                   duration = CASE WHEN started_at IS NULL THEN NULL \
+                                   ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
+                   filament_used = weight * coalesce($4, 0), \
+                   filament_type = {FILAMENT_TYPE_SQL}, \
+                   notes = coalesce(notes, $5) \
+                 WHERE id = $1 AND status = 'printing'"
+            )))
+            .bind(id)
+            .bind(status)
+            .bind(event.at)
+            .bind(fraction)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        EventKind::PrintFile => {
+            let id = match find_print(&mut tx, event, key.as_deref()).await? {
+                Some(id) => id,
+                None => insert_print(&mut tx, event, data, key.as_deref()).await?,
+            };
+            match file {
+                Some(Ok(stored)) => {
+                    db::lock_object(&mut tx, &stored.file_key).await?;
+                    let fields = FileFields { stored };
+                    let name = stored
+                        .meta
+                        .title
+                        .clone()
+                        .unwrap_or_else(|| file_stem(&job_filename(data)));
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE archive.archives SET name = $2, filename = $3, file_key = $4, \
+                           file_size = $5, file_sha256 = $6, thumbnail_key = $7, plates = $8, \
+                           plate = $9, print_time_estimate = $10, weight = $11, filaments = $12, \
+                           printer_model_id = $13, file_error = NULL, \
+                           filament_used = CASE status WHEN 'printing' THEN NULL \
+                               WHEN 'success' THEN $11 \
+                               ELSE $11 * coalesce(progress, 0) / 100.0 END \
+                         WHERE id = $1"
+                    )))
+                    .bind(id)
+                    .bind(name)
+                    .bind(job_filename(data))
+                    .bind(&stored.file_key)
+                    .bind(stored.size as i64)
+                    .bind(&stored.sha256)
+                    .bind(&stored.thumbnail_key)
+                    .bind(stored.meta.plates.len() as i32)
+                    .bind(stored.plate.map(|p| p as i32))
+                    .bind(fields.prediction())
+                    .bind(fields.weight())
+                    .bind(sqlx::types::Json(fields.filaments()))
+                    .bind(fields.model_id())
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "UPDATE archive.archives SET filament_type = {FILAMENT_TYPE_SQL} WHERE id = $1"
+                    )))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(Err(err)) => set_file_error(&mut tx, id, &err.to_string()).await?,
+                None => {
+                    let reason = data
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| "the gateway sent no file".to_owned());
+                    set_file_error(&mut tx, id, &reason).await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    tx.commit().await
+}
+
+async fn set_file_error(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE archive.archives SET file_error = $2 WHERE id = $1 AND file_key IS NULL")
+        .bind(id)
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The archive of the print an event belongs to: by the gateway's print key, else the latest
+/// print still `printing` on that printer that started before the event (a gateway that took
+/// over mid-print has its own key for it).
+async fn find_print(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &FarmEvent,
+    key: Option<&str>,
+) -> Result<Option<i64>, sqlx::Error> {
+    if let Some(key) = key {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM archive.archives WHERE print_key = $1 FOR UPDATE")
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if found.is_some() || event.kind == EventKind::PrintFile {
+            return Ok(found);
+        }
+    }
+    sqlx::query_scalar(
+        "SELECT id FROM archive.archives \
+         WHERE printer_id = $1 AND status = 'printing' AND coalesce(started_at, created_at) <= $2 \
+         ORDER BY coalesce(started_at, created_at) DESC LIMIT 1 FOR UPDATE",
+    )
+    .bind(event.printer_id)
+    .bind(event.at)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// A print first heard of by its end or its file: archived from what the event says.
+async fn insert_print(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &FarmEvent,
+    data: &PrintData,
+    key: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    let at: DateTime<Utc> = event.at;
+    sqlx::query_scalar(
+        "INSERT INTO archive.archives \
+           (print_key, name, filename, printer_id, printer_name, status, created_at) \
+         VALUES ($1, $2, $3, $4, $5, 'printing', $6) \
+         ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
+         RETURNING id",
+    )
+    .bind(key)
+    .bind(job_name(data))
+    .bind(job_filename(data))
+    .bind(event.printer_id)
+    .bind(&data.printer_name)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_from_the_file() {
+        assert_eq!(file_stem("demo-cube.gcode.3mf"), "demo-cube");
+        assert_eq!(file_stem("/cache/benchy.3mf"), "benchy");
+        assert_eq!(file_stem("notes.txt"), "notes.txt");
+        let data = PrintData {
+            gcode_file: Some("/data/Metadata/plate_1.gcode".into()),
+            job_name: Some("gear".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            job_filename(&data),
+            "gear.3mf",
+            "X1 internal paths are not file names"
+        );
+        let data = PrintData {
+            gcode_file: Some("cube.gcode.3mf".into()),
+            ..Default::default()
+        };
+        assert_eq!(job_name(&data), "cube");
+    }
+}

@@ -1,0 +1,154 @@
+//! Files coming into the archive: taken from the NATS transfer bucket, spooled to a local
+//! temporary file while their SHA-256 is computed (memory stays flat whatever the size),
+//! checked as hostile input, then stored once per content hash with their plate thumbnail.
+
+use std::path::PathBuf;
+
+use async_nats::jetstream::object_store::ObjectStore as TransferBucket;
+use bytes::Bytes;
+use printyard_bambu::threemf::{self, Limits, ThreeMf, ThreeMfError};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::storage::{Storage, describe};
+
+#[derive(Clone)]
+pub struct Intake {
+    pub bucket: TransferBucket,
+    pub storage: Storage,
+    pub work_dir: PathBuf,
+    pub max_bytes: u64,
+    pub limits: Limits,
+}
+
+/// A stored 3MF and what was read from it.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub sha256: String,
+    pub size: u64,
+    pub file_key: String,
+    pub thumbnail_key: Option<String>,
+    pub meta: ThreeMf,
+    /// The plate the metadata describes (the printed one, or the first).
+    pub plate: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// The object is not (or no longer) in the transfer bucket.
+    #[error("the file is not in the transfer bucket: {0}")]
+    Missing(String),
+    #[error("the file is larger than {max} bytes")]
+    TooLarge { max: u64 },
+    #[error("{0}")]
+    Invalid(ThreeMfError),
+    /// Storage or the bucket failed: worth trying again.
+    #[error("storage failed: {0}")]
+    Unavailable(String),
+}
+
+impl IntakeError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, IntakeError::Unavailable(_))
+    }
+}
+
+impl Intake {
+    /// Takes `object` from the transfer bucket into storage. The object is left in the bucket;
+    /// the caller removes it once the archive row is written.
+    pub async fn take(
+        &self,
+        object: &str,
+        wanted_plate: Option<u32>,
+    ) -> Result<Stored, IntakeError> {
+        let mut reader = self.bucket.get(object).await.map_err(|e| {
+            use async_nats::jetstream::object_store::GetErrorKind;
+            match e.kind() {
+                GetErrorKind::NotFound => IntakeError::Missing(object.to_owned()),
+                _ => IntakeError::Unavailable(e.to_string()),
+            }
+        })?;
+        let unavailable = |e: std::io::Error| IntakeError::Unavailable(e.to_string());
+        let spool = tempfile::NamedTempFile::new_in(&self.work_dir).map_err(unavailable)?;
+        let mut file = tokio::fs::File::from_std(spool.reopen().map_err(unavailable)?);
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut buffer = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader
+                .read(&mut buffer)
+                .await
+                .map_err(|e| IntakeError::Unavailable(format!("reading the transfer: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            size += n as u64;
+            if size > self.max_bytes {
+                return Err(IntakeError::TooLarge {
+                    max: self.max_bytes,
+                });
+            }
+            hasher.update(&buffer[..n]);
+            file.write_all(&buffer[..n]).await.map_err(unavailable)?;
+        }
+        file.flush().await.map_err(unavailable)?;
+        drop(file);
+        let sha256 = hex::encode(hasher.finalize());
+
+        let path = spool.path().to_owned();
+        let limits = self.limits;
+        let inspected = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            Ok::<_, std::io::Error>(threemf::inspect(
+                std::io::BufReader::new(file),
+                &limits,
+                wanted_plate,
+            ))
+        })
+        .await
+        .map_err(|e| IntakeError::Unavailable(e.to_string()))?
+        .map_err(unavailable)?;
+        let (meta, thumbnail) = inspected.map_err(IntakeError::Invalid)?;
+        let plate = meta.plate(wanted_plate).map(|p| p.index);
+
+        let file_key = Storage::file_key(&sha256);
+        let stored_already = self
+            .storage
+            .exists(&file_key)
+            .await
+            .map_err(|e| IntakeError::Unavailable(describe(&e)))?;
+        if !stored_already {
+            self.storage
+                .put_file(&file_key, spool.path())
+                .await
+                .map_err(|e| IntakeError::Unavailable(format!("{e:#}")))?;
+        }
+        let thumbnail_key = match (thumbnail, plate) {
+            (Some(png), Some(plate)) => {
+                let key = Storage::thumbnail_key(&sha256, plate);
+                self.storage
+                    .put_small(&key, Bytes::from(png))
+                    .await
+                    .map_err(|e| IntakeError::Unavailable(describe(&e)))?;
+                Some(key)
+            }
+            _ => None,
+        };
+        Ok(Stored {
+            sha256,
+            size,
+            file_key,
+            thumbnail_key,
+            meta,
+            plate,
+        })
+    }
+
+    /// Removes a transferred object (it is stored, or it was refused for good).
+    pub async fn discard(&self, object: &str) {
+        if let Err(err) = self.bucket.delete(object).await {
+            tracing::debug!(object, error = %err, "transfer object not deleted (it expires)");
+        }
+    }
+}

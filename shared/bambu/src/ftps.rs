@@ -1,0 +1,169 @@
+//! The printer's storage over FTP with implicit TLS (port 990): log in, find the 3MF of the
+//! current print, and read it as a stream.
+//!
+//! The data connections resume the control connection's TLS session (vsFTPd on the printers
+//! refuses them otherwise, `522`): the one `Arc<ClientConfig>` given here is used for both, so
+//! rustls offers the session it has cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsStream, ImplAsyncFtpStream};
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, Status};
+
+use crate::mqtt::AccessCode;
+
+/// The printers' FTPS port.
+pub const FTPS_PORT: u16 = 990;
+
+pub type Ftps = ImplAsyncFtpStream<AsyncRustlsStream>;
+pub use suppaftp::tokio::TransferStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FtpsError {
+    #[error("FTPS connection failed: {0}")]
+    Connect(String),
+    #[error("the printer refused the FTPS login (wrong access code?)")]
+    Login,
+    #[error("FTPS: {0}")]
+    Protocol(String),
+    #[error("FTPS did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+impl From<FtpError> for FtpsError {
+    fn from(err: FtpError) -> Self {
+        FtpsError::Protocol(err.to_string())
+    }
+}
+
+/// Connects, logs in as `bblp`, protects the data channel and selects binary transfers.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    serial: &str,
+    code: &AccessCode,
+    tls: Arc<rustls::ClientConfig>,
+    deadline: Duration,
+) -> Result<Ftps, FtpsError> {
+    let attempt = async {
+        let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(tls));
+        let mut ftp = Ftps::connect_secure_implicit((host, port), connector, serial)
+            .await
+            .map_err(|e| FtpsError::Connect(e.to_string()))?;
+        ftp.login("bblp", code.expose())
+            .await
+            .map_err(|_| FtpsError::Login)?;
+        ftp.custom_command("PBSZ 0", &[Status::CommandOk]).await?;
+        ftp.custom_command("PROT P", &[Status::CommandOk]).await?;
+        ftp.transfer_type(FileType::Binary).await?;
+        Ok(ftp)
+    };
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .map_err(|_| FtpsError::Timeout(deadline))?
+}
+
+/// The places the 3MF of the current print may be, most likely first: the job name as
+/// `.gcode.3mf` and `.3mf`, then the reported file, in `/cache/` then `/`. Names with control
+/// characters are left out (they would break the FTP command line).
+pub fn candidates(subtask_name: Option<&str>, gcode_file: Option<&str>) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(job) = subtask_name.map(str::trim).filter(|s| !s.is_empty()) {
+        names.push(format!("{job}.gcode.3mf"));
+        names.push(format!("{job}.3mf"));
+    }
+    let mut paths = Vec::new();
+    if let Some(file) = gcode_file.map(str::trim).filter(|s| !s.is_empty()) {
+        let bare = file
+            .strip_prefix("ftp://")
+            .or_else(|| file.strip_prefix("file:///sdcard"))
+            .unwrap_or(file);
+        if bare.ends_with(".3mf") {
+            if bare.starts_with('/') {
+                paths.push(bare.to_owned());
+            }
+            let name = bare.rsplit('/').next().unwrap_or(bare);
+            names.push(name.to_owned());
+        }
+    }
+    for dir in ["/cache/", "/"] {
+        for name in &names {
+            paths.push(format!("{dir}{name}"));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|p| !p.chars().any(char::is_control) && seen.insert(p.clone()));
+    paths
+}
+
+/// The first candidate the printer has, with its size; else the newest `.3mf` of `/cache` and
+/// `/` (by the listing's time).
+pub async fn locate(
+    ftp: &mut Ftps,
+    candidates: &[String],
+) -> Result<Option<(String, u64)>, FtpsError> {
+    for path in candidates {
+        match ftp.size(path).await {
+            Ok(size) => return Ok(Some((path.clone(), size as u64))),
+            Err(FtpError::UnexpectedResponse(_)) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let mut newest: Option<(chrono::DateTime<chrono::Utc>, String, u64)> = None;
+    for dir in ["/cache", "/"] {
+        let lines = match ftp.list(Some(dir)).await {
+            Ok(lines) => lines,
+            Err(FtpError::UnexpectedResponse(_)) => continue,
+            Err(err) => return Err(err.into()),
+        };
+        for line in lines {
+            let Ok(entry) = suppaftp::list::File::try_from(line.as_str()) else {
+                continue;
+            };
+            if !entry.is_file() || !entry.name().ends_with(".3mf") {
+                continue;
+            }
+            let modified: chrono::DateTime<chrono::Utc> = entry.modified().into();
+            let path = format!("{}/{}", dir.trim_end_matches('/'), entry.name());
+            if newest.as_ref().is_none_or(|(t, _, _)| modified > *t) {
+                newest = Some((modified, path, entry.size() as u64));
+            }
+        }
+    }
+    Ok(newest.map(|(_, path, size)| (path, size)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_follow_the_protocol_notes_order() {
+        assert_eq!(
+            candidates(Some("cube"), Some("cube.gcode.3mf")),
+            [
+                "/cache/cube.gcode.3mf",
+                "/cache/cube.3mf",
+                "/cube.gcode.3mf",
+                "/cube.3mf"
+            ]
+        );
+        assert_eq!(
+            candidates(None, Some("ftp:///models/gear.3mf")),
+            ["/models/gear.3mf", "/cache/gear.3mf", "/gear.3mf"]
+        );
+        // X1: `gcode_file` points into internal memory; only the job name helps.
+        assert_eq!(
+            candidates(Some("gear"), Some("/data/Metadata/plate_1.gcode")),
+            [
+                "/cache/gear.gcode.3mf",
+                "/cache/gear.3mf",
+                "/gear.gcode.3mf",
+                "/gear.3mf"
+            ]
+        );
+        assert!(candidates(Some("a\r\nDELE x"), None).is_empty());
+    }
+}

@@ -1,0 +1,343 @@
+//! What `api` (and the gateway) ask the `archive` service: archives of prints with their 3MF,
+//! projects, and the files themselves.
+//!
+//! Files never travel inside a JSON message. Into the archive they go through the NATS object
+//! store bucket [`TRANSFER_BUCKET`] (chunked by the client, so neither side holds a whole file);
+//! out of it they come as raw byte ranges from [`FILE_CHUNK`], which `api` pulls a few at a time
+//! while it streams the HTTP response.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::ServiceName;
+use crate::rpc::Endpoint;
+
+/// NATS object store bucket through which files reach `archive`: uploads from `api`, 3MF files
+/// captured from printers by the gateway. `archive` deletes an object once it has stored it.
+pub const TRANSFER_BUCKET: &str = "archive_transfer";
+
+/// The largest byte range [`FILE_CHUNK`] answers (under NATS's default 1 MiB payload limit).
+pub const MAX_CHUNK_BYTES: u64 = 512 * 1024;
+
+/// How an archive came to be, and how its print ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveStatus {
+    Printing,
+    Success,
+    Failed,
+    Stopped,
+    /// Uploaded into the library, not printed (yet).
+    Uploaded,
+}
+
+impl ArchiveStatus {
+    pub const ALL: [ArchiveStatus; 5] = [
+        ArchiveStatus::Printing,
+        ArchiveStatus::Success,
+        ArchiveStatus::Failed,
+        ArchiveStatus::Stopped,
+        ArchiveStatus::Uploaded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveStatus::Printing => "printing",
+            ArchiveStatus::Success => "success",
+            ArchiveStatus::Failed => "failed",
+            ArchiveStatus::Stopped => "stopped",
+            ArchiveStatus::Uploaded => "uploaded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ArchiveStatus> {
+        ArchiveStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+/// One filament of the printed plate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FilamentUse {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub color: String,
+    /// Grams the slicer planned for the plate.
+    pub grams: f64,
+}
+
+/// An archive as the API shows it: the reference's fields, then Printyard's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Archive {
+    pub id: i64,
+    pub name: String,
+    pub filename: String,
+    pub printer_id: Option<i64>,
+    pub printer_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// Seconds the print ran (start to end).
+    pub duration: Option<i64>,
+    pub status: ArchiveStatus,
+    /// Grams; for a print that did not finish, the plan scaled by the progress reached.
+    pub filament_used: Option<f64>,
+    pub filament_type: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Progress reached, percent (for failed and stopped prints).
+    pub progress: Option<i32>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub project_id: Option<i64>,
+    /// Sliced plates in the file.
+    pub plates: Option<i32>,
+    /// The plate printed.
+    pub plate: Option<i32>,
+    /// Predicted print time of the plate, seconds.
+    pub print_time_estimate: Option<i64>,
+    /// Planned filament weight of the plate, grams.
+    pub weight: Option<f64>,
+    pub filaments: Vec<FilamentUse>,
+    /// The model the file was sliced for (`printer_model_id`: "N1", "BL-P001", …).
+    pub printer_model_id: Option<String>,
+    /// The 3MF is stored (download at `/archives/{id}/3mf`).
+    pub has_file: bool,
+    pub file_size: Option<i64>,
+    /// SHA-256 of the 3MF, hex.
+    pub file_sha256: Option<String>,
+    pub has_thumbnail: bool,
+    /// Why the 3MF is missing (could not be fetched from the printer, or is not a valid 3MF).
+    pub file_error: Option<String>,
+}
+
+/// The filters of `GET /archives` and its export.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveFilter {
+    pub printer_id: Option<i64>,
+    pub status: Option<ArchiveStatus>,
+    /// Created at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Words, each matched as a prefix, over name, file name, notes, tags and printer name.
+    pub search: Option<String>,
+    pub project_id: Option<i64>,
+}
+
+/// Where a page starts: an offset (the reference's) or after a row of the previous page (the
+/// export's keyset walk, which stays fast however deep it goes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageStart {
+    Offset(i64),
+    After { created_at: DateTime<Utc>, id: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListArchives {
+    pub filter: ArchiveFilter,
+    pub start: PageStart,
+    pub limit: i64,
+    /// Count all matches (the list's `total`); the export does not need it.
+    pub count_total: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArchivePage {
+    /// Archives matching the filters (0 when not counted).
+    pub total: i64,
+    pub archives: Vec<Archive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveId {
+    pub id: i64,
+}
+
+/// Changes to an archive; absent fields stay as they are, `project_id: null` unlinks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ArchivePatch {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub name: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
+    pub project_id: Option<Option<i64>>,
+}
+
+/// A field that is present (maybe `null`) is `Some`; an absent one is `None` (by `default`).
+pub fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateArchive {
+    pub id: i64,
+    pub patch: ArchivePatch,
+}
+
+/// A file waiting in [`TRANSFER_BUCKET`] to become a library archive (`uploaded`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportUpload {
+    /// The object's name in the transfer bucket.
+    pub object: String,
+    /// The file name the user gave.
+    pub filename: String,
+}
+
+/// Which file of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    ThreeMf,
+    Thumbnail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRequest {
+    pub id: i64,
+    pub kind: FileKind,
+}
+
+/// Where an archive's file is, to be read with [`FILE_CHUNK`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLocation {
+    /// The object key in archive storage.
+    pub key: String,
+    pub size: u64,
+    /// The name to download it as.
+    pub filename: String,
+}
+
+/// A byte range of a stored object; answered as raw bytes, not JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    pub key: String,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A project: archives grouped towards a target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    /// `#RRGGBB`.
+    pub color: Option<String>,
+    pub target_count: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    /// Archives linked to the project.
+    pub archive_count: i64,
+    /// Linked archives whose print succeeded.
+    pub completed_count: i64,
+    /// `completed_count` over `target_count`, percent (capped at 100); `null` without a target.
+    pub progress: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub name: String,
+    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
+    pub description: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(pattern = "^#[0-9A-Fa-f]{6}$"))]
+    pub color: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000000))]
+    pub target_count: Option<i32>,
+}
+
+/// Changes to a project; `null` clears description, color and target.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ProjectPatch {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 10000))]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^#[0-9A-Fa-f]{6}$"))]
+    pub color: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i32>, minimum = 1, maximum = 1000000))]
+    pub target_count: Option<Option<i32>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateProject {
+    pub id: i64,
+    pub patch: ProjectPatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectList {
+    pub projects: Vec<Project>,
+}
+
+/// What a deletion removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+const fn endpoint<Req, Resp>(name: &'static str) -> Endpoint<Req, Resp> {
+    Endpoint::new(ServiceName::Archive, name)
+}
+
+pub const LIST: Endpoint<ListArchives, ArchivePage> = endpoint("list");
+pub const GET: Endpoint<ArchiveId, Archive> = endpoint("get");
+pub const UPDATE: Endpoint<UpdateArchive, Archive> = endpoint("update");
+pub const DELETE: Endpoint<ArchiveId, Deleted> = endpoint("delete");
+pub const IMPORT: Endpoint<ImportUpload, Archive> = endpoint("import");
+pub const FILE: Endpoint<FileRequest, FileLocation> = endpoint("file");
+/// Answers raw bytes (see [`ChunkRequest`]); the `()` stands for "not JSON".
+pub const FILE_CHUNK: Endpoint<ChunkRequest, ()> = endpoint("file-chunk");
+pub const PROJECT_LIST: Endpoint<crate::rpc::Empty, ProjectList> = endpoint("project-list");
+pub const PROJECT_GET: Endpoint<ArchiveId, Project> = endpoint("project-get");
+pub const PROJECT_CREATE: Endpoint<NewProject, Project> = endpoint("project-create");
+pub const PROJECT_UPDATE: Endpoint<UpdateProject, Project> = endpoint("project-update");
+pub const PROJECT_DELETE: Endpoint<ArchiveId, Deleted> = endpoint("project-delete");
+
+/// Whether `color` is `#RRGGBB`.
+pub fn is_hex_color(color: &str) -> bool {
+    color.len() == 7 && color.starts_with('#') && color[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_tells_null_from_absent() {
+        let absent: ArchivePatch = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        assert_eq!(absent.project_id, None);
+        let null: ArchivePatch = serde_json::from_str(r#"{"project_id":null}"#).unwrap();
+        assert_eq!(null.project_id, Some(None));
+        let set: ArchivePatch = serde_json::from_str(r#"{"project_id":4}"#).unwrap();
+        assert_eq!(set.project_id, Some(Some(4)));
+        assert!(serde_json::from_str::<ArchivePatch>(r#"{"size":1}"#).is_err());
+    }
+
+    #[test]
+    fn statuses_and_colors() {
+        for s in ArchiveStatus::ALL {
+            assert_eq!(ArchiveStatus::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert!(is_hex_color("#4caf50"));
+        assert!(!is_hex_color("4caf50") && !is_hex_color("#4caf5") && !is_hex_color("#4caf5g"));
+    }
+}
