@@ -175,6 +175,10 @@ async fn a_registered_printer_gets_live_status_and_its_print_becomes_ordered_eve
             event.id
         );
         message.ack().await.unwrap();
+        if event.kind == printyard_contracts::farm::EventKind::PrintFile {
+            // The 3MF capture runs beside the print; its timing is the archive tests' concern.
+            continue;
+        }
         kinds.push(
             serde_json::to_value(event.kind)
                 .unwrap()

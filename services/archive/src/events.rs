@@ -318,7 +318,7 @@ async fn write(
                         .title
                         .clone()
                         .unwrap_or_else(|| file_stem(&job_filename(data)));
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    sqlx::query(
                         "UPDATE archive.archives SET name = $2, filename = $3, file_key = $4, \
                            file_size = $5, file_sha256 = $6, thumbnail_key = $7, plates = $8, \
                            plate = $9, print_time_estimate = $10, weight = $11, filaments = $12, \
@@ -326,8 +326,8 @@ async fn write(
                            filament_used = CASE status WHEN 'printing' THEN NULL \
                                WHEN 'success' THEN $11 \
                                ELSE $11 * coalesce(progress, 0) / 100.0 END \
-                         WHERE id = $1"
-                    )))
+                         WHERE id = $1",
+                    )
                     .bind(id)
                     .bind(name)
                     .bind(job_filename(data))

@@ -207,12 +207,12 @@ impl Library {
         {
             return Err(storage_down("the stored file vanished during the upload"));
         }
-        let id: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO archive.archives (name, filename, status, file_key, file_size, \
                file_sha256, thumbnail_key, plates, plate, print_time_estimate, weight, filaments, \
                printer_model_id) \
-             VALUES ($1, $2, 'uploaded', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id"
-        )))
+             VALUES ($1, $2, 'uploaded', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+        )
         .bind(name)
         .bind(&filename)
         .bind(&stored.file_key)
@@ -241,7 +241,7 @@ impl Library {
     }
 
     pub async fn file(&self, request: FileRequest) -> Result<FileLocation, ErrorBody> {
-        let row: Option<(String, Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+        let row: Option<FileColumns> = sqlx::query_as(
             "SELECT filename, file_key, thumbnail_key, file_size FROM archive.archives \
                  WHERE id = $1",
         )
@@ -249,7 +249,13 @@ impl Library {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        let Some((filename, file_key, thumbnail_key, size)) = row else {
+        let Some(FileColumns {
+            filename,
+            file_key,
+            thumbnail_key,
+            file_size: size,
+        }) = row
+        else {
             return Err(not_found("Archive", request.id));
         };
         let missing = |what: &str| {
@@ -392,6 +398,14 @@ impl Library {
         }
         Ok(Deleted { deleted: true })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct FileColumns {
+    filename: String,
+    file_key: Option<String>,
+    thumbnail_key: Option<String>,
+    file_size: Option<i64>,
 }
 
 fn check_project(

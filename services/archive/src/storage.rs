@@ -163,6 +163,22 @@ impl Storage {
     }
 }
 
+/// An error with its causes (`a: b: c`), for logs: object_store's own message often hides the
+/// cause (a refused connection, a TLS failure) in its source chain.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,20 +199,4 @@ mod tests {
             assert!(!Storage::is_our_key(bad), "{bad}");
         }
     }
-}
-
-/// An error with its causes (`a: b: c`), for logs: object_store's own message often hides the
-/// cause (a refused connection, a TLS failure) in its source chain.
-pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -137,7 +137,6 @@ async fn fetch_once(
     let mut ftp = ftps::connect(
         &job.record.host,
         FTPS_PORT,
-        &job.record.serial,
         code,
         tls,
         Duration::from_secs(15),

@@ -42,14 +42,14 @@ impl From<FtpError> for FtpsError {
 pub async fn connect(
     host: &str,
     port: u16,
-    serial: &str,
     code: &AccessCode,
     tls: Arc<rustls::ClientConfig>,
     deadline: Duration,
 ) -> Result<Ftps, FtpsError> {
     let attempt = async {
         let connector = AsyncRustlsConnector::from(tokio_rustls::TlsConnector::from(tls));
-        let mut ftp = Ftps::connect_secure_implicit((host, port), connector, serial)
+        // The name only feeds SNI: the verifier checks the certificate against the serial.
+        let mut ftp = Ftps::connect_secure_implicit((host, port), connector, host)
             .await
             .map_err(|e| FtpsError::Connect(e.to_string()))?;
         ftp.login("bblp", code.expose())

@@ -345,21 +345,40 @@ fn parse_slice_info(xml: &str) -> Result<Vec<Plate>, ThreeMfError> {
 
 fn model_title(xml: &str) -> Option<String> {
     let mut reader = quick_xml::Reader::from_str(xml);
-    let mut in_title = false;
+    // The text arrives in pieces: plain runs and entity references (`&amp;`) apart.
+    let mut title: Option<String> = None;
     loop {
         match reader.read_event().ok()? {
-            Event::Start(e) if e.name().as_ref() == "metadata" => {
-                in_title = attribute(&e, "name").as_deref() == Some("Title");
+            Event::Start(e)
+                if e.name().as_ref() == "metadata"
+                    && attribute(&e, "name").as_deref() == Some("Title") =>
+            {
+                title = Some(String::new());
             }
-            Event::Text(text) if in_title => {
-                let raw: String = text.as_ref().to_owned();
-                return Some(
-                    quick_xml::escape::unescape(&raw)
-                        .map(|v| v.into_owned())
-                        .unwrap_or(raw),
-                );
+            Event::Text(text) => {
+                if let Some(title) = title.as_mut() {
+                    title.push_str(text.as_ref());
+                }
             }
-            Event::End(e) if e.name().as_ref() == "metadata" => in_title = false,
+            Event::GeneralRef(entity) => {
+                if let Some(title) = title.as_mut() {
+                    let name: &str = entity.as_ref();
+                    let resolved = match name {
+                        "amp" => Some('&'),
+                        "lt" => Some('<'),
+                        "gt" => Some('>'),
+                        "quot" => Some('"'),
+                        "apos" => Some('\''),
+                        _ => name
+                            .strip_prefix("#x")
+                            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                            .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                            .and_then(char::from_u32),
+                    };
+                    title.extend(resolved);
+                }
+            }
+            Event::End(e) if e.name().as_ref() == "metadata" && title.is_some() => return title,
             // Metadata comes first; stop before the (possibly large) mesh.
             Event::Start(e) if e.name().as_ref() == "resources" => return None,
             Event::Eof => return None,
@@ -511,13 +530,13 @@ mod tests {
                 ("Metadata/slice_info.config", xml),
                 (
                     "3D/3dmodel.model",
-                    b"<model><metadata name=\"Title\">Gear &amp; rack</metadata><resources/></model>",
+                    b"<model><metadata name=\"Title\">Gear &amp; rack &#x2713;</metadata><resources/></model>",
                 ),
             ],
             zip::CompressionMethod::Deflated,
         );
         let (parsed, thumbnail) = inspect(Cursor::new(file), &Limits::default(), Some(2)).unwrap();
-        assert_eq!(parsed.title.as_deref(), Some("Gear & rack"));
+        assert_eq!(parsed.title.as_deref(), Some("Gear & rack \u{2713}"));
         assert_eq!(
             parsed.plates.iter().map(|p| p.index).collect::<Vec<_>>(),
             [1, 2]
