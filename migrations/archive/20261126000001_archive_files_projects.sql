@@ -32,10 +32,14 @@ CREATE FUNCTION archive.tags_text(tags TEXT[]) RETURNS TEXT
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT array_to_string(tags, ' ') $$;
 
+-- Words only: punctuation becomes space first, so `gear-rack.gcode.3mf` is the words `gear`,
+-- `rack`, `gcode`, `3mf` (as the API splits a search), not one lexeme per file name: a prefix
+-- search then looks at a few lexemes, not at a million unique names.
 ALTER TABLE archive.archives ADD COLUMN search tsvector GENERATED ALWAYS AS (
-    to_tsvector('simple',
+    to_tsvector('simple', regexp_replace(
         coalesce(name, '') || ' ' || coalesce(filename, '') || ' ' || coalesce(notes, '') || ' '
-        || archive.tags_text(tags) || ' ' || coalesce(printer_name, ''))
+        || archive.tags_text(tags) || ' ' || coalesce(printer_name, ''),
+        '[^[:alnum:]]+', ' ', 'g'))
 ) STORED;
 
 CREATE INDEX archives_search ON archive.archives USING GIN (search);

@@ -416,6 +416,7 @@ async fn archives_are_filtered_searched_and_paged() {
     let (status, all) = lib.get("/archives").await;
     assert_eq!(status, 200);
     assert_eq!(all["total"], 5);
+    assert_eq!(all["total_exact"], true);
     assert_eq!(names(&all)[0], "Vase", "newest first");
     let first = &all["archives"][4];
     for field in [

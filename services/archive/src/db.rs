@@ -168,36 +168,170 @@ fn bind_all<'q, O>(
     query
 }
 
-pub async fn list(pool: &PgPool, request: &ListArchives) -> Result<(i64, Vec<Archive>), ErrorBody> {
+/// Matches are counted exactly up to this many; beyond it `total` is the planner's estimate
+/// (and says so): counting tens of thousands of rows for every page would cost more than the
+/// page.
+pub const EXACT_COUNT_LIMIT: i64 = 1_000;
+
+/// The planner's estimate of the archives matching `filter` (a millisecond: no rows read).
+async fn estimate(pool: &PgPool, filter: &ArchiveFilter) -> Result<i64, sqlx::Error> {
     let mut binds = Vec::new();
-    let mut where_clause = conditions(&request.filter, &mut binds);
-    let total = if request.count_total {
-        let mut count_binds = Vec::new();
-        let count_where = conditions(&request.filter, &mut count_binds);
-        let sql = format!("SELECT count(*) FROM archive.archives {count_where}");
-        let (total,): (i64,) = bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), count_binds)
+    let where_clause = conditions(filter, &mut binds);
+    let sql = format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM archive.archives {where_clause}");
+    let (plan,): (sqlx::types::Json<serde_json::Value>,) =
+        bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), binds)
             .fetch_one(pool)
-            .await
-            .map_err(unavailable)?;
-        total
+            .await?;
+    Ok(plan.0[0]["Plan"]["Plan Rows"].as_f64().unwrap_or(0.0) as i64)
+}
+
+/// How many archives match `filter`, and whether that is exact: a small estimate is checked
+/// by counting (which stops past [`EXACT_COUNT_LIMIT`]), a large one is the answer. A search's
+/// first word alone (`plan_estimate`) must be small too: its words tend to come together.
+async fn count(
+    pool: &PgPool,
+    filter: &ArchiveFilter,
+    estimate: i64,
+    plan_estimate: i64,
+) -> Result<(i64, bool), sqlx::Error> {
+    if estimate.max(plan_estimate) > EXACT_COUNT_LIMIT {
+        return Ok((estimate, false));
+    }
+    let mut binds = Vec::new();
+    let where_clause = conditions(filter, &mut binds);
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM archive.archives {where_clause} LIMIT {}) capped",
+        EXACT_COUNT_LIMIT + 1
+    );
+    let (counted,): (i64,) = bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), binds)
+        .fetch_one(pool)
+        .await?;
+    if counted <= EXACT_COUNT_LIMIT {
+        Ok((counted, true))
     } else {
-        0
+        Ok((estimate.max(counted), false))
+    }
+}
+
+/// A page of archives, and (when asked) how many match in all and whether that is exact.
+pub async fn list(
+    pool: &PgPool,
+    request: &ListArchives,
+) -> Result<(i64, bool, Vec<Archive>), ErrorBody> {
+    let estimated = estimate(pool, &request.filter).await.map_err(unavailable)?;
+    // The words of one search usually stand together (`spool holder`): the planner, taking
+    // them as independent, would think the matches far fewer than they are, and pick the plan
+    // for a few. The plan is chosen on the first word's estimate.
+    let plan_estimate = match first_word(&request.filter) {
+        Some(filter) => estimate(pool, &filter).await.map_err(unavailable)?,
+        None => estimated,
     };
+    let (counted, rows) = tokio::join!(
+        async {
+            if request.count_total {
+                count(pool, &request.filter, estimated, plan_estimate).await
+            } else {
+                Ok((0, true))
+            }
+        },
+        page(pool, request, plan_estimate)
+    );
+    let (total, exact) = counted.map_err(unavailable)?;
+    Ok((total, exact, rows.map_err(unavailable)?))
+}
+
+/// `filter` searching only its first word, when its search has several.
+fn first_word(filter: &ArchiveFilter) -> Option<ArchiveFilter> {
+    let search = filter.search.as_deref()?;
+    let mut words = search
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
+    let first = words.next()?;
+    words.next()?;
+    Some(ArchiveFilter {
+        search: Some(first.to_owned()),
+        ..filter.clone()
+    })
+}
+
+/// Below this many estimated matches a search is answered from the full-text index alone.
+const FEW_MATCHES: i64 = 5_000;
+
+/// How far back (days) a search with many matches looks first, then further: ordering tens of
+/// thousands of matches to show the newest 50 reads every one of them, while a recent window
+/// usually holds a page already. The last step has no window.
+const SEARCH_WINDOWS_DAYS: [i64; 4] = [14, 90, 365, 0];
+
+/// A page, by one of two plans. Few matches (by the estimate): the full-text and other
+/// indexes as bitmaps, then a sort of the few rows, never a walk of the date index testing
+/// row after row (which reads the whole table when matches are rare). Many matches: the
+/// newest rows first, window by window, which finds a page after reading a few hundred.
+async fn page(
+    pool: &PgPool,
+    request: &ListArchives,
+    estimated: i64,
+) -> Result<Vec<Archive>, sqlx::Error> {
+    let anchor = match &request.start {
+        PageStart::After { created_at, .. } => *created_at,
+        PageStart::Offset(_) => Utc::now(),
+    };
+    let searching = request.filter.search.is_some();
+    let few = estimated < FEW_MATCHES;
+    let windows: &[i64] = if searching && !few {
+        &SEARCH_WINDOWS_DAYS
+    } else {
+        &[0]
+    };
+    let mut tx = pool.begin().await?;
+    if searching && few {
+        sqlx::query("SET LOCAL enable_indexscan = off")
+            .execute(&mut *tx)
+            .await?;
+    }
+    let mut rows = Vec::new();
+    for days in windows {
+        let since = (*days > 0).then(|| anchor - chrono::Duration::days(*days));
+        rows = page_since(&mut tx, request, since).await?;
+        // Anything outside the window is older than everything in it: a full page from the
+        // window is the page.
+        if rows.len() as i64 == request.limit {
+            break;
+        }
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
+async fn page_since(
+    tx: &mut Transaction<'_, Postgres>,
+    request: &ListArchives,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<Archive>, sqlx::Error> {
+    let mut binds = Vec::new();
+    let mut extra = Vec::new();
+    let mut where_clause = conditions(&request.filter, &mut binds);
+    if let Some(since) = since {
+        binds.push(Bind::Time(since));
+        extra.push(format!("created_at >= ${}", binds.len()));
+    }
     let offset = match &request.start {
         PageStart::Offset(offset) => *offset,
         PageStart::After { created_at, id } => {
             binds.push(Bind::Time(*created_at));
             binds.push(Bind::Int(*id));
             let n = binds.len();
-            let keyset = format!("(created_at, id) < (${}, ${n})", n - 1);
-            where_clause = if where_clause.is_empty() {
-                format!("WHERE {keyset}")
-            } else {
-                format!("{where_clause} AND {keyset}")
-            };
+            extra.push(format!("(created_at, id) < (${}, ${n})", n - 1));
             0
         }
     };
+    if !extra.is_empty() {
+        let joined = extra.join(" AND ");
+        where_clause = if where_clause.is_empty() {
+            format!("WHERE {joined}")
+        } else {
+            format!("{where_clause} AND {joined}")
+        };
+    }
     binds.push(Bind::Int(request.limit));
     binds.push(Bind::Int(offset));
     let n = binds.len();
@@ -207,10 +341,9 @@ pub async fn list(pool: &PgPool, request: &ListArchives) -> Result<(i64, Vec<Arc
         n - 1
     );
     let rows: Vec<ArchiveRow> = bind_all(sqlx::query_as(sqlx::AssertSqlSafe(sql)), binds)
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)?;
-    Ok((total, rows.into_iter().map(ArchiveRow::into_view).collect()))
+        .fetch_all(&mut **tx)
+        .await?;
+    Ok(rows.into_iter().map(ArchiveRow::into_view).collect())
 }
 
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ArchiveRow>, sqlx::Error> {
@@ -220,13 +353,50 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ArchiveRow>, sqlx::Err
         .await
 }
 
+/// Fills an archive's file fields from a stored 3MF: the object keys, and what was read from
+/// the printed plate (then `filament_type` from its filaments).
+pub async fn set_file(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    stored: &Stored,
+) -> Result<(), sqlx::Error> {
+    let fields = FileFields { stored };
+    sqlx::query(
+        "UPDATE archive.archives SET file_key = $2, file_size = $3, file_sha256 = $4, \
+           thumbnail_key = $5, plates = $6, plate = $7, print_time_estimate = $8, weight = $9, \
+           filaments = $10, printer_model_id = $11, file_error = NULL \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&stored.file_key)
+    .bind(stored.size as i64)
+    .bind(&stored.sha256)
+    .bind(&stored.thumbnail_key)
+    .bind(stored.meta.plates.len() as i32)
+    .bind(stored.plate.map(|p| p as i32))
+    .bind(fields.prediction())
+    .bind(fields.weight())
+    .bind(sqlx::types::Json(fields.filaments()))
+    .bind(fields.model_id())
+    .execute(&mut **tx)
+    .await?;
+    // A second statement: within one, `filaments` would still be the old value.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE archive.archives SET filament_type = {FILAMENT_TYPE_SQL} WHERE id = $1"
+    )))
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The fields a stored 3MF fills in.
-pub struct FileFields<'a> {
-    pub stored: &'a Stored,
+struct FileFields<'a> {
+    stored: &'a Stored,
 }
 
 impl FileFields<'_> {
-    pub fn filaments(&self) -> Vec<FilamentUse> {
+    fn filaments(&self) -> Vec<FilamentUse> {
         self.plate()
             .map(|p| {
                 p.filaments
@@ -245,17 +415,17 @@ impl FileFields<'_> {
         self.stored.meta.plate(self.stored.plate)
     }
 
-    pub fn weight(&self) -> Option<f64> {
+    fn weight(&self) -> Option<f64> {
         self.plate().and_then(|p| p.weight_g)
     }
 
-    pub fn prediction(&self) -> Option<i64> {
+    fn prediction(&self) -> Option<i64> {
         self.plate()
             .and_then(|p| p.prediction_secs)
             .map(|s| s.min(i64::MAX as u64) as i64)
     }
 
-    pub fn model_id(&self) -> Option<String> {
+    fn model_id(&self) -> Option<String> {
         self.plate().and_then(|p| p.printer_model_id.clone())
     }
 }

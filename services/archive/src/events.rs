@@ -18,7 +18,7 @@ use printyard_service::backoff::Backoff;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::{self, FILAMENT_TYPE_SQL, FileFields};
+use crate::db::{self, FILAMENT_TYPE_SQL};
 use crate::intake::{Intake, IntakeError, Stored};
 
 /// The durable consumer's name.
@@ -312,41 +312,22 @@ async fn write(
             match file {
                 Some(Ok(stored)) => {
                     db::lock_object(&mut tx, &stored.file_key).await?;
-                    let fields = FileFields { stored };
+                    db::set_file(&mut tx, id, stored).await?;
                     let name = stored
                         .meta
                         .title
                         .clone()
                         .unwrap_or_else(|| file_stem(&job_filename(data)));
                     sqlx::query(
-                        "UPDATE archive.archives SET name = $2, filename = $3, file_key = $4, \
-                           file_size = $5, file_sha256 = $6, thumbnail_key = $7, plates = $8, \
-                           plate = $9, print_time_estimate = $10, weight = $11, filaments = $12, \
-                           printer_model_id = $13, file_error = NULL, \
+                        "UPDATE archive.archives SET name = $2, filename = $3, \
                            filament_used = CASE status WHEN 'printing' THEN NULL \
-                               WHEN 'success' THEN $11 \
-                               ELSE $11 * coalesce(progress, 0) / 100.0 END \
+                               WHEN 'success' THEN weight \
+                               ELSE weight * coalesce(progress, 0) / 100.0 END \
                          WHERE id = $1",
                     )
                     .bind(id)
                     .bind(name)
                     .bind(job_filename(data))
-                    .bind(&stored.file_key)
-                    .bind(stored.size as i64)
-                    .bind(&stored.sha256)
-                    .bind(&stored.thumbnail_key)
-                    .bind(stored.meta.plates.len() as i32)
-                    .bind(stored.plate.map(|p| p as i32))
-                    .bind(fields.prediction())
-                    .bind(fields.weight())
-                    .bind(sqlx::types::Json(fields.filaments()))
-                    .bind(fields.model_id())
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "UPDATE archive.archives SET filament_type = {FILAMENT_TYPE_SQL} WHERE id = $1"
-                    )))
-                    .bind(id)
                     .execute(&mut *tx)
                     .await?;
                 }

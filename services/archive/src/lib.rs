@@ -35,11 +35,12 @@ pub struct Archive {
     runtime: Runtime,
 }
 
+/// Serves `endpoint` with the [`Library`] method of the same request type.
 macro_rules! serve {
-    ($runtime:expr, $library:expr, $endpoint:expr, $method:ident) => {{
+    ($runtime:ident . $serve:ident, $library:expr, $endpoint:expr, $method:ident) => {{
         let library = $library.clone();
         $runtime
-            .serve($endpoint, move |request| {
+            .$serve($endpoint, move |request| {
                 let library = library.clone();
                 async move { library.$method(request).await }
             })
@@ -98,67 +99,33 @@ impl Archive {
                 }
             })
             .await?;
-        serve!(runtime, library, contract::LIST, list);
-        serve!(runtime, library, contract::UPDATE, update);
-        serve!(runtime, library, contract::IMPORT, import);
-        serve!(runtime, library, contract::FILE, file);
-        serve!(runtime, library, contract::PROJECT_CREATE, create_project);
-        serve!(runtime, library, contract::PROJECT_UPDATE, update_project);
-        let by_id = |library: &Library| library.clone();
-        {
-            let library = by_id(&library);
-            runtime
-                .serve(contract::GET, move |r: contract::ArchiveId| {
-                    let library = library.clone();
-                    async move { library.get(r.id).await }
-                })
-                .await?;
-        }
-        {
-            let library = by_id(&library);
-            runtime
-                .serve(contract::DELETE, move |r: contract::ArchiveId| {
-                    let library = library.clone();
-                    async move { library.delete(r.id).await }
-                })
-                .await?;
-        }
-        {
-            let library = by_id(&library);
-            runtime
-                .serve(contract::PROJECT_GET, move |r: contract::ArchiveId| {
-                    let library = library.clone();
-                    async move { library.project(r.id).await }
-                })
-                .await?;
-        }
-        {
-            let library = by_id(&library);
-            runtime
-                .serve(contract::PROJECT_DELETE, move |r: contract::ArchiveId| {
-                    let library = library.clone();
-                    async move { library.delete_project(r.id).await }
-                })
-                .await?;
-        }
-        {
-            let library = by_id(&library);
-            runtime
-                .serve(contract::PROJECT_LIST, move |_| {
-                    let library = library.clone();
-                    async move { library.projects().await }
-                })
-                .await?;
-        }
-        {
-            let library = by_id(&library);
-            runtime
-                .serve_bytes(contract::FILE_CHUNK, move |r| {
-                    let library = library.clone();
-                    async move { library.chunk(r).await }
-                })
-                .await?;
-        }
+        serve!(runtime.serve, library, contract::LIST, list);
+        serve!(runtime.serve, library, contract::GET, get);
+        serve!(runtime.serve, library, contract::UPDATE, update);
+        serve!(runtime.serve, library, contract::DELETE, delete);
+        serve!(runtime.serve, library, contract::IMPORT, import);
+        serve!(runtime.serve, library, contract::FILE, file);
+        serve!(runtime.serve_bytes, library, contract::FILE_CHUNK, chunk);
+        serve!(runtime.serve, library, contract::PROJECT_LIST, projects);
+        serve!(runtime.serve, library, contract::PROJECT_GET, project);
+        serve!(
+            runtime.serve,
+            library,
+            contract::PROJECT_CREATE,
+            create_project
+        );
+        serve!(
+            runtime.serve,
+            library,
+            contract::PROJECT_UPDATE,
+            update_project
+        );
+        serve!(
+            runtime.serve,
+            library,
+            contract::PROJECT_DELETE,
+            delete_project
+        );
 
         runtime.tasks().spawn(events::run(
             jetstream,

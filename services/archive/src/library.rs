@@ -2,14 +2,15 @@
 //! projects.
 
 use printyard_contracts::archive::{
-    Archive, ArchivePage, ArchivePatch, ChunkRequest, Deleted, FileKind, FileLocation, FileRequest,
-    ImportUpload, ListArchives, MAX_CHUNK_BYTES, NewProject, Project, ProjectList, ProjectPatch,
-    UpdateArchive, UpdateProject, is_hex_color,
+    Archive, ArchiveId, ArchivePage, ArchivePatch, ChunkRequest, Deleted, FileKind, FileLocation,
+    FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES, NewProject, Project, ProjectList,
+    ProjectPatch, UpdateArchive, UpdateProject, is_hex_color,
 };
+use printyard_contracts::rpc::Empty;
 use printyard_contracts::{ErrorBody, ErrorCode};
 use sqlx::PgPool;
 
-use crate::db::{self, FILAMENT_TYPE_SQL, FileFields, not_found, unavailable};
+use crate::db::{self, not_found, unavailable};
 use crate::events::file_stem;
 use crate::intake::{Intake, IntakeError};
 use crate::storage::Storage;
@@ -40,11 +41,19 @@ impl Library {
         if !(1..=MAX_PAGE).contains(&request.limit) {
             return Err(validation(format!("limit must be 1 to {MAX_PAGE}")));
         }
-        let (total, archives) = db::list(&self.pool, &request).await?;
-        Ok(ArchivePage { total, archives })
+        let (total, total_exact, archives) = db::list(&self.pool, &request).await?;
+        Ok(ArchivePage {
+            total,
+            total_exact,
+            archives,
+        })
     }
 
-    pub async fn get(&self, id: i64) -> Result<Archive, ErrorBody> {
+    pub async fn get(&self, request: ArchiveId) -> Result<Archive, ErrorBody> {
+        self.fetch(request.id).await
+    }
+
+    async fn fetch(&self, id: i64) -> Result<Archive, ErrorBody> {
         db::get(&self.pool, id)
             .await
             .map_err(unavailable)?
@@ -117,11 +126,11 @@ impl Library {
         if updated.rows_affected() == 0 {
             return Err(not_found("Archive", request.id));
         }
-        self.get(request.id).await
+        self.fetch(request.id).await
     }
 
     /// Deletes an archive, and its stored objects unless another archive uses them.
-    pub async fn delete(&self, id: i64) -> Result<Deleted, ErrorBody> {
+    pub async fn delete(&self, ArchiveId { id }: ArchiveId) -> Result<Deleted, ErrorBody> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT file_key, thumbnail_key FROM archive.archives WHERE id = $1 FOR UPDATE",
@@ -187,7 +196,6 @@ impl Library {
                 });
             }
         };
-        let fields = FileFields { stored: &stored };
         let name = stored
             .meta
             .title
@@ -208,36 +216,20 @@ impl Library {
             return Err(storage_down("the stored file vanished during the upload"));
         }
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO archive.archives (name, filename, status, file_key, file_size, \
-               file_sha256, thumbnail_key, plates, plate, print_time_estimate, weight, filaments, \
-               printer_model_id) \
-             VALUES ($1, $2, 'uploaded', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            "INSERT INTO archive.archives (name, filename, status) \
+             VALUES ($1, $2, 'uploaded') RETURNING id",
         )
         .bind(name)
         .bind(&filename)
-        .bind(&stored.file_key)
-        .bind(stored.size as i64)
-        .bind(&stored.sha256)
-        .bind(&stored.thumbnail_key)
-        .bind(stored.meta.plates.len() as i32)
-        .bind(stored.plate.map(|p| p as i32))
-        .bind(fields.prediction())
-        .bind(fields.weight())
-        .bind(sqlx::types::Json(fields.filaments()))
-        .bind(fields.model_id())
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE archive.archives SET filament_type = {FILAMENT_TYPE_SQL} WHERE id = $1"
-        )))
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        db::set_file(&mut tx, id, &stored)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         self.intake.discard(&upload.object).await;
-        self.get(id).await
+        self.fetch(id).await
     }
 
     pub async fn file(&self, request: FileRequest) -> Result<FileLocation, ErrorBody> {
@@ -315,13 +307,13 @@ impl Library {
 
     // ---- projects ----
 
-    pub async fn projects(&self) -> Result<ProjectList, ErrorBody> {
+    pub async fn projects(&self, _: Empty) -> Result<ProjectList, ErrorBody> {
         Ok(ProjectList {
             projects: db::projects(&self.pool, None).await?,
         })
     }
 
-    pub async fn project(&self, id: i64) -> Result<Project, ErrorBody> {
+    pub async fn project(&self, ArchiveId { id }: ArchiveId) -> Result<Project, ErrorBody> {
         db::projects(&self.pool, Some(id))
             .await?
             .pop()
@@ -346,7 +338,7 @@ impl Library {
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        self.project(id).await
+        self.project(ArchiveId { id }).await
     }
 
     pub async fn update_project(&self, request: UpdateProject) -> Result<Project, ErrorBody> {
@@ -383,11 +375,11 @@ impl Library {
         if updated.rows_affected() == 0 {
             return Err(not_found("Project", request.id));
         }
-        self.project(request.id).await
+        self.project(ArchiveId { id: request.id }).await
     }
 
     /// Deletes a project; its archives stay, unlinked (the foreign key sets them to NULL).
-    pub async fn delete_project(&self, id: i64) -> Result<Deleted, ErrorBody> {
+    pub async fn delete_project(&self, ArchiveId { id }: ArchiveId) -> Result<Deleted, ErrorBody> {
         let deleted = sqlx::query("DELETE FROM archive.projects WHERE id = $1")
             .bind(id)
             .execute(&self.pool)

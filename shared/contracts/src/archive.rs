@@ -146,8 +146,10 @@ pub struct ListArchives {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArchivePage {
-    /// Archives matching the filters (0 when not counted).
+    /// Archives matching the filters (0 when not counted): exact up to 10,000, beyond that the
+    /// database's estimate (then `total_exact` is false).
     pub total: i64,
+    pub total_exact: bool,
     pub archives: Vec<Archive>,
 }
 

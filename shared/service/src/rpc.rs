@@ -131,9 +131,12 @@ impl RpcClient {
             reason: format!("request not encodable: {e}"),
         })?;
         let started = Instant::now();
-        let sent =
-            self.client
-                .request_with_headers(subject, traced_headers(), Bytes::from(payload));
+        // The client's own request timeout (10 s by default) would cut a longer call short.
+        let request = async_nats::client::Request::new()
+            .payload(Bytes::from(payload))
+            .headers(traced_headers())
+            .timeout(Some(timeout));
+        let sent = self.client.send_request(subject, request);
         let outcome = tokio::time::timeout(timeout, sent).await;
         metrics::histogram!("printyard_rpc_client_duration_seconds", "service" => service)
             .record(started.elapsed().as_secs_f64());
