@@ -467,6 +467,14 @@ async fn archives_are_filtered_searched_and_paged() {
         assert_eq!(status, 200, "{query}: {page}");
         assert_eq!(names(&page), expected, "{query}");
     }
+    let (status, empty) = lib
+        .get("/archives?start_date=2026-03-05&end_date=2026-03-01")
+        .await;
+    assert_eq!(
+        (status, empty["total"].clone()),
+        (200, json!(0)),
+        "an empty range"
+    );
     let (_, paged) = lib.get("/archives?limit=2&offset=1").await;
     assert_eq!(paged["total"], 5, "total counts every match, not the page");
 
@@ -476,7 +484,6 @@ async fn archives_are_filtered_searched_and_paged() {
         "?offset=-1",
         "?status=done",
         "?start_date=yesterday",
-        "?start_date=2026-03-05&end_date=2026-03-01",
         "?printer_id=abc",
     ] {
         let (status, body) = lib.get(&format!("/archives{bad}")).await;
@@ -563,6 +570,42 @@ async fn archives_are_edited_and_grouped_into_projects() {
         )
         .await;
     assert_eq!(status, 404);
+    let (status, _) = lib
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/projects/{pid}"),
+            json!([null, null]),
+        )
+        .await;
+    assert_eq!(status, 422, "an array is not an object, even by position");
+    let (status, whole) = lib
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/projects/{pid}"),
+            json!({"target_count": 8.0}),
+        )
+        .await;
+    assert_eq!((status, whole["target_count"].clone()), (200, json!(8)));
+    let (status, _) = lib
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/projects/{pid}"),
+            json!({"target_count": 8.5}),
+        )
+        .await;
+    assert_eq!(status, 422, "not a whole number");
+    let (status, tagged) = lib
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/archives/{gear_id}"),
+            json!({"tags": ["  ", " rack "]}),
+        )
+        .await;
+    assert_eq!(
+        (status, tagged["tags"].clone()),
+        (200, json!(["rack"])),
+        "blank tags dropped"
+    );
     let (status, patched) = lib
         .send(
             reqwest::Method::PATCH,

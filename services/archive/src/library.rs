@@ -83,9 +83,9 @@ impl Library {
             && (tags.len() > 50
                 || tags
                     .iter()
-                    .any(|t| t.trim().is_empty() || t.chars().count() > 64 || t.contains('\0')))
+                    .any(|t| t.chars().count() > 64 || t.contains('\0')))
         {
-            return Err(validation("tags: at most 50, each 1 to 64 characters"));
+            return Err(validation("tags: at most 50, each at most 64 characters"));
         }
         if let Some(Some(project)) = project_id {
             let exists: bool =
@@ -110,6 +110,7 @@ impl Library {
         .bind(tags.map(|t| {
             t.into_iter()
                 .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
                 .collect::<Vec<_>>()
         }))
         .bind(project_id.is_some())

@@ -165,12 +165,41 @@ pub struct ArchiveId {
 pub struct ArchivePatch {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub name: Option<String>,
-    #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 10000, pattern = "^[^\\u0000]*$")
+    )]
     pub notes: Option<String>,
+    /// At most 50 tags of 1 to 64 characters; blank ones are dropped.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Tag>>, max_items = 50))]
     pub tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub project_id: Option<Option<i64>>,
+}
+
+/// A tag, as the API describes it.
+#[cfg(feature = "openapi")]
+#[derive(utoipa::ToSchema)]
+#[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]*$")]
+#[allow(dead_code)]
+pub struct Tag(String);
+
+/// An integer that may be written as a number with a zero fraction (`7.0`), as JSON allows.
+fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    let Some(value) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if value.fract() != 0.0 || value < i32::MIN as f64 || value > i32::MAX as f64 {
+        return Err(serde::de::Error::custom(format!(
+            "expected a whole number, got {value}"
+        )));
+    }
+    Ok(Some(value as i32))
+}
+
+fn present_integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i32>>, D::Error> {
+    integral(d).map(Some)
 }
 
 /// A field that is present (maybe `null`) is `Some`; an absent one is `None` (by `default`).
@@ -257,6 +286,7 @@ pub struct NewProject {
     #[cfg_attr(feature = "openapi", schema(pattern = "^#[0-9A-Fa-f]{6}$"))]
     pub color: Option<String>,
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000000))]
+    #[serde(default, deserialize_with = "integral")]
     pub target_count: Option<i32>,
 }
 
@@ -273,7 +303,7 @@ pub struct ProjectPatch {
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = "^#[0-9A-Fa-f]{6}$"))]
     pub color: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_integral")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i32>, minimum = 1, maximum = 1000000))]
     pub target_count: Option<Option<i32>>,
 }

@@ -47,14 +47,19 @@ pub struct ArchiveQuery {
     /// `printing`, `success`, `failed`, `stopped` or `uploaded`.
     pub status: Option<String>,
     /// From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive.
+    #[param(value_type = Option<String>, format = Date)]
     pub start_date: Option<String>,
     /// Up to this date (the whole day) or instant, inclusive.
+    #[param(value_type = Option<String>, format = Date)]
     pub end_date: Option<String>,
     /// Words matched (as prefixes) in name, file name, notes, tags and printer name.
+    #[param(max_length = 200)]
     pub search: Option<String>,
     pub project_id: Option<i64>,
     /// 1 to 1000, default 50.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+    #[param(minimum = 0)]
     pub offset: Option<i64>,
 }
 
@@ -62,11 +67,14 @@ pub struct ArchiveQuery {
 #[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// `csv` (default) or `xlsx`.
+    #[param(value_type = Option<String>, pattern = "^(csv|xlsx)$")]
     pub format: Option<String>,
     /// The list's filters (an export has every matching archive: no limit or offset).
     pub printer_id: Option<i64>,
     pub status: Option<String>,
+    #[param(value_type = Option<String>, format = Date)]
     pub start_date: Option<String>,
+    #[param(value_type = Option<String>, format = Date)]
     pub end_date: Option<String>,
     pub search: Option<String>,
     pub project_id: Option<i64>,
@@ -133,11 +141,6 @@ impl ArchiveQuery {
             .as_deref()
             .map(|v| parse_bound("end_date", v, true))
             .transpose()?;
-        if let (Some(from), Some(until)) = (from, until)
-            && until <= from
-        {
-            return Err(invalid("end_date is before start_date"));
-        }
         if self
             .search
             .as_ref()
