@@ -561,7 +561,7 @@ async fn archives_are_edited_and_grouped_into_projects() {
             json!({"project_id": 999}),
         )
         .await;
-    assert_eq!(status, 422, "a project that does not exist");
+    assert_eq!(status, 404, "a project that does not exist");
     let (status, _) = lib
         .send(
             reqwest::Method::PATCH,

@@ -95,7 +95,7 @@ impl Library {
                     .await
                     .map_err(unavailable)?;
             if !exists {
-                return Err(validation(format!("project {project} does not exist")));
+                return Err(not_found("Project", project));
             }
         }
         let updated = sqlx::query(
@@ -120,7 +120,7 @@ impl Library {
         .map_err(|e| match &e {
             // The project was deleted between the check and the update.
             sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-                validation("the project does not exist")
+                ErrorBody::new(ErrorCode::NotFound, "The project does not exist")
             }
             _ => unavailable(e),
         })?;

@@ -45,6 +45,7 @@ pub struct ArchiveQuery {
     /// Only this printer's archives.
     pub printer_id: Option<i64>,
     /// `printing`, `success`, `failed`, `stopped` or `uploaded`.
+    #[param(value_type = Option<ArchiveStatus>)]
     pub status: Option<String>,
     /// From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive.
     #[param(value_type = Option<String>, format = Date)]
@@ -71,6 +72,7 @@ pub struct ExportQuery {
     pub format: Option<String>,
     /// The list's filters (an export has every matching archive: no limit or offset).
     pub printer_id: Option<i64>,
+    #[param(value_type = Option<ArchiveStatus>)]
     pub status: Option<String>,
     #[param(value_type = Option<String>, format = Date)]
     pub start_date: Option<String>,
