@@ -246,3 +246,32 @@ async fn a_file_the_gateway_cannot_fetch_leaves_the_archive_with_the_reason() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn a_hostile_file_on_the_printer_is_refused_with_the_reason() {
+    let (setup, _archive) = setup(10.0, 10).await;
+    setup.start_print().await;
+    // The job is loaded; what the gateway then finds under its name is no 3MF at all.
+    setup.printer().store(
+        DEMO_PATH,
+        bytes::Bytes::from_static(b"<html>not a zip</html>"),
+    );
+    let archive = setup
+        .archive_where("the archive says the file was refused", |a| {
+            !a["file_error"].is_null()
+        })
+        .await;
+    assert_eq!(archive["has_file"], false);
+    let reason = archive["file_error"].as_str().unwrap();
+    assert!(reason.contains("not a 3MF"), "{reason}");
+    assert!(
+        stored_nothing(&setup.env.objects.0),
+        "nothing of it reached storage"
+    );
+}
+
+fn stored_nothing(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir.join("3mf"))
+        .map(|mut entries| entries.next().is_none())
+        .unwrap_or(true)
+}
