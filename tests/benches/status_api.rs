@@ -115,6 +115,8 @@ async fn main() {
             job_name: Some("Benchy".into()),
             gcode_file: Some("benchy.gcode.3mf".into()),
             print_error: None,
+            filaments: vec![],
+            has_ams: false,
         }),
     };
     bucket

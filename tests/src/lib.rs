@@ -5,6 +5,7 @@
 //! free port (so discovery answers of one test never reach another) and its own database.
 
 pub mod nats_server;
+pub mod threemf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -145,6 +146,20 @@ impl TestEnv {
             .await
             .expect("creating an API key");
         secret.reveal().to_owned()
+    }
+
+    /// The scheduler's configuration, with a short tick for tests.
+    pub fn scheduler_config(&self) -> printyard_scheduler::Config {
+        printyard_scheduler::Config {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+            scheduler: printyard_scheduler::SchedulerConfig {
+                tick_ms: 250,
+                ..Default::default()
+            },
+        }
     }
 
     pub fn gateway_config(&self) -> printyard_gateway::Config {
@@ -329,7 +344,25 @@ macro_rules! spawner {
     };
 }
 
-spawner!(spawn_scheduler, printyard_scheduler, Scheduler);
+pub async fn spawn_scheduler(env: &TestEnv) -> Running {
+    spawn_scheduler_with(env.scheduler_config()).await
+}
+
+/// A scheduler started with a configuration the test adjusted.
+pub async fn spawn_scheduler_with(config: printyard_scheduler::Config) -> Running {
+    let token = CancellationToken::new();
+    let service = printyard_scheduler::Scheduler::start(config, token.clone())
+        .await
+        .expect("scheduler starts");
+    let admin = service.admin_addr();
+    Running::new(
+        admin,
+        None,
+        token,
+        tokio::spawn(service.run_until_stopped()),
+    )
+}
+
 spawner!(spawn_stats, printyard_stats, Stats);
 spawner!(spawn_notifier, printyard_notifier, Notifier);
 
@@ -354,6 +387,7 @@ pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer
             model: None,
             tls_pin: None,
             tls_insecure: false,
+            auto_clear_plate: false,
         };
         registry
             .put(
@@ -367,27 +401,57 @@ pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer
     }
 }
 
-/// The environment variable that turns a test binary into a bare gateway process.
+/// The environment variables that turn a test binary into a bare service process.
 const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";
+const CHILD_SCHEDULER: &str = "PRINTYARD_CHILD_SCHEDULER";
+/// The database URL of a child service (its configuration's JSON shows it redacted).
+const CHILD_DATABASE_URL: &str = "PRINTYARD_CHILD_DATABASE_URL";
 
-/// A gateway in a process of its own, for tests that kill it without warning (SIGKILL: no
-/// lease released, no connection closed politely). The test binary re-runs itself with
-/// `--exact <child_test>`, an ignored test that calls [`run_child_gateway`].
-pub struct ChildGateway(tokio::process::Child);
+/// A service in a process of its own, for tests that kill it without warning (SIGKILL: no
+/// lease released, no connection closed politely, no claim handed back). The test binary
+/// re-runs itself with `--exact <child_test>`, an ignored test that calls
+/// [`run_child_gateway`] or [`run_child_scheduler`].
+pub struct ChildService(tokio::process::Child);
 
-impl ChildGateway {
-    pub fn spawn(child_test: &str, config: &printyard_gateway::Config) -> Self {
+/// A gateway in a process of its own.
+pub type ChildGateway = ChildService;
+
+impl ChildService {
+    fn spawn_with(
+        child_test: &str,
+        variable: &str,
+        config: String,
+        database: Option<&str>,
+    ) -> Self {
         let exe = std::env::current_exe().expect("the test binary's path");
-        let child = tokio::process::Command::new(exe)
+        let mut command = tokio::process::Command::new(exe);
+        if let Some(url) = database {
+            command.env(CHILD_DATABASE_URL, url);
+        }
+        let child = command
             .args(["--exact", child_test, "--ignored", "--nocapture"])
-            .env(
-                CHILD_GATEWAY,
-                serde_json::to_string(config).expect("the gateway config encodes"),
-            )
+            .env(variable, config)
             .kill_on_drop(true)
             .spawn()
-            .expect("starting the child gateway process");
+            .expect("starting the child service process");
         Self(child)
+    }
+
+    /// A gateway (the test `child_test` calls [`run_child_gateway`]).
+    pub fn spawn(child_test: &str, config: &printyard_gateway::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the gateway config encodes");
+        Self::spawn_with(child_test, CHILD_GATEWAY, json, None)
+    }
+
+    /// A scheduler (the test `child_test` calls [`run_child_scheduler`]).
+    pub fn spawn_scheduler(child_test: &str, config: &printyard_scheduler::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the scheduler config encodes");
+        Self::spawn_with(
+            child_test,
+            CHILD_SCHEDULER,
+            json,
+            Some(config.database.url.expose()),
+        )
     }
 
     /// The process id, for reading its CPU time and memory from `/proc`.
@@ -397,26 +461,28 @@ impl ChildGateway {
 
     /// SIGKILL, and wait until the process is gone.
     pub async fn kill(mut self) {
-        self.0.kill().await.expect("killing the child gateway");
+        self.0.kill().await.expect("killing the child service");
     }
 }
 
+/// Logs of a child process when RUST_LOG asks for them (the parent's output shows them).
+fn child_telemetry(
+    service: printyard_contracts::ServiceName,
+    config: &printyard_service::config::TelemetryConfig,
+) -> Option<printyard_service::telemetry::TelemetryGuard> {
+    std::env::var_os("RUST_LOG")
+        .and_then(|_| printyard_service::telemetry::init(service, config).ok())
+}
+
 /// Runs a gateway until the process is killed, when the test binary was started by
-/// [`ChildGateway::spawn`]; returns at once otherwise.
+/// [`ChildService::spawn`]; returns at once otherwise.
 pub fn run_child_gateway() {
     let Ok(json) = std::env::var(CHILD_GATEWAY) else {
         return;
     };
     let config: printyard_gateway::Config =
         serde_json::from_str(&json).expect("the child gateway's config");
-    // Logs when RUST_LOG asks for them (the parent's output shows them).
-    let _telemetry = std::env::var_os("RUST_LOG").and_then(|_| {
-        printyard_service::telemetry::init(
-            printyard_contracts::ServiceName::Gateway,
-            &config.telemetry,
-        )
-        .ok()
-    });
+    let _telemetry = child_telemetry(printyard_contracts::ServiceName::Gateway, &config.telemetry);
     tokio::runtime::Runtime::new()
         .expect("a runtime")
         .block_on(async move {
@@ -427,6 +493,34 @@ pub fn run_child_gateway() {
                 .run_until_stopped()
                 .await
                 .expect("the child gateway runs");
+        });
+}
+
+/// Runs a scheduler until the process is killed, when the test binary was started by
+/// [`ChildService::spawn_scheduler`]; returns at once otherwise.
+pub fn run_child_scheduler() {
+    let Ok(json) = std::env::var(CHILD_SCHEDULER) else {
+        return;
+    };
+    let mut config: printyard_scheduler::Config =
+        serde_json::from_str(&json).expect("the child scheduler's config");
+    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
+        config.database.url = Secret::new(url);
+    }
+    let _telemetry = child_telemetry(
+        printyard_contracts::ServiceName::Scheduler,
+        &config.telemetry,
+    );
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(async move {
+            let scheduler = printyard_scheduler::Scheduler::start(config, CancellationToken::new())
+                .await
+                .expect("the child scheduler starts");
+            scheduler
+                .run_until_stopped()
+                .await
+                .expect("the child scheduler runs");
         });
 }
 

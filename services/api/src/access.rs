@@ -138,6 +138,15 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/projects/{id}", Key(P::Read, C::Read)),
     ("PATCH", "/api/v1/projects/{id}", Key(P::Write, C::Write)),
     ("DELETE", "/api/v1/projects/{id}", Key(P::Write, C::Write)),
+    (
+        "POST",
+        "/api/v1/printers/{id}/clear-plate",
+        Key(P::Control, C::Control),
+    ),
+    ("GET", "/api/v1/queue", Key(P::Read, C::Read)),
+    ("POST", "/api/v1/queue", Key(P::Write, C::Write)),
+    ("DELETE", "/api/v1/queue/{id}", Key(P::Write, C::Write)),
+    ("POST", "/api/v1/queue/reorder", Key(P::Write, C::Write)),
 ];
 
 /// The protection of `method` on the route template `path`.

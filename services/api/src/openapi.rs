@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         (name = "printers", description = "Printers and their live status"),
         (name = "archives", description = "Every print with its 3MF; the upload library"),
         (name = "projects", description = "Archives grouped towards a target"),
+        (name = "queue", description = "The print queue: jobs dispatched to idle printers"),
     )
 )]
 pub struct ApiDoc;

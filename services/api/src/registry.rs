@@ -20,6 +20,7 @@ pub struct PrinterRow {
     pub model: Option<String>,
     pub tls_pin: Option<String>,
     pub tls_insecure: bool,
+    pub auto_clear_plate: bool,
 }
 
 impl PrinterRow {
@@ -34,11 +35,13 @@ impl PrinterRow {
             model: self.model.clone(),
             tls_pin: self.tls_pin.clone(),
             tls_insecure: self.tls_insecure,
+            auto_clear_plate: self.auto_clear_plate,
         }
     }
 }
 
-const COLUMNS: &str = "id, name, host, serial, access_code, site, model, tls_pin, tls_insecure";
+const COLUMNS: &str =
+    "id, name, host, serial, access_code, site, model, tls_pin, tls_insecure, auto_clear_plate";
 
 #[derive(Clone)]
 pub struct Registry {
@@ -89,8 +92,9 @@ impl Registry {
     pub async fn create(&self, new: NewPrinter) -> Result<PrinterRow, ApiError> {
         let mut tx = self.db.begin().await?;
         let query = format!(
-            "INSERT INTO api.printers (name, host, serial, access_code, site, model, tls_insecure)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}"
+            "INSERT INTO api.printers
+               (name, host, serial, access_code, site, model, tls_insecure, auto_clear_plate)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}"
         );
         let row: PrinterRow = sqlx::query_as(sqlx::AssertSqlSafe(query))
             .bind(&new.name)
@@ -100,6 +104,7 @@ impl Registry {
             .bind(&new.site)
             .bind(&new.model)
             .bind(new.tls_insecure)
+            .bind(new.auto_clear_plate)
             .fetch_one(&mut *tx)
             .await
             .map_err(|err| match &err {
@@ -145,9 +150,12 @@ impl Registry {
         if change.clear_tls_pin {
             row.tls_pin = None
         }
+        if let Some(v) = change.auto_clear_plate {
+            row.auto_clear_plate = v
+        }
         sqlx::query(
             "UPDATE api.printers SET name = $2, host = $3, access_code = $4, site = $5, model = $6,
-                    tls_pin = $7, tls_insecure = $8 WHERE id = $1",
+                    tls_pin = $7, tls_insecure = $8, auto_clear_plate = $9 WHERE id = $1",
         )
         .bind(id)
         .bind(&row.name)
@@ -157,6 +165,7 @@ impl Registry {
         .bind(&row.model)
         .bind(&row.tls_pin)
         .bind(row.tls_insecure)
+        .bind(row.auto_clear_plate)
         .execute(&mut *tx)
         .await?;
         if site_changed {
@@ -291,6 +300,7 @@ pub struct NewPrinter {
     pub site: String,
     pub model: Option<String>,
     pub tls_insecure: bool,
+    pub auto_clear_plate: bool,
 }
 
 /// Validated changes.
@@ -303,4 +313,5 @@ pub struct PrinterChange {
     pub model: Option<String>,
     pub tls_insecure: Option<bool>,
     pub clear_tls_pin: bool,
+    pub auto_clear_plate: Option<bool>,
 }

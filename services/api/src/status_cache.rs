@@ -2,13 +2,11 @@
 //! on Postgres, a gateway or a printer: `printer_status` (each printer's latest status) and the
 //! ids in `printer_registry` (which printers exist).
 
+use async_nats::jetstream::kv::{self, Operation};
+use printyard_contracts::farm::StatusRecord;
+use printyard_service::kv_watch::follow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-use async_nats::jetstream::kv::{self, Entry, Operation};
-use futures::StreamExt;
-use printyard_contracts::farm::StatusRecord;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -71,38 +69,5 @@ impl KnownPrinters {
             };
         })
         .await
-    }
-}
-
-/// Watches every key of `bucket` (history first) and hands each entry to `apply`, until
-/// `stop`; re-watches with backoff if the watch fails or ends.
-async fn follow(bucket: kv::Store, stop: CancellationToken, apply: impl Fn(Entry)) {
-    let mut backoff = printyard_service::backoff::Backoff::new(
-        Duration::from_millis(200),
-        Duration::from_secs(5),
-    );
-    loop {
-        let mut watch = match bucket.watch_with_history(">").await {
-            Ok(watch) => watch,
-            Err(err) => {
-                tracing::warn!(error = %err, "bucket watch failed");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
-                }
-            }
-        };
-        backoff.reset();
-        loop {
-            let entry = tokio::select! {
-                _ = stop.cancelled() => return,
-                entry = watch.next() => entry,
-            };
-            match entry {
-                Some(Ok(entry)) => apply(entry),
-                Some(Err(err)) => tracing::warn!(error = %err, "bucket watch hiccup"),
-                None => break,
-            }
-        }
     }
 }

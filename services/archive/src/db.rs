@@ -16,7 +16,8 @@ macro_rules! select_archives {
             "SELECT id, name, filename, printer_id, printer_name, status, created_at, started_at, \
              completed_at, duration, filament_used, filament_type, notes, tags, project_id, \
              progress, plates, plate, print_time_estimate, weight, filaments, printer_model_id, \
-             file_key, file_size, file_sha256, thumbnail_key, file_error FROM archive.archives ",
+             file_key, file_size, file_sha256, thumbnail_key, file_error, queue_job_id, \
+             source_archive_id FROM archive.archives ",
             $tail
         )
     };
@@ -51,6 +52,8 @@ pub struct ArchiveRow {
     pub file_sha256: Option<String>,
     pub thumbnail_key: Option<String>,
     pub file_error: Option<String>,
+    pub queue_job_id: Option<i64>,
+    pub source_archive_id: Option<i64>,
 }
 
 impl ArchiveRow {
@@ -83,6 +86,8 @@ impl ArchiveRow {
             file_sha256: self.file_sha256,
             has_thumbnail: self.thumbnail_key.is_some(),
             file_error: self.file_error,
+            queue_job_id: self.queue_job_id,
+            source_archive_id: self.source_archive_id,
         }
     }
 }
@@ -364,7 +369,7 @@ pub async fn set_file(
     sqlx::query(
         "UPDATE archive.archives SET file_key = $2, file_size = $3, file_sha256 = $4, \
            thumbnail_key = $5, plates = $6, plate = $7, print_time_estimate = $8, weight = $9, \
-           filaments = $10, printer_model_id = $11, file_error = NULL \
+           filaments = $10, printer_model_id = $11, plate_details = $12, file_error = NULL \
          WHERE id = $1",
     )
     .bind(id)
@@ -378,6 +383,7 @@ pub async fn set_file(
     .bind(fields.weight())
     .bind(sqlx::types::Json(fields.filaments()))
     .bind(fields.model_id())
+    .bind(sqlx::types::Json(&stored.meta.plates))
     .execute(&mut **tx)
     .await?;
     // A second statement: within one, `filaments` would still be the old value.

@@ -7,19 +7,35 @@
 //! (several at once, several replicas): every step is written so that order does not matter —
 //! the start fills only what is empty, the end only ends a print still `printing`, the file
 //! fills the file fields whenever it arrives.
+//!
+//! Prints the queue sent carry their job's tag in their name: their archive records the job,
+//! takes its name without the tag, and reuses the library file the gateway reports it sent
+//! (`source_archive` in `print_file`). Once an archive of a print exists, `archive_created` goes
+//! on `FARM_EVENTS` (the scheduler links its job to it, webhooks announce it).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use printyard_contracts::farm::{EventKind, FarmEvent, all_events};
+use printyard_contracts::farm::{EventKind, FarmEvent, all_events, event_id, event_subject};
+use printyard_contracts::queue;
 use printyard_service::backoff::Backoff;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, FILAMENT_TYPE_SQL};
 use crate::intake::{Intake, IntakeError, Stored};
+use crate::plan::Plans;
+
+/// What handling an event needs.
+#[derive(Clone)]
+pub struct Context {
+    pub jetstream: jetstream::Context,
+    pub pool: PgPool,
+    pub intake: Intake,
+    pub plans: Plans,
+}
 
 /// The durable consumer's name.
 pub const CONSUMER: &str = "archive";
@@ -32,16 +48,10 @@ pub enum Handled {
     Retry(String),
 }
 
-pub async fn run(
-    jetstream: jetstream::Context,
-    pool: PgPool,
-    intake: Intake,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) {
+pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     while !shutdown.is_cancelled() {
-        match consume(&jetstream, &pool, &intake, concurrency, &shutdown).await {
+        match consume(&context, concurrency, &shutdown).await {
             Ok(()) => return,
             Err(err) => {
                 tracing::warn!(error = %err, "event consumer stopped; resuming");
@@ -55,13 +65,11 @@ pub async fn run(
 }
 
 async fn consume(
-    jetstream: &jetstream::Context,
-    pool: &PgPool,
-    intake: &Intake,
+    context: &Context,
     concurrency: usize,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let stream = printyard_service::nats::farm_events_stream(jetstream).await?;
+    let stream = printyard_service::nats::farm_events_stream(&context.jetstream).await?;
     let consumer = stream
         .get_or_create_consumer(
             CONSUMER,
@@ -96,7 +104,7 @@ async fn consume(
                     tracing::warn!(error = %err, subject = %message.subject, "unreadable event skipped");
                     AckKind::Term
                 }
-                Ok(event) => match apply(pool, intake, &event).await {
+                Ok(event) => match apply(context, &event).await {
                     Handled::Done => AckKind::Ack,
                     Handled::Retry(reason) => {
                         tracing::warn!(event = %event.id, reason, "event not applied yet; retrying");
@@ -134,9 +142,27 @@ struct PrintData {
     error: Option<String>,
     /// The plate printed, when known.
     plate: Option<u32>,
+    /// `print_file` of a print the queue sent: the library archive whose file it is.
+    source_archive: Option<i64>,
+    /// The queue job of the print (also read from the job name's tag).
+    queue_job: Option<i64>,
 }
 
-pub async fn apply(pool: &PgPool, intake: &Intake, event: &FarmEvent) -> Handled {
+impl PrintData {
+    fn queue_job(&self) -> Option<i64> {
+        self.queue_job
+            .or_else(|| self.job_name.as_deref().and_then(queue::job_of))
+            .or_else(|| self.filename.as_deref().and_then(queue::job_of))
+    }
+}
+
+/// An archive a print event created.
+struct Created {
+    archive_id: i64,
+}
+
+pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
+    let (pool, intake) = (&context.pool, &context.intake);
     let kind = event.kind;
     if !matches!(
         kind,
@@ -154,6 +180,19 @@ pub async fn apply(pool: &PgPool, intake: &Intake, event: &FarmEvent) -> Handled
             if let Some(object) = &data.object {
                 intake.discard(object).await;
             }
+            // A crash between the commit and `archive_created` leaves it unsent: send it again
+            // (its id makes a repeat within the stream's window harmless).
+            if kind == EventKind::PrintStarted
+                && let Some(key) = print_key(event, &data)
+                && let Ok(Some(archive_id)) = sqlx::query_scalar::<_, i64>(
+                    "SELECT id FROM archive.archives WHERE print_key = $1",
+                )
+                .bind(&key)
+                .fetch_optional(pool)
+                .await
+            {
+                announce(context, event, &data, Created { archive_id }).await;
+            }
             return Handled::Done;
         }
         Ok(false) => {}
@@ -169,11 +208,14 @@ pub async fn apply(pool: &PgPool, intake: &Intake, event: &FarmEvent) -> Handled
         },
         _ => None,
     };
-    let result = write(pool, event, &data, file.as_ref()).await;
+    let result = write(context, event, &data, file.as_ref()).await;
     match result {
-        Ok(()) => {
+        Ok(created) => {
             if let Some(object) = &data.object {
                 intake.discard(object).await;
+            }
+            if let Some(created) = created {
+                announce(context, event, &data, created).await;
             }
             metrics::counter!("printyard_archive_events_applied_total", "kind" => kind.as_str())
                 .increment(1);
@@ -211,10 +253,52 @@ fn job_filename(data: &PrintData) -> String {
 }
 
 fn job_name(data: &PrintData) -> String {
-    data.job_name
+    let name = data
+        .job_name
         .clone()
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| file_stem(&job_filename(data)))
+        .unwrap_or_else(|| file_stem(&job_filename(data)));
+    queue::untagged(&name).to_owned()
+}
+
+/// Publishes `archive_created` for a print's new archive (retried by the stream client; an
+/// archive that misses it is still listed, only the scheduler's link waits for a redelivery).
+async fn announce(context: &Context, event: &FarmEvent, data: &PrintData, created: Created) {
+    let announced = FarmEvent {
+        id: event_id(
+            &event.serial,
+            EventKind::ArchiveCreated,
+            &created.archive_id.to_string(),
+        ),
+        kind: EventKind::ArchiveCreated,
+        site: event.site.clone(),
+        printer_id: event.printer_id,
+        serial: event.serial.clone(),
+        at: chrono::Utc::now(),
+        data: serde_json::json!({
+            "archive_id": created.archive_id,
+            "print": data.print,
+            "printer_name": data.printer_name,
+            "queue_job": data.queue_job(),
+            "filename": job_filename(data),
+            "status": "printing",
+        }),
+    };
+    let Ok(payload) = serde_json::to_vec(&announced) else {
+        return;
+    };
+    let subject = event_subject(&event.site, event.printer_id, EventKind::ArchiveCreated);
+    if let Err(err) = printyard_service::nats::publish_to_stream(
+        &context.jetstream,
+        subject,
+        payload.into(),
+        Some(&announced.id),
+        Duration::from_secs(5),
+    )
+    .await
+    {
+        tracing::warn!(archive = created.archive_id, error = %err, "archive_created not published");
+    }
 }
 
 /// `cube.gcode.3mf` → `cube`.
@@ -232,12 +316,12 @@ pub fn file_stem(filename: &str) -> String {
 }
 
 async fn write(
-    pool: &PgPool,
+    context: &Context,
     event: &FarmEvent,
     data: &PrintData,
     file: Option<&Result<Stored, IntakeError>>,
-) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
+) -> Result<Option<Created>, sqlx::Error> {
+    let mut tx = context.pool.begin().await?;
     let fresh = sqlx::query(
         "INSERT INTO archive.applied_events (event_id) VALUES ($1) ON CONFLICT DO NOTHING",
     )
@@ -247,19 +331,24 @@ async fn write(
     .rows_affected()
         == 1;
     if !fresh {
-        return tx.commit().await;
+        tx.commit().await?;
+        return Ok(None);
     }
     let key = print_key(event, data);
+    let mut created = None;
     match event.kind {
         EventKind::PrintStarted => {
-            sqlx::query(
+            let (id, inserted): (i64, bool) = sqlx::query_as(
                 "INSERT INTO archive.archives \
-                   (print_key, name, filename, printer_id, printer_name, status, created_at, started_at) \
-                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6) \
+                   (print_key, name, filename, printer_id, printer_name, status, created_at, \
+                    started_at, queue_job_id) \
+                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7) \
                  ON CONFLICT (print_key) DO UPDATE SET \
                    started_at = coalesce(archive.archives.started_at, EXCLUDED.started_at), \
                    created_at = least(archive.archives.created_at, EXCLUDED.created_at), \
-                   printer_name = coalesce(archive.archives.printer_name, EXCLUDED.printer_name)",
+                   printer_name = coalesce(archive.archives.printer_name, EXCLUDED.printer_name), \
+                   queue_job_id = coalesce(archive.archives.queue_job_id, EXCLUDED.queue_job_id) \
+                 RETURNING id, (xmax = 0)",
             )
             .bind(&key)
             .bind(job_name(data))
@@ -267,8 +356,12 @@ async fn write(
             .bind(event.printer_id)
             .bind(&data.printer_name)
             .bind(event.at)
-            .execute(&mut *tx)
+            .bind(data.queue_job())
+            .fetch_one(&mut *tx)
             .await?;
+            if inserted {
+                created = Some(Created { archive_id: id });
+            }
         }
         EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped => {
             let (status, progress) = match event.kind {
@@ -278,7 +371,11 @@ async fn write(
             };
             let id = match find_print(&mut tx, event, key.as_deref()).await? {
                 Some(id) => id,
-                None => insert_print(&mut tx, event, data, key.as_deref()).await?,
+                None => {
+                    let id = insert_print(&mut tx, event, data, key.as_deref()).await?;
+                    created = Some(Created { archive_id: id });
+                    id
+                }
             };
             let fraction = progress.map(|p| (p / 100.0).clamp(0.0, 1.0));
             let reason = data
@@ -307,7 +404,11 @@ async fn write(
         EventKind::PrintFile => {
             let id = match find_print(&mut tx, event, key.as_deref()).await? {
                 Some(id) => id,
-                None => insert_print(&mut tx, event, data, key.as_deref()).await?,
+                None => {
+                    let id = insert_print(&mut tx, event, data, key.as_deref()).await?;
+                    created = Some(Created { archive_id: id });
+                    id
+                }
             };
             match file {
                 Some(Ok(stored)) => {
@@ -332,6 +433,16 @@ async fn write(
                     .await?;
                 }
                 Some(Err(err)) => set_file_error(&mut tx, id, &err.to_string()).await?,
+                None if data.source_archive.is_some() => {
+                    let source = data.source_archive.unwrap_or_default();
+                    if let Err(reason) = context
+                        .plans
+                        .reuse_library_file(&mut tx, id, source, data.plate)
+                        .await?
+                    {
+                        set_file_error(&mut tx, id, &reason).await?;
+                    }
+                }
                 None => {
                     let reason = data
                         .error
@@ -343,7 +454,8 @@ async fn write(
         }
         _ => {}
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(created)
 }
 
 async fn set_file_error(
@@ -398,8 +510,8 @@ async fn insert_print(
     let at: DateTime<Utc> = event.at;
     sqlx::query_scalar(
         "INSERT INTO archive.archives \
-           (print_key, name, filename, printer_id, printer_name, status, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 'printing', $6) \
+           (print_key, name, filename, printer_id, printer_name, status, created_at, queue_job_id) \
+         VALUES ($1, $2, $3, $4, $5, 'printing', $6, $7) \
          ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
          RETURNING id",
     )
@@ -409,6 +521,7 @@ async fn insert_print(
     .bind(event.printer_id)
     .bind(&data.printer_name)
     .bind(at)
+    .bind(data.queue_job())
     .fetch_one(&mut **tx)
     .await
 }

@@ -6,12 +6,14 @@
 //! - [`intake`]: files arrive through the NATS transfer bucket, are checked as hostile input
 //!   ([`printyard_bambu::threemf`]) and stored once per content hash ([`storage`]).
 //! - [`library`]: the endpoints `api` calls for `/archives` and `/projects`.
+//! - [`plan`]: what the queue needs to print a library file, and the archives of those prints.
 
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod intake;
 pub mod library;
+pub mod plan;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -89,6 +91,12 @@ impl Archive {
             pool: pool.clone(),
             intake: intake.clone(),
         };
+        let plans = plan::Plans {
+            pool: pool.clone(),
+            storage: storage.clone(),
+            work_dir: intake.work_dir.clone(),
+            limits: intake.limits,
+        };
 
         runtime
             .serve(ARCHIVE_SUMMARY, {
@@ -127,10 +135,15 @@ impl Archive {
             delete_project
         );
 
+        serve!(runtime.serve, plans, contract::PRINT_PLAN, print_plan);
+
         runtime.tasks().spawn(events::run(
-            jetstream,
-            pool,
-            intake,
+            events::Context {
+                jetstream,
+                pool,
+                intake,
+                plans,
+            },
             config.archive.event_concurrency,
             shutdown,
         ));

@@ -7,6 +7,10 @@
 //! is sent on the live session and answered when the printer acknowledges it (matched by
 //! `sequence_id`), refuses it, or lets the deadline pass; without a live session the answer is
 //! "not connected" with the last connection error.
+//!
+//! Print requests from the scheduler arrive on the printer's print subject ([`dispatch`]).
+
+mod dispatch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +31,7 @@ use printyard_contracts::farm::{
     PrinterRecord, StatusRecord, command_subject, event_id, event_subject,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
+use printyard_contracts::queue::{job_of, print_subject};
 use printyard_service::backoff::Backoff;
 use rustls::pki_types::TrustAnchor;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +48,16 @@ pub struct Settings {
     pub rpc: printyard_service::rpc::RpcClient,
     /// Fetching print files for the archive.
     pub capture: crate::capture::CaptureLimits,
+    /// Uploads of queued jobs at once (all printers of this gateway together).
+    pub uploads: tokio::sync::Semaphore,
+    /// How long a started print may take to show on the printer.
+    pub print_start: Duration,
+}
+
+/// What a held printer's task listens to on NATS besides its printer.
+struct Inbox {
+    commands: Option<Subscriber>,
+    prints: Option<Subscriber>,
 }
 
 pub struct Connection {
@@ -58,6 +73,9 @@ pub struct Connection {
     print_key: Option<String>,
     /// Commands sent and not yet acknowledged.
     pending: Vec<Pending>,
+    /// Queued jobs being printed.
+    dispatches: dispatch::Dispatches,
+    uploads: (dispatch::UploadSender, dispatch::UploadReceiver),
 }
 
 /// A command waiting for the printer's acknowledgement.
@@ -93,23 +111,34 @@ impl Connection {
             hms: Vec::new(),
             print_key: None,
             pending: Vec::new(),
+            dispatches: dispatch::Dispatches::default(),
+            uploads: dispatch::upload_channel(),
         }
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-        let subject = command_subject(&self.record.site, self.record.id);
-        let mut commands = match self.store.client.subscribe(subject).await {
-            Ok(subscriber) => Some(subscriber),
-            Err(err) => {
-                tracing::error!(printer = self.record.id, error = %err, "command subscription failed");
-                None
+        let subscribe = |subject: String| {
+            let client = self.store.client.clone();
+            let printer = self.record.id;
+            async move {
+                match client.subscribe(subject).await {
+                    Ok(subscriber) => Some(subscriber),
+                    Err(err) => {
+                        tracing::error!(printer, error = %err, "subscription failed");
+                        None
+                    }
+                }
             }
+        };
+        let mut inbox = Inbox {
+            commands: subscribe(command_subject(&self.record.site, self.record.id)).await,
+            prints: subscribe(print_subject(&self.record.site, self.record.id)).await,
         };
         loop {
             let outcome = tokio::select! {
                 _ = stop.cancelled() => break,
-                outcome = self.session(&mut commands) => outcome,
+                outcome = self.session(&mut inbox) => outcome,
             };
             self.answer_pending(CommandOutcome::NotConnected {
                 reason: Some(format!(
@@ -117,6 +146,7 @@ impl Connection {
                 )),
             })
             .await;
+            self.prints_disconnected(&outcome.to_string()).await;
             let was_connected = self.status.connected;
             self.status.connected = false;
             self.status.connection_error = Some(outcome.to_string());
@@ -144,7 +174,7 @@ impl Connection {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = &mut retry => break,
-                    message = next_command(&mut commands) => {
+                    message = next_message(&mut inbox.commands) => {
                         match decode_command(message) {
                             Some((None, reply)) => self.refuse_unreadable(reply).await,
                             Some((Some(_), reply)) => {
@@ -154,19 +184,27 @@ impl Connection {
                             None => {}
                         }
                     }
+                    message = next_message(&mut inbox.prints) => {
+                        if let Some(message) = message {
+                            self.print_request(None, message).await;
+                        }
+                    }
+                    Some(done) = self.uploads.1.recv() => self.upload_done(None, done).await,
                 }
             }
             if stop.is_cancelled() {
                 break;
             }
         }
-        if let Some(mut commands) = commands {
-            let _ = commands.unsubscribe().await;
+        for subscriber in [inbox.commands, inbox.prints].into_iter().flatten() {
+            let mut subscriber = subscriber;
+            let _ = subscriber.unsubscribe().await;
         }
         self.answer_pending(CommandOutcome::NotConnected {
             reason: Some("the gateway released the printer".into()),
         })
         .await;
+        self.prints_released().await;
         self.status.connected = false;
         self.flush(true).await;
     }
@@ -311,7 +349,7 @@ impl Connection {
     }
 
     /// One connection, until it fails.
-    async fn session(&mut self, commands: &mut Option<Subscriber>) -> SessionError {
+    async fn session(&mut self, inbox: &mut Inbox) -> SessionError {
         let Some(code) = AccessCode::parse(&self.record.access_code) else {
             return SessionError::Refused("the access code is not 8 letters or digits".into());
         };
@@ -340,13 +378,24 @@ impl Connection {
                 _ = tokio::time::sleep_until(heard + self.settings.silence) => Err(()),
                 _ = flush.tick() => {
                     self.expire_pending().await;
+                    self.expire_prints().await;
                     self.flush(false).await;
                     continue;
                 }
-                message = next_command(commands) => {
+                message = next_message(&mut inbox.commands) => {
                     if let Some((command, reply)) = decode_command(message) {
                         self.command(&mut session, command, reply).await;
                     }
+                    continue;
+                }
+                message = next_message(&mut inbox.prints) => {
+                    if let Some(message) = message {
+                        self.print_request(Some(&mut session), message).await;
+                    }
+                    continue;
+                }
+                Some(done) = self.uploads.1.recv() => {
+                    self.upload_done(Some(&mut session), done).await;
                     continue;
                 }
             };
@@ -393,7 +442,11 @@ impl Connection {
                         self.status.model = Some(name.to_owned());
                     }
                 }
-                Incoming::Message(Message::Ack(ack)) => self.acknowledged(&ack).await,
+                Incoming::Message(Message::Ack(ack)) => {
+                    if !self.print_acknowledged(&ack).await {
+                        self.acknowledged(&ack).await;
+                    }
+                }
                 Incoming::Message(Message::Other) => {}
                 Incoming::Unreadable(err) => {
                     metrics_unreadable();
@@ -415,6 +468,7 @@ impl Connection {
                 signed_required: true,
             })
             .await;
+            self.print_refused_unsigned().await;
         }
         for entry in new_hms_errors(&self.hms, &normalized.hms) {
             let data = serde_json::json!({"code": entry.code, "severity": entry.severity, "text": entry.text});
@@ -429,6 +483,7 @@ impl Connection {
             self.print_key = Some(print_key(&normalized));
         }
         self.status.status = Some(normalized);
+        self.print_observed().await;
     }
 
     async fn print_event(&mut self, event: PrintEvent, status: &PrinterStatus) {
@@ -457,12 +512,33 @@ impl Connection {
             ),
         };
         let mut data = data;
+        let queue_job = status.job_name.as_deref().and_then(job_of);
         if let Some(fields) = data.as_object_mut() {
             fields.insert("print".into(), key.clone().into());
             fields.insert("printer_name".into(), self.record.name.clone().into());
+            if let Some(job) = queue_job {
+                fields.insert("queue_job".into(), job.into());
+            }
         }
         self.event(kind, &format!("{key}.{detail}"), data).await;
-        if kind == EventKind::PrintStarted {
+        // A job this gateway sent: the archive takes the library's file, no need to fetch it
+        // back. Otherwise (a print from the touchscreen, or a job sent before a restart), the
+        // file is fetched from the printer.
+        let sent = queue_job.and_then(|job| self.dispatches.sent(job).cloned());
+        if kind == EventKind::PrintStarted
+            && let Some(sent) = sent
+        {
+            let data = serde_json::json!({
+                "print": key,
+                "printer_name": self.record.name,
+                "source_archive": sent.archive_id,
+                "plate": sent.plate,
+                "filename": sent.file_name,
+                "queue_job": queue_job,
+            });
+            self.event(EventKind::PrintFile, &format!("{key}."), data)
+                .await;
+        } else if kind == EventKind::PrintStarted {
             let job = crate::capture::CaptureJob {
                 record: self.record.clone(),
                 trust: self.trust_mode(),
@@ -528,15 +604,15 @@ impl Connection {
     }
 }
 
-/// The next message on the command subscription; never resolves without one. A closed
-/// subscription is dropped (the connection keeps running; commands then get "no responders").
-async fn next_command(commands: &mut Option<Subscriber>) -> Option<async_nats::Message> {
-    let Some(subscriber) = commands.as_mut() else {
+/// The next message on a subscription; never resolves without one. A closed subscription is
+/// dropped (the connection keeps running; requests then get "no responders").
+async fn next_message(subscription: &mut Option<Subscriber>) -> Option<async_nats::Message> {
+    let Some(subscriber) = subscription.as_mut() else {
         return std::future::pending().await;
     };
     let message = subscriber.next().await;
     if message.is_none() {
-        *commands = None;
+        *subscription = None;
     }
     message
 }

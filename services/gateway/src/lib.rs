@@ -59,6 +59,11 @@ pub struct GatewayConfig {
     pub capture_max_bytes: u64,
     /// Files fetched from printers at once.
     pub capture_concurrency: usize,
+    /// Queued jobs uploaded to printers at once (printers write slowly: a farm's uploads run
+    /// side by side).
+    pub upload_concurrency: usize,
+    /// How long a queued job's start may take to show on the printer after its upload.
+    pub print_start_secs: u64,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +78,8 @@ impl Default for GatewayConfig {
             capture_window_secs: 90,
             capture_max_bytes: 1024 * 1024 * 1024,
             capture_concurrency: 4,
+            upload_concurrency: 100,
+            print_start_secs: 60,
         }
     }
 }
@@ -150,6 +157,8 @@ impl Gateway {
                     max_bytes: settings.capture_max_bytes,
                     slots: tokio::sync::Semaphore::new(settings.capture_concurrency.max(1)),
                 },
+                uploads: tokio::sync::Semaphore::new(settings.upload_concurrency.max(1)),
+                print_start: Duration::from_secs(settings.print_start_secs.max(5)),
             }),
         };
         runtime

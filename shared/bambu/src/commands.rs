@@ -24,6 +24,8 @@ pub struct ProjectFile {
     pub use_ams: bool,
     pub bed_leveling: bool,
     pub timelapse: bool,
+    /// MD5 of the uploaded file, upper-case hex (printers check it; empty skips the check).
+    pub md5: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +73,7 @@ impl Command {
                 "param": format!("Metadata/plate_{}.gcode", job.plate),
                 "url": format!("ftp:///{}", job.file_name),
                 "subtask_name": job.subtask_name,
-                "md5": "",
+                "md5": job.md5,
                 "project_id": "0", "profile_id": "0", "task_id": "0", "subtask_id": "0",
                 "timelapse": job.timelapse,
                 "bed_leveling": job.bed_leveling,
@@ -130,11 +132,14 @@ mod tests {
             use_ams: true,
             bed_leveling: true,
             timelapse: false,
+            md5: "0123456789ABCDEF0123456789ABCDEF".into(),
         });
         let p = &job.payload(5)["print"];
         assert_eq!(p["param"], "Metadata/plate_2.gcode");
         assert_eq!(p["url"], "ftp:///cube.gcode.3mf");
         assert_eq!(p["ams_mapping"], json!([0, -1]));
         assert_eq!(p["use_ams"], true);
+        assert_eq!(p["md5"], "0123456789ABCDEF0123456789ABCDEF");
+        assert_eq!(p["subtask_name"], "Cube");
     }
 }

@@ -146,6 +146,8 @@ mod tests {
             job_name: Some("job".into()),
             gcode_file: None,
             print_error: print_error.map(str::to_owned),
+            filaments: vec![],
+            has_ams: false,
         }
     }
 

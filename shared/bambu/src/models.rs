@@ -56,6 +56,26 @@ pub fn model_id(name: &str) -> Option<&'static str> {
         .map(|(_, _, id, _)| *id)
 }
 
+/// The marketing name of a 3MF `printer_model_id` ("C12" → "P1S").
+pub fn name_of_model_id(id: &str) -> Option<&'static str> {
+    MODELS
+        .iter()
+        .find(|(_, _, model_id, _)| model_id.eq_ignore_ascii_case(id))
+        .map(|(name, ..)| *name)
+}
+
+/// A model as a person or a client names it: the marketing name, a product name ("Bambu Lab
+/// P1S") or the model id ("C12"), to the marketing name.
+pub fn canonical(model: &str) -> Option<&'static str> {
+    let model = model.trim();
+    MODELS
+        .iter()
+        .find(|(name, _, _, _)| name.eq_ignore_ascii_case(model))
+        .map(|(name, ..)| *name)
+        .or_else(|| name_of_model_id(model))
+        .or_else(|| from_product_name(model))
+}
+
 /// The `ota` module's product name in a `get_version` answer.
 pub fn product_name(version: &serde_json::Value) -> Option<&str> {
     version
@@ -82,6 +102,11 @@ mod tests {
         assert_eq!(from_serial("030000000000005"), Some("A1 mini"));
         assert_eq!(from_serial("039000000000004"), Some("A1"));
         assert_eq!(from_serial("ZZZ"), None);
+        assert_eq!(name_of_model_id("C12"), Some("P1S"));
+        assert_eq!(canonical("c12"), Some("P1S"));
+        assert_eq!(canonical("x1 carbon"), Some("X1 Carbon"));
+        assert_eq!(canonical("Bambu Lab A1 mini"), Some("A1 mini"));
+        assert_eq!(canonical("Ender 3"), None);
         assert_eq!(model_id("A1 mini"), Some("N1"));
     }
 

@@ -2,7 +2,7 @@
 //! remaining time in seconds (printers send minutes), HMS entries decoded with severity and text.
 
 use printyard_contracts::printer::{
-    HmsEntry, HmsSeverity, HmsStatus, PrinterState, PrinterStatus, Temperatures,
+    HmsEntry, HmsSeverity, HmsStatus, LoadedFilament, PrinterState, PrinterStatus, Temperatures,
 };
 use serde_json::{Map, Value};
 
@@ -110,7 +110,77 @@ pub fn normalize(
         job_name: text(fields.get("subtask_name")),
         gcode_file: text(fields.get("gcode_file")),
         print_error: (print_error != 0).then(|| print_error_code(print_error)),
+        filaments: loaded_filaments(fields),
+        has_ams: ams_units(fields).next().is_some(),
     }
+}
+
+fn ams_units(fields: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+    fields
+        .get("ams")
+        .and_then(|a| a.get("ams"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// A tray's filament, when it has one (`{id}` alone, or an empty `tray_type`, is an empty slot).
+fn filament(tray: &Value, id: u16, external: bool) -> Option<LoadedFilament> {
+    let kind = text(tray.get("tray_type"))?;
+    let color = text(tray.get("tray_color"))
+        .map(|c| c.to_ascii_uppercase())
+        .filter(|c| c.len() >= 6 && c.bytes().all(|b| b.is_ascii_hexdigit()));
+    let remain = number(tray.get("remain"))
+        .filter(|r| (0.0..=100.0).contains(r))
+        .map(|r| r as i32);
+    Some(LoadedFilament {
+        tray: id,
+        kind,
+        color,
+        remain,
+        external,
+    })
+}
+
+/// What the printer has loaded: AMS trays by global tray id (`ams * 4 + slot`; single-slot
+/// units such as the AMS HT, ids 128 and up, by their unit id), then the external spool
+/// (`vt_tray`, or `vir_slot` on newer firmware, ids 254 and 255).
+pub fn loaded_filaments(fields: &Map<String, Value>) -> Vec<LoadedFilament> {
+    let mut loaded = Vec::new();
+    for unit in ams_units(fields) {
+        let Some(unit_id) = number(unit.get("id")).filter(|u| (0.0..255.0).contains(u)) else {
+            continue;
+        };
+        let unit_id = unit_id as u16;
+        for tray in unit
+            .get("tray")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(slot) = number(tray.get("id")).filter(|s| (0.0..4.0).contains(s)) else {
+                continue;
+            };
+            let id = if unit_id < 128 {
+                unit_id * 4 + slot as u16
+            } else {
+                unit_id
+            };
+            loaded.extend(filament(tray, id, false));
+        }
+    }
+    let external = fields
+        .get("vir_slot")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_else(|| fields.get("vt_tray").cloned().into_iter().collect());
+    for tray in &external {
+        let id = number(tray.get("id"))
+            .filter(|i| (254.0..=255.0).contains(i))
+            .map_or(254, |i| i as u16);
+        loaded.extend(filament(tray, id, true));
+    }
+    loaded
 }
 
 #[cfg(test)]

@@ -129,3 +129,46 @@ fn version_answers_parse_as_versions() {
         );
     }
 }
+
+#[test]
+fn loaded_filaments_come_from_the_ams_trays_and_the_external_spool() {
+    let loaded = |name: &str| normalize(state_of(name).fields(), None, None);
+
+    // A1 mini with its AMS lite: four trays, one of them PETG, and a PLA external spool.
+    let a1mini = loaded("a1mini-pushall-idle.json");
+    assert!(a1mini.has_ams);
+    let kinds: Vec<(u16, &str, bool)> = a1mini
+        .filaments
+        .iter()
+        .map(|f| (f.tray, f.kind.as_str(), f.external))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, "PLA", false),
+            (1, "PLA", false),
+            (2, "PETG", false),
+            (3, "PLA", false),
+            (254, "PLA", true)
+        ]
+    );
+    assert_eq!(a1mini.filaments[2].color.as_deref(), Some("D6ABFF80"));
+
+    // X1C with three AMS units and an AMS HT (unit 128): an empty slot is left out, tray ids
+    // are global (unit 1 slot 0 is 4), the HT tray is 128, and the unset spool holder is absent.
+    let x1c = loaded("x1c-multi-ams.json");
+    let trays: Vec<u16> = x1c.filaments.iter().map(|f| f.tray).collect();
+    assert_eq!(trays, [0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 128]);
+    assert_eq!(x1c.filaments[4].kind, "ABS");
+    assert_eq!(x1c.filaments.last().unwrap().kind, "PA-CF");
+    assert_eq!(x1c.filaments[0].remain, Some(93));
+
+    // P1P without an AMS: the external spool only.
+    let p1p = loaded("p1p-no-ams.json");
+    assert!(!p1p.has_ams, "{:?}", p1p.filaments);
+    assert_eq!(p1p.filaments.len(), 1);
+    assert_eq!(
+        (p1p.filaments[0].tray, p1p.filaments[0].kind.as_str()),
+        (254, "PETG")
+    );
+}

@@ -109,6 +109,10 @@ pub struct Archive {
     pub has_thumbnail: bool,
     /// Why the 3MF is missing (could not be fetched from the printer, or is not a valid 3MF).
     pub file_error: Option<String>,
+    /// The queue job that printed it, for prints the queue sent.
+    pub queue_job_id: Option<i64>,
+    /// The library archive whose file the queue sent.
+    pub source_archive_id: Option<i64>,
 }
 
 /// The filters of `GET /archives` and its export.
@@ -186,7 +190,7 @@ pub struct ArchivePatch {
 pub struct Tag(String);
 
 /// An integer that may be written as a number with a zero fraction (`7.0`), as JSON allows.
-fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+pub fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
     let Some(value) = Option::<f64>::deserialize(d)? else {
         return Ok(None);
     };
@@ -342,6 +346,59 @@ pub const PROJECT_GET: Endpoint<ArchiveId, Project> = endpoint("project-get");
 pub const PROJECT_CREATE: Endpoint<NewProject, Project> = endpoint("project-create");
 pub const PROJECT_UPDATE: Endpoint<UpdateProject, Project> = endpoint("project-update");
 pub const PROJECT_DELETE: Endpoint<ArchiveId, Deleted> = endpoint("project-delete");
+
+/// What the queue needs to print a plate of an archive's 3MF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRequest {
+    pub archive_id: i64,
+    pub plate: u32,
+}
+
+/// One filament a plate uses; `id` (1-based) indexes the `ams_mapping`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlateFilament {
+    pub id: u32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `#RRGGBB` as the slicer wrote it.
+    pub color: String,
+    pub grams: f64,
+}
+
+/// One sliced plate of a file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlatePlan {
+    pub index: u32,
+    /// The model the plate was sliced for (`printer_model_id`: `N1`, `C12`, `BL-P001`).
+    pub printer_model_id: Option<String>,
+    pub prediction_secs: Option<u64>,
+    pub weight_g: Option<f64>,
+    pub filaments: Vec<PlateFilament>,
+}
+
+/// An archive's file, ready to be sent to a printer: where it is, its checksum, and the plate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrintPlan {
+    pub archive_id: i64,
+    pub name: String,
+    pub filename: String,
+    pub file: FileLocation,
+    /// Lower-case hex SHA-256 of the file.
+    pub sha256: String,
+    pub has_thumbnail: bool,
+    /// The sliced plates the file has.
+    pub plates: Vec<u32>,
+    pub plate: PlatePlan,
+}
+
+/// Where the API serves an archive's thumbnail.
+pub fn thumbnail_path(archive_id: i64) -> String {
+    format!("/api/v1/archives/{archive_id}/thumbnail")
+}
+
+/// `scheduler`: the file and plate a queue job prints. 404 for an unknown archive, 422 for an
+/// archive without a file or without that plate.
+pub const PRINT_PLAN: Endpoint<PlanRequest, PrintPlan> = endpoint("print-plan");
 
 /// Whether `color` is `#RRGGBB`.
 pub fn is_hex_color(color: &str) -> bool {

@@ -31,10 +31,12 @@ pub enum ErrorCode {
     PrinterTimeout,
     /// A file that is not a printable 3MF (not a ZIP, a ZIP bomb, unsafe names, unsliced).
     InvalidFile,
+    /// A queue job that is dispatching or printing cannot be removed: stop the print instead.
+    JobPrinting,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationError,
         ErrorCode::Unauthorized,
@@ -51,6 +53,7 @@ impl ErrorCode {
         ErrorCode::PrinterRefused,
         ErrorCode::PrinterTimeout,
         ErrorCode::InvalidFile,
+        ErrorCode::JobPrinting,
     ];
 
     /// The HTTP status this code is answered with at the edge.
@@ -72,6 +75,7 @@ impl ErrorCode {
             ErrorCode::PrinterRefused => 409,
             ErrorCode::PrinterTimeout => 504,
             ErrorCode::InvalidFile => 422,
+            ErrorCode::JobPrinting => 409,
         }
     }
 
@@ -93,6 +97,7 @@ impl ErrorCode {
             ErrorCode::PrinterRefused => "PRINTER_REFUSED",
             ErrorCode::PrinterTimeout => "PRINTER_TIMEOUT",
             ErrorCode::InvalidFile => "INVALID_FILE",
+            ErrorCode::JobPrinting => "JOB_PRINTING",
         }
     }
 

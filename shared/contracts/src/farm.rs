@@ -102,6 +102,10 @@ pub struct PrinterRecord {
     /// Accept any certificate (explicit choice only).
     #[serde(default)]
     pub tls_insecure: bool,
+    /// The printer removes finished parts itself: the queue does not wait for a person to
+    /// clear its plate.
+    #[serde(default)]
+    pub auto_clear_plate: bool,
 }
 
 impl fmt::Debug for PrinterRecord {
@@ -116,6 +120,7 @@ impl fmt::Debug for PrinterRecord {
             .field("model", &self.model)
             .field("tls_pin", &self.tls_pin)
             .field("tls_insecure", &self.tls_insecure)
+            .field("auto_clear_plate", &self.auto_clear_plate)
             .finish()
     }
 }
@@ -149,6 +154,12 @@ pub enum EventKind {
     PrinterError,
     /// The gateway fetched the print's 3MF into the transfer bucket, or says why it could not.
     PrintFile,
+    /// `archive` created the archive of a print (`archive_id`, and `queue_job` for a job).
+    ArchiveCreated,
+    /// The scheduler's jobs: started printing, completed, failed (or cancelled).
+    QueueJobStarted,
+    QueueJobCompleted,
+    QueueJobFailed,
 }
 
 impl EventKind {
@@ -163,6 +174,10 @@ impl EventKind {
             EventKind::PrinterOffline => "printer_offline",
             EventKind::PrinterError => "printer_error",
             EventKind::PrintFile => "print_file",
+            EventKind::ArchiveCreated => "archive_created",
+            EventKind::QueueJobStarted => "queue_job_started",
+            EventKind::QueueJobCompleted => "queue_job_completed",
+            EventKind::QueueJobFailed => "queue_job_failed",
         }
     }
 }
@@ -320,6 +335,7 @@ mod tests {
             model: None,
             tls_pin: None,
             tls_insecure: false,
+            auto_clear_plate: false,
         };
         assert!(!format!("{record:?}").contains("12345678"));
         let json = serde_json::to_string(&record).unwrap();

@@ -6,6 +6,7 @@ pub mod archive;
 pub mod error;
 pub mod farm;
 pub mod printer;
+pub mod queue;
 pub mod rpc;
 pub mod services;
 pub mod subjects;

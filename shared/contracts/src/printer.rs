@@ -79,4 +79,29 @@ pub struct PrinterStatus {
     pub gcode_file: Option<String>,
     /// `print_error` as `XXXX_XXXX`, when not zero.
     pub print_error: Option<String>,
+    /// The filament loaded in each AMS tray and on the external spool holder.
+    #[serde(default)]
+    pub filaments: Vec<LoadedFilament>,
+    /// Whether an AMS is attached.
+    #[serde(default)]
+    pub has_ams: bool,
+}
+
+/// A filament the printer has loaded, where a print can take it from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoadedFilament {
+    /// The global tray id `project_file`'s `ams_mapping` uses: `ams * 4 + slot` for AMS units
+    /// 0–3, the unit id for single-slot units (AMS HT, 128 and up), 254 or 255 for the
+    /// external spool.
+    pub tray: u16,
+    /// `PLA`, `PETG`, `ABS`, … as the printer reports it.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `RRGGBBAA`, upper case.
+    pub color: Option<String>,
+    /// Percent left, when the AMS knows.
+    pub remain: Option<i32>,
+    /// On the external spool holder, not in an AMS.
+    pub external: bool,
 }

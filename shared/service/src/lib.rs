@@ -10,6 +10,8 @@ pub mod backoff;
 pub mod boot;
 pub mod config;
 pub mod db;
+pub mod files;
+pub mod kv_watch;
 pub mod metrics;
 pub mod nats;
 pub mod rpc;

@@ -10,6 +10,7 @@
 //! | `POST /printers/{serial}/garbage` | publish a payload that is not JSON |
 //! | `PUT /printers/{serial}/files/{path}` | put a file into the printer's storage |
 //! | `POST /printers/{serial}/start` `{path, plate?}` | start a print "from the touchscreen" |
+//! | `PUT /printers/{serial}/trays/{tray}` `{type, color}` | load filament into a tray (254: the external spool) |
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub fn router(printers: Vec<Arc<Printer>>) -> Router {
         .route("/printers/{serial}/garbage", post(garbage))
         .route("/printers/{serial}/files/{*path}", put(put_file))
         .route("/printers/{serial}/start", post(start))
+        .route("/printers/{serial}/trays/{tray}", put(load_filament))
         .with_state(Arc::new(printers))
 }
 
@@ -158,5 +160,30 @@ async fn start(
     printer
         .start_from_touchscreen(&start.path, start.plate)
         .map_err(|e| (StatusCode::CONFLICT, e))?;
+    Ok(Json(printer.snapshot()))
+}
+
+#[derive(Deserialize)]
+struct Filament {
+    #[serde(rename = "type")]
+    kind: String,
+    color: String,
+}
+
+async fn load_filament(
+    State(printers): State<Printers>,
+    Path((serial, tray)): Path<(String, u16)>,
+    Json(filament): Json<Filament>,
+) -> Result<Json<Snapshot>, Refusal> {
+    let printer = find(&printers, &serial)?;
+    let valid_color =
+        filament.color.len() == 8 && filament.color.bytes().all(|b| b.is_ascii_hexdigit());
+    if !valid_color || filament.kind.trim().is_empty() {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "type must be set and color be RRGGBBAA".to_owned(),
+        ));
+    }
+    printer.load_filament(tray, filament.kind.trim(), &filament.color);
     Ok(Json(printer.snapshot()))
 }

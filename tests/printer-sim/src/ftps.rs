@@ -316,8 +316,10 @@ impl Session<'_> {
                                 return Some("552 Exceeded storage allocation.".into());
                             }
                             received.extend_from_slice(&chunk[..n]);
+                            // The delay is per 64 KiB, whatever size the reads come in (TLS
+                            // records are 16 KiB): the printer writes at a rate, not per read.
                             if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
+                                tokio::time::sleep(delay.mul_f64(n as f64 / 65_536.0)).await;
                             }
                         }
                         // A peer that closes without close_notify still delivered its bytes.

@@ -115,6 +115,13 @@ struct State {
     spd_lvl: u8,
     /// AMS `remain` per tray, in template order.
     remain: Vec<i64>,
+    /// Filament a person loaded, by global tray id (`ams * 4 + slot`, 254 for the external
+    /// spool): `(tray_type, tray_color)` replacing what the capture had.
+    loaded: BTreeMap<u16, (String, String)>,
+    /// Every print started, by job name, oldest first (a test proves "printed once" with it).
+    started: Vec<String>,
+    /// The last `project_file` request accepted, as sent.
+    last_project_file: Option<Value>,
     wifi: i32,
     sequence: u64,
     /// The full `print` object clients saw last, for deltas.
@@ -139,6 +146,10 @@ pub struct Snapshot {
     pub camera_clients: usize,
     pub ftps_sessions: usize,
     pub faults: Faults,
+    /// Job names of every print started, oldest first.
+    pub started_jobs: Vec<String>,
+    /// The last `project_file` accepted (its `ams_mapping`, `use_ams`, `md5`, …).
+    pub last_project_file: Option<Value>,
 }
 
 pub struct Printer {
@@ -192,6 +203,9 @@ impl Printer {
                 hms: Vec::new(),
                 spd_lvl: 2,
                 remain,
+                loaded: BTreeMap::new(),
+                started: Vec::new(),
+                last_project_file: None,
                 wifi: -48,
                 sequence: 0,
                 last_sent: None,
@@ -256,6 +270,8 @@ impl Printer {
             camera_clients: self.counters.camera_clients.load(Ordering::Relaxed),
             ftps_sessions: self.counters.ftps_sessions.load(Ordering::Relaxed),
             faults: self.faults(),
+            started_jobs: state.started.clone(),
+            last_project_file: state.last_project_file.clone(),
         }
     }
 
@@ -482,13 +498,37 @@ impl Printer {
                 .unwrap_or("0")
                 .to_owned()
         };
+        // Printers check the file against the MD5 they are given (an empty one skips it).
+        let md5 = body.get("md5").and_then(Value::as_str).unwrap_or("");
+        if !md5.is_empty() {
+            let data = self
+                .file(&path)
+                .ok_or_else(|| format!("file {path} not found on the printer"))?;
+            let actual = md5_hex(&data);
+            if !actual.eq_ignore_ascii_case(md5) {
+                return Err("the file's MD5 does not match (the upload is damaged)".to_owned());
+            }
+        }
         self.start_job(
             &path,
             plate,
             subtask_name,
             text("task_id"),
             text("subtask_id"),
-        )
+        )?;
+        self.state.lock().unwrap().last_project_file = Some(body.clone());
+        Ok(())
+    }
+
+    /// A person loads filament into tray `tray` (global id, 254 for the external spool) and
+    /// sets its type and colour (`RRGGBBAA`) on the printer.
+    pub fn load_filament(&self, tray: u16, kind: &str, color: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .loaded
+            .insert(tray, (kind.to_owned(), color.to_ascii_uppercase()));
+        self.publish_changes();
     }
 
     /// Starts a print of a file already in storage, as the touchscreen (or a slicer sending
@@ -530,6 +570,7 @@ impl Printer {
         if s.gcode_state.busy() {
             return Err("the printer is busy".to_owned());
         }
+        s.started.push(subtask_name.clone());
         s.job = Some(Job {
             plan,
             file,
@@ -758,6 +799,10 @@ impl Printer {
             .and_then(Value::as_array_mut)
         {
             for unit in units {
+                let unit_id = unit
+                    .get("id")
+                    .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+                    .unwrap_or(0) as u16;
                 for tray in unit
                     .get_mut("tray")
                     .and_then(Value::as_array_mut)
@@ -767,9 +812,28 @@ impl Printer {
                     if let Some(remain) = tray.get_mut("remain") {
                         *remain = json!(s.remain.get(i).copied().unwrap_or(-1));
                     }
+                    let slot = tray
+                        .get("id")
+                        .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+                        .unwrap_or(0) as u16;
+                    let global = if unit_id < 128 {
+                        unit_id * 4 + slot
+                    } else {
+                        unit_id
+                    };
+                    if let Some((kind, color)) = s.loaded.get(&global) {
+                        tray["tray_type"] = json!(kind);
+                        tray["tray_color"] = json!(color);
+                    }
                     i += 1;
                 }
             }
+        }
+        if let Some((kind, color)) = s.loaded.get(&254)
+            && let Some(spool) = r.get_mut("vt_tray")
+        {
+            spool["tray_type"] = json!(kind);
+            spool["tray_color"] = json!(color);
         }
         r
     }
@@ -818,6 +882,15 @@ fn set_str(r: &mut Map<String, Value>, key: &str, value: &str) {
     if let Some(slot) = r.get_mut(key) {
         *slot = json!(value);
     }
+}
+
+/// MD5 of `data`, upper-case hex (as Bambu Studio sends it).
+pub fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
 }
 
 /// `Metadata/plate_3.gcode` → 3.

@@ -19,8 +19,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::{StreamExt, TryStreamExt};
 use printyard_contracts::archive::{
     self as contract, Archive, ArchiveFilter, ArchiveId, ArchivePage, ArchivePatch, ArchiveStatus,
-    ChunkRequest, FileKind, FileLocation, FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES,
-    PageStart, UpdateArchive,
+    FileKind, FileLocation, FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES, PageStart,
+    UpdateArchive,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
@@ -263,37 +263,12 @@ fn disposition(kind: &str, filename: &str) -> HeaderValue {
 
 /// Streams a stored object by pulling its ranges from `archive`.
 fn stream_object(state: &AppState, location: &FileLocation) -> Body {
-    let rpc = state.rpc.clone();
-    let key = location.key.clone();
-    let size = location.size;
-    let ranges = (0..size.div_ceil(MAX_CHUNK_BYTES)).map(move |i| {
-        let offset = i * MAX_CHUNK_BYTES;
-        (offset, MAX_CHUNK_BYTES.min(size - offset))
-    });
-    let chunks = futures::stream::iter(ranges)
-        .map(move |(offset, len)| {
-            let rpc = rpc.clone();
-            let request = ChunkRequest {
-                key: key.clone(),
-                offset,
-                len,
-            };
-            async move {
-                let bytes = rpc
-                    .call_bytes(contract::FILE_CHUNK, &request)
-                    .await
-                    .map_err(|e| {
-                        tracing::warn!(error = %e, offset, "download cut short");
-                        std::io::Error::other(e.to_string())
-                    })?;
-                if bytes.len() as u64 != len {
-                    return Err(std::io::Error::other("short read from archive storage"));
-                }
-                Ok::<_, std::io::Error>(bytes)
-            }
-        })
-        .buffered(CHUNKS_IN_FLIGHT);
-    Body::from_stream(chunks)
+    Body::from_stream(printyard_service::files::object_stream(
+        state.rpc.clone(),
+        location,
+        MAX_CHUNK_BYTES,
+        CHUNKS_IN_FLIGHT,
+    ))
 }
 
 async fn file_response(state: &AppState, id: i64, kind: FileKind) -> Result<Response, ApiError> {

@@ -7,6 +7,7 @@ mod archives;
 mod health;
 mod printers;
 mod projects;
+mod queue;
 mod system;
 
 use axum::Router;
@@ -46,6 +47,7 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(printers::pause))
         .routes(routes!(printers::resume))
         .routes(routes!(printers::stop))
+        .routes(routes!(printers::clear_plate))
         .routes(routes!(archives::list, archives::upload))
         .routes(routes!(archives::export))
         .routes(routes!(archives::get, archives::update, archives::delete))
@@ -53,6 +55,9 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(archives::thumbnail))
         .routes(routes!(projects::list, projects::create))
         .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(queue::list, queue::add))
+        .routes(routes!(queue::remove))
+        .routes(routes!(queue::reorder))
         .split_for_parts()
 }
 

@@ -8,7 +8,8 @@ use printyard_bambu::models;
 use printyard_contracts::farm::{
     CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord, command_subject,
 };
-use printyard_contracts::printer::{HmsEntry, HmsStatus, PrinterState};
+use printyard_contracts::printer::{HmsEntry, HmsStatus, LoadedFilament, PrinterState};
+use printyard_contracts::queue::{CLEAR_PLATE, ClearPlate, PlateCleared};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,9 @@ pub struct Printer {
     #[schema(value_type = String)]
     pub status: PrinterState,
     pub site: String,
+    /// The printer removes finished parts itself: the queue does not wait for its plate to be
+    /// marked cleared.
+    pub auto_clear_plate: bool,
     /// The current job, while printing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_print: Option<CurrentPrint>,
@@ -68,6 +72,11 @@ pub struct PrinterStatusView {
     pub connected: bool,
     pub last_seen: Option<chrono::DateTime<chrono::Utc>>,
     pub connection_error: Option<String>,
+    /// The filament in each AMS tray and on the external spool holder.
+    #[schema(value_type = Vec<Object>)]
+    pub filaments: Vec<LoadedFilament>,
+    /// Whether an AMS is attached.
+    pub has_ams: bool,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -98,6 +107,9 @@ pub struct CreatePrinter {
     /// Accept any TLS certificate (only when chosen explicitly).
     #[serde(default)]
     pub tls_insecure: bool,
+    /// The printer removes finished parts itself (the queue does not wait for clear-plate).
+    #[serde(default)]
+    pub auto_clear_plate: bool,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -124,6 +136,7 @@ pub struct UpdatePrinter {
     /// Forget the pinned certificate (after a printer's certificate legitimately changed).
     #[serde(default)]
     pub clear_tls_pin: bool,
+    pub auto_clear_plate: Option<bool>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -243,6 +256,7 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
         model,
         status: state,
         site: row.site.clone(),
+        auto_clear_plate: row.auto_clear_plate,
         current_print,
     }
 }
@@ -298,6 +312,8 @@ pub async fn status(
         job_name: None,
         gcode_file: None,
         print_error: None,
+        filaments: vec![],
+        has_ams: false,
     });
     Ok(Json(PrinterStatusView {
         state: state_of(record.as_ref()),
@@ -317,6 +333,8 @@ pub async fn status(
         connected: record.as_ref().is_some_and(|r| r.connected),
         last_seen: record.as_ref().and_then(|r| r.last_seen),
         connection_error: record.and_then(|r| r.connection_error),
+        filaments: s.filaments,
+        has_ams: s.has_ams,
     }))
 }
 
@@ -335,6 +353,7 @@ pub async fn create(
         site: check_site(body.site.as_deref().unwrap_or("default"))?,
         model: check_model(body.model)?,
         tls_insecure: body.tls_insecure,
+        auto_clear_plate: body.auto_clear_plate,
     };
     let row = state.registry.create(new).await?;
     tracing::info!(printer = row.id, serial = %row.serial, "printer added");
@@ -358,6 +377,7 @@ pub async fn update(
         model: check_model(body.model)?,
         tls_insecure: body.tls_insecure,
         clear_tls_pin: body.clear_tls_pin,
+        auto_clear_plate: body.auto_clear_plate,
     };
     let row = state.registry.update(id, change).await?;
     Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
@@ -517,4 +537,21 @@ pub async fn stop(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<CommandAccepted>, ApiError> {
     command(&state, id, PrinterCommand::Stop).await
+}
+
+#[utoipa::path(post, path = "/printers/{id}/clear-plate", tag = "printers", operation_id = "clearPrinterPlate",
+    params(("id" = i64, Path, description = "The printer")),
+    responses((status = 200, description = "The plate is marked cleared: the printer may take its next queued job", body = PlateCleared), (status = 400, description = "The id is not a number", body = ErrorBody), (status = 401, description = "No or invalid API key", body = ErrorBody), (status = 403, description = "The key lacks the control permission", body = ErrorBody), (status = 404, description = "No such printer", body = ErrorBody), (status = 429, description = "Rate limited", body = ErrorBody), (status = 503, description = "The scheduler is unavailable", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn clear_plate(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<PlateCleared>, ApiError> {
+    state.registry.get(id).await?;
+    let cleared = state
+        .rpc
+        .call(CLEAR_PLATE, &ClearPlate { printer_id: id })
+        .await?;
+    tracing::info!(printer = id, "plate marked cleared");
+    Ok(Json(cleared))
 }
