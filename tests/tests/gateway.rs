@@ -91,14 +91,22 @@ async fn events(setup: &Setup) -> jetstream::consumer::pull::Stream {
         .unwrap()
 }
 
+/// The next lifecycle event (`printer_state`, the announcement of what a printer shows at each
+/// new connection, is passed over: the tests that want it ask for it).
 async fn next_event(events: &mut jetstream::consumer::pull::Stream, within: Duration) -> FarmEvent {
-    let message = tokio::time::timeout(within, events.next())
-        .await
-        .unwrap_or_else(|_| panic!("no event within {within:?}"))
-        .unwrap()
-        .unwrap();
-    message.ack().await.unwrap();
-    serde_json::from_slice(&message.payload).unwrap()
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let message = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event within {within:?}"))
+            .unwrap()
+            .unwrap();
+        message.ack().await.unwrap();
+        let event: FarmEvent = serde_json::from_slice(&message.payload).unwrap();
+        if event.kind != printyard_contracts::farm::EventKind::PrinterState {
+            return event;
+        }
+    }
 }
 
 fn kind(event: &FarmEvent) -> String {
@@ -192,6 +200,7 @@ async fn a_registered_printer_gets_live_status_and_its_print_becomes_ordered_eve
         kinds,
         [
             "printer_online",
+            "printer_state",
             "print_started",
             "print_progress",
             "print_progress",
@@ -329,6 +338,7 @@ async fn a_printer_that_goes_silent_is_noticed() {
     let setup = setup(Model::P1P, 1.0).await;
     let mut config = setup.sim.gateway_config(&setup.env);
     config.gateway.silence_secs = 5;
+    config.gateway.silence_probe_secs = 2;
     let _gateway = spawn_gateway_with(config).await;
     let mut events = events(&setup).await;
     register(&setup, None).await;
@@ -347,8 +357,8 @@ async fn a_printer_that_goes_silent_is_noticed() {
     let offline = next_event(&mut events, Duration::from_secs(15)).await;
     assert_eq!(kind(&offline), "printer_offline");
     assert!(
-        noticed.elapsed() >= Duration::from_secs(4),
-        "not before the silence: {:?}",
+        noticed.elapsed() >= Duration::from_secs(6),
+        "not before the silence and the unanswered request for a report: {:?}",
         noticed.elapsed()
     );
     let down = wait_connected(&setup, false).await;
@@ -365,6 +375,43 @@ async fn a_printer_that_goes_silent_is_noticed() {
     assert_eq!(
         kind(&next_event(&mut events, Duration::from_secs(40)).await),
         "printer_online"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_printer_that_reports_only_when_asked_stays_online() {
+    let setup = setup(Model::P1P, 1.0).await;
+    let mut config = setup.sim.gateway_config(&setup.env);
+    config.gateway.silence_secs = 5;
+    config.gateway.silence_probe_secs = 2;
+    let _gateway = spawn_gateway_with(config).await;
+    let mut events = events(&setup).await;
+    register(&setup, None).await;
+    wait_connected(&setup, true).await;
+    assert_eq!(
+        kind(&next_event(&mut events, Duration::from_secs(10)).await),
+        "printer_online"
+    );
+
+    // It pushes nothing of its own, but answers a request for a full report.
+    let printer = &setup.sim.farm.printers[0];
+    printer.set_faults(printyard_printer_sim::Faults {
+        quiet: true,
+        ..Default::default()
+    });
+    // Three silences long: each time the gateway asks, and the answer keeps it online.
+    let quiet = tokio::time::timeout(
+        Duration::from_secs(18),
+        next_event(&mut events, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(quiet.is_err(), "no offline/online flap: {:?}", quiet.ok());
+    let status = status(&setup).await.expect("a status");
+    assert_eq!(status["connected"], true, "{status}");
+    assert_eq!(
+        printer.snapshot().mqtt_connections_total,
+        1,
+        "never reconnected"
     );
 }
 

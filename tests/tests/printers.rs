@@ -218,6 +218,7 @@ async fn the_registry_mirror_is_reconciled_with_postgres() {
     let registry = Registry {
         db: pool.clone(),
         kv: kv.clone(),
+        jetstream: js.clone(),
     };
 
     // A row the bucket lost, and an entry whose row never committed.

@@ -82,6 +82,7 @@ impl Api {
             registry: registry::Registry {
                 db: db.clone(),
                 kv: registry_kv,
+                jetstream: jetstream.clone(),
             },
             statuses,
             keys,

@@ -17,6 +17,8 @@ struct Cli {
 enum Command {
     /// Serve the API (the default).
     Serve,
+    /// Print the OpenAPI document (the one served at `/api/v1/openapi.json`) and exit.
+    Openapi,
     /// Create an API key and print it on standard output (shown once; only its hash is kept).
     CreateKey {
         /// A name to recognise the key by.
@@ -40,6 +42,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve => {
             let booted = boot::<printyard_api::Config>(ServiceName::Api, &cli.common)?;
             printyard_api::run(booted.config).await
+        }
+        Command::Openapi => {
+            println!(
+                "{}",
+                printyard_api::routes::openapi_document().to_pretty_json()?
+            );
+            Ok(())
         }
         Command::CreateKey { name, permissions } => {
             // No log output here: standard output carries the key alone, for scripts.

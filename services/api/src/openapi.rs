@@ -1,7 +1,17 @@
 //! The OpenAPI description, generated from the handlers' annotations (so it cannot drift
 //! from the code), and the interactive docs page served from the binary (no CDN).
+//!
+//! [`Conventions`] finishes the document the same way for every operation, so that standard
+//! validators accept it and client generators make a good client from it: every response has
+//! a description, every error response carries the one `ErrorBody` schema, and every response
+//! of an endpoint behind an API key declares the `X-RateLimit-*` headers (and 429 its
+//! `Retry-After`). Operation ids are set on each handler (`listPrinters`, `pausePrinter`, …)
+//! and checked for uniqueness by the suite.
 
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -13,6 +23,7 @@ use utoipa::{Modify, OpenApi};
     ),
     servers((url = "/api/v1")),
     modifiers(&ApiKeyScheme),
+    components(schemas(printyard_contracts::ErrorBody)),
     tags(
         (name = "system", description = "Health and system information"),
         (name = "api-keys", description = "API keys (admin)"),
@@ -33,5 +44,134 @@ impl Modify for ApiKeyScheme {
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+    }
+}
+
+/// The rate-limit headers, as they are named in `components.headers`.
+const RATE_HEADERS: [(&str, &str, &str); 3] = [
+    (
+        "X-RateLimit-Limit",
+        "RateLimitLimit",
+        "Requests this key may make in the current window for this endpoint's class (read, write, control)",
+    ),
+    (
+        "X-RateLimit-Remaining",
+        "RateLimitRemaining",
+        "Requests left in the current window",
+    ),
+    (
+        "X-RateLimit-Reset",
+        "RateLimitReset",
+        "When the current window ends, in seconds since the Unix epoch",
+    ),
+];
+
+/// The description of a response that has none of its own, by status.
+fn default_description(status: &str) -> &'static str {
+    match status {
+        "200" => "OK",
+        "201" => "Created",
+        "400" => "Bad request: the body is not JSON, or a path id is not a number",
+        "401" => "No API key, or an unknown or revoked one",
+        "403" => "The API key lacks this endpoint's permission",
+        "404" => "Not found",
+        "405" => "Method not allowed",
+        "409" => "Conflict with the current state",
+        "413" => "The request body is too large",
+        "415" => "Unsupported media type",
+        "422" => "Invalid input: the detail names the field",
+        "429" => "Rate limited: retry after `Retry-After` seconds",
+        "500" => "Internal error",
+        "503" => "A service or the database did not answer in time: try again shortly",
+        "504" => "The printer did not answer in time",
+        _ => "Response",
+    }
+}
+
+fn integer_header(description: &str) -> Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+        .description(Some(description))
+        .build()
+}
+
+/// Applies the document-wide conventions once every route is in (the routes join the document
+/// after `ApiDoc`'s own modifiers run, so this runs on the finished document).
+pub fn finish_document(openapi: &mut utoipa::openapi::OpenApi) {
+    Conventions.modify(openapi);
+}
+
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (_, name, description) in RATE_HEADERS {
+            components
+                .headers
+                .insert(name.to_owned(), RefOr::T(integer_header(description)));
+        }
+        components.headers.insert(
+            "RetryAfter".to_owned(),
+            RefOr::T(integer_header(
+                "Seconds until the rate limit allows a request again",
+            )),
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                finish(operation);
+            }
+        }
+    }
+}
+
+fn finish(operation: &mut Operation) {
+    let keyed = operation
+        .security
+        .as_ref()
+        .is_some_and(|requirements| !requirements.is_empty());
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response.description.trim().is_empty() {
+            response.description = default_description(status).to_owned();
+        }
+        let error = status.starts_with('4') || status.starts_with('5');
+        if error && response.content.is_empty() {
+            response.content.insert(
+                "application/json".to_owned(),
+                RefOr::T(
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                ),
+            );
+        }
+        // A 401 comes before a key's budget is known; every other answer to a request with a
+        // key carries the headers (a 403 too: the budget is drawn before the permission check).
+        if keyed && status != "401" {
+            for (header, name, _) in RATE_HEADERS {
+                response.headers.insert(
+                    header.to_owned(),
+                    RefOr::Ref(Ref::new(format!("#/components/headers/{name}"))),
+                );
+            }
+            if status == "429" {
+                response.headers.insert(
+                    "Retry-After".to_owned(),
+                    RefOr::Ref(Ref::new("#/components/headers/RetryAfter")),
+                );
+            }
+        }
     }
 }

@@ -47,6 +47,8 @@ const COLUMNS: &str =
 pub struct Registry {
     pub db: PgPool,
     pub kv: kv::Store,
+    /// For `printer_removed`.
+    pub jetstream: async_nats::jetstream::Context,
 }
 
 fn mirror_failed(err: impl std::fmt::Display) -> ApiError {
@@ -261,21 +263,65 @@ impl Registry {
         Ok((put, deleted))
     }
 
-    pub async fn delete(&self, id: i64) -> Result<(), ApiError> {
+    /// Deletes printer `id`, returning what it was.
+    pub async fn delete(&self, id: i64) -> Result<PrinterRow, ApiError> {
         let mut tx = self.db.begin().await?;
-        let site: Option<String> =
-            sqlx::query_scalar("DELETE FROM api.printers WHERE id = $1 RETURNING site")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let site = site.ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))?;
-        let site = Site::parse(&site).unwrap_or_default();
+        let query = format!("DELETE FROM api.printers WHERE id = $1 RETURNING {COLUMNS}");
+        let row: Option<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let row = row.ok_or_else(|| ApiError::not_found(format!("Printer {id} not found")))?;
+        let site = Site::parse(&row.site).unwrap_or_default();
         self.kv
             .delete(registry_key(&site, id))
             .await
             .map_err(mirror_failed)?;
         tx.commit().await?;
-        Ok(())
+        Ok(row)
+    }
+
+    /// Tells the farm a printer is gone (`printer_removed` on `FARM_EVENTS`): its open prints
+    /// end, its queued jobs fail. Retried with backoff; the printer is deleted either way.
+    pub async fn announce_removed(&self, row: &PrinterRow) {
+        use printyard_contracts::farm::{EventKind, FarmEvent, event_id, event_subject};
+        let site = Site::parse(&row.site).unwrap_or_default();
+        let now = chrono::Utc::now();
+        let kind = EventKind::PrinterRemoved;
+        let event = FarmEvent {
+            id: event_id(&row.serial, kind, &now.timestamp_millis().to_string()),
+            kind,
+            site: site.clone(),
+            printer_id: row.id,
+            serial: row.serial.clone(),
+            at: now,
+            data: serde_json::json!({"printer_name": row.name}),
+        };
+        let Ok(payload) = serde_json::to_vec(&event) else {
+            return;
+        };
+        let subject = event_subject(&site, row.id, kind);
+        let mut backoff = printyard_service::backoff::Backoff::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(2),
+        );
+        for attempt in 0..5 {
+            match printyard_service::nats::publish_to_stream(
+                &self.jetstream,
+                subject.clone(),
+                payload.clone().into(),
+                Some(&event.id),
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            {
+                Ok(_) => return,
+                Err(err) if attempt == 4 => {
+                    tracing::error!(printer = row.id, error = %err, "printer_removed not published")
+                }
+                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ macro_rules! select_archives {
              completed_at, duration, filament_used, filament_type, notes, tags, project_id, \
              progress, plates, plate, print_time_estimate, weight, filaments, printer_model_id, \
              file_key, file_size, file_sha256, thumbnail_key, file_error, queue_job_id, \
-             source_archive_id FROM archive.archives ",
+             source_archive_id, end_reason FROM archive.archives ",
             $tail
         )
     };
@@ -54,6 +54,7 @@ pub struct ArchiveRow {
     pub file_error: Option<String>,
     pub queue_job_id: Option<i64>,
     pub source_archive_id: Option<i64>,
+    pub end_reason: Option<String>,
 }
 
 impl ArchiveRow {
@@ -88,6 +89,7 @@ impl ArchiveRow {
             file_error: self.file_error,
             queue_job_id: self.queue_job_id,
             source_archive_id: self.source_archive_id,
+            end_reason: self.end_reason,
         }
     }
 }

@@ -8,6 +8,12 @@
 //! the start fills only what is empty, the end only ends a print still `printing`, the file
 //! fills the file fields whenever it arrives.
 //!
+//! Ends no gateway saw are closed too: `printer_removed` ends a deleted printer's open prints
+//! as `unknown`; `printer_state` (what a printer shows when a gateway holds it again) ends an
+//! open print from what the printer reports (the same job finished or failed), or as `unknown`
+//! when it shows something else. A capture a gateway resumed after a takeover (`resumed`)
+//! fills the open print's file if it has none.
+//!
 //! Prints the queue sent carry their job's tag in their name: their archive records the job,
 //! takes its name without the tag, and reuses the library file the gateway reports it sent
 //! (`source_archive` in `print_file`). Once an archive of a print exists, `archive_created` goes
@@ -146,6 +152,10 @@ struct PrintData {
     source_archive: Option<i64>,
     /// The queue job of the print (also read from the job name's tag).
     queue_job: Option<i64>,
+    /// `printer_state`: the printer's state (`idle`, `printing`, `finished`, …).
+    state: Option<String>,
+    /// `print_file` of a capture a gateway resumed after a takeover.
+    resumed: bool,
 }
 
 impl PrintData {
@@ -171,6 +181,8 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
             | EventKind::PrintFailed
             | EventKind::PrintStopped
             | EventKind::PrintFile
+            | EventKind::PrinterState
+            | EventKind::PrinterRemoved
     ) {
         return Handled::Done;
     }
@@ -341,8 +353,8 @@ async fn write(
             let (id, inserted): (i64, bool) = sqlx::query_as(
                 "INSERT INTO archive.archives \
                    (print_key, name, filename, printer_id, printer_name, status, created_at, \
-                    started_at, queue_job_id) \
-                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7) \
+                    started_at, queue_job_id, job_name) \
+                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8) \
                  ON CONFLICT (print_key) DO UPDATE SET \
                    started_at = coalesce(archive.archives.started_at, EXCLUDED.started_at), \
                    created_at = least(archive.archives.created_at, EXCLUDED.created_at), \
@@ -357,6 +369,7 @@ async fn write(
             .bind(&data.printer_name)
             .bind(event.at)
             .bind(data.queue_job())
+            .bind(&data.job_name)
             .fetch_one(&mut *tx)
             .await?;
             if inserted {
@@ -369,7 +382,7 @@ async fn write(
                 EventKind::PrintFailed => ("failed", data.progress),
                 _ => ("stopped", data.progress),
             };
-            let id = match find_print(&mut tx, event, key.as_deref()).await? {
+            let id = match find_print(&mut tx, event, key.as_deref(), false).await? {
                 Some(id) => id,
                 None => {
                     let id = insert_print(&mut tx, event, data, key.as_deref()).await?;
@@ -383,26 +396,71 @@ async fn write(
                 .as_ref()
                 .filter(|_| status == "failed")
                 .map(|e| format!("print error {e}"));
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE archive.archives SET status = $2, completed_at = $3, \
-                   progress = round($4 * 100)::int, \
-                   duration = CASE WHEN started_at IS NULL THEN NULL \
-                                   ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
-                   filament_used = weight * coalesce($4, 0), \
-                   filament_type = {FILAMENT_TYPE_SQL}, \
-                   notes = coalesce(notes, $5) \
-                 WHERE id = $1 AND status = 'printing'"
-            )))
-            .bind(id)
-            .bind(status)
-            .bind(event.at)
-            .bind(fraction)
-            .bind(reason)
-            .execute(&mut *tx)
+            let end = End {
+                status,
+                at: event.at,
+                fraction,
+                reason,
+                end_reason: None,
+            };
+            end_print(&mut tx, id, &end).await?;
+        }
+        EventKind::PrinterRemoved => {
+            let open: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM archive.archives WHERE printer_id = $1 AND status = 'printing' \
+                 FOR UPDATE",
+            )
+            .bind(event.printer_id)
+            .fetch_all(&mut *tx)
             .await?;
+            for id in open {
+                let end = End {
+                    status: "unknown",
+                    at: event.at,
+                    fraction: None,
+                    reason: None,
+                    end_reason: Some("the printer was deleted while it printed".into()),
+                };
+                end_print(&mut tx, id, &end).await?;
+            }
+        }
+        EventKind::PrinterState => {
+            if let Some(archive_id) = close_unseen_ends(&mut tx, event, data).await? {
+                created = Some(Created { archive_id });
+            }
         }
         EventKind::PrintFile => {
-            let id = match find_print(&mut tx, event, key.as_deref()).await? {
+            let found = find_print(&mut tx, event, key.as_deref(), data.resumed).await?;
+            if data.resumed {
+                // A capture resumed after a takeover: only for the open print of that job, and
+                // only if it has no file yet.
+                let row: Option<(bool, Option<String>, Option<String>)> = match found {
+                    Some(id) => {
+                        sqlx::query_as(
+                            "SELECT file_key IS NOT NULL, job_name, print_key \
+                             FROM archive.archives WHERE id = $1",
+                        )
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    }
+                    None => None,
+                };
+                let wanted = row.is_some_and(|(has_file, job, key)| {
+                    !has_file
+                        && same_job(
+                            event.printer_id,
+                            job.as_deref(),
+                            key.as_deref(),
+                            data.job_name.as_deref(),
+                        )
+                });
+                if !wanted {
+                    tx.commit().await?;
+                    return Ok(None);
+                }
+            }
+            let id = match found {
                 Some(id) => id,
                 None => {
                     let id = insert_print(&mut tx, event, data, key.as_deref()).await?;
@@ -473,11 +531,14 @@ async fn set_file_error(
 
 /// The archive of the print an event belongs to: by the gateway's print key, else the latest
 /// print still `printing` on that printer that started before the event (a gateway that took
-/// over mid-print has its own key for it).
+/// over mid-print has its own key for it). A file is matched by key only, unless it is a
+/// capture resumed after a takeover (`fallback`): a file arriving before its print's start
+/// must not land on an older print.
 async fn find_print(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     event: &FarmEvent,
     key: Option<&str>,
+    fallback: bool,
 ) -> Result<Option<i64>, sqlx::Error> {
     if let Some(key) = key {
         let found: Option<i64> =
@@ -485,7 +546,7 @@ async fn find_print(
                 .bind(key)
                 .fetch_optional(&mut **tx)
                 .await?;
-        if found.is_some() || event.kind == EventKind::PrintFile {
+        if found.is_some() || (event.kind == EventKind::PrintFile && !fallback) {
             return Ok(found);
         }
     }
@@ -510,8 +571,9 @@ async fn insert_print(
     let at: DateTime<Utc> = event.at;
     sqlx::query_scalar(
         "INSERT INTO archive.archives \
-           (print_key, name, filename, printer_id, printer_name, status, created_at, queue_job_id) \
-         VALUES ($1, $2, $3, $4, $5, 'printing', $6, $7) \
+           (print_key, name, filename, printer_id, printer_name, status, created_at, queue_job_id, \
+            job_name) \
+         VALUES ($1, $2, $3, $4, $5, 'printing', $6, $7, $8) \
          ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
          RETURNING id",
     )
@@ -522,8 +584,172 @@ async fn insert_print(
     .bind(&data.printer_name)
     .bind(at)
     .bind(data.queue_job())
+    .bind(&data.job_name)
     .fetch_one(&mut **tx)
     .await
+}
+
+/// How an open print ends.
+struct End {
+    status: &'static str,
+    at: DateTime<Utc>,
+    /// Progress reached, 0 to 1, when known.
+    fraction: Option<f64>,
+    /// A failure's reason, into the notes.
+    reason: Option<String>,
+    /// How an end no gateway saw was learned.
+    end_reason: Option<String>,
+}
+
+/// Ends archive `id` if it is still `printing`. A print that ends without its 3MF says why,
+/// unless a capture still arrives (it fills the file and clears the reason).
+async fn end_print(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    id: i64,
+    end: &End,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE archive.archives SET status = $2, completed_at = $3, \
+           progress = round($4 * 100)::int, \
+           duration = CASE WHEN started_at IS NULL THEN NULL \
+                           ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
+           filament_used = CASE WHEN $2 = 'unknown' THEN NULL ELSE weight * coalesce($4, 0) END, \
+           filament_type = {FILAMENT_TYPE_SQL}, \
+           notes = coalesce(notes, $5), \
+           end_reason = coalesce($6, end_reason), \
+           file_error = CASE WHEN file_key IS NULL THEN coalesce(file_error, \
+               'no 3MF was captured: the gateway holding the printer stopped or handed it over \
+                before it could fetch the file') ELSE file_error END \
+         WHERE id = $1 AND status = 'printing'"
+    )))
+    .bind(id)
+    .bind(end.status)
+    .bind(end.at)
+    .bind(end.fraction)
+    .bind(&end.reason)
+    .bind(&end.end_reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether an open archive is the print a printer shows: by the job name recorded at its
+/// start, or (archives from before job names were recorded) by its print key.
+fn same_job(
+    printer_id: i64,
+    job_name: Option<&str>,
+    print_key: Option<&str>,
+    shown: Option<&str>,
+) -> bool {
+    let Some(shown) = shown.filter(|s| !s.is_empty()) else {
+        return false;
+    };
+    match job_name {
+        Some(job) => job == shown,
+        None => print_key.is_some_and(|key| {
+            key.starts_with(&format!(
+                "{printer_id}/{}@",
+                printyard_contracts::farm::key_token(shown)
+            ))
+        }),
+    }
+}
+
+/// A printer seen again (a gateway's first report): its open prints that it no longer shows
+/// running ended while nobody watched. The same job finished or failed ends as such; anything
+/// else (idle, another print) ends `unknown`. A print running that no archive follows started
+/// unseen: it is archived (its id is returned).
+async fn close_unseen_ends(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    event: &FarmEvent,
+    data: &PrintData,
+) -> Result<Option<i64>, sqlx::Error> {
+    let open: Vec<(i64, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT id, job_name, print_key FROM archive.archives \
+         WHERE printer_id = $1 AND status = 'printing' \
+           AND coalesce(started_at, created_at) <= $2 FOR UPDATE",
+    )
+    .bind(event.printer_id)
+    .bind(event.at)
+    .fetch_all(&mut **tx)
+    .await?;
+    let state = data.state.as_deref().unwrap_or("unknown");
+    let shown = data.job_name.as_deref();
+    let busy = matches!(state, "preparing" | "printing" | "paused");
+    let mut followed = false;
+    for (id, job_name, key) in open {
+        let same = same_job(event.printer_id, job_name.as_deref(), key.as_deref(), shown);
+        followed |= same && busy;
+        let seen =
+            "it ended while no gateway watched the printer; the end is when it was seen again";
+        let end = match (state, same) {
+            ("preparing" | "printing" | "paused", true) => continue,
+            ("finished", true) => End {
+                status: "success",
+                at: event.at,
+                fraction: Some(1.0),
+                reason: None,
+                end_reason: Some(format!("{seen} (finished)")),
+            },
+            ("failed", true) => {
+                let stopped = data.print_error.as_deref() == Some("0300_400C");
+                End {
+                    status: if stopped { "stopped" } else { "failed" },
+                    at: event.at,
+                    fraction: data.progress.map(|p| (p / 100.0).clamp(0.0, 1.0)),
+                    reason: data
+                        .print_error
+                        .as_ref()
+                        .filter(|_| !stopped)
+                        .map(|e| format!("print error {e}")),
+                    end_reason: Some(format!(
+                        "{seen} ({})",
+                        if stopped { "stopped" } else { "failed" }
+                    )),
+                }
+            }
+            _ => End {
+                status: "unknown",
+                at: event.at,
+                fraction: None,
+                reason: None,
+                end_reason: Some(match shown.filter(|s| !s.is_empty()) {
+                    Some(job) if !same => format!(
+                        "the print ended while no gateway watched the printer; when it was seen \
+                         again it showed another job ({job}, {state})"
+                    ),
+                    _ => format!(
+                        "the print ended while no gateway watched the printer; when it was seen \
+                         again it was {state}"
+                    ),
+                }),
+            },
+        };
+        end_print(tx, id, &end).await?;
+    }
+    // A print that started while no gateway watched: archived from now on (its start is when
+    // it was seen; its end and file come as for any print, under the gateway's key).
+    if busy && !followed && shown.is_some_and(|s| !s.is_empty()) {
+        let key = print_key(event, data);
+        return sqlx::query_scalar(
+            "INSERT INTO archive.archives (print_key, name, filename, printer_id, printer_name, \
+               status, created_at, started_at, queue_job_id, job_name, end_reason) \
+             VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8, \
+               'it started while no gateway watched the printer; the start is when it was seen') \
+             ON CONFLICT (print_key) DO NOTHING RETURNING id",
+        )
+        .bind(&key)
+        .bind(job_name(data))
+        .bind(job_filename(data))
+        .bind(event.printer_id)
+        .bind(&data.printer_name)
+        .bind(event.at)
+        .bind(data.queue_job())
+        .bind(&data.job_name)
+        .fetch_optional(&mut **tx)
+        .await;
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -550,5 +776,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(job_name(&data), "cube");
+    }
+
+    #[test]
+    fn a_printer_seen_again_is_matched_by_job_name_or_old_print_key() {
+        assert!(same_job(3, Some("cube"), None, Some("cube")));
+        assert!(!same_job(3, Some("cube"), None, Some("gear")));
+        assert!(!same_job(3, Some("cube"), None, None));
+        assert!(same_job(3, None, Some("3/my_cube@x.1"), Some("my cube")));
+        assert!(!same_job(3, None, Some("3/my_cube@x.1"), Some("my")));
     }
 }

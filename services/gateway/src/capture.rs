@@ -28,6 +28,9 @@ pub struct CaptureJob {
     pub print_key: String,
     pub subtask_name: Option<String>,
     pub gcode_file: Option<String>,
+    /// A capture resumed by a gateway that took over a print already running: the archive
+    /// fills the open print's file only if it has none.
+    pub resumed: bool,
 }
 
 /// Limits of captures, shared by a gateway's connections.
@@ -52,6 +55,8 @@ pub async fn run(job: CaptureJob, store: Arc<FarmStore>, settings: Arc<Settings>
             "object": object,
             "filename": filename,
             "size": size,
+            "resumed": job.resumed,
+            "job_name": job.subtask_name,
         }),
         Err(reason) => {
             tracing::warn!(printer = job.record.id, reason, "3MF not captured");
@@ -59,6 +64,8 @@ pub async fn run(job: CaptureJob, store: Arc<FarmStore>, settings: Arc<Settings>
                 "print": job.print_key,
                 "printer_name": job.record.name,
                 "error": reason,
+                "resumed": job.resumed,
+                "job_name": job.subtask_name,
             })
         }
     };

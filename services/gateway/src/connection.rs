@@ -42,6 +42,9 @@ use crate::store::FarmStore;
 pub struct Settings {
     pub anchors: Arc<Vec<TrustAnchor<'static>>>,
     pub silence: Duration,
+    /// How long a silent printer has to answer a request for a full report before its
+    /// connection is taken as dead.
+    pub silence_probe: Duration,
     pub status_interval: Duration,
     pub command_deadline: Duration,
     /// For telling `api` about certificates trusted on first use.
@@ -73,6 +76,8 @@ pub struct Connection {
     print_key: Option<String>,
     /// Commands sent and not yet acknowledged.
     pending: Vec<Pending>,
+    /// Whether this session's first full report was announced (`printer_state`).
+    announced: bool,
     /// Queued jobs being printed.
     dispatches: dispatch::Dispatches,
     uploads: (dispatch::UploadSender, dispatch::UploadReceiver),
@@ -111,6 +116,7 @@ impl Connection {
             hms: Vec::new(),
             print_key: None,
             pending: Vec::new(),
+            announced: false,
             dispatches: dispatch::Dispatches::default(),
             uploads: dispatch::upload_channel(),
         }
@@ -164,6 +170,7 @@ impl Connection {
                 backoff.reset();
             }
             self.lifecycle.reconnected();
+            self.announced = false;
             let delay = match outcome {
                 SessionError::NotAuthorized => Duration::from_secs(60),
                 _ => backoff.next_delay(),
@@ -371,11 +378,33 @@ impl Connection {
         let mut state = ReportState::default();
         let mut flush = tokio::time::interval(self.settings.status_interval);
         // Silence is measured from the last thing the printer sent, not from the last loop turn.
+        // When it has lasted `silence`, the printer is asked for a full report (an idle printer
+        // may say nothing for a long while: Home Assistant's integration asks at 60 s), and the
+        // connection is taken as dead only if it still says nothing for `silence_probe`.
         let mut heard = tokio::time::Instant::now();
+        let mut probed = false;
         loop {
+            let quiet_until = heard
+                + self.settings.silence
+                + if probed {
+                    self.settings.silence_probe
+                } else {
+                    Duration::ZERO
+                };
             let incoming = tokio::select! {
                 incoming = session.next() => Ok(incoming),
-                _ = tokio::time::sleep_until(heard + self.settings.silence) => Err(()),
+                _ = tokio::time::sleep_until(quiet_until) => {
+                    if probed {
+                        Err(())
+                    } else {
+                        probed = true;
+                        metrics::counter!("printyard_gateway_silence_probes_total").increment(1);
+                        if let Err(err) = session.send(&Command::PushAll) {
+                            return err;
+                        }
+                        continue;
+                    }
+                }
                 _ = flush.tick() => {
                     self.expire_pending().await;
                     self.expire_prints().await;
@@ -400,7 +429,11 @@ impl Connection {
                 }
             };
             let incoming = match incoming {
-                Err(_) => return SessionError::Timeout(self.settings.silence),
+                Err(_) => {
+                    return SessionError::Timeout(
+                        self.settings.silence + self.settings.silence_probe,
+                    );
+                }
                 Ok(Err(SessionError::Tls(reason))) => {
                     if let Some(Acceptance::Refused(why)) = verifier.outcome() {
                         return SessionError::Tls(why);
@@ -411,6 +444,7 @@ impl Connection {
                 Ok(Ok(incoming)) => incoming,
             };
             heard = tokio::time::Instant::now();
+            probed = false;
             self.status.last_seen = Some(Utc::now());
             match incoming {
                 Incoming::Connected => {
@@ -479,11 +513,57 @@ impl Connection {
         for event in self.lifecycle.observe(&normalized) {
             self.print_event(event, &normalized).await;
         }
+        let knew_the_print = self.print_key.is_some();
         if self.lifecycle.active() && self.print_key.is_none() {
             self.print_key = Some(print_key(&normalized));
         }
+        if !self.announced {
+            self.announced = true;
+            self.announce_state(&normalized, knew_the_print).await;
+        }
         self.status.status = Some(normalized);
         self.print_observed().await;
+    }
+
+    /// The first full report of a session: publishes what the printer shows (`printer_state`),
+    /// so that a print that ended while no gateway watched is closed from it. A print already
+    /// running that this connection did not know (a gateway start or a takeover) may have lost
+    /// its capture with the gateway that held it: the capture is resumed while the file is
+    /// still on the printer (the archive keeps a file it already has).
+    async fn announce_state(&mut self, status: &PrinterStatus, knew_the_print: bool) {
+        let data = serde_json::json!({
+            "state": status.state,
+            "job_name": status.job_name,
+            "gcode_file": status.gcode_file,
+            "print_error": status.print_error,
+            "progress": status.progress,
+            "printer_name": self.record.name,
+            // The key this gateway follows a running print under.
+            "print": self.print_key.clone().filter(|_| self.lifecycle.active()),
+            "queue_job": status.job_name.as_deref().and_then(job_of),
+        });
+        let occurrence = format!("seen.{}", Utc::now().timestamp_millis());
+        self.event(EventKind::PrinterState, &occurrence, data).await;
+        let sent_here = status
+            .job_name
+            .as_deref()
+            .and_then(job_of)
+            .is_some_and(|job| self.dispatches.sent(job).is_some());
+        if self.lifecycle.active() && !knew_the_print && !sent_here {
+            let job = crate::capture::CaptureJob {
+                record: self.record.clone(),
+                trust: self.trust_mode(),
+                print_key: self.print_key.clone().unwrap_or_default(),
+                subtask_name: status.job_name.clone(),
+                gcode_file: status.gcode_file.clone(),
+                resumed: true,
+            };
+            tokio::spawn(crate::capture::run(
+                job,
+                self.store.clone(),
+                self.settings.clone(),
+            ));
+        }
     }
 
     async fn print_event(&mut self, event: PrintEvent, status: &PrinterStatus) {
@@ -545,6 +625,7 @@ impl Connection {
                 print_key: key.clone(),
                 subtask_name: status.job_name.clone(),
                 gcode_file: status.gcode_file.clone(),
+                resumed: false,
             };
             tokio::spawn(crate::capture::run(
                 job,
@@ -629,15 +710,12 @@ fn decode_command(
     Some((command, reply))
 }
 
-/// A print's identity: the printer's task id when it has one, else its name and file.
+/// A print's identity: its name and file, and when this gateway first saw it.
 fn print_key(status: &PrinterStatus) -> String {
-    let name = status.job_name.clone().unwrap_or_default();
-    let file = status.gcode_file.clone().unwrap_or_default();
-    format!(
-        "{}@{}.{}",
-        name.replace(['.', ' ', '*', '>'], "_"),
-        file.replace(['.', ' ', '*', '>'], "_"),
-        Utc::now().timestamp()
+    printyard_contracts::farm::print_key(
+        status.job_name.as_deref(),
+        status.gcode_file.as_deref(),
+        Utc::now(),
     )
 }
 

@@ -46,8 +46,10 @@ pub struct GatewayConfig {
     /// A list in a config file; comma-separated in `PRINTYARD__GATEWAY__EXTRA_CA_FILES`.
     #[serde(deserialize_with = "list_or_commas")]
     pub extra_ca_files: Vec<String>,
-    /// Silence after which a printer connection is taken as dead.
+    /// Silence after which a printer is asked for a full report...
     pub silence_secs: u64,
+    /// ...and after which, still silent, its connection is taken as dead.
+    pub silence_probe_secs: u64,
     /// The most often a printer's status is written to the KV bucket.
     pub status_interval_ms: u64,
     /// How long a command waits for the printer's acknowledgement.
@@ -73,6 +75,7 @@ impl Default for GatewayConfig {
             lease_secs: 15,
             extra_ca_files: Vec::new(),
             silence_secs: 60,
+            silence_probe_secs: 10,
             status_interval_ms: 100,
             command_deadline_ms: 5000,
             capture_window_secs: 90,
@@ -149,6 +152,7 @@ impl Gateway {
             connection: Arc::new(connection::Settings {
                 anchors: Arc::new(trust_anchors(&pem_refs)),
                 silence: Duration::from_secs(settings.silence_secs.max(5)),
+                silence_probe: Duration::from_secs(settings.silence_probe_secs.max(1)),
                 status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
                 command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
                 rpc: runtime.rpc().clone(),

@@ -205,15 +205,32 @@ impl Dispatcher {
         if !ours {
             return Ok(None);
         }
+        // Three index range scans, each stopping after a few rows, merged in queue order: the
+        // printer's own jobs, then jobs for any printer sliced for its model, and jobs for any
+        // printer that name no model. (One scan with an OR would read past every pending job
+        // that names another printer or model: 75 ms at 100,000 jobs, see the benchmark.)
         let candidates: Vec<JobRow> = sqlx::query_as(select_jobs!(
-            "WHERE status = 'pending' \
-               AND (scheduled_time IS NULL OR scheduled_time <= now()) \
-               AND (not_before IS NULL OR not_before <= now()) \
-               AND (printer_id = $1 OR (printer_id IS NULL \
-                    AND (site IS NULL OR site = $2) \
-                    AND (model IS NULL OR lower(model) = lower($3)))) \
-               AND (model_id IS NULL OR $4::text IS NULL OR lower(model_id) = lower($4)) \
-             ORDER BY position, id LIMIT $5 FOR UPDATE SKIP LOCKED"
+            "WHERE id IN ( \
+               (SELECT id FROM queue.jobs WHERE status = 'pending' AND printer_id = $1 \
+                  AND (scheduled_time IS NULL OR scheduled_time <= now()) \
+                  AND (not_before IS NULL OR not_before <= now()) \
+                ORDER BY position, id LIMIT $5) \
+               UNION ALL \
+               (SELECT id FROM queue.jobs WHERE status = 'pending' AND printer_id IS NULL \
+                  AND (model_id = $4 OR ($4::text IS NULL AND model_id IS NOT NULL)) \
+                  AND (site IS NULL OR site = $2) AND (model IS NULL OR lower(model) = lower($3)) \
+                  AND (scheduled_time IS NULL OR scheduled_time <= now()) \
+                  AND (not_before IS NULL OR not_before <= now()) \
+                ORDER BY position, id LIMIT $5) \
+               UNION ALL \
+               (SELECT id FROM queue.jobs WHERE status = 'pending' AND printer_id IS NULL \
+                  AND model_id IS NULL \
+                  AND (site IS NULL OR site = $2) AND (model IS NULL OR lower(model) = lower($3)) \
+                  AND (scheduled_time IS NULL OR scheduled_time <= now()) \
+                  AND (not_before IS NULL OR not_before <= now()) \
+                ORDER BY position, id LIMIT $5)) \
+             AND status = 'pending' \
+             ORDER BY position, id FOR UPDATE SKIP LOCKED"
         ))
         .bind(printer.id())
         .bind(printer.record.site.as_str())

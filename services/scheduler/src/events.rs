@@ -4,6 +4,8 @@
 //! recorded in `queue.applied_events` in the transaction of its effect, so a redelivery changes
 //! nothing.
 //!
+//! A deleted printer (`printer_removed`) fails the jobs on it and those waiting for it alone.
+//!
 //! The printer's own status is a second witness ([`reconcile_printing`]): a job whose print
 //! ended while no gateway published its events (or failed before it ever ran) is ended from
 //! what the printer shows, by the same transitions.
@@ -134,6 +136,7 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
             | EventKind::PrintFailed
             | EventKind::PrintStopped
             | EventKind::ArchiveCreated
+            | EventKind::PrinterRemoved
     );
     if !relevant {
         return Ok(());
@@ -180,6 +183,28 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
                     published.0.push((row, end.event()));
                 }
             }
+        }
+        (EventKind::PrinterRemoved, _) => {
+            // Its jobs cannot print: those on it, and those waiting for it alone.
+            let failed: Vec<JobRow> = sqlx::query_as(concat!(
+                "UPDATE queue.jobs SET status = 'failed', completed_at = $2, claimed_by = NULL, \
+                   claim_expires = NULL, error = 'the printer was deleted' \
+                 WHERE (printer_assigned = $1 AND status IN ('dispatching', 'printing')) \
+                    OR (printer_id = $1 AND status = 'pending') \
+                 RETURNING ",
+                crate::db::job_columns!()
+            ))
+            .bind(event.printer_id)
+            .bind(event.at)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM queue.plates WHERE printer_id = $1")
+                .bind(event.printer_id)
+                .execute(&mut *tx)
+                .await?;
+            published
+                .0
+                .extend(failed.into_iter().map(|j| (j, EventKind::QueueJobFailed)));
         }
         (EventKind::ArchiveCreated, Some(job)) => {
             sqlx::query(

@@ -30,15 +30,19 @@ pub enum ArchiveStatus {
     Stopped,
     /// Uploaded into the library, not printed (yet).
     Uploaded,
+    /// The print ended unseen and nothing tells how (`end_reason` says why): its printer was
+    /// deleted while it printed, or showed another print when a gateway held it again.
+    Unknown,
 }
 
 impl ArchiveStatus {
-    pub const ALL: [ArchiveStatus; 5] = [
+    pub const ALL: [ArchiveStatus; 6] = [
         ArchiveStatus::Printing,
         ArchiveStatus::Success,
         ArchiveStatus::Failed,
         ArchiveStatus::Stopped,
         ArchiveStatus::Uploaded,
+        ArchiveStatus::Unknown,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl ArchiveStatus {
             ArchiveStatus::Failed => "failed",
             ArchiveStatus::Stopped => "stopped",
             ArchiveStatus::Uploaded => "uploaded",
+            ArchiveStatus::Unknown => "unknown",
         }
     }
 
@@ -113,6 +118,9 @@ pub struct Archive {
     pub queue_job_id: Option<i64>,
     /// The library archive whose file the queue sent.
     pub source_archive_id: Option<i64>,
+    /// How the print's end was learned when no gateway saw it happen (status `unknown`, or an
+    /// end read from what the printer showed when it was seen again).
+    pub end_reason: Option<String>,
 }
 
 /// The filters of `GET /archives` and its export.
@@ -167,7 +175,14 @@ pub struct ArchiveId {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ArchivePatch {
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+        )
+    )]
     pub name: Option<String>,
     #[cfg_attr(
         feature = "openapi",
@@ -283,7 +298,14 @@ pub struct Project {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+        )
+    )]
     pub name: String,
     #[cfg_attr(feature = "openapi", schema(max_length = 10000))]
     pub description: Option<String>,
@@ -299,7 +321,14 @@ pub struct NewProject {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProjectPatch {
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 255,
+            pattern = "^[^\\u0000]*\\S[^\\u0000]*$"
+        )
+    )]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, max_length = 10000))]

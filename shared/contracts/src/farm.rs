@@ -154,6 +154,11 @@ pub enum EventKind {
     PrinterError,
     /// The gateway fetched the print's 3MF into the transfer bucket, or says why it could not.
     PrintFile,
+    /// What a printer shows when a gateway starts holding it (its first full report of a
+    /// connection): lets the archive close prints that ended while no gateway watched.
+    PrinterState,
+    /// `api` deleted the printer: prints still open on it are ended.
+    PrinterRemoved,
     /// `archive` created the archive of a print (`archive_id`, and `queue_job` for a job).
     ArchiveCreated,
     /// The scheduler's jobs: started printing, completed, failed (or cancelled).
@@ -174,6 +179,8 @@ impl EventKind {
             EventKind::PrinterOffline => "printer_offline",
             EventKind::PrinterError => "printer_error",
             EventKind::PrintFile => "print_file",
+            EventKind::PrinterState => "printer_state",
+            EventKind::PrinterRemoved => "printer_removed",
             EventKind::ArchiveCreated => "archive_created",
             EventKind::QueueJobStarted => "queue_job_started",
             EventKind::QueueJobCompleted => "queue_job_completed",
@@ -201,6 +208,23 @@ pub struct FarmEvent {
 /// same id, whichever gateway publishes it, so JetStream's dedupe keeps one.
 pub fn event_id(serial: &str, kind: EventKind, occurrence: &str) -> String {
     format!("{serial}.{}.{occurrence}", kind.as_str())
+}
+
+/// A gateway's key for one print: its job name and file made safe as a subject token, and
+/// when it was first seen (`cube@cube_gcode_3mf.1767000000`). The archive recognises a print
+/// by it, and by its job name in keys made before the job name was recorded.
+pub fn print_key(job_name: Option<&str>, gcode_file: Option<&str>, seen: DateTime<Utc>) -> String {
+    format!(
+        "{}@{}.{}",
+        key_token(job_name.unwrap_or_default()),
+        key_token(gcode_file.unwrap_or_default()),
+        seen.timestamp()
+    )
+}
+
+/// `text` with the characters a subject token or a key cannot hold replaced by `_`.
+pub fn key_token(text: &str) -> String {
+    text.replace(['.', ' ', '*', '>'], "_")
 }
 
 /// A certificate a gateway trusted on first use, for `api` to keep with the printer so the

@@ -47,6 +47,9 @@ pub struct Faults {
     pub ftps_delay_ms: u64,
     /// Refuse control commands like firmware that wants signed commands.
     pub require_signed: bool,
+    /// Push no reports of its own (no heartbeat, no changes), but answer requests (`pushall`,
+    /// commands): an idle printer that reports only when asked.
+    pub quiet: bool,
 }
 
 /// Live connection counts, for tests that must prove "never two connections to one printer".
@@ -655,7 +658,8 @@ impl Printer {
             interval.tick().await;
             self.tick(tick);
             since_report += tick;
-            if self.faults().silent {
+            let faults = self.faults();
+            if faults.silent || faults.quiet {
                 continue;
             }
             if self.publish_changes() {

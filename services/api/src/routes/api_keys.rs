@@ -45,7 +45,7 @@ pub struct Revoked {
 }
 
 #[utoipa::path(
-    post, path = "/api-keys", tag = "api-keys",
+    post, path = "/api-keys", operation_id = "createApiKey", tag = "api-keys",
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "Created; `key` is shown only here", body = CreatedApiKey),
@@ -89,7 +89,7 @@ pub async fn create(
 }
 
 #[utoipa::path(
-    get, path = "/api-keys", tag = "api-keys",
+    get, path = "/api-keys", operation_id = "listApiKeys", tag = "api-keys",
     responses(
         (status = 200, description = "Live keys, newest first, without secrets", body = Vec<ApiKey>),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -102,7 +102,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiKey>>, Ap
 }
 
 #[utoipa::path(
-    delete, path = "/api-keys/{id}", tag = "api-keys",
+    delete, path = "/api-keys/{id}", operation_id = "revokeApiKey", tag = "api-keys",
     params(("id" = i64, Path, description = "The key's id")),
     responses(
         (status = 200, description = "Revoked on every replica at once", body = Revoked),

@@ -44,7 +44,7 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 pub struct ArchiveQuery {
     /// Only this printer's archives.
     pub printer_id: Option<i64>,
-    /// `printing`, `success`, `failed`, `stopped` or `uploaded`.
+    /// `printing`, `success`, `failed`, `stopped`, `uploaded` or `unknown`.
     #[param(value_type = Option<ArchiveStatus>)]
     pub status: Option<String>,
     /// From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive.
@@ -129,7 +129,7 @@ impl ArchiveQuery {
             .as_deref()
             .map(|s| {
                 ArchiveStatus::parse(s).ok_or_else(|| {
-                    invalid("Invalid query `status`: one of printing, success, failed, stopped, uploaded")
+                    invalid("Invalid query `status`: one of printing, success, failed, stopped, uploaded, unknown")
                 })
             })
             .transpose()?;
@@ -161,7 +161,7 @@ impl ArchiveQuery {
     }
 }
 
-#[utoipa::path(get, path = "/archives", tag = "archives",
+#[utoipa::path(get, path = "/archives", operation_id = "listArchives", tag = "archives",
     params(ArchiveQuery),
     responses((status = 200, body = ArchivePage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -186,7 +186,7 @@ pub async fn list(
     Ok(Json(state.rpc.call(contract::LIST, &request).await?))
 }
 
-#[utoipa::path(get, path = "/archives/{id}", tag = "archives",
+#[utoipa::path(get, path = "/archives/{id}", operation_id = "getArchive", tag = "archives",
     params(("id" = i64, Path)),
     responses((status = 200, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -199,7 +199,7 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(patch, path = "/archives/{id}", tag = "archives",
+#[utoipa::path(patch, path = "/archives/{id}", operation_id = "updateArchive", tag = "archives",
     params(("id" = i64, Path)), request_body = ArchivePatch,
     responses((status = 200, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -218,7 +218,7 @@ pub struct DeletedArchive {
     pub deleted: bool,
 }
 
-#[utoipa::path(delete, path = "/archives/{id}", tag = "archives",
+#[utoipa::path(delete, path = "/archives/{id}", operation_id = "deleteArchive", tag = "archives",
     params(("id" = i64, Path)),
     responses((status = 200, body = DeletedArchive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -291,9 +291,9 @@ async fn file_response(state: &AppState, id: i64, kind: FileKind) -> Result<Resp
     Ok(response)
 }
 
-#[utoipa::path(get, path = "/archives/{id}/3mf", tag = "archives",
+#[utoipa::path(get, path = "/archives/{id}/3mf", operation_id = "downloadArchive3mf", tag = "archives",
     params(("id" = i64, Path)),
-    responses((status = 200, description = "The 3MF file", content_type = "application/octet-stream"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no file", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, description = "The 3MF file", content((BinaryFile = "application/octet-stream"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no file", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn download(
     State(state): State<AppState>,
@@ -302,9 +302,9 @@ pub async fn download(
     file_response(&state, id, FileKind::ThreeMf).await
 }
 
-#[utoipa::path(get, path = "/archives/{id}/thumbnail", tag = "archives",
+#[utoipa::path(get, path = "/archives/{id}/thumbnail", operation_id = "getArchiveThumbnail", tag = "archives",
     params(("id" = i64, Path)),
-    responses((status = 200, description = "The plate thumbnail", content_type = "image/png"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no thumbnail", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, description = "The plate thumbnail", content((BinaryFile = "image/png"))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such archive, or it has no thumbnail", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn thumbnail(
     State(state): State<AppState>,
@@ -327,6 +327,12 @@ fn import_deadline(size: u64) -> Duration {
     Duration::from_secs(30) + Duration::from_millis(size / (20 * 1024 * 1024) * 1000)
 }
 
+/// A file's bytes, as a download.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)]
+pub struct BinaryFile(Vec<u8>);
+
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct UploadForm {
@@ -335,7 +341,7 @@ pub struct UploadForm {
     file: Vec<u8>,
 }
 
-#[utoipa::path(post, path = "/archives", tag = "archives",
+#[utoipa::path(post, path = "/archives", operation_id = "uploadArchive", tag = "archives",
     request_body(content = UploadForm, content_type = "multipart/form-data", description = "A sliced 3MF in the field `file`"),
     responses((status = 201, body = Archive), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, description = "Not a printable 3MF (not a ZIP, ZIP bomb, unsafe names, unsliced)", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -508,9 +514,9 @@ fn pages(
     })
 }
 
-#[utoipa::path(get, path = "/archives/export", tag = "archives",
+#[utoipa::path(get, path = "/archives/export", operation_id = "exportArchives", tag = "archives",
     params(ExportQuery),
-    responses((status = 200, description = "CSV (streamed) or XLSX of the archives matching the filters", content_type = "text/csv"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, description = "CSV (streamed) or XLSX of the archives matching the filters", content((String = "text/csv"), (BinaryFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn export(
     State(state): State<AppState>,

@@ -42,7 +42,7 @@ fn connected(ok: bool) -> &'static str {
 
 /// Health of the system. Needs no API key.
 #[utoipa::path(
-    get, path = "/health", tag = "system",
+    get, path = "/health", operation_id = "getHealth", tag = "system",
     responses(
         (status = 200, description = "`healthy` or `degraded`", body = Health),
         (status = 503, description = "`unhealthy`: Postgres or NATS unreachable", body = Health),

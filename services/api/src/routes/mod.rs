@@ -35,7 +35,7 @@ pub const BASE: &str = "/api/v1";
 
 /// The `/api/v1` routes (relative to [`BASE`]) and their OpenAPI description.
 pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::health))
         .routes(routes!(system::info))
         .routes(routes!(api_keys::list, api_keys::create))
@@ -57,8 +57,15 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(queue::list, queue::add))
         .routes(routes!(queue::remove))
-        .routes(routes!(queue::reorder))
-        .split_for_parts()
+        .routes(routes!(queue::reorder));
+    let (router, mut openapi) = router.split_for_parts();
+    crate::openapi::finish_document(&mut openapi);
+    (router, openapi)
+}
+
+/// The OpenAPI document `/api/v1/openapi.json` serves.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    v1().1
 }
 
 pub fn router(state: AppState) -> Router {

@@ -261,7 +261,7 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
     }
 }
 
-#[utoipa::path(get, path = "/printers", tag = "printers",
+#[utoipa::path(get, path = "/printers", operation_id = "listPrinters", tag = "printers",
     responses((status = 200, body = Vec<Printer>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Printer>>, ApiError> {
@@ -273,7 +273,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Printer>>, A
     ))
 }
 
-#[utoipa::path(get, path = "/printers/{id}", tag = "printers",
+#[utoipa::path(get, path = "/printers/{id}", operation_id = "getPrinter", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -285,7 +285,7 @@ pub async fn get(
     Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
 }
 
-#[utoipa::path(get, path = "/printers/{id}/status", tag = "printers",
+#[utoipa::path(get, path = "/printers/{id}/status", operation_id = "getPrinterStatus", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = PrinterStatusView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -338,7 +338,7 @@ pub async fn status(
     }))
 }
 
-#[utoipa::path(post, path = "/printers", tag = "printers", request_body = CreatePrinter,
+#[utoipa::path(post, path = "/printers", operation_id = "createPrinter", tag = "printers", request_body = CreatePrinter,
     responses((status = 201, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn create(
@@ -360,7 +360,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&row, None, false))))
 }
 
-#[utoipa::path(patch, path = "/printers/{id}", tag = "printers", request_body = UpdatePrinter,
+#[utoipa::path(patch, path = "/printers/{id}", operation_id = "updatePrinter", tag = "printers", request_body = UpdatePrinter,
     params(("id" = i64, Path)),
     responses((status = 200, body = Printer), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -383,7 +383,7 @@ pub async fn update(
     Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
 }
 
-#[utoipa::path(delete, path = "/printers/{id}", tag = "printers",
+#[utoipa::path(delete, path = "/printers/{id}", operation_id = "deletePrinter", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = Deleted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -391,8 +391,9 @@ pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Deleted>, ApiError> {
-    state.registry.delete(id).await?;
+    let row = state.registry.delete(id).await?;
     tracing::info!(printer = id, "printer deleted");
+    state.registry.announce_removed(&row).await;
     Ok(Json(Deleted { id, deleted: true }))
 }
 
@@ -495,7 +496,7 @@ async fn command(
     }
 }
 
-#[utoipa::path(post, path = "/printers/{id}/refresh-status", tag = "printers",
+#[utoipa::path(post, path = "/printers/{id}/refresh-status", operation_id = "refreshPrinterStatus", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -506,7 +507,7 @@ pub async fn refresh_status(
     command(&state, id, PrinterCommand::Refresh).await
 }
 
-#[utoipa::path(post, path = "/printers/{id}/pause", tag = "printers",
+#[utoipa::path(post, path = "/printers/{id}/pause", operation_id = "pausePrinter", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -517,7 +518,7 @@ pub async fn pause(
     command(&state, id, PrinterCommand::Pause).await
 }
 
-#[utoipa::path(post, path = "/printers/{id}/resume", tag = "printers",
+#[utoipa::path(post, path = "/printers/{id}/resume", operation_id = "resumePrinter", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -528,7 +529,7 @@ pub async fn resume(
     command(&state, id, PrinterCommand::Resume).await
 }
 
-#[utoipa::path(post, path = "/printers/{id}/stop", tag = "printers",
+#[utoipa::path(post, path = "/printers/{id}/stop", operation_id = "stopPrinter", tag = "printers",
     params(("id" = i64, Path)),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)),
     security(("api_key" = [])))]

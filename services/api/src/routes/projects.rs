@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
 
-#[utoipa::path(get, path = "/projects", tag = "projects",
+#[utoipa::path(get, path = "/projects", operation_id = "listProjects", tag = "projects",
     responses((status = 200, body = Vec<Project>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Project>>, ApiError> {
@@ -21,7 +21,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Project>>, A
     Ok(Json(list.projects))
 }
 
-#[utoipa::path(get, path = "/projects/{id}", tag = "projects",
+#[utoipa::path(get, path = "/projects/{id}", operation_id = "getProject", tag = "projects",
     params(("id" = i64, Path)),
     responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -37,7 +37,7 @@ pub async fn get(
     ))
 }
 
-#[utoipa::path(post, path = "/projects", tag = "projects",
+#[utoipa::path(post, path = "/projects", operation_id = "createProject", tag = "projects",
     request_body = NewProject,
     responses((status = 201, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -49,7 +49,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(project)))
 }
 
-#[utoipa::path(patch, path = "/projects/{id}", tag = "projects",
+#[utoipa::path(patch, path = "/projects/{id}", operation_id = "updateProject", tag = "projects",
     params(("id" = i64, Path)), request_body = ProjectPatch,
     responses((status = 200, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -71,7 +71,7 @@ pub struct DeletedProject {
 }
 
 /// Deletes a project; its archives stay, unlinked.
-#[utoipa::path(delete, path = "/projects/{id}", tag = "projects",
+#[utoipa::path(delete, path = "/projects/{id}", operation_id = "deleteProject", tag = "projects",
     params(("id" = i64, Path)),
     responses((status = 200, body = DeletedProject), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]

@@ -28,7 +28,7 @@ pub struct DatabaseInfo {
 
 /// Version, uptime and database figures.
 #[utoipa::path(
-    get, path = "/system/info", tag = "system",
+    get, path = "/system/info", operation_id = "getSystemInfo", tag = "system",
     responses(
         (status = 200, body = SystemInfo),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
