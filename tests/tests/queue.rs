@@ -312,7 +312,7 @@ async fn a_queued_job_prints_on_its_printer_completes_with_its_archive_then_wait
 }
 
 #[tokio::test]
-async fn a_job_for_an_x1c_waits_while_only_p1s_printers_are_idle_then_goes_to_the_x1c() {
+async fn a_job_for_an_x1c_waits_while_only_p1s_printers_are_idle_with_its_reason() {
     let world = world(&[Model::P1S, Model::P1S], 200.0, true, true).await;
     let x1c_file = sliced_3mf(&Slicing {
         model_id: "BL-P001",
