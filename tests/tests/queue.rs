@@ -486,6 +486,43 @@ async fn a_refused_start_fails_the_job_with_the_printers_reason() {
 }
 
 #[tokio::test]
+async fn an_upload_the_printer_refuses_is_retried_with_backoff_then_fails_with_the_reason() {
+    let world = world(&[Model::A1Mini], 200.0, true, true).await;
+    world.printer(1).set_faults(Faults {
+        no_sd_card: true,
+        ..Default::default()
+    });
+    let archive_id = world
+        .upload(sliced_3mf(&Slicing::default()), "cube.3mf")
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let job = world.queued(json!({"archive_id": archive_id})).await;
+    // Between attempts the job is pending again and says when it is tried next, and why.
+    let retrying = world
+        .job_where(job, "a retry after the first attempt", |j| {
+            j["status"] == "pending" && j["attempts"] == 1
+        })
+        .await;
+    let reason = retrying["waiting_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("retrying after ") && reason.contains("553"),
+        "{reason}"
+    );
+    // Three attempts (`scheduler.max_attempts`), one then two seconds apart, then failed.
+    let failed = world
+        .job_where(job, "the job failed", |j| j["status"] == "failed")
+        .await;
+    assert_eq!(failed["attempts"], 3);
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("upload failed") && error.contains("553"),
+        "{error}"
+    );
+    assert!(world.started().is_empty());
+}
+
+#[tokio::test]
 async fn queue_input_is_checked_and_jobs_on_printers_cannot_be_removed() {
     let world = world(&[Model::A1Mini], 200.0, true, true).await;
     let library = world

@@ -3,7 +3,7 @@
 //! | route | effect |
 //! |---|---|
 //! | `GET /printers`, `GET /printers/{serial}` | state, job, connection counts, faults |
-//! | `PUT /printers/{serial}/faults` | `{refuse_connections, silent, quiet, ftps_delay_ms, require_signed}` |
+//! | `PUT /printers/{serial}/faults` | `{refuse_connections, silent, quiet, no_sd_card, ftps_delay_ms, require_signed}` |
 //! | `POST /printers/{serial}/drop` | close every open connection now |
 //! | `POST /printers/{serial}/hms` `{attr, code}` / `DELETE` | raise / clear an HMS entry |
 //! | `POST /printers/{serial}/fail` `{print_error?}` | fail the current print |

@@ -253,6 +253,8 @@ impl Session<'_> {
                     )
                     .await;
             }
+            // Without a storage card there is nowhere to write: vsFTPd's answer.
+            "STOR" if self.printer.faults().no_sd_card => "553 Could not create file.".into(),
             "STOR" => {
                 let path = self.resolve(arg);
                 return self

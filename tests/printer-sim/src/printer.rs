@@ -50,6 +50,8 @@ pub struct Faults {
     /// Push no reports of its own (no heartbeat, no changes), but answer requests (`pushall`,
     /// commands): an idle printer that reports only when asked.
     pub quiet: bool,
+    /// No storage card: uploads are refused (`553`).
+    pub no_sd_card: bool,
 }
 
 /// Live connection counts, for tests that must prove "never two connections to one printer".
