@@ -284,7 +284,7 @@ impl Registry {
     /// Tells the farm a printer is gone (`printer_removed` on `FARM_EVENTS`): its open prints
     /// end, its queued jobs fail. Retried with backoff; the printer is deleted either way.
     pub async fn announce_removed(&self, row: &PrinterRow) {
-        use printyard_contracts::farm::{EventKind, FarmEvent, event_id, event_subject};
+        use printyard_contracts::farm::{EventKind, FarmEvent, event_id};
         let site = Site::parse(&row.site).unwrap_or_default();
         let now = chrono::Utc::now();
         let kind = EventKind::PrinterRemoved;
@@ -297,31 +297,8 @@ impl Registry {
             at: now,
             data: serde_json::json!({"printer_name": row.name}),
         };
-        let Ok(payload) = serde_json::to_vec(&event) else {
-            return;
-        };
-        let subject = event_subject(&site, row.id, kind);
-        let mut backoff = printyard_service::backoff::Backoff::new(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_secs(2),
-        );
-        for attempt in 0..5 {
-            match printyard_service::nats::publish_to_stream(
-                &self.jetstream,
-                subject.clone(),
-                payload.clone().into(),
-                Some(&event.id),
-                std::time::Duration::from_secs(5),
-            )
-            .await
-            {
-                Ok(_) => return,
-                Err(err) if attempt == 4 => {
-                    tracing::error!(printer = row.id, error = %err, "printer_removed not published")
-                }
-                Err(_) => tokio::time::sleep(backoff.next_delay()).await,
-            }
-        }
+        // Failures are logged by `publish`; the printer is deleted either way.
+        let _ = printyard_service::farm_events::publish(&self.jetstream, &event).await;
     }
 }
 

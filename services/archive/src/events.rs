@@ -21,12 +21,11 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use printyard_contracts::farm::{EventKind, FarmEvent, all_events, event_id, event_subject};
+use printyard_contracts::farm::{EventKind, FarmEvent, event_id};
 use printyard_contracts::queue;
-use printyard_service::backoff::Backoff;
+use printyard_service::farm_events::ConsumerOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -55,79 +54,23 @@ pub enum Handled {
 }
 
 pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    while !shutdown.is_cancelled() {
-        match consume(&context, concurrency, &shutdown).await {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, "event consumer stopped; resuming");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                }
+    let options = ConsumerOptions {
+        name: CONSUMER,
+        // A 1 GiB file may take a while to store.
+        ack_wait: Duration::from_secs(300),
+        concurrency,
+    };
+    let jetstream = context.jetstream.clone();
+    printyard_service::farm_events::consume(jetstream, options, shutdown, |event| {
+        let context = context.clone();
+        async move {
+            match apply(&context, &event).await {
+                Handled::Done => Ok(()),
+                Handled::Retry(reason) => Err(reason),
             }
         }
-    }
-}
-
-async fn consume(
-    context: &Context,
-    concurrency: usize,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let stream = printyard_service::nats::farm_events_stream(&context.jetstream).await?;
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                filter_subject: all_events(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                // A 1 GiB file may take a while to store.
-                ack_wait: Duration::from_secs(300),
-                max_ack_pending: 1000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating consumer {CONSUMER}: {e}"))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("pulling from {CONSUMER}: {e}"))?;
-    let handled = messages
-        .take_until(shutdown.cancelled())
-        .for_each_concurrent(concurrency.max(1), |message| async move {
-            let message = match message {
-                Ok(message) => message,
-                Err(err) => {
-                    tracing::debug!(error = %err, "pull hiccup");
-                    return;
-                }
-            };
-            let ack = match serde_json::from_slice::<FarmEvent>(&message.payload) {
-                Err(err) => {
-                    tracing::warn!(error = %err, subject = %message.subject, "unreadable event skipped");
-                    AckKind::Term
-                }
-                Ok(event) => match apply(context, &event).await {
-                    Handled::Done => AckKind::Ack,
-                    Handled::Retry(reason) => {
-                        tracing::warn!(event = %event.id, reason, "event not applied yet; retrying");
-                        AckKind::Nak(Some(Duration::from_secs(5)))
-                    }
-                },
-            };
-            if let Err(err) = message.ack_with(ack).await {
-                tracing::debug!(error = %err, "ack not sent (the event will be redelivered)");
-            }
-        });
-    handled.await;
-    if shutdown.is_cancelled() {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("the message stream ended"))
-    }
+    })
+    .await
 }
 
 /// What the gateway puts in a print event's `data`.
@@ -296,20 +239,14 @@ async fn announce(context: &Context, event: &FarmEvent, data: &PrintData, create
             "status": "printing",
         }),
     };
-    let Ok(payload) = serde_json::to_vec(&announced) else {
-        return;
-    };
-    let subject = event_subject(&event.site, event.printer_id, EventKind::ArchiveCreated);
-    if let Err(err) = printyard_service::nats::publish_to_stream(
-        &context.jetstream,
-        subject,
-        payload.into(),
-        Some(&announced.id),
-        Duration::from_secs(5),
-    )
-    .await
+    if printyard_service::farm_events::publish(&context.jetstream, &announced)
+        .await
+        .is_err()
     {
-        tracing::warn!(archive = created.archive_id, error = %err, "archive_created not published");
+        tracing::warn!(
+            archive = created.archive_id,
+            "archive_created not published"
+        );
     }
 }
 

@@ -28,7 +28,7 @@ use printyard_bambu::tls::{
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
     CommandOutcome, CommandRequest, EventKind, FarmEvent, PIN_LEARNED, PinLearned, PrinterCommand,
-    PrinterRecord, StatusRecord, command_subject, event_id, event_subject,
+    PrinterRecord, StatusRecord, command_subject, event_id,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
 use printyard_contracts::queue::{job_of, print_subject};
@@ -741,26 +741,6 @@ pub async fn publish_event(
         at: Utc::now(),
         data,
     };
-    let Ok(payload) = serde_json::to_vec(&event) else {
-        return;
-    };
-    let subject = event_subject(&record.site, record.id, kind);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    for attempt in 0..5 {
-        match printyard_service::nats::publish_to_stream(
-            &store.jetstream,
-            subject.clone(),
-            payload.clone().into(),
-            Some(&event.id),
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(_) => return,
-            Err(err) if attempt == 4 => {
-                tracing::error!(printer = record.id, kind = kind.as_str(), error = %err, "event lost");
-            }
-            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
-        }
-    }
+    // Failures are logged by `publish`; the status in the KV bucket still tells the truth.
+    let _ = printyard_service::farm_events::publish(&store.jetstream, &event).await;
 }

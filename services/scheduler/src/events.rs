@@ -12,13 +12,12 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, consumer::pull};
+use async_nats::jetstream;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
-use printyard_contracts::farm::{EventKind, FarmEvent, all_events};
+use printyard_contracts::farm::{EventKind, FarmEvent};
 use printyard_contracts::printer::PrinterState;
 use printyard_contracts::queue::job_of;
-use printyard_service::backoff::Backoff;
+use printyard_service::farm_events::ConsumerOptions;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -40,72 +39,17 @@ pub struct Context {
 }
 
 pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    while !shutdown.is_cancelled() {
-        match consume(&context, concurrency, &shutdown).await {
-            Ok(()) => return,
-            Err(err) => {
-                tracing::warn!(error = %err, "event consumer stopped; resuming");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                }
-            }
-        }
-    }
-}
-
-async fn consume(
-    context: &Context,
-    concurrency: usize,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
-    let stream = printyard_service::nats::farm_events_stream(&context.jetstream).await?;
-    let consumer = stream
-        .get_or_create_consumer(
-            CONSUMER,
-            pull::Config {
-                durable_name: Some(CONSUMER.to_owned()),
-                filter_subject: all_events(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 1000,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating consumer {CONSUMER}: {e}"))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("pulling from {CONSUMER}: {e}"))?;
-    messages
-        .take_until(shutdown.cancelled())
-        .for_each_concurrent(concurrency.max(1), |message| async move {
-            let Ok(message) = message else { return };
-            let ack = match serde_json::from_slice::<FarmEvent>(&message.payload) {
-                Err(err) => {
-                    tracing::warn!(error = %err, subject = %message.subject, "unreadable event skipped");
-                    AckKind::Term
-                }
-                Ok(event) => match apply(context, &event).await {
-                    Ok(()) => AckKind::Ack,
-                    Err(err) => {
-                        tracing::warn!(event = %event.id, error = %err, "event not applied yet; retrying");
-                        AckKind::Nak(Some(Duration::from_secs(5)))
-                    }
-                },
-            };
-            if let Err(err) = message.ack_with(ack).await {
-                tracing::debug!(error = %err, "ack not sent (the event will be redelivered)");
-            }
-        })
-        .await;
-    if shutdown.is_cancelled() {
-        Ok(())
-    } else {
-        Err(anyhow::anyhow!("the message stream ended"))
-    }
+    let options = ConsumerOptions {
+        name: CONSUMER,
+        ack_wait: Duration::from_secs(60),
+        concurrency,
+    };
+    let jetstream = context.jetstream.clone();
+    printyard_service::farm_events::consume(jetstream, options, shutdown, |event| {
+        let context = context.clone();
+        async move { apply(&context, &event).await.map_err(|e| e.to_string()) }
+    })
+    .await
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

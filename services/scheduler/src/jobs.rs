@@ -4,10 +4,8 @@
 //! and the status backstop (the printer's own state) all move jobs through these functions, and
 //! each transition happens once, whichever arrives first.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
-use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id, event_subject};
+use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use sqlx::{Postgres, Transaction};
 
 use crate::db::{JobRow, job_columns};
@@ -140,29 +138,6 @@ pub async fn publish(
             "attempts": job.attempts,
         }),
     };
-    let Ok(payload) = serde_json::to_vec(&event) else {
-        return;
-    };
-    let subject = event_subject(&site, printer_id, kind);
-    let mut backoff = printyard_service::backoff::Backoff::new(
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    );
-    for attempt in 0..5 {
-        match printyard_service::nats::publish_to_stream(
-            jetstream,
-            subject.clone(),
-            payload.clone().into(),
-            Some(&event.id),
-            Duration::from_secs(5),
-        )
-        .await
-        {
-            Ok(_) => return,
-            Err(err) if attempt == 4 => {
-                tracing::error!(job = job.id, kind = kind.as_str(), error = %err, "queue event lost")
-            }
-            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
-        }
-    }
+    // Failures are logged by `publish`; the job itself is in the database.
+    let _ = printyard_service::farm_events::publish(jetstream, &event).await;
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod boot;
 pub mod config;
 pub mod db;
+pub mod farm_events;
 pub mod files;
 pub mod kv_watch;
 pub mod metrics;
