@@ -17,6 +17,8 @@ pub struct Slicing<'a> {
     pub title: &'a str,
     /// Incompressible bytes stored in an extra entry, to make the file this much larger.
     pub padding: usize,
+    /// The plate's planned filament weight, grams.
+    pub weight: f64,
 }
 
 impl Default for Slicing<'_> {
@@ -26,6 +28,7 @@ impl Default for Slicing<'_> {
             filaments: &[("PLA", "#00AE42")],
             title: "Cube",
             padding: 0,
+            weight: 2.83,
         }
     }
 }
@@ -100,6 +103,10 @@ fn reslice(xml: &str, slicing: &Slicing) -> String {
             "<metadata key=\"printer_model_id\" value=\"{}\"/>",
             slicing.model_id
         ),
+    );
+    let xml = xml.replace(
+        "<metadata key=\"weight\" value=\"2.83\"/>",
+        &format!("<metadata key=\"weight\" value=\"{}\"/>", slicing.weight),
     );
     let start = xml.find("<filament ").expect("a filament line");
     let end = start + xml[start..].find("/>").expect("its end") + 2;

@@ -147,6 +147,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/queue", Key(P::Write, C::Write)),
     ("DELETE", "/api/v1/queue/{id}", Key(P::Write, C::Write)),
     ("POST", "/api/v1/queue/reorder", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/statistics", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/statistics/export", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/settings/costs", Key(P::Read, C::Read)),
+    ("PUT", "/api/v1/settings/costs", Key(P::Admin, C::Write)),
 ];
 
 /// The protection of `method` on the route template `path`.

@@ -4,8 +4,10 @@
 
 pub mod access;
 pub mod config;
+pub mod dates;
 pub mod discovery;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod key_cache;
 pub mod keys;

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "archives", description = "Every print with its 3MF; the upload library"),
         (name = "projects", description = "Archives grouped towards a target"),
         (name = "queue", description = "The print queue: jobs dispatched to idle printers"),
+        (name = "statistics", description = "What the farm printed and what it cost"),
     )
 )]
 pub struct ApiDoc;

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use printyard_contracts::archive::{
-    Archive, ArchiveFilter, ArchiveStatus, FilamentUse, ListArchives, PageStart, Project,
+    Archive, ArchiveFacts, ArchiveFilter, ArchiveStatus, FilamentUse, ListArchives, PageStart,
+    Project,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -17,7 +18,7 @@ macro_rules! select_archives {
              completed_at, duration, filament_used, filament_type, notes, tags, project_id, \
              progress, plates, plate, print_time_estimate, weight, filaments, printer_model_id, \
              file_key, file_size, file_sha256, thumbnail_key, file_error, queue_job_id, \
-             source_archive_id, end_reason FROM archive.archives ",
+             source_archive_id, end_reason, site, revision FROM archive.archives ",
             $tail
         )
     };
@@ -55,9 +56,33 @@ pub struct ArchiveRow {
     pub queue_job_id: Option<i64>,
     pub source_archive_id: Option<i64>,
     pub end_reason: Option<String>,
+    pub site: Option<String>,
+    pub revision: i64,
 }
 
 impl ArchiveRow {
+    /// What `archive_updated` says of it.
+    pub fn facts(&self) -> ArchiveFacts {
+        ArchiveFacts {
+            archive_id: self.id,
+            revision: self.revision,
+            status: ArchiveStatus::parse(&self.status).unwrap_or(ArchiveStatus::Failed),
+            name: self.name.clone(),
+            printer_id: self.printer_id,
+            printer_name: self.printer_name.clone(),
+            site: self.site.clone(),
+            project_id: self.project_id,
+            created_at: self.created_at,
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            duration: self.duration,
+            filament_used: self.filament_used.map(|g| (g * 100.0).round() / 100.0),
+            filament_type: self.filament_type.clone(),
+            printer_model_id: self.printer_model_id.clone(),
+            queue_job_id: self.queue_job_id,
+        }
+    }
+
     pub fn into_view(self) -> Archive {
         Archive {
             id: self.id,
@@ -90,6 +115,7 @@ impl ArchiveRow {
             queue_job_id: self.queue_job_id,
             source_archive_id: self.source_archive_id,
             end_reason: self.end_reason,
+            site: self.site,
         }
     }
 }
@@ -498,6 +524,17 @@ impl ProjectRow {
             progress,
         }
     }
+}
+
+/// The rows of `ids` that exist.
+pub async fn rows(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[i64],
+) -> Result<Vec<ArchiveRow>, sqlx::Error> {
+    sqlx::query_as(select_archives!("WHERE id = ANY($1)"))
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await
 }
 
 #[cfg(test)]

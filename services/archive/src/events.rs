@@ -290,8 +290,8 @@ async fn write(
             let (id, inserted): (i64, bool) = sqlx::query_as(
                 "INSERT INTO archive.archives \
                    (print_key, name, filename, printer_id, printer_name, status, created_at, \
-                    started_at, queue_job_id, job_name) \
-                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8) \
+                    started_at, queue_job_id, job_name, site) \
+                 VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8, $9) \
                  ON CONFLICT (print_key) DO UPDATE SET \
                    started_at = coalesce(archive.archives.started_at, EXCLUDED.started_at), \
                    created_at = least(archive.archives.created_at, EXCLUDED.created_at), \
@@ -307,6 +307,7 @@ async fn write(
             .bind(event.at)
             .bind(data.queue_job())
             .bind(&data.job_name)
+            .bind(event.site.as_str())
             .fetch_one(&mut *tx)
             .await?;
             if inserted {
@@ -509,8 +510,8 @@ async fn insert_print(
     sqlx::query_scalar(
         "INSERT INTO archive.archives \
            (print_key, name, filename, printer_id, printer_name, status, created_at, queue_job_id, \
-            job_name) \
-         VALUES ($1, $2, $3, $4, $5, 'printing', $6, $7, $8) \
+            job_name, site) \
+         VALUES ($1, $2, $3, $4, $5, 'printing', $6, $7, $8, $9) \
          ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
          RETURNING id",
     )
@@ -522,6 +523,7 @@ async fn insert_print(
     .bind(at)
     .bind(data.queue_job())
     .bind(&data.job_name)
+    .bind(event.site.as_str())
     .fetch_one(&mut **tx)
     .await
 }
@@ -670,8 +672,8 @@ async fn close_unseen_ends(
         let key = print_key(event, data);
         return sqlx::query_scalar(
             "INSERT INTO archive.archives (print_key, name, filename, printer_id, printer_name, \
-               status, created_at, started_at, queue_job_id, job_name, end_reason) \
-             VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8, \
+               status, created_at, started_at, queue_job_id, job_name, site, end_reason) \
+             VALUES ($1, $2, $3, $4, $5, 'printing', $6, $6, $7, $8, $9, \
                'it started while no gateway watched the printer; the start is when it was seen') \
              ON CONFLICT (print_key) DO NOTHING RETURNING id",
         )
@@ -683,6 +685,7 @@ async fn close_unseen_ends(
         .bind(event.at)
         .bind(data.queue_job())
         .bind(&data.job_name)
+        .bind(event.site.as_str())
         .fetch_optional(&mut **tx)
         .await;
     }

@@ -7,12 +7,15 @@
 //!   ([`printyard_bambu::threemf`]) and stored once per content hash ([`storage`]).
 //! - [`library`]: the endpoints `api` calls for `/archives` and `/projects`.
 //! - [`plan`]: what the queue needs to print a library file, and the archives of those prints.
+//! - [`outbox`]: every change to an archive announced on `FARM_EVENTS` (`archive_updated`,
+//!   `archive_deleted`), from a trigger's record, so statistics follow the archive.
 
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod intake;
 pub mod library;
+pub mod outbox;
 pub mod plan;
 pub mod storage;
 
@@ -137,6 +140,11 @@ impl Archive {
 
         serve!(runtime.serve, plans, contract::PRINT_PLAN, print_plan);
 
+        runtime.tasks().spawn(outbox::run(
+            pool.clone(),
+            jetstream.clone(),
+            shutdown.clone(),
+        ));
         runtime.tasks().spawn(events::run(
             events::Context {
                 jetstream,

@@ -1,21 +1,38 @@
-//! The stats service (Print facts and statistics). It alone owns the `stats` schema.
+//! The stats service: print facts and statistics. It alone owns the `stats` schema.
 //!
-//! Today it starts, migrates its schema and answers NATS discovery; it offers no endpoint
-//! until its issue gives it one.
+//! - [`facts`]: a durable consumer of the archive's `archive_updated` / `archive_deleted`
+//!   events keeps one fact per print and the summaries (by day and printer, by month, by day
+//!   for the farm), never reading the archive's schema.
+//! - [`query`]: `/statistics` and its export from the summaries.
+//! - [`costs`]: the cost settings prints are priced with (priced at print time).
+
+pub mod costs;
+pub mod db;
+pub mod facts;
+pub mod query;
 
 use std::net::SocketAddr;
 
 use printyard_contracts::ServiceName;
+use printyard_contracts::stats::{self as contract, CostSettings, ExportPage, StatsFilter};
 use printyard_service::config::ServiceConfig;
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// The stats service's configuration.
 pub type Config = ServiceConfig;
 
+/// Farm events one replica handles at once.
+const EVENT_CONCURRENCY: usize = 8;
+
 /// A started stats service.
 pub struct Stats {
     runtime: Runtime,
+}
+
+async fn currency(pool: &PgPool) -> Result<String, printyard_contracts::ErrorBody> {
+    Ok(costs::get(pool).await?.currency)
 }
 
 impl Stats {
@@ -28,9 +45,59 @@ impl Stats {
                 database: Some((&config.database, sqlx::migrate!("../../migrations/stats"))),
                 admin: &config.admin,
             },
-            shutdown,
+            shutdown.clone(),
         )
         .await?;
+        let pool = runtime
+            .db()
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("stats needs a database"))?;
+        runtime
+            .serve(contract::STATISTICS, {
+                let pool = pool.clone();
+                move |filter: StatsFilter| {
+                    let pool = pool.clone();
+                    async move {
+                        let currency = currency(&pool).await?;
+                        query::statistics(&pool, filter, currency).await
+                    }
+                }
+            })
+            .await?;
+        runtime
+            .serve(contract::EXPORT, {
+                let pool = pool.clone();
+                move |page: ExportPage| {
+                    let pool = pool.clone();
+                    async move {
+                        let currency = currency(&pool).await?;
+                        query::export(&pool, page, currency).await
+                    }
+                }
+            })
+            .await?;
+        runtime
+            .serve(contract::COSTS_GET, {
+                let pool = pool.clone();
+                move |_| {
+                    let pool = pool.clone();
+                    async move { costs::get(&pool).await }
+                }
+            })
+            .await?;
+        runtime
+            .serve(contract::COSTS_PUT, {
+                let pool = pool.clone();
+                move |settings: CostSettings| {
+                    let pool = pool.clone();
+                    async move { costs::put(&pool, settings).await }
+                }
+            })
+            .await?;
+        let jetstream = async_nats::jetstream::new(runtime.nats().clone());
+        runtime
+            .tasks()
+            .spawn(facts::run(jetstream, pool, EVENT_CONCURRENCY, shutdown));
         Ok(Self { runtime })
     }
 

@@ -121,6 +121,8 @@ pub struct Archive {
     /// How the print's end was learned when no gateway saw it happen (status `unknown`, or an
     /// end read from what the printer showed when it was seen again).
     pub end_reason: Option<String>,
+    /// The site of the printer that printed it.
+    pub site: Option<String>,
 }
 
 /// The filters of `GET /archives` and its export.
@@ -428,6 +430,38 @@ pub fn thumbnail_path(archive_id: i64) -> String {
 /// `scheduler`: the file and plate a queue job prints. 404 for an unknown archive, 422 for an
 /// archive without a file or without that plate.
 pub const PRINT_PLAN: Endpoint<PlanRequest, PrintPlan> = endpoint("print-plan");
+
+/// An archive's facts, as `archive_updated` carries them on `FARM_EVENTS` after every change
+/// (statistics are kept from them). `revision` grows with each change: a reader applies only a
+/// revision newer than the one it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveFacts {
+    pub archive_id: i64,
+    pub revision: i64,
+    pub status: ArchiveStatus,
+    pub name: String,
+    pub printer_id: Option<i64>,
+    pub printer_name: Option<String>,
+    pub site: Option<String>,
+    pub project_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Seconds.
+    pub duration: Option<i64>,
+    /// Grams.
+    pub filament_used: Option<f64>,
+    pub filament_type: Option<String>,
+    pub printer_model_id: Option<String>,
+    pub queue_job_id: Option<i64>,
+}
+
+/// `archive_deleted`: the archive is gone (`revision` is past its last update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveGone {
+    pub archive_id: i64,
+    pub revision: i64,
+}
 
 /// Whether `color` is `#RRGGBB`.
 pub fn is_hex_color(color: &str) -> bool {

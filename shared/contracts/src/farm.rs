@@ -161,6 +161,10 @@ pub enum EventKind {
     PrinterRemoved,
     /// `archive` created the archive of a print (`archive_id`, and `queue_job` for a job).
     ArchiveCreated,
+    /// An archive changed: its facts ([`crate::archive::ArchiveFacts`]) after the change.
+    ArchiveUpdated,
+    /// An archive was deleted ([`crate::archive::ArchiveGone`]).
+    ArchiveDeleted,
     /// The scheduler's jobs: started printing, completed, failed (or cancelled).
     QueueJobStarted,
     QueueJobCompleted,
@@ -182,6 +186,8 @@ impl EventKind {
             EventKind::PrinterState => "printer_state",
             EventKind::PrinterRemoved => "printer_removed",
             EventKind::ArchiveCreated => "archive_created",
+            EventKind::ArchiveUpdated => "archive_updated",
+            EventKind::ArchiveDeleted => "archive_deleted",
             EventKind::QueueJobStarted => "queue_job_started",
             EventKind::QueueJobCompleted => "queue_job_completed",
             EventKind::QueueJobFailed => "queue_job_failed",
@@ -211,14 +217,15 @@ pub fn event_id(serial: &str, kind: EventKind, occurrence: &str) -> String {
 }
 
 /// A gateway's key for one print: its job name and file made safe as a subject token, and
-/// when it was first seen (`cube@cube_gcode_3mf.1767000000`). The archive recognises a print
-/// by it, and by its job name in keys made before the job name was recorded.
+/// when it was first seen, in milliseconds (`cube@cube_gcode_3mf.1767000000123`: two prints of
+/// one file started within a second are two prints). The archive recognises a print by it,
+/// and by its job name in keys made before the job name was recorded.
 pub fn print_key(job_name: Option<&str>, gcode_file: Option<&str>, seen: DateTime<Utc>) -> String {
     format!(
         "{}@{}.{}",
         key_token(job_name.unwrap_or_default()),
         key_token(gcode_file.unwrap_or_default()),
-        seen.timestamp()
+        seen.timestamp_millis()
     )
 }
 

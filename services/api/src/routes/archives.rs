@@ -15,8 +15,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
-use futures::{StreamExt, TryStreamExt};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use printyard_contracts::archive::{
     self as contract, Archive, ArchiveFilter, ArchiveId, ArchivePage, ArchivePatch, ArchiveStatus,
     FileKind, FileLocation, FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES, PageStart,
@@ -27,6 +27,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
+use crate::export::{self, Rows, Sheet, cell_text, disposition};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 
@@ -101,27 +102,6 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::ValidationError, detail)
 }
 
-/// A date is the whole day (UTC); an instant is itself.
-fn parse_bound(name: &str, value: &str, end: bool) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(day) = NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        let day = if end { day.succ_opt() } else { Some(day) };
-        if let Some(start) = day.and_then(|d| d.and_hms_opt(0, 0, 0)) {
-            return Ok(start.and_utc());
-        }
-    }
-    if let Ok(instant) = DateTime::parse_from_rfc3339(value) {
-        let instant = instant.with_timezone(&Utc);
-        return Ok(if end {
-            instant + chrono::Duration::microseconds(1)
-        } else {
-            instant
-        });
-    }
-    Err(invalid(format!(
-        "Invalid query `{name}`: expected YYYY-MM-DD or an RFC 3339 date-time"
-    )))
-}
-
 impl ArchiveQuery {
     fn filter(&self) -> Result<ArchiveFilter, ApiError> {
         let status = self
@@ -133,16 +113,8 @@ impl ArchiveQuery {
                 })
             })
             .transpose()?;
-        let from = self
-            .start_date
-            .as_deref()
-            .map(|v| parse_bound("start_date", v, false))
-            .transpose()?;
-        let until = self
-            .end_date
-            .as_deref()
-            .map(|v| parse_bound("end_date", v, true))
-            .transpose()?;
+        let (from, until) =
+            crate::dates::parse_range(self.start_date.as_deref(), self.end_date.as_deref())?;
         if self
             .search
             .as_ref()
@@ -231,34 +203,6 @@ pub async fn delete(
         id,
         deleted: deleted.deleted,
     }))
-}
-
-/// `Content-Disposition` with a plain ASCII fallback and the UTF-8 name (RFC 6266).
-fn disposition(kind: &str, filename: &str) -> HeaderValue {
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let encoded: String = filename
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    HeaderValue::from_str(&format!(
-        "{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("attachment"))
 }
 
 /// Streams a stored object by pulling its ranges from `archive`.
@@ -453,15 +397,6 @@ const EXPORT_COLUMNS: [&str; 16] = [
     "file_size",
 ];
 
-/// Text a spreadsheet would run as a formula gets a leading `'` (CSV injection).
-fn cell_text(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    }
-}
-
 fn export_row(a: &Archive) -> [String; 16] {
     let opt = |v: Option<String>| v.unwrap_or_default();
     let time = |t: Option<DateTime<Utc>>| opt(t.map(|t| t.to_rfc3339()));
@@ -485,11 +420,12 @@ fn export_row(a: &Archive) -> [String; 16] {
     ]
 }
 
-/// Walks every archive matching `filter`, page by page (keyset: deep pages stay fast).
+/// Walks every archive matching `filter`, page by page (keyset: deep pages stay fast), as
+/// export rows.
 fn pages(
     state: AppState,
     filter: ArchiveFilter,
-) -> impl futures::Stream<Item = Result<Vec<Archive>, ApiError>> {
+) -> impl futures::Stream<Item = Result<Rows, ApiError>> + Send + 'static {
     futures::stream::try_unfold(Some(PageStart::Offset(0)), move |start| {
         let state = state.clone();
         let filter = filter.clone();
@@ -509,12 +445,17 @@ fn pages(
                     created_at: last.created_at,
                     id: last.id,
                 });
-            Ok(Some((page.archives, next)))
+            let rows = page
+                .archives
+                .iter()
+                .map(|a| export_row(a).to_vec())
+                .collect();
+            Ok(Some((rows, next)))
         }
     })
 }
 
-#[utoipa::path(get, path = "/archives/export", operation_id = "exportArchives", tag = "archives",
+#[utoipa::path(get, path = "/archives/export", tag = "archives", operation_id = "exportArchives",
     params(ExportQuery),
     responses((status = 200, description = "CSV (streamed) or XLSX of the archives matching the filters", content((String = "text/csv"), (BinaryFile = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"))), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
@@ -524,161 +465,15 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let format = query.format.clone();
     let filter = query.filters().filter()?;
+    let sheet = Sheet {
+        columns: &EXPORT_COLUMNS,
+        numeric: &[0, 3, 9, 10, 12, 15],
+        name: "Archives",
+        filename: "archives",
+    };
     match format.as_deref().unwrap_or("csv") {
-        "csv" => Ok(export_csv(state, filter).await?),
-        "xlsx" => export_xlsx(state, filter).await,
+        "csv" => export::csv(sheet, pages(state, filter)).await,
+        "xlsx" => export::xlsx(sheet, pages(state, filter)).await,
         _ => Err(invalid("Invalid query `format`: csv or xlsx")),
-    }
-}
-
-async fn export_csv(state: AppState, filter: ArchiveFilter) -> Result<Response, ApiError> {
-    // The first page is fetched before answering, so a service that is down is a 503, not a
-    // cut-off 200.
-    let mut walk = Box::pin(pages(state, filter));
-    let first = walk.next().await.transpose()?.unwrap_or_default();
-    let header = csv_bytes(None, &first)?;
-    let rest = walk.map(|page| {
-        page.map_err(|e| {
-            tracing::warn!(error = %e, "export cut short");
-            std::io::Error::other(e.to_string())
-        })
-        .and_then(|archives| {
-            csv_bytes(Some(()), &archives).map_err(|e| std::io::Error::other(e.to_string()))
-        })
-    });
-    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(header) }).chain(rest);
-    let mut response = Body::from_stream(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/csv; charset=utf-8"),
-    );
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        disposition("attachment", "archives.csv"),
-    );
-    Ok(response)
-}
-
-/// CSV of `archives`, with the header row unless `skip_header`.
-fn csv_bytes(skip_header: Option<()>, archives: &[Archive]) -> Result<bytes::Bytes, ApiError> {
-    let mut writer = csv::Writer::from_writer(Vec::with_capacity(archives.len() * 200));
-    let failed = |e: csv::Error| {
-        tracing::error!(error = %e, "CSV export failed");
-        ApiError::new(ErrorCode::InternalError, "Internal server error")
-    };
-    if skip_header.is_none() {
-        writer.write_record(EXPORT_COLUMNS).map_err(failed)?;
-    }
-    for archive in archives {
-        writer.write_record(export_row(archive)).map_err(failed)?;
-    }
-    let bytes = writer
-        .into_inner()
-        .map_err(|e| failed(csv::Error::from(e.into_error())))?;
-    Ok(bytes.into())
-}
-
-/// The most rows a worksheet holds (Excel's limit, less the header).
-const XLSX_MAX_ROWS: u32 = 1_048_575;
-
-async fn export_xlsx(state: AppState, filter: ArchiveFilter) -> Result<Response, ApiError> {
-    let failed = |e: rust_xlsxwriter::XlsxError| {
-        tracing::error!(error = %e, "XLSX export failed");
-        ApiError::new(ErrorCode::InternalError, "Internal server error")
-    };
-    // Rows go to a temporary file as they are written (constant-memory mode), and the finished
-    // workbook to another, streamed from disk.
-    let mut workbook = rust_xlsxwriter::Workbook::new();
-    let sheet = workbook
-        .add_worksheet_with_constant_memory()
-        .map_err(failed)?;
-    sheet.set_name("Archives").map_err(failed)?;
-    for (col, name) in EXPORT_COLUMNS.iter().enumerate() {
-        sheet.write_string(0, col as u16, *name).map_err(failed)?;
-    }
-    let mut row: u32 = 1;
-    let mut walk = Box::pin(pages(state, filter));
-    while let Some(page) = walk.next().await {
-        for archive in page? {
-            if row > XLSX_MAX_ROWS {
-                return Err(invalid(
-                    "More archives match than a worksheet holds: narrow the filters or export CSV",
-                ));
-            }
-            for (col, value) in export_row(&archive).iter().enumerate() {
-                let col = col as u16;
-                let numeric = matches!(col, 0 | 3 | 9 | 10 | 12 | 15);
-                match value.parse::<f64>() {
-                    Ok(n) if numeric => sheet.write_number(row, col, n).map_err(failed)?,
-                    _ => sheet.write_string(row, col, value).map_err(failed)?,
-                };
-            }
-            row += 1;
-        }
-    }
-    let file = tokio::task::spawn_blocking(move || {
-        let mut file = tempfile::tempfile()?;
-        workbook
-            .save_to_writer(&mut file)
-            .map_err(std::io::Error::other)?;
-        use std::io::Seek;
-        file.rewind()?;
-        Ok::<_, std::io::Error>(file)
-    })
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::InternalError, e.to_string()))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "XLSX export failed");
-        ApiError::new(ErrorCode::InternalError, "Internal server error")
-    })?;
-    let size = file.metadata().map(|m| m.len()).ok();
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
-        tokio::fs::File::from_std(file),
-    ));
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        ),
-    );
-    if let Some(size) = size {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    }
-    headers.insert(
-        header::CONTENT_DISPOSITION,
-        disposition("attachment", "archives.xlsx"),
-    );
-    Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_whole_days_and_instants_are_themselves() {
-        let start = parse_bound("start_date", "2026-03-01", false).unwrap();
-        assert_eq!(start.to_rfc3339(), "2026-03-01T00:00:00+00:00");
-        let end = parse_bound("end_date", "2026-03-01", true).unwrap();
-        assert_eq!(end.to_rfc3339(), "2026-03-02T00:00:00+00:00");
-        assert!(parse_bound("start_date", "2026-03-01T10:00:00Z", false).is_ok());
-        assert!(parse_bound("start_date", "yesterday", false).is_err());
-        assert!(parse_bound("start_date", "2026-02-30", false).is_err());
-    }
-
-    #[test]
-    fn formulas_are_defused_and_names_are_safe_headers() {
-        assert_eq!(cell_text("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(cell_text("benchy"), "benchy");
-        let header = disposition("attachment", "bench\"y\r\n ✓.3mf");
-        let text = header.to_str().unwrap();
-        assert!(
-            text.starts_with("attachment; filename=\"bench_y__ _.3mf\""),
-            "{text}"
-        );
-        assert!(text.contains("%E2%9C%93"), "{text}");
     }
 }

@@ -3,11 +3,12 @@
 //! unknown routes and methods answer in the reference's error format.
 
 mod api_keys;
-mod archives;
+pub(crate) mod archives;
 mod health;
 mod printers;
 mod projects;
 mod queue;
+mod statistics;
 mod system;
 
 use axum::Router;
@@ -57,7 +58,10 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(queue::list, queue::add))
         .routes(routes!(queue::remove))
-        .routes(routes!(queue::reorder));
+        .routes(routes!(queue::reorder))
+        .routes(routes!(statistics::statistics))
+        .routes(routes!(statistics::export))
+        .routes(routes!(statistics::costs, statistics::set_costs));
     let (router, mut openapi) = router.split_for_parts();
     crate::openapi::finish_document(&mut openapi);
     (router, openapi)

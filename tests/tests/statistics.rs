@@ -1,0 +1,718 @@
+//! Statistics end to end: the `stats` service keeps its numbers from the archive's events, and
+//! they always equal what `/archives` shows. With the real services, NATS, Postgres, the
+//! object store and (for the prints) the printer simulator.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Duration as Span, TimeZone, Utc};
+use printyard_api::access::Permission;
+use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
+use printyard_contracts::stats::CostSettings;
+use printyard_printer_sim::Model;
+use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
+use printyard_printer_sim::printer::GcodeState;
+use printyard_tests::threemf::{Slicing, sliced_3mf};
+use printyard_tests::{
+    Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api_with, spawn_archive,
+    spawn_gateway_with, spawn_stats,
+};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+struct Setup {
+    env: TestEnv,
+    api: Running,
+    _archive: Running,
+    stats: Option<Running>,
+    client: reqwest::Client,
+}
+
+async fn setup() -> Setup {
+    let env = TestEnv::new().await;
+    let archive = spawn_archive(&env).await;
+    let stats = spawn_stats(&env).await;
+    let mut config = env.api_config();
+    config.rate_limits.enabled = false;
+    let api = spawn_api_with(config).await;
+    let key = env.api_key(&[Permission::Admin]).await;
+    Setup {
+        env,
+        api,
+        _archive: archive,
+        stats: Some(stats),
+        client: keyed_http(&key),
+    }
+}
+
+impl Setup {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.client.request(method, self.api.api_url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.send(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn upload(&self, file: Vec<u8>, name: &str) -> i64 {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
+        );
+        let response = self
+            .client
+            .post(self.api.api_url("/archives"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        response.json::<Value>().await.unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Waits until `/statistics` satisfies `done`, and returns it.
+    async fn stats_where(&self, what: &str, done: fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let got = self.get("/statistics").await;
+            if done(&got) {
+                return got;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let archives = self.all_archives().await;
+                let summary: Vec<(Value, Value)> = archives
+                    .iter()
+                    .map(|a| (a["id"].clone(), a["status"].clone()))
+                    .collect();
+                panic!("timed out waiting for {what}: statistics {got}; archives {summary:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn all_archives(&self) -> Vec<Value> {
+        self.get("/archives?limit=1000").await["archives"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+}
+
+/// A print's events as a gateway publishes them, at the times given.
+async fn publish(js: &async_nats::jetstream::Context, event: FarmEvent) {
+    printyard_service::farm_events::publish(js, &event)
+        .await
+        .expect("the event is stored");
+}
+
+fn event(
+    kind: EventKind,
+    printer: (i64, &str),
+    key: &str,
+    at: DateTime<Utc>,
+    data: Value,
+) -> FarmEvent {
+    FarmEvent {
+        id: event_id(&format!("S{}", printer.0), kind, key),
+        kind,
+        site: Site::parse(printer.1).unwrap(),
+        printer_id: printer.0,
+        serial: format!("S{}", printer.0),
+        at,
+        data,
+    }
+}
+
+/// What `/statistics` should say, computed from archives the way a person would.
+#[derive(Debug, Default, Clone, Copy)]
+struct Expected {
+    prints: i64,
+    successful: i64,
+    failed: i64,
+    stopped: i64,
+    time: i64,
+    grams: f64,
+    cost: f64,
+}
+
+impl Expected {
+    fn add(&mut self, archive: &Value, costs: &CostSettings) {
+        let status = archive["status"].as_str().unwrap();
+        self.prints += 1;
+        self.successful += (status == "success") as i64;
+        self.failed += (status == "failed") as i64;
+        self.stopped += (status == "stopped") as i64;
+        let duration = archive["duration"].as_i64().unwrap_or(0);
+        let grams = archive["filament_used"].as_f64().unwrap_or(0.0);
+        self.time += duration;
+        self.grams += grams;
+        let kind = archive["filament_type"].as_str().unwrap_or("");
+        let model = archive["printer_model_id"]
+            .as_str()
+            .and_then(printyard_bambu::models::name_of_model_id);
+        self.cost += grams / 1000.0 * costs.filament_price(kind)
+            + duration as f64 / 3600.0 * costs.power(model) / 1000.0 * costs.energy_cost_per_kwh;
+    }
+
+    fn check(&self, got: &Value, what: &str) {
+        assert_eq!(got["total_prints"], self.prints, "{what}: {got}");
+        assert_eq!(got["successful_prints"], self.successful, "{what}");
+        assert_eq!(got["failed_prints"], self.failed, "{what}");
+        assert_eq!(got["stopped_prints"], self.stopped, "{what}");
+        assert_eq!(got["total_print_time"], self.time, "{what}");
+        let rate = if self.prints > 0 {
+            (self.successful as f64 * 10000.0 / self.prints as f64).round() / 100.0
+        } else {
+            0.0
+        };
+        assert_eq!(got["success_rate"].as_f64().unwrap(), rate, "{what}");
+        let grams = got["total_filament_used"].as_f64().unwrap();
+        assert!(
+            (grams - self.grams).abs() < 0.011,
+            "{what}: {grams} g, expected {}",
+            self.grams
+        );
+        let cost = got["total_cost"].as_f64().unwrap();
+        assert!(
+            (cost - self.cost).abs() < 0.011,
+            "{what}: cost {cost}, expected {}",
+            self.cost
+        );
+    }
+}
+
+#[tokio::test]
+async fn statistics_equal_the_sums_of_the_archives_for_random_filters() {
+    let setup = setup().await;
+    let js = async_nats::jetstream::new(setup.env.nats.client().await);
+    // Printers of two sites, registered as a person would.
+    let mut printers = Vec::new();
+    for (i, site) in ["north", "north", "south", "south", "south"]
+        .iter()
+        .enumerate()
+    {
+        let (status, body) = setup
+            .send(
+                reqwest::Method::POST,
+                "/printers",
+                Some(json!({
+                    "name": format!("P{i}"), "ip_address": format!("10.9.0.{}", i + 1),
+                    "access_code": "12345678", "serial_number": format!("01P00A00000{i:04}"),
+                    "site": site,
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        printers.push((body["id"].as_i64().unwrap(), *site));
+    }
+    // Library files of three filament types and weights: prints reuse them.
+    let mut library = Vec::new();
+    for (kind, weight) in [("PLA", 12.5), ("PETG", 30.0), ("ABS", 7.25)] {
+        let file = sliced_3mf(&Slicing {
+            model_id: "C12",
+            filaments: &[(kind, "#FFFFFF")],
+            title: kind,
+            weight,
+            ..Default::default()
+        });
+        library.push(setup.upload(file, &format!("{kind}.3mf")).await);
+    }
+    let (_, project) = setup
+        .send(
+            reqwest::Method::POST,
+            "/projects",
+            Some(json!({"name": "Order 7"})),
+        )
+        .await;
+    let project = project["id"].as_i64().unwrap();
+
+    // 240 prints over 40 days, from random printers and files, ending every way (or not yet).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let start = Utc.with_ymd_and_hms(2026, 9, 1, 0, 0, 0).unwrap();
+    let mut unended = 0;
+    for i in 0..240 {
+        let printer = printers[rng.random_range(0..printers.len())];
+        let key = format!("job{i}@f.{i}");
+        let began = start + Span::minutes(rng.random_range(0..40 * 24 * 60));
+        let base = json!({"print": key, "job_name": format!("job{i}"), "printer_name": "P"});
+        publish(
+            &js,
+            event(
+                EventKind::PrintStarted,
+                printer,
+                &format!("{key}."),
+                began,
+                base.clone(),
+            ),
+        )
+        .await;
+        let file = library[rng.random_range(0..library.len())];
+        publish(
+            &js,
+            event(
+                EventKind::PrintFile,
+                printer,
+                &format!("{key}.file"),
+                began,
+                json!({"print": key, "source_archive": file, "plate": 1}),
+            ),
+        )
+        .await;
+        let ended = began + Span::seconds(rng.random_range(60..20_000));
+        let progress = rng.random_range(1..100);
+        let (kind, data) = match rng.random_range(0..10) {
+            0..=5 => (EventKind::PrintComplete, json!({"print": key})),
+            6 | 7 => (
+                EventKind::PrintFailed,
+                json!({"print": key, "progress": progress, "print_error": "0300_8003"}),
+            ),
+            8 => (
+                EventKind::PrintStopped,
+                json!({"print": key, "progress": progress}),
+            ),
+            _ => {
+                unended += 1; // still printing: counts nowhere
+                continue;
+            }
+        };
+        publish(
+            &js,
+            event(kind, printer, &format!("{key}.end"), ended, data),
+        )
+        .await;
+    }
+
+    // Every archive settled (ends and files applied), then some linked to a project and some
+    // deleted: edits reach statistics too.
+    let archives = eventually(Duration::from_secs(60), "the prints archived", || async {
+        let archives = setup.all_archives().await;
+        let prints: Vec<Value> = archives
+            .into_iter()
+            .filter(|a| a["status"] != "uploaded")
+            .collect();
+        let settled = prints.len() == 240
+            && prints.iter().all(|a| a["has_file"] == true)
+            && prints.iter().filter(|a| a["status"] == "printing").count() == unended;
+        settled.then_some(prints)
+    })
+    .await;
+    for archive in archives.iter().step_by(7) {
+        let id = archive["id"].as_i64().unwrap();
+        let (status, _) = setup
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/archives/{id}"),
+                Some(json!({"project_id": project})),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    for archive in archives.iter().skip(3).step_by(11) {
+        let id = archive["id"].as_i64().unwrap();
+        let (status, _) = setup
+            .send(reqwest::Method::DELETE, &format!("/archives/{id}"), None)
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    let costs = CostSettings::default();
+    let expected_for = |archives: &[Value], keep: &dyn Fn(&Value) -> bool| {
+        let mut expected = Expected::default();
+        for archive in archives.iter().filter(|a| {
+            matches!(
+                a["status"].as_str(),
+                Some("success" | "failed" | "stopped" | "unknown")
+            ) && keep(a)
+        }) {
+            expected.add(archive, &costs);
+        }
+        expected
+    };
+    // Statistics catch up with the archive.
+    let archives = setup.all_archives().await;
+    let all = expected_for(&archives, &|_| true);
+    eventually(Duration::from_secs(30), "statistics caught up", || async {
+        let got = setup.get("/statistics").await;
+        (got["total_prints"] == all.prints
+            && (got["total_filament_used"].as_f64().unwrap() - all.grams).abs() < 0.011)
+            .then_some(())
+    })
+    .await;
+
+    // Random filters, each compared with the archives filtered the same way.
+    let created = |a: &Value| {
+        DateTime::parse_from_rfc3339(a["created_at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    for round in 0..40 {
+        let printer =
+            (rng.random_range(0..3) == 0).then(|| printers[rng.random_range(0..printers.len())].0);
+        let site = ["", "north", "south"][rng.random_range(0..3)];
+        let with_project = rng.random_range(0..4) == 0;
+        let kind = ["", "PLA", "petg"][rng.random_range(0..3)];
+        let from = start + Span::minutes(rng.random_range(0..30 * 24 * 60));
+        let until = from + Span::minutes(rng.random_range(60..20 * 24 * 60));
+        let dates = rng.random_range(0..4);
+        let mut query = Vec::new();
+        if let Some(p) = printer {
+            query.push(format!("printer_id={p}"));
+        }
+        if !site.is_empty() {
+            query.push(format!("site={site}"));
+        }
+        if with_project {
+            query.push(format!("project_id={project}"));
+        }
+        if !kind.is_empty() {
+            query.push(format!("filament_type={kind}"));
+        }
+        // Whole days, instants, or both kinds of bound.
+        let (lower, upper) = match dates {
+            0 => (None, None),
+            1 => (
+                Some(from.date_naive().to_string()),
+                Some(until.date_naive().to_string()),
+            ),
+            2 => (Some(from.to_rfc3339()), Some(until.to_rfc3339())),
+            _ => (
+                Some(from.to_rfc3339()),
+                Some(until.date_naive().to_string()),
+            ),
+        };
+        if let Some(lower) = &lower {
+            query.push(format!("start_date={}", urlencode(lower)));
+        }
+        if let Some(upper) = &upper {
+            query.push(format!("end_date={}", urlencode(upper)));
+        }
+        let path = format!("/statistics?{}", query.join("&"));
+        let got = setup.get(&path).await;
+        let lo = lower.as_deref().map(|v| bound(v, false));
+        let hi = upper.as_deref().map(|v| bound(v, true));
+        let keep = |a: &Value| {
+            printer.is_none_or(|p| a["printer_id"] == p)
+                && (site.is_empty() || a["site"] == site)
+                && (!with_project || a["project_id"] == project)
+                && (kind.is_empty()
+                    || a["filament_type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(kind)))
+                && lo.is_none_or(|l| created(a) >= l)
+                && hi.is_none_or(|h| created(a) < h)
+        };
+        let expected = expected_for(&archives, &keep);
+        expected.check(&got, &format!("round {round}: {path}"));
+        // Breakdowns: each group equals the archives of that group.
+        for row in got["by_printer"].as_array().unwrap() {
+            let id = row["printer_id"].clone();
+            expected_for(&archives, &|a| keep(a) && a["printer_id"] == id)
+                .check(row, &format!("{path} printer {id}"));
+        }
+        for row in got["by_filament_type"].as_array().unwrap() {
+            let t = row["filament_type"].clone();
+            expected_for(&archives, &|a| keep(a) && a["filament_type"] == t)
+                .check(row, &format!("{path} type {t}"));
+        }
+        let mut days: HashMap<String, i64> = HashMap::new();
+        for a in archives.iter().filter(|a| {
+            keep(a)
+                && matches!(
+                    a["status"].as_str(),
+                    Some("success" | "failed" | "stopped" | "unknown")
+                )
+        }) {
+            *days.entry(created(a).date_naive().to_string()).or_default() += 1;
+        }
+        let by_day: HashMap<String, i64> = got["by_day"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d["day"].as_str().unwrap().to_owned(),
+                    d["total_prints"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(by_day, days, "{path}: prints by day");
+    }
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace('+', "%2B").replace(':', "%3A")
+}
+
+/// A bound as the API reads it.
+fn bound(value: &str, end: bool) -> DateTime<Utc> {
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+        let day = if end { day.succ_opt().unwrap() } else { day };
+        return day.and_hms_opt(0, 0, 0).unwrap().and_utc();
+    }
+    let instant = DateTime::parse_from_rfc3339(value)
+        .unwrap()
+        .with_timezone(&Utc);
+    if end {
+        instant + Span::microseconds(1)
+    } else {
+        instant
+    }
+}
+
+#[tokio::test]
+async fn prints_on_the_simulator_move_the_statistics_and_a_restarted_stats_catches_up() {
+    let mut setup = setup().await;
+    let sim = SimFarm::start(&[Model::A1Mini], 200.0).await;
+    let printer = sim.farm.printers[0].clone();
+    let _gateway = spawn_gateway_with(sim.gateway_config(&setup.env)).await;
+    let (status, _) = setup
+        .send(
+            reqwest::Method::POST,
+            "/printers",
+            Some(json!({
+                "name": "Desk", "ip_address": printer.spec.ip.to_string(),
+                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
+            })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    eventually(Duration::from_secs(20), "the printer connected", || async {
+        (setup.get("/printers/1/status").await["connected"] == true).then_some(())
+    })
+    .await;
+    printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    print(&setup, &printer, None).await;
+    let one = setup
+        .stats_where("a success counted", |s| s["successful_prints"] == 1)
+        .await;
+    assert_eq!(one["total_prints"], 1);
+    assert_eq!(one["total_filament_used"], 2.83, "the plate's grams");
+    assert!(one["total_print_time"].as_i64().unwrap() > 0);
+    assert!(one["total_cost"].as_f64().unwrap() > 0.0);
+    assert_eq!(one["currency"], "EUR");
+    assert_eq!(one["by_printer"][0]["printer_name"], "Desk");
+    print(&setup, &printer, Some("fail")).await;
+    setup
+        .stats_where("a failure counted", |s| s["failed_prints"] == 1)
+        .await;
+    print(&setup, &printer, Some("stop")).await;
+    let three = setup
+        .stats_where("a stop counted", |s| s["stopped_prints"] == 1)
+        .await;
+    assert_eq!(three["total_prints"], 3);
+    assert_eq!(three["success_rate"], 33.33);
+
+    // Deleting the successful print's archive takes it out.
+    let success = setup.get("/archives?status=success").await["archives"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let (status, _) = setup
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/archives/{success}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let two = setup
+        .stats_where("the deletion counted", |s| s["total_prints"] == 2)
+        .await;
+    assert_eq!(two["successful_prints"], 0);
+
+    // A redelivered (older) archive event changes nothing.
+    let js = async_nats::jetstream::new(setup.env.nats.client().await);
+    let stale = FarmEvent {
+        id: "test.redelivery.1".into(),
+        kind: EventKind::ArchiveUpdated,
+        site: Site::default(),
+        printer_id: 1,
+        serial: String::new(),
+        at: Utc::now(),
+        data: json!({
+            "archive_id": success, "revision": 1, "status": "success", "name": "x",
+            "printer_id": 1, "printer_name": "Desk", "site": "default", "project_id": null,
+            "created_at": Utc::now(), "started_at": null, "completed_at": null,
+            "duration": 100, "filament_used": 2.83, "filament_type": "PLA",
+            "printer_model_id": "N1", "queue_job_id": null,
+        }),
+    };
+    publish(&js, stale).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(setup.get("/statistics").await["total_prints"], 2);
+
+    // stats down during a print: it catches up when it comes back.
+    setup.stats.take().unwrap().stop().await;
+    print(&setup, &printer, None).await;
+    eventually(Duration::from_secs(60), "the print archived", || async {
+        (setup.get("/archives?status=success").await["total"] == 1).then_some(())
+    })
+    .await;
+    setup.stats = Some(spawn_stats(&setup.env).await);
+    let caught_up = setup
+        .stats_where("caught up", |s| s["total_prints"] == 3)
+        .await;
+    assert_eq!(caught_up["successful_prints"], 1);
+}
+
+/// A print "from the touchscreen", ended as asked: `None` runs to completion, `fail` fails it,
+/// `stop` stops it through the API.
+async fn print(setup: &Setup, printer: &printyard_printer_sim::Printer, end: Option<&str>) {
+    eventually(Duration::from_secs(30), "the printer free", || async {
+        let state = printer.snapshot().gcode_state;
+        (state != GcodeState::Prepare && state != GcodeState::Running).then_some(())
+    })
+    .await;
+    printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    eventually(Duration::from_secs(30), "running", || async {
+        (printer.snapshot().gcode_state == GcodeState::Running).then_some(())
+    })
+    .await;
+    match end {
+        Some("fail") => printer.fail_print(None).unwrap(),
+        Some("stop") => {
+            let (status, _) = setup
+                .send(reqwest::Method::POST, "/printers/1/stop", None)
+                .await;
+            assert_eq!(status, 200);
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn cost_settings_are_checked_and_a_change_prices_later_prints_only() {
+    let setup = setup().await;
+    let defaults = setup.get("/settings/costs").await;
+    assert_eq!(defaults["currency"], "EUR");
+    assert_eq!(defaults["filament_cost_per_kg"]["PLA"], 20.0);
+
+    let (status, body) = setup
+        .send(
+            reqwest::Method::PUT,
+            "/settings/costs",
+            Some(json!({"currency": "euro", "filament_cost_per_kg": {}, "energy_cost_per_kwh": 0.3, "printer_power_watts": {}})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("VALIDATION_ERROR")),
+        "{body}"
+    );
+
+    // A print priced with the defaults: 2.83 g of PLA at 20/kg, no time.
+    let js = async_nats::jetstream::new(setup.env.nats.client().await);
+    let library = setup
+        .upload(sliced_3mf(&Slicing::default()), "cube.3mf")
+        .await;
+    let printed = |i: i64| {
+        let js = js.clone();
+        async move {
+            let at = Utc::now();
+            let key = format!("cost{i}@x.{i}");
+            let data = json!({"print": key, "job_name": "cube"});
+            publish(
+                &js,
+                event(
+                    EventKind::PrintStarted,
+                    (9, "default"),
+                    &format!("{key}."),
+                    at,
+                    data,
+                ),
+            )
+            .await;
+            publish(
+                &js,
+                event(
+                    EventKind::PrintFile,
+                    (9, "default"),
+                    &format!("{key}.f"),
+                    at,
+                    json!({"print": key, "source_archive": library, "plate": 1}),
+                ),
+            )
+            .await;
+            publish(
+                &js,
+                event(
+                    EventKind::PrintComplete,
+                    (9, "default"),
+                    &format!("{key}.e"),
+                    at,
+                    json!({"print": key}),
+                ),
+            )
+            .await;
+        }
+    };
+    printed(1).await;
+    let first = eventually(
+        Duration::from_secs(30),
+        "the first print counted",
+        || async {
+            let s = setup.get("/statistics").await;
+            (s["total_prints"] == 1 && s["total_filament_used"] == 2.83).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(first["filament_cost"], 0.06, "2.83 g at 20/kg");
+
+    let mut dearer = defaults.clone();
+    dearer["currency"] = json!("USD");
+    dearer["filament_cost_per_kg"]["PLA"] = json!(200.0);
+    let (status, body) = setup
+        .send(reqwest::Method::PUT, "/settings/costs", Some(dearer))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(setup.get("/settings/costs").await["currency"], "USD");
+    let after = setup.get("/statistics").await;
+    assert_eq!(after["filament_cost"], 0.06, "a print keeps its prices");
+    assert_eq!(after["currency"], "USD");
+
+    printed(2).await;
+    let both = eventually(
+        Duration::from_secs(30),
+        "the second print counted",
+        || async {
+            let s = setup.get("/statistics").await;
+            (s["total_prints"] == 2).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(
+        both["filament_cost"], 0.62,
+        "2.83 g at 20/kg, then 2.83 g at 200/kg"
+    );
+
+    // CSV export: one row per day and printer.
+    let csv = setup
+        .client
+        .get(setup.api.api_url("/statistics/export?format=csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let text = csv.text().await.unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("day,printer_id,printer_name,prints"));
+    assert!(lines[1].contains(",9,,2,2,0,0,100,0,5.66,0.62,"), "{text}");
+    let xlsx = setup
+        .client
+        .get(setup.api.api_url("/statistics/export?format=xlsx"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xlsx.status(), 200);
+    assert_eq!(xlsx.headers()["content-type"], printyard_api::export::XLSX);
+}
