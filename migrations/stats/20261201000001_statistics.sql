@@ -28,15 +28,16 @@ CREATE TABLE stats.prints (
 CREATE INDEX prints_counted ON stats.prints (created_at) WHERE counted;
 CREATE INDEX prints_printer ON stats.prints (printer_id, created_at) WHERE counted;
 
--- The sums of counted prints by day (UTC, of the start), printer, site, project, filament type;
--- then by month with the same keys (long ranges by printer); then by day for the whole farm
--- (long ranges without a printer).
-CREATE TABLE stats.daily (
-    day           DATE   NOT NULL,
+CREATE INDEX prints_project ON stats.prints (project_id, created_at) WHERE counted AND project_id <> 0;
+
+-- The sums of counted prints, by period (UTC day, month and year of the print's start): per
+-- printer and site, and per site and filament type. A range is read as whole years, months and
+-- days from these, and its partial days from the prints: an answer costs the periods and
+-- printers asked for, not the prints.
+CREATE TABLE stats.printer_day (
+    period        DATE   NOT NULL,
     printer_id    BIGINT NOT NULL,
     site          TEXT   NOT NULL,
-    project_id    BIGINT NOT NULL,
-    filament_type TEXT   NOT NULL,
     prints        BIGINT NOT NULL DEFAULT 0,
     successful    BIGINT NOT NULL DEFAULT 0,
     failed        BIGINT NOT NULL DEFAULT 0,
@@ -46,67 +47,70 @@ CREATE TABLE stats.daily (
     filament_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
     energy_kwh    DOUBLE PRECISION NOT NULL DEFAULT 0,
     energy_cost   DOUBLE PRECISION NOT NULL DEFAULT 0,
-    PRIMARY KEY (day, printer_id, site, project_id, filament_type)
+    PRIMARY KEY (period, printer_id, site)
 );
-CREATE INDEX daily_printer ON stats.daily (printer_id, day);
+CREATE INDEX printer_day_printer ON stats.printer_day (printer_id, period);
+CREATE TABLE stats.printer_month (LIKE stats.printer_day INCLUDING DEFAULTS);
+ALTER TABLE stats.printer_month ADD PRIMARY KEY (period, printer_id, site);
+CREATE INDEX printer_month_printer ON stats.printer_month (printer_id, period);
+CREATE TABLE stats.printer_year (LIKE stats.printer_day INCLUDING DEFAULTS);
+ALTER TABLE stats.printer_year ADD PRIMARY KEY (period, printer_id, site);
+CREATE INDEX printer_year_printer ON stats.printer_year (printer_id, period);
 
-CREATE TABLE stats.monthly (LIKE stats.daily INCLUDING DEFAULTS);
-ALTER TABLE stats.monthly RENAME COLUMN day TO month;
-ALTER TABLE stats.monthly ADD PRIMARY KEY (month, printer_id, site, project_id, filament_type);
+CREATE TABLE stats.type_day (LIKE stats.printer_day INCLUDING DEFAULTS);
+ALTER TABLE stats.type_day DROP COLUMN printer_id;
+ALTER TABLE stats.type_day ADD COLUMN filament_type TEXT NOT NULL DEFAULT '';
+ALTER TABLE stats.type_day ADD PRIMARY KEY (period, site, filament_type);
+CREATE TABLE stats.type_month (LIKE stats.type_day INCLUDING DEFAULTS);
+ALTER TABLE stats.type_month ADD PRIMARY KEY (period, site, filament_type);
+CREATE TABLE stats.type_year (LIKE stats.type_day INCLUDING DEFAULTS);
+ALTER TABLE stats.type_year ADD PRIMARY KEY (period, site, filament_type);
 
-CREATE TABLE stats.daily_farm (LIKE stats.daily INCLUDING DEFAULTS);
-ALTER TABLE stats.daily_farm DROP COLUMN printer_id;
-ALTER TABLE stats.daily_farm ADD PRIMARY KEY (day, site, project_id, filament_type);
-
--- Adds (sign 1) or takes away (sign -1) one print's contribution to the three summaries.
+-- Adds (sign 1) or takes away (sign -1) one print's contribution to the summaries.
 CREATE FUNCTION stats.contribute(
-    p_at TIMESTAMPTZ, p_printer BIGINT, p_site TEXT, p_project BIGINT, p_type TEXT,
+    p_at TIMESTAMPTZ, p_printer BIGINT, p_site TEXT, p_type TEXT,
     p_sign INTEGER, p_status TEXT, p_duration BIGINT, p_filament DOUBLE PRECISION,
     p_filament_cost DOUBLE PRECISION, p_kwh DOUBLE PRECISION, p_energy_cost DOUBLE PRECISION)
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    d DATE := (p_at AT TIME ZONE 'UTC')::date;
-    m DATE := date_trunc('month', p_at AT TIME ZONE 'UTC')::date;
+    local TIMESTAMP := p_at AT TIME ZONE 'UTC';
+    periods DATE[] := ARRAY[local::date, date_trunc('month', local)::date,
+                            date_trunc('year', local)::date];
+    grains TEXT[] := ARRAY['day', 'month', 'year'];
     s INTEGER := (p_status = 'success')::int * p_sign;
     f INTEGER := (p_status = 'failed')::int * p_sign;
     t INTEGER := (p_status = 'stopped')::int * p_sign;
 BEGIN
-    INSERT INTO stats.daily AS x (day, printer_id, site, project_id, filament_type, prints,
-        successful, failed, stopped, print_time, filament_g, filament_cost, energy_kwh, energy_cost)
-    VALUES (d, p_printer, p_site, p_project, p_type, p_sign, s, f, t, p_sign * p_duration,
-        p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost)
-    ON CONFLICT (day, printer_id, site, project_id, filament_type) DO UPDATE SET
-        prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful,
-        failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped,
-        print_time = x.print_time + EXCLUDED.print_time,
-        filament_g = x.filament_g + EXCLUDED.filament_g,
-        filament_cost = x.filament_cost + EXCLUDED.filament_cost,
-        energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh,
-        energy_cost = x.energy_cost + EXCLUDED.energy_cost;
-    INSERT INTO stats.monthly AS x (month, printer_id, site, project_id, filament_type, prints,
-        successful, failed, stopped, print_time, filament_g, filament_cost, energy_kwh, energy_cost)
-    VALUES (m, p_printer, p_site, p_project, p_type, p_sign, s, f, t, p_sign * p_duration,
-        p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost)
-    ON CONFLICT (month, printer_id, site, project_id, filament_type) DO UPDATE SET
-        prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful,
-        failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped,
-        print_time = x.print_time + EXCLUDED.print_time,
-        filament_g = x.filament_g + EXCLUDED.filament_g,
-        filament_cost = x.filament_cost + EXCLUDED.filament_cost,
-        energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh,
-        energy_cost = x.energy_cost + EXCLUDED.energy_cost;
-    INSERT INTO stats.daily_farm AS x (day, site, project_id, filament_type, prints,
-        successful, failed, stopped, print_time, filament_g, filament_cost, energy_kwh, energy_cost)
-    VALUES (d, p_site, p_project, p_type, p_sign, s, f, t, p_sign * p_duration,
-        p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost)
-    ON CONFLICT (day, site, project_id, filament_type) DO UPDATE SET
-        prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful,
-        failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped,
-        print_time = x.print_time + EXCLUDED.print_time,
-        filament_g = x.filament_g + EXCLUDED.filament_g,
-        filament_cost = x.filament_cost + EXCLUDED.filament_cost,
-        energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh,
-        energy_cost = x.energy_cost + EXCLUDED.energy_cost;
+    FOR i IN 1..3 LOOP
+        EXECUTE format(
+            'INSERT INTO stats.printer_%s AS x (period, printer_id, site, prints, successful, '
+            'failed, stopped, print_time, filament_g, filament_cost, energy_kwh, energy_cost) '
+            'VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) '
+            'ON CONFLICT (period, printer_id, site) DO UPDATE SET '
+            'prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful, '
+            'failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped, '
+            'print_time = x.print_time + EXCLUDED.print_time, '
+            'filament_g = x.filament_g + EXCLUDED.filament_g, '
+            'filament_cost = x.filament_cost + EXCLUDED.filament_cost, '
+            'energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh, '
+            'energy_cost = x.energy_cost + EXCLUDED.energy_cost', grains[i])
+        USING periods[i], p_printer, p_site, p_sign, s, f, t, p_sign * p_duration,
+            p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost;
+        EXECUTE format(
+            'INSERT INTO stats.type_%s AS x (period, site, filament_type, prints, successful, '
+            'failed, stopped, print_time, filament_g, filament_cost, energy_kwh, energy_cost) '
+            'VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) '
+            'ON CONFLICT (period, site, filament_type) DO UPDATE SET '
+            'prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful, '
+            'failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped, '
+            'print_time = x.print_time + EXCLUDED.print_time, '
+            'filament_g = x.filament_g + EXCLUDED.filament_g, '
+            'filament_cost = x.filament_cost + EXCLUDED.filament_cost, '
+            'energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh, '
+            'energy_cost = x.energy_cost + EXCLUDED.energy_cost', grains[i])
+        USING periods[i], p_site, p_type, p_sign, s, f, t, p_sign * p_duration,
+            p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost;
+    END LOOP;
 END $$;
 
 -- The cost settings, every version kept (prints keep the version they were priced with); the

@@ -254,11 +254,10 @@ pub async fn contribute(
     fact: &Fact,
     sign: i32,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT stats.contribute($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+    sqlx::query("SELECT stats.contribute($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
         .bind(fact.created_at)
         .bind(fact.printer_id)
         .bind(&fact.site)
-        .bind(fact.project_id)
         .bind(&fact.filament_type)
         .bind(sign)
         .bind(&fact.status)

@@ -1,7 +1,9 @@
-//! Answers from the summaries. A time range is cut into whole days (from `daily`, or
-//! `daily_farm` when no printer is asked for) and the partial days at its ends (from the
-//! prints themselves), so an answer is exact for any instant yet costs the days and printers
-//! asked for. The per-printer breakdown over long ranges reads whole months from `monthly`.
+//! Answers from the summaries. A time range is cut into whole years, months and days (read
+//! from the summaries of that period) and the partial days at its ends (read from the prints
+//! themselves), so an answer is exact for any instant yet costs the periods and printers asked
+//! for, not the prints: two years of a farm are two year rows per printer. Filters the
+//! summaries do not carry (a project; a filament type together with a printer) are answered
+//! from the prints, through their indexes.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Utc};
 use printyard_contracts::stats::{
@@ -51,19 +53,19 @@ impl Binds {
     }
 }
 
-/// Whole days (and months) inside a range, and its partial ends.
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// Whole days inside a range, and its partial ends.
 struct Span {
     from: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
-    /// Whole days `[day_from, day_until)`; `None` bound: open.
+    /// Whole days `[day_from, day_until)`; `None`: open.
     day_from: Option<NaiveDate>,
     day_until: Option<NaiveDate>,
     /// No whole day at all: everything from the prints.
     no_days: bool,
-}
-
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
-    day.and_time(NaiveTime::MIN).and_utc()
 }
 
 impl Span {
@@ -88,19 +90,129 @@ impl Span {
     }
 }
 
-/// `AND`-ed conditions of the filters on a summary or the prints.
-fn conditions(filter: &StatsFilter, binds: &mut Binds, printer_column: bool) -> String {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Grain {
+    Day,
+    Month,
+    Year,
+}
+
+impl Grain {
+    fn name(self) -> &'static str {
+        match self {
+            Grain::Day => "day",
+            Grain::Month => "month",
+            Grain::Year => "year",
+        }
+    }
+}
+
+/// Periods `[from, until)` of one grain (by their first day; `None`: open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    grain: Grain,
+    from: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+}
+
+fn month_start(d: NaiveDate) -> NaiveDate {
+    d.with_day(1).unwrap_or(d)
+}
+
+fn year_start(d: NaiveDate) -> NaiveDate {
+    NaiveDate::from_ymd_opt(d.year(), 1, 1).unwrap_or(d)
+}
+
+fn ceil_month(d: NaiveDate) -> NaiveDate {
+    let start = month_start(d);
+    if start == d {
+        d
+    } else {
+        start
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(d)
+    }
+}
+
+fn ceil_year(d: NaiveDate) -> NaiveDate {
+    let start = year_start(d);
+    if start == d {
+        d
+    } else {
+        NaiveDate::from_ymd_opt(d.year() + 1, 1, 1).unwrap_or(d)
+    }
+}
+
+fn before(a: Option<NaiveDate>, b: Option<NaiveDate>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a < b,
+        _ => true,
+    }
+}
+
+/// Whole days `[from, until)` as whole years, the months around them, the days around those.
+fn segments(from: Option<NaiveDate>, until: Option<NaiveDate>) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut push = |grain, from: Option<NaiveDate>, until: Option<NaiveDate>| {
+        if before(from, until) {
+            out.push(Segment { grain, from, until });
+        }
+    };
+    let (y0, y1) = (from.map(ceil_year), until.map(year_start));
+    if before(y0, y1) {
+        push(Grain::Year, y0, y1);
+        if let (Some(a), Some(y0)) = (from, y0) {
+            push(Grain::Month, Some(ceil_month(a)), Some(y0));
+            push(Grain::Day, Some(a), Some(ceil_month(a)));
+        }
+        if let (Some(y1), Some(b)) = (y1, until) {
+            push(Grain::Month, Some(y1), Some(month_start(b)));
+            push(Grain::Day, Some(month_start(b)), Some(b));
+        }
+        return out;
+    }
+    let (m0, m1) = (from.map(ceil_month), until.map(month_start));
+    if before(m0, m1) {
+        push(Grain::Month, m0, m1);
+        if let (Some(a), Some(m0)) = (from, m0) {
+            push(Grain::Day, Some(a), Some(m0));
+        }
+        if let (Some(m1), Some(b)) = (m1, until) {
+            push(Grain::Day, Some(m1), Some(b));
+        }
+        return out;
+    }
+    push(Grain::Day, from, until);
+    out
+}
+
+/// Where a breakdown reads: the printer summaries, the filament-type summaries, or the prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Printers,
+    Types,
+    Prints,
+}
+
+/// `AND`-ed conditions of the filters a source carries.
+fn conditions(filter: &StatsFilter, source: Source, binds: &mut Binds) -> String {
     let mut sql = String::new();
-    if printer_column && let Some(printer) = filter.printer_id {
+    if source != Source::Types
+        && let Some(printer) = filter.printer_id
+    {
         sql += &format!(" AND printer_id = {}", binds.push(Value::Int(printer)));
     }
     if let Some(site) = &filter.site {
         sql += &format!(" AND site = {}", binds.push(Value::Text(site.clone())));
     }
-    if let Some(project) = filter.project_id {
+    if source == Source::Prints
+        && let Some(project) = filter.project_id
+    {
         sql += &format!(" AND project_id = {}", binds.push(Value::Int(project)));
     }
-    if let Some(kind) = &filter.filament_type {
+    if source != Source::Printers
+        && let Some(kind) = &filter.filament_type
+    {
         sql += &format!(
             " AND lower(filament_type) = lower({})",
             binds.push(Value::Text(kind.clone()))
@@ -112,164 +224,81 @@ fn conditions(filter: &StatsFilter, binds: &mut Binds, printer_column: bool) -> 
 const SUMS: &str = "prints, successful, failed, stopped, print_time, filament_g, filament_cost, \
                     energy_kwh, energy_cost";
 
-/// The prints in the partial days at the ends of the span (or all of it, without whole days).
-fn edge_rows(filter: &StatsFilter, span: &Span, binds: &mut Binds) -> Option<String> {
-    let mut pieces = Vec::new();
-    if span.no_days {
-        let mut range = String::from("true");
-        if let Some(from) = span.from {
-            range += &format!(" AND created_at >= {}", binds.push(Value::Time(from)));
-        }
-        if let Some(until) = span.until {
-            range += &format!(" AND created_at < {}", binds.push(Value::Time(until)));
-        }
-        pieces.push(range);
-    } else {
-        if let (Some(from), Some(day)) = (span.from, span.day_from)
-            && from < midnight(day)
-        {
-            pieces.push(format!(
-                "created_at >= {} AND created_at < {}",
-                binds.push(Value::Time(from)),
-                binds.push(Value::Time(midnight(day)))
-            ));
-        }
-        if let (Some(until), Some(day)) = (span.until, span.day_until)
-            && midnight(day) < until
-        {
-            pieces.push(format!(
-                "created_at >= {} AND created_at < {}",
-                binds.push(Value::Time(midnight(day))),
-                binds.push(Value::Time(until))
-            ));
-        }
+/// Prints in `[from, until)` (either open), as summary rows of one print each.
+fn print_rows(
+    filter: &StatsFilter,
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    binds: &mut Binds,
+) -> String {
+    let mut range = String::new();
+    if let Some(from) = from {
+        range += &format!(" AND created_at >= {}", binds.push(Value::Time(from)));
     }
-    if pieces.is_empty() {
-        return None;
+    if let Some(until) = until {
+        range += &format!(" AND created_at < {}", binds.push(Value::Time(until)));
     }
-    let range = pieces
-        .iter()
-        .map(|p| format!("({p})"))
-        .collect::<Vec<_>>()
-        .join(" OR ");
-    let filters = conditions(filter, binds, true);
-    Some(format!(
+    let filters = conditions(filter, Source::Prints, binds);
+    format!(
         "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, printer_id, filament_type, \
            1::bigint AS prints, (status = 'success')::int::bigint AS successful, \
            (status = 'failed')::int::bigint AS failed, (status = 'stopped')::int::bigint AS stopped, \
            duration AS print_time, filament_g, filament_cost, energy_kwh, energy_cost \
-         FROM stats.prints WHERE counted AND ({range}){filters}"
-    ))
+         FROM stats.prints WHERE counted{range}{filters}"
+    )
 }
 
-/// A day range condition on `column` for `[from, until)`.
-fn day_range(
-    column: &str,
-    from: Option<NaiveDate>,
-    until: Option<NaiveDate>,
-    binds: &mut Binds,
-) -> String {
-    let mut sql = String::new();
-    if let Some(from) = from {
-        sql += &format!(" AND {column} >= {}", binds.push(Value::Day(from)));
-    }
-    if let Some(until) = until {
-        sql += &format!(" AND {column} < {}", binds.push(Value::Day(until)));
-    }
-    sql
-}
-
-fn first_of_month(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
-}
-
-fn next_month(day: NaiveDate) -> NaiveDate {
-    let first = first_of_month(day);
-    first
-        .checked_add_months(chrono::Months::new(1))
-        .unwrap_or(first)
-}
-
-/// The rows (day, printer_id, filament_type, sums…) the answer sums, from the cheapest source:
-/// per printer (`daily`, with whole months from `monthly` when `months`), or for the whole farm
-/// (`daily_farm`, printer unknown) when `farm`.
-fn rows(filter: &StatsFilter, farm: bool, months: bool, binds: &mut Binds) -> String {
+/// The rows a breakdown sums: `(day, printer_id, filament_type, sums…)`. Whole periods from
+/// the summaries of `source` (as days only when `days`, for the by-day breakdown), the rest from
+/// the prints.
+fn rows(filter: &StatsFilter, source: Source, days: bool, binds: &mut Binds) -> String {
     let span = Span::of(filter);
-    let mut parts = Vec::new();
-    if !span.no_days {
-        if farm {
-            let range = day_range("day", span.day_from, span.day_until, binds);
-            let filters = conditions(filter, binds, false);
-            parts.push(format!(
-                "SELECT day, NULL::bigint AS printer_id, filament_type, {SUMS} \
-                 FROM stats.daily_farm WHERE true{range}{filters}"
-            ));
-        } else if months {
-            // Whole months inside the days, the rest of the days around them.
-            let month_from = span.day_from.map(|d| {
-                if first_of_month(d) == d {
-                    d
-                } else {
-                    next_month(d)
-                }
-            });
-            let month_until = span.day_until.map(first_of_month);
-            let has_months = !matches!((month_from, month_until), (Some(a), Some(b)) if a >= b);
-            if has_months {
-                let range = day_range("month", month_from, month_until, binds);
-                let filters = conditions(filter, binds, true);
-                parts.push(format!(
-                    "SELECT month AS day, printer_id, filament_type, {SUMS} \
-                     FROM stats.monthly WHERE true{range}{filters}"
-                ));
-                let mut leftovers = Vec::new();
-                if let (Some(from), Some(month)) = (span.day_from, month_from)
-                    && from < month
-                {
-                    leftovers.push((Some(from), Some(month)));
-                }
-                if let (Some(month), Some(until)) = (month_until, span.day_until)
-                    && month < until
-                {
-                    leftovers.push((Some(month), Some(until)));
-                }
-                for (from, until) in leftovers {
-                    let range = day_range("day", from, until, binds);
-                    let filters = conditions(filter, binds, true);
-                    parts.push(format!(
-                        "SELECT day, printer_id, filament_type, {SUMS} \
-                         FROM stats.daily WHERE true{range}{filters}"
-                    ));
-                }
-            } else {
-                let range = day_range("day", span.day_from, span.day_until, binds);
-                let filters = conditions(filter, binds, true);
-                parts.push(format!(
-                    "SELECT day, printer_id, filament_type, {SUMS} \
-                     FROM stats.daily WHERE true{range}{filters}"
-                ));
-            }
-        } else {
-            let range = day_range("day", span.day_from, span.day_until, binds);
-            let filters = conditions(filter, binds, true);
-            parts.push(format!(
-                "SELECT day, printer_id, filament_type, {SUMS} \
-                 FROM stats.daily WHERE true{range}{filters}"
-            ));
-        }
+    if source == Source::Prints || span.no_days {
+        return print_rows(filter, span.from, span.until, binds);
     }
-    if let Some(edges) = edge_rows(filter, &span, binds) {
-        parts.push(edges);
+    let segments = if days {
+        vec![Segment {
+            grain: Grain::Day,
+            from: span.day_from,
+            until: span.day_until,
+        }]
+    } else {
+        segments(span.day_from, span.day_until)
+    };
+    let mut parts = Vec::new();
+    for segment in segments {
+        let mut range = String::new();
+        if let Some(from) = segment.from {
+            range += &format!(" AND period >= {}", binds.push(Value::Day(from)));
+        }
+        if let Some(until) = segment.until {
+            range += &format!(" AND period < {}", binds.push(Value::Day(until)));
+        }
+        let filters = conditions(filter, source, binds);
+        let grain = segment.grain.name();
+        parts.push(match source {
+            Source::Printers => format!(
+                "SELECT period AS day, printer_id, ''::text AS filament_type, {SUMS} \
+                 FROM stats.printer_{grain} WHERE true{range}{filters}"
+            ),
+            _ => format!(
+                "SELECT period AS day, NULL::bigint AS printer_id, filament_type, {SUMS} \
+                 FROM stats.type_{grain} WHERE true{range}{filters}"
+            ),
+        });
+    }
+    if let (Some(from), Some(day)) = (span.from, span.day_from)
+        && from < midnight(day)
+    {
+        parts.push(print_rows(filter, Some(from), Some(midnight(day)), binds));
+    }
+    if let (Some(until), Some(day)) = (span.until, span.day_until)
+        && midnight(day) < until
+    {
+        parts.push(print_rows(filter, Some(midnight(day)), Some(until), binds));
     }
     if parts.is_empty() {
-        return format!(
-            "SELECT NULL::date AS day, NULL::bigint AS printer_id, ''::text AS filament_type, \
-               {} WHERE false",
-            SUMS.split(", ")
-                .map(|c| format!("0 AS {c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        return print_rows(filter, span.from, span.until, binds);
     }
     parts.join(" UNION ALL ")
 }
@@ -279,8 +308,6 @@ const AGGREGATE: &str = "coalesce(sum(prints), 0)::bigint, coalesce(sum(successf
      coalesce(sum(print_time), 0)::bigint, coalesce(sum(filament_g), 0)::float8, \
      coalesce(sum(filament_cost), 0)::float8, coalesce(sum(energy_kwh), 0)::float8, \
      coalesce(sum(energy_cost), 0)::float8";
-
-type Sums = (i64, i64, i64, i64, i64, f64, f64, f64, f64);
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
@@ -308,77 +335,108 @@ fn totals(
     }
 }
 
+type Sums = (i64, i64, i64, i64, i64, f64, f64, f64, f64);
+type Grouped = (Option<String>, i64, i64, i64, i64, i64, f64, f64, f64, f64);
+
+/// Runs `GROUP BY <key>` (a text key; `NULL` for the total) over `source`.
+async fn grouped(
+    pool: &PgPool,
+    source: String,
+    binds: Binds,
+    key: &str,
+) -> Result<Vec<Grouped>, ErrorBody> {
+    let sql = format!(
+        "WITH r AS ({source}) SELECT ({key})::text, {AGGREGATE} FROM r GROUP BY 1 ORDER BY 1"
+    );
+    binds
+        .apply(sqlx::query_as(sqlx::AssertSqlSafe(sql)))
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)
+}
+
+fn sums_of(row: &Grouped) -> Sums {
+    (
+        row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+    )
+}
+
 pub async fn statistics(
     pool: &PgPool,
     filter: StatsFilter,
     currency: String,
 ) -> Result<Statistics, ErrorBody> {
-    // Totals, by day and by filament type: farm-wide days unless a printer is asked for.
+    // The summaries carry printer and site, or site and filament type; a project, or a
+    // printer with a filament type, is read from the prints.
+    let from_prints = filter.project_id.is_some()
+        || (filter.printer_id.is_some() && filter.filament_type.is_some());
+    let by_printer_source = if from_prints || filter.filament_type.is_some() {
+        Source::Prints
+    } else {
+        Source::Printers
+    };
+    let (totals_source, days_source) = if from_prints {
+        (Source::Prints, Source::Prints)
+    } else if filter.printer_id.is_some() {
+        (Source::Printers, Source::Printers)
+    } else {
+        (Source::Types, Source::Types)
+    };
+    let types_source = if filter.printer_id.is_some() || from_prints {
+        Source::Prints
+    } else {
+        Source::Types
+    };
+
     let mut binds = Binds::default();
-    let source = rows(&filter, filter.printer_id.is_none(), false, &mut binds);
-    let sql = format!(
-        "WITH r AS ({source}) SELECT GROUPING(day)::int, GROUPING(filament_type)::int, day, \
-           filament_type, {AGGREGATE} FROM r \
-         GROUP BY GROUPING SETS ((), (day), (filament_type)) ORDER BY day, filament_type"
-    );
-    type Grouped = (
-        i32,
-        i32,
-        Option<NaiveDate>,
-        Option<String>,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        f64,
-        f64,
-        f64,
-        f64,
-    );
-    let grouped: Vec<Grouped> = binds
-        .apply(sqlx::query_as(sqlx::AssertSqlSafe(sql)))
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)?;
-    let mut overall = Totals::default();
-    let mut by_day = Vec::new();
-    let mut by_filament_type = Vec::new();
-    for (g_day, g_type, day, kind, a, b, c, d, e, f, g, h, i) in grouped {
-        let sums = totals((a, b, c, d, e, f, g, h, i));
-        match (g_day, g_type, day, kind) {
-            (1, 1, _, _) => overall = sums,
-            (0, 1, Some(day), _) if sums.total_prints != 0 => {
-                by_day.push(DayTotals { day, totals: sums })
-            }
-            (1, 0, _, Some(kind)) if sums.total_prints != 0 => {
-                by_filament_type.push(FilamentTotals {
-                    filament_type: kind,
-                    totals: sums,
-                })
-            }
-            _ => {}
-        }
-    }
-    // By printer: whole months where the range has them.
+    let source = rows(&filter, totals_source, false, &mut binds);
+    let overall = grouped(pool, source, binds, "NULL")
+        .await?
+        .first()
+        .map(|row| totals(sums_of(row)))
+        .unwrap_or_else(|| totals((0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)));
+
     let mut binds = Binds::default();
-    let source = rows(&filter, false, filter.printer_id.is_none(), &mut binds);
-    let sql = format!(
-        "WITH r AS ({source}) SELECT printer_id, {AGGREGATE} FROM r \
-         GROUP BY printer_id HAVING sum(prints) <> 0 ORDER BY printer_id"
-    );
-    type ByPrinter = (Option<i64>, i64, i64, i64, i64, i64, f64, f64, f64, f64);
-    let printers: Vec<ByPrinter> = binds
-        .apply(sqlx::query_as(sqlx::AssertSqlSafe(sql)))
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)?;
-    let by_printer = printers
-        .into_iter()
-        .map(|(printer, a, b, c, d, e, f, g, h, i)| PrinterTotals {
-            printer_id: printer.filter(|p| *p != 0),
+    let source = rows(&filter, types_source, false, &mut binds);
+    let by_filament_type = grouped(pool, source, binds, "filament_type")
+        .await?
+        .iter()
+        .filter(|row| row.1 != 0)
+        .map(|row| FilamentTotals {
+            filament_type: row.0.clone().unwrap_or_default(),
+            totals: totals(sums_of(row)),
+        })
+        .collect();
+
+    let mut binds = Binds::default();
+    let source = rows(&filter, days_source, true, &mut binds);
+    let by_day = grouped(pool, source, binds, "day")
+        .await?
+        .iter()
+        .filter(|row| row.1 != 0)
+        .filter_map(|row| {
+            let day = row.0.as_deref()?.parse().ok()?;
+            Some(DayTotals {
+                day,
+                totals: totals(sums_of(row)),
+            })
+        })
+        .collect();
+
+    let mut binds = Binds::default();
+    let source = rows(&filter, by_printer_source, false, &mut binds);
+    let by_printer = grouped(pool, source, binds, "printer_id")
+        .await?
+        .iter()
+        .filter(|row| row.1 != 0)
+        .map(|row| PrinterTotals {
+            printer_id: row
+                .0
+                .as_deref()
+                .and_then(|p| p.parse().ok())
+                .filter(|p| *p != 0),
             printer_name: None,
-            totals: totals((a, b, c, d, e, f, g, h, i)),
+            totals: totals(sums_of(row)),
         })
         .collect();
     Ok(Statistics {
@@ -402,8 +460,14 @@ pub async fn export(
             format!("limit must be 1 to {MAX_EXPORT_PAGE}"),
         ));
     }
+    let filter = &page.filter;
+    let source = if filter.project_id.is_some() || filter.filament_type.is_some() {
+        Source::Prints
+    } else {
+        Source::Printers
+    };
     let mut binds = Binds::default();
-    let source = rows(&page.filter, false, false, &mut binds);
+    let source = rows(filter, source, true, &mut binds);
     let after = match page.after {
         Some((day, printer)) => format!(
             "WHERE (day, printer) > ({}, {})",
@@ -471,10 +535,53 @@ mod tests {
             ..Default::default()
         };
         let mut binds = Binds::default();
-        let sql = rows(&whole, false, true, &mut binds);
+        let sql = rows(&whole, Source::Printers, false, &mut binds);
         assert!(
-            sql.contains("stats.monthly") && !sql.contains("stats.prints"),
+            sql.contains("stats.printer_month") && !sql.contains("stats.prints"),
             "{sql}"
+        );
+    }
+
+    #[test]
+    fn whole_days_become_years_months_and_days() {
+        let d = |y, m, day| NaiveDate::from_ymd_opt(y, m, day);
+        let cut: Vec<(Grain, Option<NaiveDate>, Option<NaiveDate>)> =
+            segments(d(2024, 12, 15), d(2026, 3, 10))
+                .iter()
+                .map(|s| (s.grain, s.from, s.until))
+                .collect();
+        assert_eq!(
+            cut,
+            [
+                (Grain::Year, d(2025, 1, 1), d(2026, 1, 1)),
+                (Grain::Day, d(2024, 12, 15), d(2025, 1, 1)),
+                (Grain::Month, d(2026, 1, 1), d(2026, 3, 1)),
+                (Grain::Day, d(2026, 3, 1), d(2026, 3, 10)),
+            ]
+        );
+        assert_eq!(
+            segments(None, None),
+            [Segment {
+                grain: Grain::Year,
+                from: None,
+                until: None
+            }]
+        );
+        assert_eq!(
+            segments(d(2026, 6, 1), d(2026, 7, 1)),
+            [Segment {
+                grain: Grain::Month,
+                from: d(2026, 6, 1),
+                until: d(2026, 7, 1)
+            }]
+        );
+        assert_eq!(
+            segments(d(2026, 6, 3), d(2026, 6, 9)),
+            [Segment {
+                grain: Grain::Day,
+                from: d(2026, 6, 3),
+                until: d(2026, 6, 9)
+            }]
         );
     }
 
