@@ -349,6 +349,38 @@ async fn statistics_equal_the_sums_of_the_archives_for_random_filters() {
     })
     .await;
 
+    // The export: a row per day and printer, in order, adding up to the same prints.
+    let csv = setup
+        .client
+        .get(setup.api.api_url("/statistics/export?format=csv"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let keys: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r[1].to_owned())
+        })
+        .collect();
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let exported: i64 = reader
+        .records()
+        .map(|r| r.unwrap()[3].parse::<i64>().unwrap())
+        .sum();
+    assert_eq!(exported, all.prints, "the export adds up");
+    let mut sorted = keys.clone();
+    sorted.sort_by(|a, b| {
+        (a.0.clone(), a.1.parse::<i64>().unwrap()).cmp(&(b.0.clone(), b.1.parse::<i64>().unwrap()))
+    });
+    sorted.dedup();
+    assert_eq!(keys, sorted, "one row per day and printer, in order");
+    assert!(keys.len() > 20, "{} rows", keys.len());
+
     // Random filters, each compared with the archives filtered the same way.
     let created = |a: &Value| {
         DateTime::parse_from_rfc3339(a["created_at"].as_str().unwrap())

@@ -17,8 +17,8 @@ use sqlx::query::QueryAs;
 
 use crate::db::unavailable;
 
-/// The most rows an export page holds.
-pub const MAX_EXPORT_PAGE: i64 = 5000;
+/// The most days an export page holds.
+pub const MAX_EXPORT_DAYS: u32 = 366;
 
 /// Values bound to a built query, in order.
 enum Value {
@@ -448,39 +448,76 @@ pub async fn statistics(
     })
 }
 
-/// One page of the export: rows of a day and a printer, in (day, printer) order.
+/// One page of the export: rows of a day and a printer, in (day, printer) order, for the
+/// page's days only.
 pub async fn export(
     pool: &PgPool,
     page: ExportPage,
     currency: String,
 ) -> Result<ExportRows, ErrorBody> {
-    if !(1..=MAX_EXPORT_PAGE).contains(&page.limit) {
+    if !(1..=MAX_EXPORT_DAYS).contains(&page.days) {
         return Err(ErrorBody::new(
             ErrorCode::ValidationError,
-            format!("limit must be 1 to {MAX_EXPORT_PAGE}"),
+            format!("days must be 1 to {MAX_EXPORT_DAYS}"),
         ));
     }
     let filter = &page.filter;
+    // The first day with a counted print, from the page's start on (none: the end).
+    let lower = match page.after {
+        Some(day) => Some(midnight(day + Duration::days(1))),
+        None => filter.from,
+    };
+    let lower = match (lower, filter.from) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let mut binds = Binds::default();
+    let first_sql = format!(
+        "SELECT min(created_at) FROM stats.prints WHERE counted{}{}{}",
+        lower
+            .map(|l| format!(" AND created_at >= {}", binds.push(Value::Time(l))))
+            .unwrap_or_default(),
+        filter
+            .until
+            .map(|u| format!(" AND created_at < {}", binds.push(Value::Time(u))))
+            .unwrap_or_default(),
+        conditions(filter, Source::Prints, &mut binds),
+    );
+    let first: Option<DateTime<Utc>> = binds
+        .apply(sqlx::query_as::<_, (Option<DateTime<Utc>>,)>(
+            sqlx::AssertSqlSafe(first_sql),
+        ))
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?
+        .0;
+    let Some(first) = first else {
+        return Ok(ExportRows {
+            rows: vec![],
+            currency,
+            next: None,
+        });
+    };
+    let start_day = first.date_naive();
+    let end_day = start_day + Duration::days(i64::from(page.days));
+    let window = StatsFilter {
+        from: Some(lower.map_or(midnight(start_day), |l| l.max(midnight(start_day)))),
+        until: Some(match filter.until {
+            Some(u) => u.min(midnight(end_day)),
+            None => midnight(end_day),
+        }),
+        ..filter.clone()
+    };
     let source = if filter.project_id.is_some() || filter.filament_type.is_some() {
         Source::Prints
     } else {
         Source::Printers
     };
     let mut binds = Binds::default();
-    let source = rows(filter, source, true, &mut binds);
-    let after = match page.after {
-        Some((day, printer)) => format!(
-            "WHERE (day, printer) > ({}, {})",
-            binds.push(Value::Day(day)),
-            binds.push(Value::Int(printer))
-        ),
-        None => String::new(),
-    };
-    let limit = binds.push(Value::Int(page.limit));
+    let source = rows(&window, source, true, &mut binds);
     let sql = format!(
-        "WITH r AS ({source}) SELECT * FROM (SELECT day, coalesce(printer_id, 0) AS printer, \
-           {AGGREGATE} FROM r GROUP BY day, coalesce(printer_id, 0)) g {after} \
-         ORDER BY day, printer LIMIT {limit}"
+        "WITH r AS ({source}) SELECT day, coalesce(printer_id, 0), {AGGREGATE} FROM r \
+         GROUP BY day, coalesce(printer_id, 0) ORDER BY 1, 2"
     );
     type Row = (NaiveDate, i64, i64, i64, i64, i64, i64, f64, f64, f64, f64);
     let rows: Vec<Row> = binds
@@ -488,6 +525,7 @@ pub async fn export(
         .fetch_all(pool)
         .await
         .map_err(unavailable)?;
+    let more = filter.until.is_none_or(|u| midnight(end_day) < u);
     Ok(ExportRows {
         rows: rows
             .into_iter()
@@ -499,6 +537,7 @@ pub async fn export(
             })
             .collect(),
         currency,
+        next: more.then(|| end_day - Duration::days(1)),
     })
 }
 

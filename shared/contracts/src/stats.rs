@@ -91,18 +91,22 @@ pub struct ExportRow {
     pub totals: Totals,
 }
 
+/// A page of the export: the days after `after` (from the filter's start when `None`), up to
+/// `days` of them. Pages are whole days, so a page reads only its own days.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportPage {
     pub filter: StatsFilter,
-    /// After this (day, printer id 0 for none) in (day, printer) order.
-    pub after: Option<(NaiveDate, i64)>,
-    pub limit: i64,
+    pub after: Option<NaiveDate>,
+    pub days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportRows {
+    /// In (day, printer) order.
     pub rows: Vec<ExportRow>,
     pub currency: String,
+    /// Where the next page starts (`after`), or `None` at the end.
+    pub next: Option<NaiveDate>,
 }
 
 /// How prints are priced: filament by type (per kg, `default` for types not listed), energy

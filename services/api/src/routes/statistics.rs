@@ -19,8 +19,8 @@ use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::archives::BinaryFile;
 use crate::state::AppState;
 
-/// Rows per export page.
-const EXPORT_PAGE: i64 = 2000;
+/// Days per export page (a week of a 500-printer farm is 3,500 rows).
+const EXPORT_DAYS: u32 = 7;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -182,10 +182,9 @@ fn export_pages(
     filter: StatsFilter,
     names: std::collections::HashMap<i64, String>,
 ) -> impl futures::Stream<Item = Result<Rows, ApiError>> + Send + 'static {
-    type After = Option<(NaiveDate, i64)>;
     futures::stream::try_unfold(
-        Some(None::<(NaiveDate, i64)>),
-        move |after: Option<After>| {
+        Some(None::<NaiveDate>),
+        move |after: Option<Option<NaiveDate>>| {
             let state = state.clone();
             let filter = filter.clone();
             let names = names.clone();
@@ -194,13 +193,10 @@ fn export_pages(
                 let page = ExportPage {
                     filter,
                     after,
-                    limit: EXPORT_PAGE,
+                    days: EXPORT_DAYS,
                 };
                 let answer = state.rpc.call(contract::EXPORT, &page).await?;
-                let next = (answer.rows.len() as i64 == EXPORT_PAGE)
-                    .then(|| answer.rows.last())
-                    .flatten()
-                    .map(|last| Some((last.day, last.printer_id.unwrap_or(0))));
+                let next = answer.next.map(Some);
                 let rows: Rows = answer
                     .rows
                     .iter()
