@@ -25,24 +25,33 @@ CREATE TABLE stats.prints (
     -- print time); NULL until then.
     priced_with   BIGINT
 );
-CREATE INDEX prints_counted ON stats.prints (created_at) WHERE counted;
-CREATE INDEX prints_printer ON stats.prints (printer_id, created_at) WHERE counted;
+-- Covering: answers read from the prints (a printer's filament types, a project) are
+-- index-only scans.
+CREATE INDEX prints_counted ON stats.prints (created_at)
+    INCLUDE (status, printer_id, site, project_id, filament_type, duration, filament_g,
+             filament_cost, energy_kwh, energy_cost) WHERE counted;
+CREATE INDEX prints_printer ON stats.prints (printer_id, created_at)
+    INCLUDE (status, site, project_id, filament_type, duration, filament_g, filament_cost,
+             energy_kwh, energy_cost) WHERE counted;
 
-CREATE INDEX prints_project ON stats.prints (project_id, created_at) WHERE counted AND project_id <> 0;
+CREATE INDEX prints_project ON stats.prints (project_id, created_at)
+    INCLUDE (status, printer_id, site, filament_type, duration, filament_g, filament_cost,
+             energy_kwh, energy_cost) WHERE counted AND project_id <> 0;
 
 -- The sums of counted prints, by period (UTC day, month and year of the print's start): per
--- printer and site, and per site and filament type. A range is read as whole years, months and
--- days from these, and its partial days from the prints: an answer costs the periods and
--- printers asked for, not the prints.
+-- printer and site, and per site and filament type; and by day per site. A range is read as
+-- whole years, months and days from these, and its partial days from the prints: an answer
+-- costs the periods and printers asked for, not the prints. Counts are INTEGER and time is
+-- DOUBLE PRECISION so that their sums stay machine numbers (a sum of BIGINT is NUMERIC).
 CREATE TABLE stats.printer_day (
     period        DATE   NOT NULL,
     printer_id    BIGINT NOT NULL,
     site          TEXT   NOT NULL,
-    prints        BIGINT NOT NULL DEFAULT 0,
-    successful    BIGINT NOT NULL DEFAULT 0,
-    failed        BIGINT NOT NULL DEFAULT 0,
-    stopped       BIGINT NOT NULL DEFAULT 0,
-    print_time    BIGINT NOT NULL DEFAULT 0,
+    prints        INTEGER NOT NULL DEFAULT 0,
+    successful    INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,
+    stopped       INTEGER NOT NULL DEFAULT 0,
+    print_time    DOUBLE PRECISION NOT NULL DEFAULT 0,
     filament_g    DOUBLE PRECISION NOT NULL DEFAULT 0,
     filament_cost DOUBLE PRECISION NOT NULL DEFAULT 0,
     energy_kwh    DOUBLE PRECISION NOT NULL DEFAULT 0,
@@ -65,6 +74,10 @@ CREATE TABLE stats.type_month (LIKE stats.type_day INCLUDING DEFAULTS);
 ALTER TABLE stats.type_month ADD PRIMARY KEY (period, site, filament_type);
 CREATE TABLE stats.type_year (LIKE stats.type_day INCLUDING DEFAULTS);
 ALTER TABLE stats.type_year ADD PRIMARY KEY (period, site, filament_type);
+
+CREATE TABLE stats.site_day (LIKE stats.type_day INCLUDING DEFAULTS);
+ALTER TABLE stats.site_day DROP COLUMN filament_type;
+ALTER TABLE stats.site_day ADD PRIMARY KEY (period, site);
 
 -- Adds (sign 1) or takes away (sign -1) one print's contribution to the summaries.
 CREATE FUNCTION stats.contribute(
@@ -111,6 +124,18 @@ BEGIN
         USING periods[i], p_site, p_type, p_sign, s, f, t, p_sign * p_duration,
             p_sign * p_filament, p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost;
     END LOOP;
+    INSERT INTO stats.site_day AS x (period, site, prints, successful, failed, stopped,
+        print_time, filament_g, filament_cost, energy_kwh, energy_cost)
+    VALUES (periods[1], p_site, p_sign, s, f, t, p_sign * p_duration, p_sign * p_filament,
+        p_sign * p_filament_cost, p_sign * p_kwh, p_sign * p_energy_cost)
+    ON CONFLICT (period, site) DO UPDATE SET
+        prints = x.prints + EXCLUDED.prints, successful = x.successful + EXCLUDED.successful,
+        failed = x.failed + EXCLUDED.failed, stopped = x.stopped + EXCLUDED.stopped,
+        print_time = x.print_time + EXCLUDED.print_time,
+        filament_g = x.filament_g + EXCLUDED.filament_g,
+        filament_cost = x.filament_cost + EXCLUDED.filament_cost,
+        energy_kwh = x.energy_kwh + EXCLUDED.energy_kwh,
+        energy_cost = x.energy_cost + EXCLUDED.energy_cost;
 END $$;
 
 -- The cost settings, every version kept (prints keep the version they were priced with); the

@@ -64,6 +64,10 @@ async fn seed(env: &TestEnv, count: i64) {
              SELECT {period}, site, filament_type, {sums} FROM stats.prints GROUP BY 1, 2, 3"
         ));
     }
+    statements.push(format!(
+        "INSERT INTO stats.site_day (period, site, {columns}) \
+         SELECT (created_at AT TIME ZONE 'UTC')::date, site, {sums} FROM stats.prints GROUP BY 1, 2"
+    ));
     for sql in statements {
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&pool)
@@ -78,6 +82,7 @@ async fn seed(env: &TestEnv, count: i64) {
         "type_day",
         "type_month",
         "type_year",
+        "site_day",
     ] {
         sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM ANALYZE stats.{table}")))
             .execute(&pool)

@@ -191,13 +191,15 @@ fn segments(from: Option<NaiveDate>, until: Option<NaiveDate>) -> Vec<Segment> {
 enum Source {
     Printers,
     Types,
+    /// By day per site (days only): the farm's days when nothing else narrows them.
+    Sites,
     Prints,
 }
 
 /// `AND`-ed conditions of the filters a source carries.
 fn conditions(filter: &StatsFilter, source: Source, binds: &mut Binds) -> String {
     let mut sql = String::new();
-    if source != Source::Types
+    if matches!(source, Source::Printers | Source::Prints)
         && let Some(printer) = filter.printer_id
     {
         sql += &format!(" AND printer_id = {}", binds.push(Value::Int(printer)));
@@ -210,7 +212,7 @@ fn conditions(filter: &StatsFilter, source: Source, binds: &mut Binds) -> String
     {
         sql += &format!(" AND project_id = {}", binds.push(Value::Int(project)));
     }
-    if source != Source::Printers
+    if matches!(source, Source::Types | Source::Prints)
         && let Some(kind) = &filter.filament_type
     {
         sql += &format!(
@@ -256,7 +258,7 @@ fn rows(filter: &StatsFilter, source: Source, days: bool, binds: &mut Binds) -> 
     if source == Source::Prints || span.no_days {
         return print_rows(filter, span.from, span.until, binds);
     }
-    let segments = if days {
+    let segments = if days || source == Source::Sites {
         vec![Segment {
             grain: Grain::Day,
             from: span.day_from,
@@ -280,6 +282,10 @@ fn rows(filter: &StatsFilter, source: Source, days: bool, binds: &mut Binds) -> 
             Source::Printers => format!(
                 "SELECT period AS day, printer_id, ''::text AS filament_type, {SUMS} \
                  FROM stats.printer_{grain} WHERE true{range}{filters}"
+            ),
+            Source::Sites => format!(
+                "SELECT period AS day, NULL::bigint AS printer_id, ''::text AS filament_type, \
+                   {SUMS} FROM stats.site_day WHERE true{range}{filters}"
             ),
             _ => format!(
                 "SELECT period AS day, NULL::bigint AS printer_id, filament_type, {SUMS} \
@@ -366,40 +372,53 @@ pub async fn statistics(
     filter: StatsFilter,
     currency: String,
 ) -> Result<Statistics, ErrorBody> {
-    // The summaries carry printer and site, or site and filament type; a project, or a
-    // printer with a filament type, is read from the prints.
+    // The summaries carry printer and site, site and filament type, or site alone (by day); a
+    // project, or a printer with a filament type, is read from the prints (index-only).
     let from_prints = filter.project_id.is_some()
         || (filter.printer_id.is_some() && filter.filament_type.is_some());
-    let by_printer_source = if from_prints || filter.filament_type.is_some() {
-        Source::Prints
+    let printer = filter.printer_id.is_some();
+    let kind = filter.filament_type.is_some();
+    let (totals_source, types_source, days_source, printers_source) = if from_prints {
+        (
+            Source::Prints,
+            Source::Prints,
+            Source::Prints,
+            Source::Prints,
+        )
+    } else if printer {
+        (
+            Source::Printers,
+            Source::Prints,
+            Source::Printers,
+            Source::Printers,
+        )
+    } else if kind {
+        (Source::Types, Source::Types, Source::Types, Source::Prints)
     } else {
-        Source::Printers
+        (
+            Source::Types,
+            Source::Types,
+            Source::Sites,
+            Source::Printers,
+        )
     };
-    let (totals_source, days_source) = if from_prints {
-        (Source::Prints, Source::Prints)
-    } else if filter.printer_id.is_some() {
-        (Source::Printers, Source::Printers)
-    } else {
-        (Source::Types, Source::Types)
+    let query = |source: Source, days: bool, key: &'static str| {
+        let mut binds = Binds::default();
+        let rows = rows(&filter, source, days, &mut binds);
+        grouped(pool, rows, binds, key)
     };
-    let types_source = if filter.printer_id.is_some() || from_prints {
-        Source::Prints
-    } else {
-        Source::Types
-    };
-
-    let mut binds = Binds::default();
-    let source = rows(&filter, totals_source, false, &mut binds);
-    let overall = grouped(pool, source, binds, "NULL")
-        .await?
+    // Independent reads, side by side on the pool.
+    let (overall, types, days, printers) = futures::try_join!(
+        query(totals_source, false, "NULL"),
+        query(types_source, false, "filament_type"),
+        query(days_source, true, "day"),
+        query(printers_source, false, "printer_id"),
+    )?;
+    let overall = overall
         .first()
         .map(|row| totals(sums_of(row)))
         .unwrap_or_else(|| totals((0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)));
-
-    let mut binds = Binds::default();
-    let source = rows(&filter, types_source, false, &mut binds);
-    let by_filament_type = grouped(pool, source, binds, "filament_type")
-        .await?
+    let by_filament_type = types
         .iter()
         .filter(|row| row.1 != 0)
         .map(|row| FilamentTotals {
@@ -407,11 +426,7 @@ pub async fn statistics(
             totals: totals(sums_of(row)),
         })
         .collect();
-
-    let mut binds = Binds::default();
-    let source = rows(&filter, days_source, true, &mut binds);
-    let by_day = grouped(pool, source, binds, "day")
-        .await?
+    let by_day = days
         .iter()
         .filter(|row| row.1 != 0)
         .filter_map(|row| {
@@ -422,11 +437,7 @@ pub async fn statistics(
             })
         })
         .collect();
-
-    let mut binds = Binds::default();
-    let source = rows(&filter, by_printer_source, false, &mut binds);
-    let by_printer = grouped(pool, source, binds, "printer_id")
-        .await?
+    let by_printer = printers
         .iter()
         .filter(|row| row.1 != 0)
         .map(|row| PrinterTotals {
