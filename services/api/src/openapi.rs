@@ -32,6 +32,8 @@ use utoipa::{Modify, OpenApi};
         (name = "projects", description = "Archives grouped towards a target"),
         (name = "queue", description = "The print queue: jobs dispatched to idle printers"),
         (name = "statistics", description = "What the farm printed and what it cost"),
+        (name = "webhooks", description = "Signed webhooks of the farm's events (admin)"),
+        (name = "events", description = "The live event stream (server-sent events)"),
     )
 )]
 pub struct ApiDoc;

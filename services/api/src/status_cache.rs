@@ -5,18 +5,43 @@
 use async_nats::jetstream::kv::{self, Operation};
 use printyard_contracts::farm::StatusRecord;
 use printyard_service::kv_watch::follow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StatusCache {
     entries: Arc<RwLock<HashMap<i64, StatusRecord>>>,
+    /// Every status written, for the live event stream (`/events`).
+    changes: broadcast::Sender<StatusRecord>,
+}
+
+impl Default for StatusCache {
+    fn default() -> Self {
+        Self {
+            entries: Arc::default(),
+            changes: broadcast::channel(4096).0,
+        }
+    }
 }
 
 impl StatusCache {
     pub fn get(&self, printer_id: i64) -> Option<StatusRecord> {
         self.entries.read().ok()?.get(&printer_id).cloned()
+    }
+
+    /// Every printer's latest status.
+    pub fn all(&self) -> Vec<StatusRecord> {
+        self.entries
+            .read()
+            .map(|entries| entries.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The statuses written from now on. A receiver that falls 4,096 behind is told it lagged.
+    pub fn subscribe(&self) -> broadcast::Receiver<StatusRecord> {
+        self.changes.subscribe()
     }
 
     /// Follows the bucket until `stop`.
@@ -31,6 +56,7 @@ impl StatusCache {
             match entry.operation {
                 Operation::Put => {
                     if let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) {
+                        let _ = self.changes.send(record.clone());
                         entries.insert(id, record);
                     }
                 }
@@ -47,24 +73,35 @@ impl StatusCache {
 /// miss is checked in Postgres, which stays the authority.
 #[derive(Clone, Default)]
 pub struct KnownPrinters {
-    ids: Arc<RwLock<HashSet<i64>>>,
+    /// Printer id → its site.
+    ids: Arc<RwLock<HashMap<i64, String>>>,
 }
 
 impl KnownPrinters {
     pub fn contains(&self, printer_id: i64) -> bool {
-        self.ids.read().is_ok_and(|ids| ids.contains(&printer_id))
+        self.ids
+            .read()
+            .is_ok_and(|ids| ids.contains_key(&printer_id))
+    }
+
+    /// The printer's site, as its registry key says.
+    pub fn site(&self, printer_id: i64) -> Option<String> {
+        self.ids.read().ok()?.get(&printer_id).cloned()
     }
 
     pub async fn follow(self, bucket: kv::Store, stop: CancellationToken) {
         follow(bucket, stop, move |entry| {
-            let Some(id) = entry.key.rsplit('.').next().and_then(|i| i.parse().ok()) else {
+            let Some((site, id)) = entry.key.rsplit_once('.') else {
+                return;
+            };
+            let Ok(id) = id.parse() else {
                 return;
             };
             let Ok(mut ids) = self.ids.write() else {
                 return;
             };
             match entry.operation {
-                Operation::Put => ids.insert(id),
+                Operation::Put => ids.insert(id, site.to_owned()),
                 Operation::Delete | Operation::Purge => ids.remove(&id),
             };
         })

@@ -75,6 +75,13 @@ pub fn event_subject(site: &Site, printer_id: i64, kind: EventKind) -> String {
     format!("{ROOT}.events.{site}.{printer_id}.{}", kind.as_str())
 }
 
+/// The subjects of `kind` events of one site (or any) and one printer (or any).
+pub fn event_filter(site: Option<&Site>, printer_id: Option<i64>, kind: EventKind) -> String {
+    let site = site.map_or("*", Site::as_str);
+    let printer = printer_id.map_or_else(|| "*".to_owned(), |id| id.to_string());
+    format!("{ROOT}.events.{site}.{printer}.{}", kind.as_str())
+}
+
 /// Every event subject (the stream's filter).
 pub fn all_events() -> String {
     format!("{ROOT}.events.>")
@@ -331,6 +338,14 @@ mod tests {
             "printyard.events.lab.7.print_started"
         );
         assert_eq!(all_events(), "printyard.events.>");
+        assert_eq!(
+            event_filter(None, Some(7), EventKind::PrintStarted),
+            "printyard.events.*.7.print_started"
+        );
+        assert_eq!(
+            event_filter(Some(&site), None, EventKind::PrinterError),
+            "printyard.events.lab.*.printer_error"
+        );
         assert_eq!(registry_key(&site, 7), "lab.7");
         assert_eq!(
             command_subject(&site, 7),

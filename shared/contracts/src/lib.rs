@@ -12,6 +12,7 @@ pub mod services;
 pub mod stats;
 pub mod subjects;
 pub mod system;
+pub mod webhooks;
 
 pub use error::{ErrorBody, ErrorCode};
 pub use rpc::Endpoint;

@@ -4,12 +4,14 @@
 
 mod api_keys;
 pub(crate) mod archives;
+mod events;
 mod health;
 mod printers;
 mod projects;
 mod queue;
 mod statistics;
 mod system;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -61,7 +63,12 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(queue::reorder))
         .routes(routes!(statistics::statistics))
         .routes(routes!(statistics::export))
-        .routes(routes!(statistics::costs, statistics::set_costs));
+        .routes(routes!(statistics::costs, statistics::set_costs))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::test))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(events::stream));
     let (router, mut openapi) = router.split_for_parts();
     crate::openapi::finish_document(&mut openapi);
     (router, openapi)
