@@ -105,6 +105,78 @@ async fn seed(env: &TestEnv, count: i64) {
     );
 }
 
+/// Runs `per_client` calls on each of `clients` clients at once: the sorted times, and how
+/// many calls failed.
+async fn measure<F, Fut>(clients: usize, per_client: usize, call: F) -> (Vec<Duration>, usize)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let calls: Vec<Fut> = (0..per_client).map(|_| call()).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut errors = 0;
+            for call in calls {
+                let started = Instant::now();
+                if !call.await {
+                    errors += 1;
+                }
+                times.push(started.elapsed());
+            }
+            (times, errors)
+        }));
+    }
+    let (mut times, mut errors) = (Vec::new(), 0);
+    for task in tasks {
+        let (t, e) = task.await.unwrap();
+        times.extend(t);
+        errors += e;
+    }
+    times.sort();
+    (times, errors)
+}
+
+/// The filter `api` makes of a shape's query (dates as whole UTC days, both inclusive).
+fn stats_filter(query: &str) -> printyard_contracts::stats::StatsFilter {
+    use chrono::{DateTime, NaiveDate, Utc};
+    let mut filter = printyard_contracts::stats::StatsFilter::default();
+    let bound = |value: &str, end: bool| -> DateTime<Utc> {
+        match value.parse::<DateTime<Utc>>() {
+            Ok(instant) => instant,
+            Err(_) => {
+                let day: NaiveDate = value.parse().unwrap();
+                let day = if end { day.succ_opt().unwrap() } else { day };
+                day.and_hms_opt(0, 0, 0).unwrap().and_utc()
+            }
+        }
+    };
+    for pair in query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap();
+        match key {
+            "printer_id" => filter.printer_id = value.parse().ok(),
+            "site" => filter.site = Some(value.to_owned()),
+            "filament_type" => filter.filament_type = Some(value.to_owned()),
+            "start_date" => filter.from = Some(bound(value, false)),
+            "end_date" => {
+                // An instant is inclusive in the api, as a day is: one microsecond past it.
+                filter.until = Some(if value.contains('T') {
+                    bound(value, true) + chrono::Duration::microseconds(1)
+                } else {
+                    bound(value, true)
+                })
+            }
+            _ => {}
+        }
+    }
+    filter
+}
+
 fn main() {
     printyard_service::runtime::install_crypto_provider();
     let count: i64 = std::env::var("BENCH_PRINTS")
@@ -115,13 +187,38 @@ fn main() {
         .unwrap()
         .block_on(async move {
             let env = TestEnv::new().await;
-            let _stats = spawn_stats(&env).await;
+            let stats = spawn_stats(&env).await;
             let mut config = env.api_config();
             config.rate_limits.enabled = false;
             config.database.max_connections = 8;
             let api = spawn_api_with(config).await;
             let key = env.api_key(&[Permission::Read]).await;
             seed(&env, count).await;
+            // BENCH_EXPLAIN=<ms>: the plans of statements slower than that go to the Postgres
+            // log (auto_explain), for a stats service started afresh.
+            let stats = match std::env::var("BENCH_EXPLAIN") {
+                Ok(ms) => {
+                    stats.stop().await;
+                    let pool = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+                    for setting in [
+                        "session_preload_libraries = 'auto_explain'".to_owned(),
+                        format!("auto_explain.log_min_duration = '{ms}ms'"),
+                        "auto_explain.log_analyze = on".to_owned(),
+                        "auto_explain.log_buffers = on".to_owned(),
+                    ] {
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "ALTER DATABASE {} SET {setting}",
+                            env.database_name
+                        )))
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                    }
+                    spawn_stats(&env).await
+                }
+                Err(_) => stats,
+            };
+            let _stats = stats;
             let client = keyed_http(&key);
             let base = api.api_url("/statistics");
             let shapes = [
@@ -146,7 +243,17 @@ fn main() {
                     "?filament_type=PETG&start_date=2025-12-01&end_date=2026-11-30".to_owned(),
                 ),
             ];
-            println!("GET /statistics, 200 requests per shape, 4 clients at once:");
+            let db = sqlx::PgPool::connect(&env.database_url).await.unwrap();
+            let rpc = printyard_service::rpc::RpcClient::new(
+                env.nats.client().await,
+                Duration::from_secs(10),
+            );
+            println!(
+                "GET /statistics per filter shape: 200 requests by 4 clients at once and 50 by one \
+                 client (answers kept until the facts change: the first is summed, the rest \
+                 reused); 50 uncached answers of the stats service alone (the facts changed \
+                 before each, over NATS without HTTP and api)"
+            );
             for (name, query) in shapes {
                 let url = Arc::new(format!("{base}{query}"));
                 let first: serde_json::Value = client
@@ -156,36 +263,49 @@ fn main() {
                     .unwrap()
                     .json()
                     .await
-                    .unwrap();
-                let mut times = Vec::new();
-                let per_client = 50;
-                let tasks: Vec<_> = (0..4)
-                    .map(|_| {
-                        let client = client.clone();
-                        let url = url.clone();
-                        tokio::spawn(async move {
-                            let mut times = Vec::new();
-                            for _ in 0..per_client {
-                                let started = Instant::now();
-                                let response = client.get(url.as_str()).send().await.unwrap();
-                                assert_eq!(response.status(), 200);
-                                response.bytes().await.unwrap();
-                                times.push(started.elapsed());
-                            }
-                            times
-                        })
-                    })
-                    .collect();
-                for task in tasks {
-                    times.extend(task.await.unwrap());
+                    .unwrap_or_default();
+                let get = |client: reqwest::Client, url: Arc<String>| async move {
+                    let response = client.get(url.as_str()).send().await.unwrap();
+                    let ok = response.status() == 200;
+                    response.bytes().await.unwrap();
+                    ok
+                };
+                let (four, errors) = measure(4, 50, || get(client.clone(), url.clone())).await;
+                let (one, _) = measure(1, 50, || get(client.clone(), url.clone())).await;
+                // Uncached: the facts' generation moves before each call (as when a print
+                // ends), so the stats service sums again; the bump is not timed.
+                let filter = stats_filter(query.as_str());
+                let mut direct = Vec::new();
+                for _ in 0..50 {
+                    sqlx::query("UPDATE stats.generation SET value = value + 1")
+                        .execute(&db)
+                        .await
+                        .unwrap();
+                    let started = Instant::now();
+                    let answered = rpc
+                        .call(printyard_contracts::stats::STATISTICS, &filter)
+                        .await
+                        .is_ok();
+                    direct.push(started.elapsed());
+                    assert!(answered, "{name}: the stats service answers");
                 }
-                times.sort();
+                direct.sort();
                 println!(
-                    "  {name:36} prints {:>8}  p50 {:6.1} ms  p95 {:6.1} ms  p99 {:6.1} ms",
+                    "  {name:34} prints {:>8}  4 clients p50 {:6.1} p95 {:6.1} p99 {:6.1} ms{}  \
+                     1 client p50 {:5.1} p95 {:5.1} ms  uncached p50 {:5.1} p95 {:5.1} ms",
                     first["total_prints"],
-                    percentile(&times, 0.50),
-                    percentile(&times, 0.95),
-                    percentile(&times, 0.99)
+                    percentile(&four, 0.50),
+                    percentile(&four, 0.95),
+                    percentile(&four, 0.99),
+                    if errors > 0 {
+                        format!(" ({errors} errors)")
+                    } else {
+                        String::new()
+                    },
+                    percentile(&one, 0.50),
+                    percentile(&one, 0.95),
+                    percentile(&direct, 0.50),
+                    percentile(&direct, 0.95),
                 );
             }
             let started = Instant::now();

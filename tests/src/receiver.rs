@@ -22,6 +22,8 @@ pub enum Behaviour {
     CloseFirst,
     /// 500, always.
     AlwaysFail,
+    /// 302 to another URL, always.
+    Redirect,
 }
 
 /// One request as it arrived.
@@ -163,6 +165,7 @@ async fn serve(
         Behaviour::CloseFirst if first => 0,
         Behaviour::CloseFirst => 200,
         Behaviour::AlwaysFail => 500,
+        Behaviour::Redirect => 302,
     };
     log.lock().expect("the log").push(Received {
         at,

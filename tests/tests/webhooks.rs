@@ -305,6 +305,29 @@ async fn every_event_reaches_every_receiver_signed_in_order_and_a_slow_one_delay
         "{tested_flaky}"
     );
 
+    // Redirects are not followed: a 3xx is a failure, said as such.
+    let redirecting = Receiver::start(Behaviour::Redirect).await;
+    let (moved, _) = setup
+        .subscribe(json!({"url": redirecting.url("/hook"), "enabled": false}))
+        .await;
+    let (_, tested_moved) = setup
+        .send(
+            reqwest::Method::POST,
+            &format!("/webhooks/{moved}/test"),
+            None,
+        )
+        .await;
+    assert_eq!(tested_moved["status"], "failed");
+    assert_eq!(tested_moved["response_code"], 302);
+    assert!(
+        tested_moved["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{tested_moved}"
+    );
+    assert_eq!(redirecting.requests().len(), 1);
+
     // Three printers, each starting, progressing and completing a print.
     let mut sent: HashMap<i64, Vec<String>> = HashMap::new();
     let published = Instant::now();
@@ -545,14 +568,14 @@ struct Sse {
 
 /// Reads server-sent events from `/events` until `until` says stop; then drops the connection.
 async fn read_events(
-    setup: &Setup,
+    client: &reqwest::Client,
+    api: &Running,
     query: &str,
     last_event_id: Option<&str>,
     until: impl Fn(&[Sse]) -> bool,
 ) -> Vec<Sse> {
-    let mut request = setup
-        .client
-        .get(setup.api.api_url(&format!("/events{query}")))
+    let mut request = client
+        .get(api.api_url(&format!("/events{query}")))
         .timeout(Duration::from_secs(120));
     if let Some(id) = last_event_id {
         request = request.header("last-event-id", id);
@@ -633,8 +656,10 @@ async fn a_simulated_print_sends_its_events_in_order_and_the_stream_resumes_with
     // One client reads the whole print; another leaves after two events and comes back.
     let query = format!("?events={prints}&printer_id=1");
     let done = |events: &[Sse]| events.iter().any(|e| e.event == "print_complete");
-    let whole = read_events(&setup, &query, None, done);
-    let first_part = read_events(&setup, &query, None, |events| events.len() == 2);
+    let whole = read_events(&setup.client, &setup.api, &query, None, done);
+    let first_part = read_events(&setup.client, &setup.api, &query, None, |events| {
+        events.len() == 2
+    });
     let start = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
@@ -646,7 +671,11 @@ async fn a_simulated_print_sends_its_events_in_order_and_the_stream_resumes_with
     };
     let (whole, first_part, ()) = tokio::join!(whole, first_part, start);
     let last_seen = first_part[1].id.clone().expect("farm events have ids");
-    let rest = read_events(&setup, &query, Some(&last_seen), done).await;
+    // The client comes back through another api replica.
+    let mut config = setup.env.api_config();
+    config.rate_limits.enabled = false;
+    let replica = spawn_api_with(config).await;
+    let rest = read_events(&setup.client, &replica, &query, Some(&last_seen), done).await;
     let resumed: Vec<Sse> = first_part.into_iter().chain(rest).collect();
     assert_eq!(resumed, whole, "nothing missed, nothing twice");
     let names: Vec<&str> = whole.iter().map(|e| e.event.as_str()).collect();

@@ -23,8 +23,8 @@ use crate::payload::EventFacts;
 use crate::signing::sign;
 use crate::targets::{GuardedResolver, check_literal};
 
-/// A claimed delivery, with its webhook and event.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A claimed delivery, with its webhook and event. Holds the signing secret: no `Debug`.
+#[derive(Clone, sqlx::FromRow)]
 pub struct Claimed {
     pub id: i64,
     pub webhook_id: i64,

@@ -199,6 +199,7 @@ pub async fn record(pool: &PgPool, facts: &ArchiveFacts) -> Result<(), sqlx::Err
     .bind(new.priced_with)
     .execute(&mut *tx)
     .await?;
+    crate::cache::bump(&mut tx).await?;
     tx.commit().await
 }
 
@@ -223,6 +224,7 @@ pub async fn forget(pool: &PgPool, gone: ArchiveGone) -> Result<(), sqlx::Error>
     .bind(gone.revision)
     .execute(&mut *tx)
     .await?;
+    crate::cache::bump(&mut tx).await?;
     tx.commit().await
 }
 

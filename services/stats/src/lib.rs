@@ -6,6 +6,7 @@
 //! - [`query`]: `/statistics` and its export from the summaries.
 //! - [`costs`]: the cost settings prints are priced with (priced at print time).
 
+pub mod cache;
 pub mod costs;
 pub mod db;
 pub mod facts;
@@ -55,11 +56,20 @@ impl Stats {
         runtime
             .serve(contract::STATISTICS, {
                 let pool = pool.clone();
+                let cache = cache::AnswerCache::default();
                 move |filter: StatsFilter| {
                     let pool = pool.clone();
+                    let cache = cache.clone();
                     async move {
+                        let generation = cache::generation(&pool).await.map_err(db::unavailable)?;
                         let currency = currency(&pool).await?;
-                        query::statistics(&pool, filter, currency).await
+                        let key = cache::key(&filter, &currency);
+                        if let Some(answer) = cache.get(&key, generation) {
+                            return Ok(answer.as_ref().clone());
+                        }
+                        let answer = query::statistics(&pool, filter, currency).await?;
+                        cache.put(key, generation, std::sync::Arc::new(answer.clone()));
+                        Ok(answer)
                     }
                 }
             })
