@@ -294,15 +294,28 @@ async fn statistics_equal_the_sums_of_the_archives_for_random_filters() {
 
     // Every archive settled (ends and files applied), then some linked to a project and some
     // deleted: edits reach statistics too.
+    let last = std::sync::Mutex::new(String::new());
     let archives = eventually(Duration::from_secs(60), "the prints archived", || async {
         let archives = setup.all_archives().await;
         let prints: Vec<Value> = archives
             .into_iter()
             .filter(|a| a["status"] != "uploaded")
             .collect();
-        let settled = prints.len() == 240
-            && prints.iter().all(|a| a["has_file"] == true)
-            && prints.iter().filter(|a| a["status"] == "printing").count() == unended;
+        let with_file = prints.iter().filter(|a| a["has_file"] == true).count();
+        let printing = prints.iter().filter(|a| a["status"] == "printing").count();
+        let settled = prints.len() == 240 && with_file == 240 && printing == unended;
+        if !settled {
+            let unsettled: Vec<&Value> = prints
+                .iter()
+                .filter(|a| a["has_file"] != true)
+                .take(2)
+                .collect();
+            *last.lock().unwrap() = format!(
+                "{} prints, {with_file} with a file, {printing} printing (of {unended}); e.g. {unsettled:?}",
+                prints.len()
+            );
+            eprintln!("not settled yet: {}", last.lock().unwrap());
+        }
         settled.then_some(prints)
     })
     .await;

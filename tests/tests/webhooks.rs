@@ -458,6 +458,81 @@ async fn every_event_reaches_every_receiver_signed_in_order_and_a_slow_one_delay
     assert!(complete["timestamp"].as_str().unwrap().ends_with('Z'));
 }
 
+#[tokio::test]
+async fn filters_choose_what_a_webhook_gets_and_chat_formats_say_it_in_words() {
+    let setup = setup().await;
+    let _notifier = spawn_notifier(&setup.env).await;
+    let (printer_two, site_lab, offline_only, discord, ntfy) = (
+        Receiver::start(Behaviour::Correct).await,
+        Receiver::start(Behaviour::Correct).await,
+        Receiver::start(Behaviour::Correct).await,
+        Receiver::start(Behaviour::Correct).await,
+        Receiver::start(Behaviour::Correct).await,
+    );
+    setup
+        .subscribe(json!({"url": printer_two.url("/"), "printer_ids": [2]}))
+        .await;
+    setup
+        .subscribe(json!({"url": site_lab.url("/"), "site": "lab"}))
+        .await;
+    setup
+        .subscribe(json!({"url": offline_only.url("/"), "events": ["printer_offline"]}))
+        .await;
+    setup
+        .subscribe(json!({"url": discord.url("/"), "format": "discord", "printer_ids": [1]}))
+        .await;
+    setup
+        .subscribe(json!({"url": ntfy.url("/"), "format": "ntfy", "printer_ids": [1]}))
+        .await;
+    let mut lab = event(
+        EventKind::PrinterError,
+        3,
+        "hms.1",
+        json!({"code": "0300_0100_0001_0007", "severity": "serious", "text": "Heatbed temperature abnormal"}),
+    );
+    lab.site = Site::parse("lab").unwrap();
+    let events = [
+        event(
+            EventKind::PrinterOffline,
+            1,
+            "offline.1",
+            json!({"reason": "no answer"}),
+        ),
+        event(EventKind::PrinterOnline, 2, "online.1", Value::Null),
+        lab.clone(),
+    ];
+    for event in &events {
+        publish(&setup.env, event).await;
+    }
+    eventually(Duration::from_secs(30), "the deliveries", || async {
+        let counts = [&printer_two, &site_lab, &offline_only, &discord, &ntfy]
+            .map(|r| r.delivered_ids().len());
+        (counts == [1, 1, 1, 1, 1]).then_some(())
+    })
+    .await;
+    // Nothing more comes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(printer_two.delivered_ids(), [events[1].id.clone()]);
+    assert_eq!(site_lab.delivered_ids(), [lab.id.clone()]);
+    assert_eq!(offline_only.delivered_ids(), [events[0].id.clone()]);
+    let error = site_lab.requests()[0].json();
+    assert_eq!(error["event"], "printer_error");
+    assert_eq!(error["data"]["code"], "0300_0100_0001_0007");
+    assert_eq!(error["data"]["severity"], "serious");
+    assert_eq!(error["data"]["text"], "Heatbed temperature abnormal");
+    assert_eq!(error["data"]["site"], "lab");
+
+    let message = discord.requests()[0].json();
+    assert_eq!(message["username"], "Printyard");
+    let content = message["content"].as_str().unwrap();
+    assert!(content.contains("Printer offline"), "{content}");
+    let pushed = &ntfy.requests()[0];
+    assert!(pushed.headers["content-type"].starts_with("text/plain"));
+    assert_eq!(pushed.headers["title"], "Printyard: Printer offline");
+    assert_eq!(pushed.headers["priority"], "high");
+    assert!(String::from_utf8_lossy(&pushed.body).contains("went offline"));
+}
+
 #[test]
 #[ignore = "run by a_notifier_killed_mid_delivery_loses_nothing as its notifier process"]
 fn child_notifier() {

@@ -188,10 +188,12 @@ pub async fn attempt(
     let response = request.body(body.bytes).send().await;
     let elapsed = || started.elapsed().as_millis() as i64;
     match response {
+        // The URL left out: the log shows it to whoever reads it, and a chat service's URL is
+        // its token.
         Err(err) => Attempt::Failed {
             code: None,
             latency_ms: Some(elapsed()),
-            error: error_chain(&err),
+            error: error_chain(&err.without_url()),
         },
         Ok(mut response) => {
             let status = response.status();

@@ -221,7 +221,8 @@ impl Subscriptions {
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
-        tracing::info!(webhook = row.id, url = %row.url, "webhook created");
+        // Not the URL: chat services put their token in it (Discord, Slack).
+        tracing::info!(webhook = row.id, format = %row.format, "webhook created");
         Ok(CreatedWebhook {
             webhook: row.into(),
             secret,
