@@ -270,15 +270,20 @@ async fn statistics_equal_the_sums_of_the_archives_for_random_filters() {
         .await;
         let ended = began + Span::seconds(rng.random_range(60..20_000));
         let progress = rng.random_range(1..100);
+        // As the gateway sends them, with the job's name.
+        let job = format!("job{i}");
         let (kind, data) = match rng.random_range(0..10) {
-            0..=5 => (EventKind::PrintComplete, json!({"print": key})),
+            0..=5 => (
+                EventKind::PrintComplete,
+                json!({"print": key, "job_name": job}),
+            ),
             6 | 7 => (
                 EventKind::PrintFailed,
-                json!({"print": key, "progress": progress, "print_error": "0300_8003"}),
+                json!({"print": key, "job_name": job, "progress": progress, "print_error": "0300_8003"}),
             ),
             8 => (
                 EventKind::PrintStopped,
-                json!({"print": key, "progress": progress}),
+                json!({"print": key, "job_name": job, "progress": progress}),
             ),
             _ => {
                 unended += 1; // still printing: counts nowhere
@@ -512,6 +517,57 @@ fn bound(value: &str, end: bool) -> DateTime<Utc> {
     } else {
         instant
     }
+}
+
+/// Events are handled side by side, and a backlog replayed after an outage brings a short
+/// print's start and end together: an end handled before its own start archives its own print
+/// and leaves the printer's earlier, still open print alone.
+#[tokio::test]
+async fn an_end_handled_before_its_start_ends_only_its_own_print() {
+    let setup = setup().await;
+    let js = async_nats::jetstream::new(setup.env.nats.client().await);
+    let printer = (1, "default");
+    let t0 = Utc::now() - Span::hours(3);
+    let first = json!({"print": "a@a.1", "job_name": "a", "printer_name": "P"});
+    publish(
+        &js,
+        event(EventKind::PrintStarted, printer, "a.", t0, first),
+    )
+    .await;
+    let open = eventually(Duration::from_secs(20), "the first print", || async {
+        let archives = setup.all_archives().await;
+        archives.first().map(|a| a["id"].as_i64().unwrap())
+    })
+    .await;
+    let second = json!({"print": "b@b.2", "job_name": "b", "printer_name": "P"});
+    let end = event(
+        EventKind::PrintComplete,
+        printer,
+        "b.end",
+        t0 + Span::hours(2),
+        second.clone(),
+    );
+    publish(&js, end).await;
+    let start = event(
+        EventKind::PrintStarted,
+        printer,
+        "b.",
+        t0 + Span::hours(1),
+        second,
+    );
+    publish(&js, start).await;
+    let archives = eventually(Duration::from_secs(20), "both prints", || async {
+        let archives = setup.all_archives().await;
+        let started = archives
+            .iter()
+            .any(|a| a["name"] == "b" && a["started_at"].is_string());
+        (archives.len() == 2 && started).then_some(archives)
+    })
+    .await;
+    let a = archives.iter().find(|a| a["id"] == open).unwrap();
+    assert_eq!(a["status"], "printing", "the earlier print is still open");
+    let b = archives.iter().find(|a| a["name"] == "b").unwrap();
+    assert_eq!(b["status"], "success", "{b}");
 }
 
 #[tokio::test]

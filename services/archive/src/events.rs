@@ -320,7 +320,8 @@ async fn write(
                 EventKind::PrintFailed => ("failed", data.progress),
                 _ => ("stopped", data.progress),
             };
-            let id = match find_print(&mut tx, event, key.as_deref(), false).await? {
+            let job = data.job_name.as_deref();
+            let id = match find_print(&mut tx, event, key.as_deref(), job, false).await? {
                 Some(id) => id,
                 None => {
                     let id = insert_print(&mut tx, event, data, key.as_deref()).await?;
@@ -368,7 +369,8 @@ async fn write(
             }
         }
         EventKind::PrintFile => {
-            let found = find_print(&mut tx, event, key.as_deref(), data.resumed).await?;
+            let job = data.job_name.as_deref();
+            let found = find_print(&mut tx, event, key.as_deref(), job, data.resumed).await?;
             if data.resumed {
                 // A capture resumed after a takeover: only for the open print of that job, and
                 // only if it has no file yet.
@@ -468,14 +470,18 @@ async fn set_file_error(
 }
 
 /// The archive of the print an event belongs to: by the gateway's print key, else the latest
-/// print still `printing` on that printer that started before the event (a gateway that took
-/// over mid-print has its own key for it). A file is matched by key only, unless it is a
-/// capture resumed after a takeover (`fallback`): a file arriving before its print's start
-/// must not land on an older print.
+/// print of the same job still `printing` on that printer that started before the event (a
+/// gateway that took over mid-print has its own key for it). The job must match when both are
+/// known: an end handled before its own start (events are handled side by side, and a backlog
+/// replayed after an outage brings a short print's start and end together) must not end the
+/// printer's previous print. A file is matched by key only, unless it is a capture resumed
+/// after a takeover (`fallback`): a file arriving before its print's start must not land on an
+/// older print.
 async fn find_print(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     event: &FarmEvent,
     key: Option<&str>,
+    job_name: Option<&str>,
     fallback: bool,
 ) -> Result<Option<i64>, sqlx::Error> {
     if let Some(key) = key {
@@ -491,10 +497,12 @@ async fn find_print(
     sqlx::query_scalar(
         "SELECT id FROM archive.archives \
          WHERE printer_id = $1 AND status = 'printing' AND coalesce(started_at, created_at) <= $2 \
+           AND ($3::text IS NULL OR job_name IS NULL OR job_name = $3) \
          ORDER BY coalesce(started_at, created_at) DESC LIMIT 1 FOR UPDATE",
     )
     .bind(event.printer_id)
     .bind(event.at)
+    .bind(job_name.filter(|j| !j.is_empty()))
     .fetch_optional(&mut **tx)
     .await
 }
