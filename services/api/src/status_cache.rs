@@ -3,7 +3,7 @@
 //! ids in `printer_registry` (which printers exist).
 
 use async_nats::jetstream::kv::{self, Operation};
-use printyard_contracts::farm::StatusRecord;
+use printyard_contracts::farm::{PrinterRecord, StatusRecord};
 use printyard_service::kv_watch::follow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -69,12 +69,13 @@ impl StatusCache {
     }
 }
 
-/// The printer ids in the registry bucket (keys `<site>.<id>`). A hint for the fast path: a
-/// miss is checked in Postgres, which stays the authority.
+/// The printers in the registry bucket (keys `<site>.<id>`, values the records `api` mirrors
+/// there): their sites and names. A hint for the fast path: a miss is checked in Postgres,
+/// which stays the authority.
 #[derive(Clone, Default)]
 pub struct KnownPrinters {
-    /// Printer id → its site.
-    ids: Arc<RwLock<HashMap<i64, String>>>,
+    /// Printer id → its site and name.
+    ids: Arc<RwLock<HashMap<i64, (String, String)>>>,
 }
 
 impl KnownPrinters {
@@ -86,7 +87,19 @@ impl KnownPrinters {
 
     /// The printer's site, as its registry key says.
     pub fn site(&self, printer_id: i64) -> Option<String> {
-        self.ids.read().ok()?.get(&printer_id).cloned()
+        Some(self.ids.read().ok()?.get(&printer_id)?.0.clone())
+    }
+
+    /// Every printer's name, by id.
+    pub fn names(&self) -> HashMap<i64, String> {
+        self.ids
+            .read()
+            .map(|ids| {
+                ids.iter()
+                    .map(|(id, (_, name))| (*id, name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub async fn follow(self, bucket: kv::Store, stop: CancellationToken) {
@@ -101,8 +114,15 @@ impl KnownPrinters {
                 return;
             };
             match entry.operation {
-                Operation::Put => ids.insert(id, site.to_owned()),
-                Operation::Delete | Operation::Purge => ids.remove(&id),
+                Operation::Put => {
+                    let name = serde_json::from_slice::<PrinterRecord>(&entry.value)
+                        .map(|record| record.name)
+                        .unwrap_or_default();
+                    ids.insert(id, (site.to_owned(), name));
+                }
+                Operation::Delete | Operation::Purge => {
+                    ids.remove(&id);
+                }
             };
         })
         .await
