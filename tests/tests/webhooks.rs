@@ -331,23 +331,29 @@ async fn every_event_reaches_every_receiver_signed_in_order_and_a_slow_one_delay
     // Three printers, each starting, progressing and completing a print.
     let mut sent: HashMap<i64, Vec<String>> = HashMap::new();
     let published = Instant::now();
-    for step in 0..4 {
+    for step in 0..5 {
         for printer in 1..=3 {
-            // As the gateway sends them: the print's key and the printer's name in each.
+            // As the gateway and the archive send them: the print's key and the printer's name
+            // in each. The three printers started the same job in the same millisecond: one
+            // print key, three prints.
             let (kind, mut data) = match step {
                 0 => (EventKind::PrintStarted, json!({"job_name": "cube"})),
                 1 => (
+                    EventKind::ArchiveCreated,
+                    json!({"archive_id": 100 + printer, "filename": "cube.3mf"}),
+                ),
+                2 => (
                     EventKind::PrintProgress,
                     json!({"progress": 25, "job_name": "cube"}),
                 ),
-                2 => (
+                3 => (
                     EventKind::PrintProgress,
                     json!({"progress": 50, "job_name": "cube"}),
                 ),
                 _ => (EventKind::PrintComplete, json!({"job_name": "cube"})),
             };
             data["printer_name"] = format!("P{printer}").into();
-            data["print"] = format!("cube@cube.{printer}").into();
+            data["print"] = "cube@cube_gcode_3mf.1767000000123".into();
             let event = event(kind, printer, &format!("job.{step}"), data);
             sent.entry(printer).or_default().push(event.id.clone());
             publish(&setup.env, &event).await;
@@ -438,7 +444,7 @@ async fn every_event_reaches_every_receiver_signed_in_order_and_a_slow_one_delay
     let complete = correct
         .requests()
         .into_iter()
-        .find(|r| r.id() == sent[&2][3])
+        .find(|r| r.id() == sent[&2][4])
         .unwrap()
         .json();
     assert_eq!(complete["event"], "print_complete");
@@ -451,9 +457,8 @@ async fn every_event_reaches_every_receiver_signed_in_order_and_a_slow_one_delay
         "from its start"
     );
     assert_eq!(
-        complete["data"]["archive_id"],
-        Value::Null,
-        "no archive service here"
+        complete["data"]["archive_id"], 102,
+        "its own print's archive"
     );
     assert!(complete["timestamp"].as_str().unwrap().ends_with('Z'));
 }

@@ -53,7 +53,8 @@ macro_rules! claimed_select {
          FROM claimed c \
          JOIN notifier.webhooks w ON w.id = c.webhook_id \
          JOIN notifier.events ev ON ev.id = c.event \
-         LEFT JOIN notifier.prints p ON p.print_key = ev.data->>'print'"
+         LEFT JOIN notifier.prints p \
+           ON p.print_key = ev.printer_id::text || '/' || (ev.data->>'print')"
     };
 }
 pub(crate) use claimed_select;

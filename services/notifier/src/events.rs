@@ -139,12 +139,20 @@ pub async fn apply(context: &Context, event: FarmEvent) -> Result<(), String> {
     Ok(())
 }
 
+/// The key the notifier keeps a print under: its printer and the gateway's key.
+pub fn print_key(printer_id: i64, gateway_key: &str) -> String {
+    format!("{printer_id}/{gateway_key}")
+}
+
 /// Keeps a print's start and file (`print_started`) and its archive (`archive_created`), by the
 /// gateway's print key.
 async fn learn_print(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error> {
     let Some(key) = text(&event.data, "print") else {
         return Ok(());
     };
+    // A gateway's key names a job and a moment; two printers can start the same job in the
+    // same millisecond, so the printer is part of the key (as in the archive).
+    let key = print_key(event.printer_id, key);
     let file = text(&event.data, "gcode_file")
         .map(|f| f.rsplit('/').next().unwrap_or(f))
         .filter(|f| f.contains('.') && !f.starts_with("plate_"))
@@ -159,7 +167,7 @@ async fn learn_print(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error
                  SET started_at = coalesce(prints.started_at, excluded.started_at), \
                      filename = coalesce(prints.filename, excluded.filename)",
             )
-            .bind(key)
+            .bind(&key)
             .bind(event.printer_id)
             .bind(file)
             .bind(event.at)
@@ -175,7 +183,7 @@ async fn learn_print(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error
                  SET archive_id = excluded.archive_id, \
                      filename = coalesce(excluded.filename, prints.filename)",
             )
-            .bind(key)
+            .bind(&key)
             .bind(event.printer_id)
             .bind(archive_id)
             .bind(text(&event.data, "filename"))
