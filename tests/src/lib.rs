@@ -545,61 +545,55 @@ pub fn run_child_gateway() {
         });
 }
 
-/// Runs a scheduler until the process is killed, when the test binary was started by
-/// [`ChildService::spawn_scheduler`]; returns at once otherwise.
-pub fn run_child_scheduler() {
-    let Ok(json) = std::env::var(CHILD_SCHEDULER) else {
-        return;
+/// A function that runs a service with a database until the process is killed, when the test
+/// binary was started with its configuration in `$variable`; returns at once otherwise.
+macro_rules! child_runner {
+    ($(#[$doc:meta])* $name:ident, $variable:expr, $krate:ident, $service:ident) => {
+        $(#[$doc])*
+        pub fn $name() {
+            let Ok(json) = std::env::var($variable) else {
+                return;
+            };
+            let mut config: $krate::Config =
+                serde_json::from_str(&json).expect("the child service's config");
+            if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
+                config.database.url = Secret::new(url);
+            }
+            let _telemetry = child_telemetry(
+                printyard_contracts::ServiceName::$service,
+                &config.telemetry,
+            );
+            tokio::runtime::Runtime::new()
+                .expect("a runtime")
+                .block_on(async move {
+                    let service = $krate::$service::start(config, CancellationToken::new())
+                        .await
+                        .expect("the child service starts");
+                    service
+                        .run_until_stopped()
+                        .await
+                        .expect("the child service runs");
+                });
+        }
     };
-    let mut config: printyard_scheduler::Config =
-        serde_json::from_str(&json).expect("the child scheduler's config");
-    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
-        config.database.url = Secret::new(url);
-    }
-    let _telemetry = child_telemetry(
-        printyard_contracts::ServiceName::Scheduler,
-        &config.telemetry,
-    );
-    tokio::runtime::Runtime::new()
-        .expect("a runtime")
-        .block_on(async move {
-            let scheduler = printyard_scheduler::Scheduler::start(config, CancellationToken::new())
-                .await
-                .expect("the child scheduler starts");
-            scheduler
-                .run_until_stopped()
-                .await
-                .expect("the child scheduler runs");
-        });
 }
 
-/// Runs a notifier until the process is killed, when the test binary was started by
-/// [`ChildService::spawn_notifier`]; returns at once otherwise.
-pub fn run_child_notifier() {
-    let Ok(json) = std::env::var(CHILD_NOTIFIER) else {
-        return;
-    };
-    let mut config: printyard_notifier::Config =
-        serde_json::from_str(&json).expect("the child notifier's config");
-    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
-        config.database.url = Secret::new(url);
-    }
-    let _telemetry = child_telemetry(
-        printyard_contracts::ServiceName::Notifier,
-        &config.telemetry,
-    );
-    tokio::runtime::Runtime::new()
-        .expect("a runtime")
-        .block_on(async move {
-            let notifier = printyard_notifier::Notifier::start(config, CancellationToken::new())
-                .await
-                .expect("the child notifier starts");
-            notifier
-                .run_until_stopped()
-                .await
-                .expect("the child notifier runs");
-        });
-}
+child_runner!(
+    /// Runs a scheduler until the process is killed, when the test binary was started by
+    /// [`ChildService::spawn_scheduler`]; returns at once otherwise.
+    run_child_scheduler,
+    CHILD_SCHEDULER,
+    printyard_scheduler,
+    Scheduler
+);
+child_runner!(
+    /// Runs a notifier until the process is killed, when the test binary was started by
+    /// [`ChildService::spawn_notifier`]; returns at once otherwise.
+    run_child_notifier,
+    CHILD_NOTIFIER,
+    printyard_notifier,
+    Notifier
+);
 
 /// A simulated farm on a loopback range of its own (127.A.B.1 with random A, B), fast enough
 /// for tests, with its CA written to a file for the gateway's `extra_ca_files`.

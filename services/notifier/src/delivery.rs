@@ -80,14 +80,7 @@ impl Claimed {
 
     /// A print event whose archive is not known yet, young enough to wait for it.
     fn waits_for_archive(&self, wait: Duration) -> bool {
-        let print_event = matches!(
-            self.kind.as_str(),
-            "print_started"
-                | "print_progress"
-                | "print_complete"
-                | "print_failed"
-                | "print_stopped"
-        );
+        let print_event = crate::payload::is_print_event(&self.kind);
         let young = (Utc::now() - self.at).to_std().unwrap_or_default() < wait;
         print_event && self.archive_id.is_none() && young && self.data.get("print").is_some()
     }

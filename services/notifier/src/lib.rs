@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::PRINTER_REGISTRY_BUCKET;
 use printyard_contracts::webhooks::{self as contract, deliveries_due_subject};
@@ -94,22 +93,15 @@ impl Notifier {
 
         // Deliveries stored by any replica wake every replica's sender.
         let wake = Arc::new(Notify::new());
-        let mut due = runtime.nats().subscribe(deliveries_due_subject()).await?;
-        runtime.tasks().spawn({
-            let wake = wake.clone();
-            let stop = shutdown.clone();
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        message = due.next() => match message {
-                            Some(_) => wake.notify_one(),
-                            None => return,
-                        },
-                    }
-                }
-            }
-        });
+        let woken = wake.clone();
+        let due = printyard_service::nats::on_each_message(
+            runtime.nats(),
+            deliveries_due_subject(),
+            shutdown.clone(),
+            move || woken.notify_one(),
+        )
+        .await?;
+        runtime.tasks().spawn(due);
 
         let sender = delivery::Sender {
             pool: pool.clone(),

@@ -32,16 +32,17 @@ fn text(data: &Value, key: &str) -> Option<String> {
     data.get(key).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Whether an event of `kind` is about one print (and so has an archive).
+pub fn is_print_event(kind: &str) -> bool {
+    matches!(
+        kind,
+        "print_started" | "print_progress" | "print_complete" | "print_failed" | "print_stopped"
+    )
+}
+
 impl EventFacts {
     fn is_print_event(&self) -> bool {
-        matches!(
-            self.kind.as_str(),
-            "print_started"
-                | "print_progress"
-                | "print_complete"
-                | "print_failed"
-                | "print_stopped"
-        )
+        is_print_event(&self.kind)
     }
 
     /// The print's status as the archive says it.

@@ -21,7 +21,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET};
 use printyard_contracts::queue as contract;
@@ -91,25 +90,15 @@ impl Scheduler {
 
         // A change anywhere (a job added, a plate cleared) wakes every replica's dispatcher.
         let wake = Arc::new(Notify::new());
-        let mut changes = runtime
-            .nats()
-            .subscribe(contract::queue_changed_subject())
-            .await?;
-        runtime.tasks().spawn({
-            let wake = wake.clone();
-            let stop = shutdown.clone();
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        change = changes.next() => match change {
-                            Some(_) => wake.notify_waiters(),
-                            None => return,
-                        },
-                    }
-                }
-            }
-        });
+        let woken = wake.clone();
+        let changes = printyard_service::nats::on_each_message(
+            runtime.nats(),
+            contract::queue_changed_subject(),
+            shutdown.clone(),
+            move || woken.notify_waiters(),
+        )
+        .await?;
+        runtime.tasks().spawn(changes);
         let dispatcher = dispatch::Dispatcher::new(
             pool.clone(),
             runtime.rpc().clone(),

@@ -181,6 +181,30 @@ pub async fn sync_with_server(client: &Client, deadline: Duration) -> Result<(),
 }
 
 /// Opens a JetStream KV bucket, creating it when missing (idempotent across replicas).
+/// Subscribes to `subject` (core NATS) and answers a task that calls `each` for every message
+/// until `stop`: how a replica is woken by news from the others ("a job was added", "deliveries
+/// are due").
+pub async fn on_each_message(
+    client: &Client,
+    subject: String,
+    stop: tokio_util::sync::CancellationToken,
+    mut each: impl FnMut() + Send + 'static,
+) -> Result<impl std::future::Future<Output = ()> + Send + 'static, async_nats::SubscribeError> {
+    use futures::StreamExt;
+    let mut messages = client.subscribe(subject).await?;
+    Ok(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                message = messages.next() => match message {
+                    Some(_) => each(),
+                    None => return,
+                },
+            }
+        }
+    })
+}
+
 pub async fn kv_bucket(
     jetstream: &async_nats::jetstream::Context,
     name: &str,
