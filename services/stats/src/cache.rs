@@ -1,6 +1,6 @@
-//! Answers kept until the facts change: every transaction that changes a print's facts bumps
-//! `stats.generation`, and an answer is reused only while the generation it was computed at is
-//! still the current one. A dashboard asking the same question every few seconds then costs
+//! Answers kept until the facts change: every transaction that changes a print's facts (or the
+//! cost settings, whose currency an answer tells) bumps `stats.generation`, and an answer is
+//! reused only while the generation it was computed at is still the current one. A dashboard asking the same question every few seconds then costs
 //! one row read until a print ends, on every replica (each keeps its own answers).
 
 use std::collections::HashMap;
@@ -20,12 +20,9 @@ pub struct AnswerCache {
     entries: Arc<Mutex<HashMap<String, Kept>>>,
 }
 
-/// The key of an answer: its filter and the currency it is told in.
-pub fn key(filter: &StatsFilter, currency: &str) -> String {
-    format!(
-        "{}|{currency}",
-        serde_json::to_string(filter).unwrap_or_default()
-    )
+/// The key of an answer: its filter.
+pub fn key(filter: &StatsFilter) -> String {
+    serde_json::to_string(filter).unwrap_or_default()
 }
 
 impl AnswerCache {
@@ -77,20 +74,17 @@ mod tests {
             by_filament_type: vec![],
             currency: "EUR".into(),
         });
-        cache.put(key(&filter, "EUR"), 7, answer.clone());
-        assert!(cache.get(&key(&filter, "EUR"), 7).is_some());
+        cache.put(key(&filter), 7, answer.clone());
+        assert!(cache.get(&key(&filter), 7).is_some());
+        // A print ended, or the prices (and their currency) changed.
         assert!(
-            cache.get(&key(&filter, "EUR"), 8).is_none(),
+            cache.get(&key(&filter), 8).is_none(),
             "stale after a change"
-        );
-        assert!(
-            cache.get(&key(&filter, "USD"), 7).is_none(),
-            "another currency"
         );
         let other = StatsFilter {
             printer_id: Some(1),
             ..Default::default()
         };
-        assert!(cache.get(&key(&other, "EUR"), 7).is_none());
+        assert!(cache.get(&key(&other), 7).is_none());
     }
 }

@@ -83,11 +83,16 @@ pub async fn get(pool: &PgPool) -> Result<CostSettings, ErrorBody> {
 
 pub async fn put(pool: &PgPool, settings: CostSettings) -> Result<CostSettings, ErrorBody> {
     check(&settings)?;
+    let unavailable = crate::db::unavailable;
+    let mut tx = pool.begin().await.map_err(unavailable)?;
     sqlx::query("INSERT INTO stats.cost_versions (settings) VALUES ($1)")
         .bind(sqlx::types::Json(&settings))
-        .execute(pool)
+        .execute(&mut *tx)
         .await
-        .map_err(crate::db::unavailable)?;
+        .map_err(unavailable)?;
+    // Kept answers tell their currency: they are stale now.
+    crate::cache::bump(&mut tx).await.map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)?;
     tracing::info!(currency = %settings.currency, "cost settings changed");
     Ok(settings)
 }

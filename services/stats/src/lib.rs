@@ -62,11 +62,11 @@ impl Stats {
                     let cache = cache.clone();
                     async move {
                         let generation = cache::generation(&pool).await.map_err(db::unavailable)?;
-                        let currency = currency(&pool).await?;
-                        let key = cache::key(&filter, &currency);
+                        let key = cache::key(&filter);
                         if let Some(answer) = cache.get(&key, generation) {
                             return Ok(answer.as_ref().clone());
                         }
+                        let currency = currency(&pool).await?;
                         let answer = query::statistics(&pool, filter, currency).await?;
                         cache.put(key, generation, std::sync::Arc::new(answer.clone()));
                         Ok(answer)

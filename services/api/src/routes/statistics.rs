@@ -106,20 +106,12 @@ pub async fn statistics(
         .call(contract::STATISTICS, &query.filter()?)
         .await?;
     if !stats.by_printer.is_empty() {
-        let names = printer_names(&state).await?;
+        let names = state.known.names();
         for printer in &mut stats.by_printer {
             printer.printer_name = printer.printer_id.and_then(|id| names.get(&id).cloned());
         }
     }
     Ok(Json(stats))
-}
-
-/// The printers' names, from this replica's copy of the registry bucket (no database read per
-/// request: a farm of 500 printers would read them all for every answer).
-async fn printer_names(
-    state: &AppState,
-) -> Result<std::collections::HashMap<i64, String>, ApiError> {
-    Ok(state.known.names())
 }
 
 const EXPORT_COLUMNS: [&str; 15] = [
@@ -157,7 +149,7 @@ pub async fn export(
         filament_type: query.filament_type,
     }
     .filter()?;
-    let names = printer_names(&state).await?;
+    let names = state.known.names();
     let sheet = Sheet {
         columns: &EXPORT_COLUMNS,
         numeric: &[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13],
