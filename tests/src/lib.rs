@@ -278,6 +278,24 @@ impl Running {
         format!("http://{addr}/api/v1{path}")
     }
 
+    /// Sends a request to `/api/v1{path}` (JSON `body`, if any) with `client`: the status and
+    /// the JSON answer (`null` when there is none).
+    pub async fn send_json(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = client.request(method, self.api_url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the api answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin_addr)
     }
@@ -308,49 +326,18 @@ pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
     )
 }
 
-pub async fn spawn_gateway(env: &TestEnv) -> Running {
-    spawn_gateway_with(env.gateway_config()).await
-}
+/// `$plain(env)` starts the service with the test environment's configuration (`$config`),
+/// `$with(config)` with one the test adjusted; both in this process, stopped with the
+/// returned [`Running`].
+macro_rules! spawners {
+    ($plain:ident, $with:ident, $config:ident, $krate:ident, $ty:ident) => {
+        pub async fn $plain(env: &TestEnv) -> Running {
+            $with(env.$config()).await
+        }
 
-/// A gateway started with a configuration the test adjusted.
-pub async fn spawn_gateway_with(config: printyard_gateway::Config) -> Running {
-    let token = CancellationToken::new();
-    let service = printyard_gateway::Gateway::start(config, token.clone())
-        .await
-        .expect("gateway starts");
-    let admin = service.admin_addr();
-    Running::new(
-        admin,
-        None,
-        token,
-        tokio::spawn(service.run_until_stopped()),
-    )
-}
-
-pub async fn spawn_archive(env: &TestEnv) -> Running {
-    spawn_archive_with(env.archive_config()).await
-}
-
-/// An archive started with a configuration the test chose (S3, limits).
-pub async fn spawn_archive_with(config: printyard_archive::Config) -> Running {
-    let token = CancellationToken::new();
-    let service = printyard_archive::Archive::start(config, token.clone())
-        .await
-        .expect("archive starts");
-    let admin = service.admin_addr();
-    Running::new(
-        admin,
-        None,
-        token,
-        tokio::spawn(service.run_until_stopped()),
-    )
-}
-
-macro_rules! spawner {
-    ($fn_name:ident, $krate:ident, $ty:ident) => {
-        pub async fn $fn_name(env: &TestEnv) -> Running {
+        pub async fn $with(config: $krate::Config) -> Running {
             let token = CancellationToken::new();
-            let service = $krate::$ty::start(env.service_config(), token.clone())
+            let service = $krate::$ty::start(config, token.clone())
                 .await
                 .expect(concat!(stringify!($ty), " starts"));
             let admin = service.admin_addr();
@@ -364,44 +351,41 @@ macro_rules! spawner {
     };
 }
 
-pub async fn spawn_scheduler(env: &TestEnv) -> Running {
-    spawn_scheduler_with(env.scheduler_config()).await
-}
-
-/// A scheduler started with a configuration the test adjusted.
-pub async fn spawn_scheduler_with(config: printyard_scheduler::Config) -> Running {
-    let token = CancellationToken::new();
-    let service = printyard_scheduler::Scheduler::start(config, token.clone())
-        .await
-        .expect("scheduler starts");
-    let admin = service.admin_addr();
-    Running::new(
-        admin,
-        None,
-        token,
-        tokio::spawn(service.run_until_stopped()),
-    )
-}
-
-spawner!(spawn_stats, printyard_stats, Stats);
-pub async fn spawn_notifier(env: &TestEnv) -> Running {
-    spawn_notifier_with(env.notifier_config()).await
-}
-
-/// A notifier started with a configuration the test adjusted.
-pub async fn spawn_notifier_with(config: printyard_notifier::Config) -> Running {
-    let token = CancellationToken::new();
-    let service = printyard_notifier::Notifier::start(config, token.clone())
-        .await
-        .expect("notifier starts");
-    let admin = service.admin_addr();
-    Running::new(
-        admin,
-        None,
-        token,
-        tokio::spawn(service.run_until_stopped()),
-    )
-}
+spawners!(
+    spawn_gateway,
+    spawn_gateway_with,
+    gateway_config,
+    printyard_gateway,
+    Gateway
+);
+spawners!(
+    spawn_archive,
+    spawn_archive_with,
+    archive_config,
+    printyard_archive,
+    Archive
+);
+spawners!(
+    spawn_scheduler,
+    spawn_scheduler_with,
+    scheduler_config,
+    printyard_scheduler,
+    Scheduler
+);
+spawners!(
+    spawn_stats,
+    spawn_stats_with,
+    service_config,
+    printyard_stats,
+    Stats
+);
+spawners!(
+    spawn_notifier,
+    spawn_notifier_with,
+    notifier_config,
+    printyard_notifier,
+    Notifier
+);
 
 /// Puts `printers` into the `printer_registry` bucket of `env` as a gateway of the default site
 /// reads them (ids 1, 2, …), the way `api` mirrors printers; waits for the bucket to exist.

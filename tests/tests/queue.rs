@@ -101,14 +101,7 @@ impl World {
     }
 
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, self.api.api_url(path));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the api answers");
-        let status = response.status().as_u16();
-        let body = response.json().await.unwrap_or(Value::Null);
-        (status, body)
+        self.api.send_json(&self.client, method, path, body).await
     }
 
     async fn get(&self, path: &str) -> Value {

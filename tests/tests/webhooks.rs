@@ -41,13 +41,7 @@ async fn setup() -> Setup {
 
 impl Setup {
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.client.request(method, self.api.api_url(path));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        self.api.send_json(&self.client, method, path, body).await
     }
 
     /// Creates a webhook; its id and secret.
