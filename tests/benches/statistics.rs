@@ -283,7 +283,13 @@ fn main() {
                         .unwrap();
                     let started = Instant::now();
                     let answered = rpc
-                        .call(printyard_contracts::stats::STATISTICS, &filter)
+                        .call(
+                            printyard_contracts::stats::STATISTICS,
+                            &printyard_contracts::stats::StatsRequest {
+                                filter: filter.clone(),
+                                unless: None,
+                            },
+                        )
                         .await
                         .is_ok();
                     direct.push(started.elapsed());

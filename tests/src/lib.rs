@@ -4,6 +4,7 @@
 //! superuser URL) and puts `nats-server` on `PATH`. Every test gets its own NATS server on a
 //! free port (so discovery answers of one test never reach another) and its own database.
 
+pub mod mjpeg;
 pub mod nats_server;
 pub mod receiver;
 pub mod threemf;
@@ -589,6 +590,15 @@ pub struct SimFarm {
 
 impl SimFarm {
     pub async fn start(models: &[printyard_printer_sim::Model], speed: f64) -> Self {
+        Self::start_with_camera(models, speed, Default::default()).await
+    }
+
+    /// [`SimFarm::start`] with the cameras' frame rate and size.
+    pub async fn start_with_camera(
+        models: &[printyard_printer_sim::Model],
+        speed: f64,
+        camera: printyard_printer_sim::camera::CameraConfig,
+    ) -> Self {
         let mut rng = rand::rng();
         let farm = printyard_printer_sim::Farm::start(printyard_printer_sim::FarmConfig {
             count: models.len(),
@@ -596,6 +606,7 @@ impl SimFarm {
             speed,
             tick: Duration::from_millis(100),
             idle_report: Duration::from_secs(1),
+            camera,
             first_ip: std::net::Ipv4Addr::new(
                 127,
                 rng.random_range(20..250),

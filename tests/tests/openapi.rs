@@ -192,11 +192,14 @@ async fn a_standard_validator_accepts_the_document_and_a_generated_client_calls_
         .into_owned();
     let package = dir.path().join("printyard_client");
     // The generator handles binary bodies as `application/octet-stream`; its documented
-    // override maps the thumbnail's PNG to that (the document itself says `image/png`).
+    // override maps the thumbnail's PNG, the camera's JPEG and its MJPEG stream to that (the
+    // document itself says `image/png`, `image/jpeg`, `multipart/x-mixed-replace`).
     let generator_config = dir.path().join("generator.yml");
     std::fs::write(
         &generator_config,
-        "content_type_overrides:\n  image/png: application/octet-stream\n",
+        "content_type_overrides:\n  image/png: application/octet-stream\n  \
+         image/jpeg: application/octet-stream\n  \
+         multipart/x-mixed-replace: application/octet-stream\n",
     )
     .unwrap();
     let (ok, output) = run(

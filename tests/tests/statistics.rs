@@ -597,10 +597,42 @@ async fn prints_on_the_simulator_move_the_statistics_and_a_restarted_stats_catch
     assert!(one["total_cost"].as_f64().unwrap() > 0.0);
     assert_eq!(one["currency"], "EUR");
     assert_eq!(one["by_printer"][0]["printer_name"], "Desk");
+    // A kept answer is named again when a printer is renamed, the facts unchanged.
+    let (status, _) = setup
+        .send(
+            reqwest::Method::PATCH,
+            "/printers/1",
+            Some(json!({"name": "Bench"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(10), "the new name", || async {
+        (setup.get("/statistics").await["by_printer"][0]["printer_name"] == "Bench").then_some(())
+    })
+    .await;
+    // An unchanged answer is 304 to its entity tag; a print later it is a new answer.
+    let conditional = |tag: String| {
+        let request = setup
+            .client
+            .get(setup.api.api_url("/statistics"))
+            .header("If-None-Match", tag);
+        async move { request.send().await.unwrap() }
+    };
+    let etag = conditional("\"none\"".into()).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let unchanged = conditional(etag.clone()).await;
+    assert_eq!(unchanged.status(), 304);
+    assert_eq!(unchanged.headers()["etag"].to_str().unwrap(), etag);
+    assert!(unchanged.bytes().await.unwrap().is_empty());
     print(&setup, &printer, Some("fail")).await;
     setup
         .stats_where("a failure counted", |s| s["failed_prints"] == 1)
         .await;
+    let changed = conditional(etag.clone()).await;
+    assert_eq!(changed.status(), 200, "a print later the answer is new");
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
     print(&setup, &printer, Some("stop")).await;
     let three = setup
         .stats_where("a stop counted", |s| s["stopped_prints"] == 1)

@@ -121,6 +121,21 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/printers/{id}/stop",
         Key(P::Control, C::Control),
     ),
+    (
+        "GET",
+        "/api/v1/printers/{id}/camera/stream",
+        Key(P::Read, C::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/printers/{id}/camera/snapshot",
+        Key(P::Read, C::Read),
+    ),
+    (
+        "POST",
+        "/api/v1/printers/{id}/camera/stop",
+        Key(P::Control, C::Control),
+    ),
     ("GET", "/api/v1/archives", Key(P::Read, C::Read)),
     ("POST", "/api/v1/archives", Key(P::Write, C::Write)),
     ("GET", "/api/v1/archives/export", Key(P::Read, C::Read)),

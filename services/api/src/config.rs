@@ -47,6 +47,10 @@ pub struct HttpConfig {
     pub max_upload_bytes: u64,
     /// How long an upload may take to arrive.
     pub upload_timeout_secs: u64,
+    /// How long a camera stream or snapshot waits for the gateway to open the camera and send
+    /// a frame (the gateway's own `camera_first_frame_secs` should be shorter, so its reason
+    /// arrives first).
+    pub camera_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +63,7 @@ impl Default for HttpConfig {
             key_cache_secs: 60,
             max_upload_bytes: 1024 * 1024 * 1024,
             upload_timeout_secs: 600,
+            camera_timeout_secs: 10,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! number of replicas run behind a load balancer.
 
 pub mod access;
+pub mod camera;
 pub mod config;
 pub mod dates;
 pub mod discovery;
@@ -16,6 +17,7 @@ pub mod rate_limit;
 pub mod registry;
 pub mod routes;
 pub mod state;
+pub mod stats_answers;
 pub mod status_cache;
 
 use std::net::SocketAddr;
@@ -89,6 +91,11 @@ impl Api {
             statuses,
             keys,
             known,
+            stats_answers: Default::default(),
+            cameras: camera::Cameras::new(
+                runtime.nats().clone(),
+                std::time::Duration::from_secs(config.http.camera_timeout_secs.max(1)),
+            ),
             db,
             started: Instant::now(),
             http: config.http.clone(),

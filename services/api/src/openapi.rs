@@ -34,6 +34,7 @@ use utoipa::{Modify, OpenApi};
         (name = "statistics", description = "What the farm printed and what it cost"),
         (name = "webhooks", description = "Signed webhooks of the farm's events (admin)"),
         (name = "events", description = "The live event stream (server-sent events)"),
+        (name = "camera", description = "Printer cameras: MJPEG streams and snapshots"),
     )
 )]
 pub struct ApiDoc;

@@ -9,6 +9,7 @@ use crate::config::HttpConfig;
 use crate::key_cache::KeyCache;
 use crate::rate_limit::RateLimiter;
 use crate::registry::Registry;
+use crate::stats_answers::StatsAnswers;
 use crate::status_cache::KnownPrinters;
 use crate::status_cache::StatusCache;
 
@@ -24,6 +25,10 @@ pub struct AppState {
     pub keys: KeyCache,
     /// The ids in the registry bucket, so that hot reads need not ask Postgres.
     pub known: KnownPrinters,
+    /// Camera viewers on this replica.
+    pub cameras: crate::camera::Cameras,
+    /// `/statistics` answers as sent, until the facts or the printers change.
+    pub stats_answers: StatsAnswers,
     /// The NATS object store uploads travel to `archive` through.
     pub transfer: async_nats::jetstream::object_store::ObjectStore,
 }

@@ -6,6 +6,7 @@ use async_nats::jetstream::kv::{self, Operation};
 use printyard_contracts::farm::{PrinterRecord, StatusRecord};
 use printyard_service::kv_watch::follow;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -76,6 +77,8 @@ impl StatusCache {
 pub struct KnownPrinters {
     /// Printer id → its site and name.
     ids: Arc<RwLock<HashMap<i64, (String, String)>>>,
+    /// Grows with every change of `ids` (answers naming printers are kept per version).
+    version: Arc<AtomicU64>,
 }
 
 impl KnownPrinters {
@@ -88,6 +91,12 @@ impl KnownPrinters {
     /// The printer's site, as its registry key says.
     pub fn site(&self, printer_id: i64) -> Option<String> {
         Some(self.ids.read().ok()?.get(&printer_id)?.0.clone())
+    }
+
+    /// A number that changes whenever a printer is added, changed or removed (read it before
+    /// [`KnownPrinters::names`]: an answer named after it is then never older than it says).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Every printer's name, by id.
@@ -124,6 +133,7 @@ impl KnownPrinters {
                     ids.remove(&id);
                 }
             };
+            self.version.fetch_add(1, Ordering::AcqRel);
         })
         .await
     }

@@ -55,6 +55,7 @@ pub struct Settings {
     pub uploads: tokio::sync::Semaphore,
     /// How long a started print may take to show on the printer.
     pub print_start: Duration,
+    pub camera: crate::camera::CameraSettings,
 }
 
 /// What a held printer's task listens to on NATS besides its printer.
@@ -81,6 +82,8 @@ pub struct Connection {
     /// Queued jobs being printed.
     dispatches: dispatch::Dispatches,
     uploads: (dispatch::UploadSender, dispatch::UploadReceiver),
+    /// What the printer's camera task knows of it.
+    camera: tokio::sync::watch::Sender<crate::camera::Target>,
 }
 
 /// A command waiting for the printer's acknowledgement.
@@ -119,6 +122,28 @@ impl Connection {
             announced: false,
             dispatches: dispatch::Dispatches::default(),
             uploads: dispatch::upload_channel(),
+            camera: tokio::sync::watch::Sender::new(crate::camera::Target {
+                online: Err("not connected yet".into()),
+                trust: TrustMode::Insecure,
+                model: None,
+            }),
+        }
+    }
+
+    /// What the camera task should know now.
+    fn camera_target(&self) -> crate::camera::Target {
+        crate::camera::Target {
+            online: if self.status.connected {
+                Ok(())
+            } else {
+                Err(self
+                    .status
+                    .connection_error
+                    .clone()
+                    .unwrap_or_else(|| "not connected yet".into()))
+            },
+            trust: self.trust_mode(),
+            model: self.status.model.clone(),
         }
     }
 
@@ -137,6 +162,17 @@ impl Connection {
                 }
             }
         };
+        self.camera.send_replace(self.camera_target());
+        let camera_stop = stop.child_token();
+        tokio::spawn(crate::camera::run(
+            self.record.clone(),
+            self.camera.subscribe(),
+            self.store.client.clone(),
+            self.settings.anchors.clone(),
+            self.settings.camera.clone(),
+            camera_stop.clone(),
+        ));
+        let _camera = camera_stop.drop_guard();
         let mut inbox = Inbox {
             commands: subscribe(command_subject(&self.record.site, self.record.id)).await,
             prints: subscribe(print_subject(&self.record.site, self.record.id)).await,
@@ -653,6 +689,12 @@ impl Connection {
     /// Puts the status into the KV bucket if it changed, at most every `status_interval`
     /// (`force` for connection changes, which are always written at once).
     async fn flush(&mut self, force: bool) {
+        let target = self.camera_target();
+        self.camera.send_if_modified(|kept| {
+            let changed = *kept != target;
+            *kept = target;
+            changed
+        });
         if self.published.as_ref() == Some(&self.status) {
             return;
         }

@@ -7,6 +7,7 @@
 //! and events (stream `FARM_EVENTS`), and answers commands on each held printer's command
 //! subject.
 
+pub mod camera;
 pub mod capture;
 pub mod connection;
 pub mod store;
@@ -66,6 +67,17 @@ pub struct GatewayConfig {
     pub upload_concurrency: usize,
     /// How long a queued job's start may take to show on the printer after its upload.
     pub print_start_secs: u64,
+    /// How long a camera stays open after its last viewer leaves.
+    pub camera_linger_secs: u64,
+    /// How long a camera has to send its first frame (then: 503 with the reason).
+    pub camera_first_frame_secs: u64,
+    /// How long an open camera may send nothing before it is taken as dead.
+    pub camera_stall_secs: u64,
+    /// The ffmpeg that decodes RTSPS cameras (X1, X1E, P2S, H2D, H2S).
+    pub ffmpeg: String,
+    /// The cameras' ports: 6000 (A1, P1) and 322 (RTSPS) on printers; for simulators.
+    pub camera_jpeg_port: u16,
+    pub camera_rtsps_port: u16,
 }
 
 impl Default for GatewayConfig {
@@ -83,6 +95,12 @@ impl Default for GatewayConfig {
             capture_concurrency: 4,
             upload_concurrency: 100,
             print_start_secs: 60,
+            camera_linger_secs: 5,
+            camera_first_frame_secs: 10,
+            camera_stall_secs: 30,
+            ffmpeg: "ffmpeg".into(),
+            camera_jpeg_port: printyard_bambu::camera::JPEG_PORT,
+            camera_rtsps_port: printyard_bambu::camera::RTSPS_PORT,
         }
     }
 }
@@ -163,6 +181,14 @@ impl Gateway {
                 },
                 uploads: tokio::sync::Semaphore::new(settings.upload_concurrency.max(1)),
                 print_start: Duration::from_secs(settings.print_start_secs.max(5)),
+                camera: camera::CameraSettings {
+                    linger: Duration::from_secs(settings.camera_linger_secs),
+                    first_frame: Duration::from_secs(settings.camera_first_frame_secs.max(1)),
+                    stall: Duration::from_secs(settings.camera_stall_secs.max(2)),
+                    ffmpeg: settings.ffmpeg.clone(),
+                    jpeg_port: settings.camera_jpeg_port,
+                    rtsps_port: settings.camera_rtsps_port,
+                },
             }),
         };
         runtime

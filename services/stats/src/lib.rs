@@ -14,8 +14,10 @@ pub mod query;
 
 use std::net::SocketAddr;
 
+use bytes::Bytes;
 use printyard_contracts::ServiceName;
-use printyard_contracts::stats::{self as contract, CostSettings, ExportPage, StatsFilter};
+use printyard_contracts::stats::{self as contract, CostSettings, ExportPage, StatsRequest};
+use printyard_contracts::{ErrorBody, ErrorCode};
 use printyard_service::config::ServiceConfig;
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use sqlx::PgPool;
@@ -54,22 +56,29 @@ impl Stats {
             .cloned()
             .ok_or_else(|| anyhow::anyhow!("stats needs a database"))?;
         runtime
-            .serve(contract::STATISTICS, {
+            .serve_bytes(contract::STATISTICS.raw(), {
                 let pool = pool.clone();
                 let cache = cache::AnswerCache::default();
-                move |filter: StatsFilter| {
+                move |request: StatsRequest| {
                     let pool = pool.clone();
                     let cache = cache.clone();
                     async move {
                         let generation = cache::generation(&pool).await.map_err(db::unavailable)?;
-                        let key = cache::key(&filter);
+                        if request.unless == Some(generation) {
+                            return Ok(cache::reply(generation, None));
+                        }
+                        let key = cache::key(&request.filter);
                         if let Some(answer) = cache.get(&key, generation) {
-                            return Ok(answer.as_ref().clone());
+                            return Ok(cache::reply(generation, Some(&answer)));
                         }
                         let currency = currency(&pool).await?;
-                        let answer = query::statistics(&pool, filter, currency).await?;
-                        cache.put(key, generation, std::sync::Arc::new(answer.clone()));
-                        Ok(answer)
+                        let answer = query::statistics(&pool, request.filter, currency).await?;
+                        let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| {
+                            tracing::error!(error = %e, "statistics not encodable");
+                            ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+                        })?);
+                        cache.put(key, generation, answer.clone());
+                        Ok(cache::reply(generation, Some(&answer)))
                     }
                 }
             })

@@ -3,6 +3,7 @@
 //! policy, and one MQTT session to a printer. The gateway owns the connections' lifecycle
 //! (backoff, ownership, publishing); this crate knows the protocol.
 
+pub mod camera;
 pub mod codes;
 pub mod commands;
 pub mod ftps;

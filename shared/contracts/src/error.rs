@@ -33,10 +33,13 @@ pub enum ErrorCode {
     InvalidFile,
     /// A queue job that is dispatching or printing cannot be removed: stop the print instead.
     JobPrinting,
+    /// A camera that cannot be watched now: the printer is offline, the camera unreachable or
+    /// refusing the access code, or no frame came in time (503; the detail says which).
+    CameraUnavailable,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationError,
         ErrorCode::Unauthorized,
@@ -54,6 +57,7 @@ impl ErrorCode {
         ErrorCode::PrinterTimeout,
         ErrorCode::InvalidFile,
         ErrorCode::JobPrinting,
+        ErrorCode::CameraUnavailable,
     ];
 
     /// The HTTP status this code is answered with at the edge.
@@ -76,6 +80,7 @@ impl ErrorCode {
             ErrorCode::PrinterTimeout => 504,
             ErrorCode::InvalidFile => 422,
             ErrorCode::JobPrinting => 409,
+            ErrorCode::CameraUnavailable => 503,
         }
     }
 
@@ -98,6 +103,7 @@ impl ErrorCode {
             ErrorCode::PrinterTimeout => "PRINTER_TIMEOUT",
             ErrorCode::InvalidFile => "INVALID_FILE",
             ErrorCode::JobPrinting => "JOB_PRINTING",
+            ErrorCode::CameraUnavailable => "CAMERA_UNAVAILABLE",
         }
     }
 

@@ -3,6 +3,7 @@
 //! themselves; they import it from here, so this crate is the one place to read what flows.
 
 pub mod archive;
+pub mod camera;
 pub mod error;
 pub mod farm;
 pub mod printer;

@@ -33,6 +33,12 @@ impl<Req, Resp> Endpoint<Req, Resp> {
         subjects::service_group(self.service)
     }
 
+    /// The same endpoint with its answer as the bytes it travels as: for a handler that writes
+    /// (or keeps) the answer's JSON itself, or a caller that passes it on unread.
+    pub const fn raw(self) -> Endpoint<Req, ()> {
+        Endpoint::new(self.service, self.name)
+    }
+
     /// The full subject a caller sends to.
     pub fn subject(&self) -> String {
         format!("{}.{}", self.group(), self.name)

@@ -83,6 +83,23 @@ pub struct Statistics {
     pub currency: String,
 }
 
+/// A `/statistics` question. `unless` is the generation of an answer the caller keeps: when the
+/// facts have not changed since, the answer is not sent again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsRequest {
+    pub filter: StatsFilter,
+    #[serde(default)]
+    pub unless: Option<i64>,
+}
+
+/// The statistics, summed at `generation` of the facts (a number that grows with every change
+/// of a print's facts or of the prices); `None` when that is the generation the caller keeps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatsAnswer {
+    pub generation: i64,
+    pub statistics: Option<Statistics>,
+}
+
 /// One row of the export: a day and a printer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExportRow {
@@ -196,7 +213,7 @@ const fn endpoint<Req, Resp>(name: &'static str) -> Endpoint<Req, Resp> {
     Endpoint::new(ServiceName::Stats, name)
 }
 
-pub const STATISTICS: Endpoint<StatsFilter, Statistics> = endpoint("statistics");
+pub const STATISTICS: Endpoint<StatsRequest, StatsAnswer> = endpoint("statistics");
 pub const EXPORT: Endpoint<ExportPage, ExportRows> = endpoint("export");
 pub const COSTS_GET: Endpoint<Empty, CostSettings> = endpoint("costs-get");
 pub const COSTS_PUT: Endpoint<CostSettings, CostSettings> = endpoint("costs-put");

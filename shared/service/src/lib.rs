@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod farm_events;
 pub mod files;
+pub mod frames;
 pub mod kv_watch;
 pub mod metrics;
 pub mod nats;

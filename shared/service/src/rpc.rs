@@ -87,7 +87,7 @@ impl RpcClient {
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
         let service = endpoint.service.as_str();
-        let raw = Endpoint::<Req, ()>::new(endpoint.service, endpoint.name);
+        let raw = endpoint.raw();
         let payload = self.call_bytes_within(raw, request, timeout).await?;
         serde_json::from_slice(&payload).map_err(|e| RpcError::BadReply {
             service,

@@ -191,7 +191,7 @@ impl Runtime {
         F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Resp, ErrorBody>> + Send + 'static,
     {
-        let raw = Endpoint::<Req, ()>::new(endpoint.service, endpoint.name);
+        let raw = endpoint.raw();
         self.serve_bytes(raw, move |req| {
             let answer = handler(req);
             async move {

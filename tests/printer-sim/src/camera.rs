@@ -56,13 +56,13 @@ async fn stream_frames(
         .counters
         .camera_clients
         .fetch_add(1, Ordering::SeqCst);
+    printer
+        .counters
+        .camera_connections_total
+        .fetch_add(1, Ordering::SeqCst);
     let mut kicks = printer.kicks();
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / config.fps.max(0.01)));
-    let seed = printer
-        .spec
-        .serial
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    let seed = seed_of(&printer.spec.serial);
     for frame in 0u64.. {
         tokio::select! {
             _ = kicks.changed() => break,
@@ -85,6 +85,13 @@ async fn stream_frames(
         .counters
         .camera_clients
         .fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The tint of a printer's frames, from its serial (tests render the frames they expect).
+pub fn seed_of(serial: &str) -> u32 {
+    serial
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
 }
 
 /// Checks the 80-byte packet: 0x40, 0x3000, 0, 0 (u32 LE), then `bblp` and the access code,

@@ -60,6 +60,8 @@ pub struct Counters {
     pub mqtt_clients: AtomicUsize,
     pub mqtt_connections_total: AtomicUsize,
     pub camera_clients: AtomicUsize,
+    /// Camera logins accepted since the start.
+    pub camera_connections_total: AtomicUsize,
     pub ftps_sessions: AtomicUsize,
 }
 
@@ -149,6 +151,7 @@ pub struct Snapshot {
     pub mqtt_clients: usize,
     pub mqtt_connections_total: usize,
     pub camera_clients: usize,
+    pub camera_connections_total: usize,
     pub ftps_sessions: usize,
     pub faults: Faults,
     /// Job names of every print started, oldest first.
@@ -273,6 +276,10 @@ impl Printer {
             mqtt_clients: self.counters.mqtt_clients.load(Ordering::Relaxed),
             mqtt_connections_total: self.counters.mqtt_connections_total.load(Ordering::Relaxed),
             camera_clients: self.counters.camera_clients.load(Ordering::Relaxed),
+            camera_connections_total: self
+                .counters
+                .camera_connections_total
+                .load(Ordering::Relaxed),
             ftps_sessions: self.counters.ftps_sessions.load(Ordering::Relaxed),
             faults: self.faults(),
             started_jobs: state.started.clone(),

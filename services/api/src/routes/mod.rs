@@ -4,6 +4,7 @@
 
 mod api_keys;
 pub(crate) mod archives;
+mod camera;
 mod events;
 mod health;
 mod printers;
@@ -51,6 +52,9 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(printers::resume))
         .routes(routes!(printers::stop))
         .routes(routes!(printers::clear_plate))
+        .routes(routes!(camera::stream))
+        .routes(routes!(camera::snapshot))
+        .routes(routes!(camera::stop))
         .routes(routes!(archives::list, archives::upload))
         .routes(routes!(archives::export))
         .routes(routes!(archives::get, archives::update, archives::delete))

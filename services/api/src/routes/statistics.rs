@@ -4,11 +4,12 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use printyard_contracts::rpc::Empty;
 use printyard_contracts::stats::{
-    self as contract, CostSettings, ExportPage, Statistics, StatsFilter,
+    self as contract, CostSettings, ExportPage, Statistics, StatsFilter, StatsRequest,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
@@ -18,6 +19,7 @@ use crate::export::{self, Rows, Sheet};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::routes::archives::BinaryFile;
 use crate::state::AppState;
+use crate::stats_answers::{self, Kept};
 
 /// Days per export page (a week of a 500-printer farm is 3,500 rows).
 const EXPORT_DAYS: u32 = 7;
@@ -95,23 +97,75 @@ impl StatsQuery {
 
 #[utoipa::path(get, path = "/statistics", tag = "statistics", operation_id = "getStatistics",
     params(StatsQuery),
-    responses((status = 200, description = "The totals of the prints matching the filters (ended prints only), with breakdowns by printer, day and filament type", body = Statistics), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    responses((status = 200, description = "The totals of the prints matching the filters (ended prints only), with breakdowns by printer, day and filament type. Carries an `ETag`: the same question with `If-None-Match` is answered 304 while nothing changed", body = Statistics, headers(("ETag" = String, description = "Changes when the answer does"))), (status = 304, description = "Not modified since the `ETag` given in `If-None-Match`"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn statistics(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(query): ApiQuery<StatsQuery>,
-) -> Result<Json<Statistics>, ApiError> {
-    let mut stats = state
-        .rpc
-        .call(contract::STATISTICS, &query.filter()?)
-        .await?;
-    if !stats.by_printer.is_empty() {
-        let names = state.known.names();
-        for printer in &mut stats.by_printer {
-            printer.printer_name = printer.printer_id.and_then(|id| names.get(&id).cloned());
+) -> Result<Response, ApiError> {
+    let filter = query.filter()?;
+    let key = stats_answers::key(&filter);
+    // Read before the names: an answer is never named after a newer version than it records.
+    let names = state.known.version();
+    let kept = state.stats_answers.get(&key, names);
+    let request = StatsRequest {
+        filter,
+        unless: kept.as_ref().map(|k| k.generation),
+    };
+    let answer = state.rpc.call(contract::STATISTICS, &request).await?;
+    let kept = match (answer.statistics, kept) {
+        (None, Some(kept)) => kept,
+        (Some(mut stats), _) => {
+            if !stats.by_printer.is_empty() {
+                let names = state.known.names();
+                for printer in &mut stats.by_printer {
+                    printer.printer_name =
+                        printer.printer_id.and_then(|id| names.get(&id).cloned());
+                }
+            }
+            let body = serde_json::to_vec(&stats).map_err(|e| {
+                tracing::error!(error = %e, "statistics not encodable");
+                ApiError::new(ErrorCode::InternalError, "Internal server error")
+            })?;
+            let kept = Kept::new(answer.generation, names, body.into());
+            state.stats_answers.put(key, kept.clone());
+            kept
         }
+        (None, None) => {
+            tracing::error!("the stats service answered `unchanged` to a question asked afresh");
+            return Err(ApiError::new(
+                ErrorCode::InternalError,
+                "Internal server error",
+            ));
+        }
+    };
+    let etag = HeaderValue::from_str(&kept.etag).ok();
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == kept.etag
+        });
+    let mut response = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            kept.body,
+        )
+            .into_response()
+    };
+    if let Some(etag) = etag {
+        response.headers_mut().insert(header::ETAG, etag);
     }
-    Ok(Json(stats))
+    Ok(response)
 }
 
 const EXPORT_COLUMNS: [&str; 15] = [
