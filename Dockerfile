@@ -16,8 +16,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && find target/release -maxdepth 1 -type f -executable -name 'printyard-*' -exec cp {} /out/ \;
 
 FROM debian:bookworm-slim AS runtime
+# ffmpeg: the gateway decodes RTSPS cameras (X1, X1E, P2S, H2D, H2S) with it.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates ffmpeg \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home printyard
 COPY --from=build /out/ /usr/local/bin/

@@ -427,6 +427,7 @@ pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer
 const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";
 const CHILD_SCHEDULER: &str = "PRINTYARD_CHILD_SCHEDULER";
 const CHILD_NOTIFIER: &str = "PRINTYARD_CHILD_NOTIFIER";
+const CHILD_API: &str = "PRINTYARD_CHILD_API";
 /// The database URL of a child service (its configuration's JSON shows it redacted).
 const CHILD_DATABASE_URL: &str = "PRINTYARD_CHILD_DATABASE_URL";
 
@@ -483,6 +484,18 @@ impl ChildService {
         Self::spawn_with(
             child_test,
             CHILD_NOTIFIER,
+            json,
+            Some(config.database.url.expose()),
+        )
+    }
+
+    /// An api (the test `child_test` calls [`run_child_api`]); it listens on
+    /// `config.http.listen`, so give it a port.
+    pub fn spawn_api(child_test: &str, config: &printyard_api::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the api config encodes");
+        Self::spawn_with(
+            child_test,
+            CHILD_API,
             json,
             Some(config.database.url.expose()),
         )
@@ -570,6 +583,14 @@ child_runner!(
     CHILD_SCHEDULER,
     printyard_scheduler,
     Scheduler
+);
+child_runner!(
+    /// Runs an api until the process is killed, when the test binary was started by
+    /// [`ChildService::spawn_api`]; returns at once otherwise.
+    run_child_api,
+    CHILD_API,
+    printyard_api,
+    Api
 );
 child_runner!(
     /// Runs a notifier until the process is killed, when the test binary was started by

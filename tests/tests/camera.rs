@@ -2,7 +2,9 @@
 //! the printer's frames untouched and in order, any number of viewers on any number of api
 //! replicas cost the printer one connection, a snapshot is the newest frame, `stop` ends every
 //! stream and closes the camera, the camera closes after its last viewer, and what cannot be
-//! watched is said fast.
+//! watched is said fast. An RTSPS camera (GStreamer's RTSP server with the printer's
+//! certificate) arrives as MJPEG through the gateway's ffmpeg, which is gone soon after the
+//! last viewer.
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +30,18 @@ struct Setup {
 }
 
 async fn setup(replicas: usize, linger_secs: u64) -> Setup {
+    setup_with(Model::A1Mini, replicas, linger_secs, |_| {}).await
+}
+
+async fn setup_with(
+    model: Model,
+    replicas: usize,
+    linger_secs: u64,
+    configure: impl FnOnce(&mut printyard_gateway::Config),
+) -> Setup {
     let env = TestEnv::new().await;
     let sim = SimFarm::start_with_camera(
-        &[Model::A1Mini],
+        &[model],
         1.0,
         CameraConfig {
             fps: 10.0,
@@ -46,6 +57,7 @@ async fn setup(replicas: usize, linger_secs: u64) -> Setup {
     let mut config = sim.gateway_config(&env);
     config.gateway.camera_linger_secs = linger_secs;
     config.gateway.camera_first_frame_secs = 3;
+    configure(&mut config);
     let gateway = spawn_gateway_with(config).await;
     let key = env
         .api_key(&[Permission::Read, Permission::Write, Permission::Control])
@@ -112,7 +124,13 @@ impl Setup {
         let response = self
             .get(replica, &format!("/printers/{id}/camera/stream?fps={fps}"))
             .await;
-        assert_eq!(response.status(), 200);
+        let status = response.status();
+        if status != 200 {
+            panic!(
+                "stream {status}: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
         MjpegReader::new(response)
     }
 
@@ -331,4 +349,157 @@ async fn what_cannot_be_watched_is_said_fast() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(setup.camera_connections(), 0, "no camera was opened");
     let _ = &setup.env;
+}
+
+/// GStreamer's RTSP server speaking for a printer's RTSPS camera (`tests/rtsps_server.py`).
+struct RtspsCamera {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    clients: usize,
+    _dir: printyard_tests::nats_server::TempDir,
+}
+
+impl RtspsCamera {
+    async fn start(sim: &SimFarm, printer: &Printer, port: u16) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let dir = printyard_tests::nats_server::TempDir::new("rtsps");
+        let (cert, key) = sim.farm.identity_pem(printer).unwrap();
+        let (cert_path, key_path) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/rtsps_server.py");
+        let mut child = tokio::process::Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg(printer.spec.ip.to_string())
+            .arg(port.to_string())
+            .arg(&cert_path)
+            .arg(&key_path)
+            .arg(&printer.spec.access_code)
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 with GStreamer's RTSP server (scripts/test installs them)");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the RTSPS server starts")
+            .unwrap();
+        assert_eq!(first.as_deref(), Some("listening"));
+        Self {
+            child,
+            lines,
+            clients: 0,
+            _dir: dir,
+        }
+    }
+
+    /// Waits until the server counts `n` clients.
+    async fn clients(&mut self, n: usize, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.clients != n {
+            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("{} RTSPS clients, not {n}", self.clients))
+                .unwrap()
+                .expect("the RTSPS server runs");
+            if let Some(count) = line.strip_prefix("clients ") {
+                self.clients = count.parse().unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for RtspsCamera {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// ffmpeg processes this test process started (the gateway runs in it), zombies aside.
+fn transcoders() -> usize {
+    transcoder_pids().len()
+}
+
+fn transcoder_pids() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            // pid (comm) state ppid ...
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                return false;
+            };
+            let fields: Vec<&str> = rest.split(' ').collect();
+            stat.contains("(ffmpeg)")
+                && fields.first() != Some(&"Z")
+                && fields.get(1) == Some(&me.as_str())
+        })
+        .filter_map(|stat| stat.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The width and height in a baseline JPEG's SOF0 segment.
+fn jpeg_size(jpeg: &[u8]) -> Option<(u16, u16)> {
+    let at = jpeg.windows(2).position(|w| w == [0xFF, 0xC0])?;
+    let sof = jpeg.get(at + 5..at + 9)?;
+    Some((
+        u16::from_be_bytes([sof[2], sof[3]]),
+        u16::from_be_bytes([sof[0], sof[1]]),
+    ))
+}
+
+#[tokio::test]
+async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_viewer() {
+    let port = printyard_tests::nats_server::free_port();
+    let setup = setup_with(Model::X1C, 1, 1, |config| {
+        config.gateway.camera_rtsps_port = port;
+    })
+    .await;
+    let mut camera = RtspsCamera::start(&setup.sim, setup.printer(), port).await;
+    let id = setup.online_printer().await;
+    assert_eq!(transcoders(), 0, "nobody watches: no transcoder");
+    let mut viewer = setup.viewer(0, id, 5).await;
+    camera.clients(1, Duration::from_secs(10)).await;
+    assert_eq!(transcoders(), 1);
+    let started = Instant::now();
+    for _ in 0..10 {
+        let part = viewer.next().await.expect("a frame");
+        assert!(part.jpeg.starts_with(&[0xFF, 0xD8]) && part.jpeg.ends_with(&[0xFF, 0xD9]));
+        assert_eq!(
+            jpeg_size(&part.jpeg),
+            Some((320, 180)),
+            "the camera's H.264 decoded"
+        );
+    }
+    let rate = 10.0 / started.elapsed().as_secs_f64();
+    assert!((2.5..=8.0).contains(&rate), "about 5 fps: {rate:.1}");
+    // A transcoder that dies is noticed and restarted; the viewer keeps its stream.
+    let pids = transcoder_pids();
+    assert_eq!(pids.len(), 1);
+    std::process::Command::new("kill")
+        .args(["-9", &pids[0].to_string()])
+        .status()
+        .unwrap();
+    for _ in 0..5 {
+        let part = tokio::time::timeout(Duration::from_secs(10), viewer.next())
+            .await
+            .expect("frames again after the restart")
+            .expect("the stream goes on");
+        assert_eq!(jpeg_size(&part.jpeg), Some((320, 180)));
+    }
+    let restarted = transcoder_pids();
+    assert_eq!(restarted.len(), 1);
+    assert_ne!(restarted, pids, "a new transcoder");
+    // A second viewer shares the transcoder.
+    let mut second = setup.viewer(0, id, 5).await;
+    second.next().await.expect("a frame");
+    assert_eq!(transcoders(), 1);
+    drop(viewer);
+    drop(second);
+    camera.clients(0, Duration::from_secs(8)).await;
+    eventually(Duration::from_secs(5), "the transcoder gone", || async {
+        (transcoders() == 0).then_some(())
+    })
+    .await;
 }

@@ -207,10 +207,7 @@ impl Cameras {
 
     /// Ends every stream of the printer, on every replica, and closes its camera.
     pub async fn stop(&self, site: Site, id: i64) -> Result<(), ApiError> {
-        let request = serde_json::to_vec(&CameraRequest::Stop).unwrap_or_default();
-        let asked = self
-            .client
-            .request(camera_subject(&site, id), request.into());
+        let asked = self.ask(&site, id, &CameraRequest::Stop, self.first_frame);
         match tokio::time::timeout(self.first_frame, asked).await {
             Ok(Ok(_)) => Ok(()),
             // Nobody holds the printer: no camera is open; end this replica's streams anyway
@@ -306,15 +303,27 @@ impl Cameras {
             let release = CameraRequest::Release {
                 viewer: self.replica.clone(),
             };
-            let payload = serde_json::to_vec(&release).unwrap_or_default();
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                self.client
-                    .request(camera_subject(site, id), payload.into()),
-            )
-            .await;
+            let _ = self.ask(site, id, &release, Duration::from_secs(2)).await;
         }
         outcome
+    }
+
+    /// Asks the gateway holding the printer, with a deadline of its own (the connection's
+    /// default request timeout is for quick service calls; opening a camera takes longer).
+    async fn ask(
+        &self,
+        site: &Site,
+        id: i64,
+        request: &CameraRequest,
+        deadline: Duration,
+    ) -> Result<async_nats::Message, async_nats::RequestError> {
+        let payload = serde_json::to_vec(request).unwrap_or_default();
+        let request = async_nats::client::Request::new()
+            .payload(payload.into())
+            .timeout(Some(deadline));
+        self.client
+            .send_request(camera_subject(site, id), request)
+            .await
     }
 
     /// Takes or renews this replica's lease at the highest rate its viewers ask for.
@@ -326,11 +335,9 @@ impl Cameras {
             fps,
             lease_ms: LEASE.as_millis() as u64,
         };
-        let payload = serde_json::to_vec(&watch).unwrap_or_default();
-        let asked = self
-            .client
-            .request(camera_subject(site, id), payload.into());
-        match tokio::time::timeout(self.first_frame + Duration::from_secs(1), asked).await {
+        let deadline = self.first_frame + Duration::from_secs(1);
+        let asked = self.ask(site, id, &watch, deadline);
+        match tokio::time::timeout(deadline, asked).await {
             Err(_) => Err("the printer gateway did not answer in time".into()),
             Ok(Err(err)) if err.kind() == async_nats::client::RequestErrorKind::NoResponders => {
                 Err(format!(

@@ -115,6 +115,7 @@ pub async fn run(
         snapshots: Vec::new(),
         backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
         failed: None,
+        reopen_at: None,
     };
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -157,6 +158,7 @@ struct Upstream {
     _stop: tokio_util::sync::DropGuard,
     /// Whether a frame came yet.
     flowing: bool,
+    opened_at: Instant,
 }
 
 struct Camera {
@@ -180,6 +182,8 @@ struct Camera {
     backoff: Backoff,
     /// The last failure, and until when no new attempt is made.
     failed: Option<(String, Instant)>,
+    /// When a lost upstream is reopened for its viewers.
+    reopen_at: Option<Instant>,
 }
 
 async fn next_frame(upstream: &mut Option<Upstream>) -> Option<Result<Bytes, String>> {
@@ -324,6 +328,7 @@ impl Camera {
             kind,
             _stop: stop.drop_guard(),
             flowing: false,
+            opened_at: Instant::now(),
         });
     }
 
@@ -331,8 +336,8 @@ impl Camera {
     async fn upstream_said(&mut self, said: Option<Result<Bytes, String>>) {
         let jpeg = match said {
             Some(Ok(jpeg)) => jpeg,
-            Some(Err(reason)) => return self.failed(reason).await,
-            None => return self.failed("the camera reader ended".into()).await,
+            Some(Err(reason)) => return self.lost(reason).await,
+            None => return self.lost("the camera reader ended".into()).await,
         };
         let now = Instant::now();
         if let Some(upstream) = self.upstream.as_mut() {
@@ -372,6 +377,22 @@ impl Camera {
         self.keep_until.is_none_or(|k| now >= k)
     }
 
+    /// The upstream ended. One that worked (a transcoder that died, a camera that dropped the
+    /// connection) is reopened after the backoff, its viewers kept; one that never sent a
+    /// frame has failed.
+    async fn lost(&mut self, reason: String) {
+        let flowed = self.upstream.as_ref().is_some_and(|u| u.flowing);
+        if flowed && !self.leases.is_empty() {
+            let delay = self.backoff.next_delay();
+            tracing::warn!(printer = self.record.id, reason = %reason, ?delay, "camera lost, reopening");
+            metrics::counter!("printyard_gateway_camera_reopens_total").increment(1);
+            self.close(&reason);
+            self.reopen_at = Some(Instant::now() + delay);
+            return;
+        }
+        self.failed(reason).await
+    }
+
     /// The upstream failed: waiting requests hear why, streams end, and the next attempt waits
     /// for the backoff.
     async fn failed(&mut self, reason: String) {
@@ -388,6 +409,7 @@ impl Camera {
         self.close(reason);
         self.leases.clear();
         self.keep_until = None;
+        self.reopen_at = None;
         let waiting: Vec<_> = self
             .watches
             .drain(..)
@@ -439,16 +461,26 @@ impl Camera {
                 return;
             }
         }
-        let stalled = self
-            .latest
-            .as_ref()
-            .is_some_and(|(at, _)| now.duration_since(*at) > self.settings.stall);
-        if stalled {
-            let reason = format!(
-                "the camera sent no frame for {} s",
-                self.settings.stall.as_secs()
-            );
-            return self.failed(reason).await;
+        // Silence: past `stall` since the last frame, or past `first_frame` since opening.
+        let silent = self.upstream.as_ref().and_then(|upstream| {
+            let (since, allowed) = match &self.latest {
+                Some((at, _)) if upstream.flowing => (*at, self.settings.stall),
+                _ => (upstream.opened_at, self.settings.first_frame),
+            };
+            (now.duration_since(since) > allowed).then_some(allowed)
+        });
+        if let Some(allowed) = silent {
+            let reason = format!("the camera sent no frame for {} s", allowed.as_secs());
+            return self.lost(reason).await;
+        }
+        if self.upstream.is_none()
+            && let Some(at) = self.reopen_at
+            && now >= at
+        {
+            self.reopen_at = None;
+            if !self.leases.is_empty() {
+                self.open(target);
+            }
         }
         if self.upstream.is_some() {
             if self.leases.is_empty() && self.snapshots.is_empty() && self.idle(now) {
@@ -654,15 +686,48 @@ impl Source {
             outcome = &mut relayed => outcome.err().unwrap_or_default(),
             _ = &mut frames => String::new(),
         };
+        // ffmpeg, having said why it failed, exits; give it a moment to, then make sure.
+        let status = tokio::time::timeout(Duration::from_secs(1), child.wait()).await;
         let _ = child.start_kill();
-        let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         let words = tokio::time::timeout(Duration::from_secs(1), last_words)
             .await
             .unwrap_or_default();
-        match (reason.is_empty(), words.is_empty()) {
-            (false, _) => reason,
-            (true, false) => format!("the camera's transcoder ended: {words}"),
-            (true, true) => format!("the camera's transcoder ended ({status:?})"),
-        }
+        transcoder_ended(&words, &reason, status.ok().and_then(Result::ok))
+    }
+}
+
+/// Why an RTSPS upstream ended, from ffmpeg's last words (without the access code), the
+/// relay's reason, and ffmpeg's exit status.
+fn transcoder_ended(words: &str, relay: &str, status: Option<std::process::ExitStatus>) -> String {
+    if words.contains("401") || words.contains("authorization failed") {
+        return format!("the camera refused the access code ({words})");
+    }
+    match (words.is_empty(), relay.is_empty()) {
+        (false, _) => format!("the camera's transcoder ended: {words}"),
+        (true, false) => relay.to_owned(),
+        (true, true) => match status {
+            Some(status) => format!("the camera's transcoder ended ({status})"),
+            None => "the camera's transcoder ended".to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_code_is_said_as_such() {
+        let words = "rtsp://bblp:[redacted]@127.0.0.1:4/streaming/live/1: Server returned 401 \
+                     Unauthorized (authorization failed)";
+        assert!(
+            transcoder_ended(words, "", None).starts_with("the camera refused the access code")
+        );
+        assert_eq!(
+            transcoder_ended("", "the camera closed the connection", None),
+            "the camera closed the connection"
+        );
+        assert!(transcoder_ended("Invalid data", "x", None).ends_with("Invalid data"));
     }
 }

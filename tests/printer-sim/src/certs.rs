@@ -40,6 +40,29 @@ impl Ca {
 
     /// A leaf certificate for a printer: `CN = serial`, with its IP as a subject alt name.
     pub fn issue(&self, serial: &str, ip: std::net::IpAddr) -> anyhow::Result<ServerIdentity> {
+        let (cert, key) = self.leaf(serial, ip)?;
+        Ok(ServerIdentity {
+            chain: vec![cert.der().clone()],
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        })
+    }
+
+    /// [`Ca::issue`] as PEM text (certificate, key), for a server outside this process that
+    /// speaks for the printer (its RTSPS camera in the tests).
+    pub fn issue_pem(
+        &self,
+        serial: &str,
+        ip: std::net::IpAddr,
+    ) -> anyhow::Result<(String, String)> {
+        let (cert, key) = self.leaf(serial, ip)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    fn leaf(
+        &self,
+        serial: &str,
+        ip: std::net::IpAddr,
+    ) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         let mut name = DistinguishedName::new();
@@ -47,10 +70,7 @@ impl Ca {
         params.distinguished_name = name;
         params.subject_alt_names = vec![SanType::IpAddress(ip)];
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(ServerIdentity {
-            chain: vec![cert.der().clone()],
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        })
+        Ok((cert, key))
     }
 }
 

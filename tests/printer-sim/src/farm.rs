@@ -105,6 +105,7 @@ pub struct Manifest {
 
 pub struct Farm {
     pub printers: Vec<Arc<Printer>>,
+    ca: Ca,
     ca_pem: String,
     ports: Ports,
     control_addr: Option<SocketAddr>,
@@ -199,6 +200,7 @@ impl Farm {
         let mut farm = Farm {
             printers,
             ca_pem: ca.pem().to_owned(),
+            ca,
             ports: config.ports,
             control_addr: None,
             tasks,
@@ -218,6 +220,14 @@ impl Farm {
 
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
+    }
+
+    /// A certificate and key (PEM) for `printer`, from the farm's CA, for a server outside the
+    /// simulator that speaks for it: an RTSPS camera (X1, P2S and H2 serve H.264 on port 322,
+    /// which the simulator does not; the tests run GStreamer's RTSP server with this).
+    pub fn identity_pem(&self, printer: &Printer) -> anyhow::Result<(String, String)> {
+        self.ca
+            .issue_pem(&printer.spec.serial, std::net::IpAddr::V4(printer.spec.ip))
     }
 
     pub fn control_addr(&self) -> Option<SocketAddr> {

@@ -1,0 +1,197 @@
+//! Cameras under load: the gateway and the api each in a child process (this binary re-run), so
+//! their CPU time is their own, read from `/proc`; the simulator (which draws and encodes every
+//! frame), NATS, Postgres and the viewers run beside them on the same cores.
+//!
+//! 1. `BENCH_VIEWERS` (100) viewers of one port-6000 camera at 15 fps (1280×720 frames, as
+//!    printers send), all through one api process: CPU of gateway and api, frames delivered,
+//!    and frame latency (from the gateway receiving a frame to a viewer reading it: the
+//!    `X-Frame-Timestamp` of each part against the viewer's clock, the same machine's).
+//! 2. `BENCH_PRINTERS` (50) printers streamed at once, one viewer each, at 5 fps (640×360).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use printyard_api::access::Permission;
+use printyard_printer_sim::Model;
+use printyard_printer_sim::camera::CameraConfig;
+use printyard_tests::mjpeg::MjpegReader;
+use printyard_tests::nats_server::free_port;
+use printyard_tests::{
+    ChildService, SimFarm, TestEnv, keyed_http, run_child_api, run_child_gateway,
+};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const WINDOW: Duration = Duration::from_secs(20);
+
+fn main() {
+    if std::env::var_os("PRINTYARD_CHILD_GATEWAY").is_some() {
+        return run_child_gateway();
+    }
+    if std::env::var_os("PRINTYARD_CHILD_API").is_some() {
+        return run_child_api();
+    }
+    printyard_service::runtime::install_crypto_provider();
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    runtime.block_on(run(1, number("BENCH_VIEWERS", 100), 15, (1280, 720)));
+    runtime.block_on(run(number("BENCH_PRINTERS", 50), 1, 5, (640, 360)));
+}
+
+/// User+system CPU seconds of `pid`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u16, u16)) {
+    let env = TestEnv::new().await;
+    let sim = SimFarm::start_with_camera(
+        &vec![Model::A1Mini; printers],
+        1.0,
+        CameraConfig {
+            fps: f64::from(fps),
+            width,
+            height,
+        },
+    )
+    .await;
+    let gateway = ChildService::spawn("child_gateway", &sim.gateway_config(&env));
+    let mut config = env.api_config();
+    config.rate_limits.enabled = false;
+    let port = free_port();
+    config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let api = ChildService::spawn_api("child_api", &config);
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let key = env.api_key(&[Permission::Admin]).await;
+    let client = keyed_http(&key);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the api starts");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut ids = Vec::new();
+    for printer in &sim.farm.printers {
+        let created: Value = client
+            .post(format!("{base}/printers"))
+            .json(&json!({
+                "name": printer.spec.name, "ip_address": printer.spec.ip.to_string(),
+                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_i64().expect("a printer id"));
+    }
+    for id in &ids {
+        loop {
+            let status: Value = client
+                .get(format!("{base}/printers/{id}/status"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap_or_default();
+            if status["connected"] == true {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the printers connect");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // One connection per viewer, as browsers on different machines.
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for id in &ids {
+        for _ in 0..viewers_each {
+            let url = format!("{base}/printers/{id}/camera/stream?fps={fps}");
+            let key = key.clone();
+            let (latencies, frames, measuring) =
+                (latencies.clone(), frames.clone(), measuring.clone());
+            tasks.push(tokio::spawn(async move {
+                let client = keyed_http(&key);
+                let response = client.get(url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "a stream");
+                let mut reader = MjpegReader::new(response);
+                let mut mine = Vec::new();
+                while let Some(part) = reader.next().await {
+                    if !measuring.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    let now = chrono::Utc::now().timestamp_micros();
+                    if let Some(at) = part.timestamp_us {
+                        mine.push((now - at) as f64 / 1000.0);
+                    }
+                    frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if mine.len() >= 10_000 {
+                        break;
+                    }
+                }
+                latencies.lock().await.extend(mine);
+            }));
+        }
+    }
+    // Let every viewer join, then measure a window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pids = (gateway.pid().unwrap(), api.pid().unwrap());
+    let before = (cpu_seconds(pids.0), cpu_seconds(pids.1));
+    measuring.store(true, std::sync::atomic::Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(WINDOW).await;
+    measuring.store(false, std::sync::atomic::Ordering::Relaxed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = (cpu_seconds(pids.0), cpu_seconds(pids.1));
+    let delivered = frames.load(std::sync::atomic::Ordering::Relaxed);
+    let upstreams: usize = sim
+        .farm
+        .printers
+        .iter()
+        .map(|p| p.snapshot().camera_connections_total)
+        .sum();
+    for task in &tasks {
+        task.abort();
+    }
+    let mut latencies = latencies.lock().await.clone();
+    latencies.sort_by(f64::total_cmp);
+    let viewers = printers * viewers_each;
+    println!(
+        "{printers:>3} printer(s) × {viewers_each:>3} viewer(s) at {fps:>2} fps ({width}×{height}): \
+         gateway {:5.1} % + api {:5.1} % of a core = {:5.1} %; {:.1} frames/s per viewer; \
+         latency p50 {:.1} p99 {:.1} max {:.1} ms; camera connections {upstreams}",
+        (after.0 - before.0) / elapsed * 100.0,
+        (after.1 - before.1) / elapsed * 100.0,
+        (after.0 - before.0 + after.1 - before.1) / elapsed * 100.0,
+        delivered as f64 / elapsed / viewers as f64,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN),
+    );
+    gateway.kill().await;
+    api.kill().await;
+}
