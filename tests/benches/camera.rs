@@ -17,10 +17,9 @@ use printyard_printer_sim::camera::CameraConfig;
 use printyard_tests::mjpeg::MjpegReader;
 use printyard_tests::nats_server::free_port;
 use printyard_tests::{
-    ChildService, SimFarm, TestEnv, keyed_http, run_child_api, run_child_gateway,
+    ChildService, SimFarm, TestEnv, keyed_http, keyed_stream_http, run_child_api, run_child_gateway,
 };
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 const WINDOW: Duration = Duration::from_secs(20);
 
@@ -65,6 +64,15 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u16, u16)) {
+    // What drawing a frame costs the simulator (it draws and encodes every frame it sends).
+    let started = Instant::now();
+    for n in 0..10 {
+        printyard_printer_sim::camera::render(n, 7, width, height);
+    }
+    println!(
+        "simulator: drawing and encoding one {width}×{height} frame takes {:.1} ms",
+        started.elapsed().as_secs_f64() * 100.0
+    );
     let env = TestEnv::new().await;
     let sim = SimFarm::start_with_camera(
         &vec![Model::A1Mini; printers],
@@ -76,6 +84,37 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
         },
     )
     .await;
+    // The simulator's own rate, read straight from its camera (no gateway).
+    {
+        let printer = &sim.farm.printers[0];
+        let anchors = printyard_bambu::tls::trust_anchors(&[sim.farm.ca_pem()]);
+        let (tls, _) = printyard_bambu::tls::client_config(
+            &printer.spec.serial,
+            Arc::new(anchors),
+            printyard_bambu::tls::TrustMode::Verify { pin: None },
+        )
+        .unwrap();
+        let code = printyard_bambu::mqtt::AccessCode::parse(&printer.spec.access_code).unwrap();
+        let mut camera = printyard_bambu::camera::JpegCamera::connect(
+            &printer.spec.ip.to_string(),
+            6000,
+            &code,
+            tls,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed() < Duration::from_secs(3) {
+            camera.next_frame(Duration::from_secs(5)).await.unwrap();
+            n += 1;
+        }
+        println!(
+            "simulator camera read directly: {:.1} frames/s",
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+    }
     let gateway = ChildService::spawn("child_gateway", &sim.gateway_config(&env));
     let mut config = env.api_config();
     config.rate_limits.enabled = false;
@@ -124,7 +163,7 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
         }
     }
     // One connection per viewer, as browsers on different machines.
-    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -135,30 +174,45 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
             let (latencies, frames, measuring) =
                 (latencies.clone(), frames.clone(), measuring.clone());
             tasks.push(tokio::spawn(async move {
-                let client = keyed_http(&key);
+                let client = keyed_stream_http(&key);
                 let response = client.get(url).send().await.unwrap();
                 assert_eq!(response.status(), 200, "a stream");
                 let mut reader = MjpegReader::new(response);
-                let mut mine = Vec::new();
                 while let Some(part) = reader.next().await {
                     if !measuring.load(std::sync::atomic::Ordering::Relaxed) {
                         continue;
                     }
                     let now = chrono::Utc::now().timestamp_micros();
-                    if let Some(at) = part.timestamp_us {
-                        mine.push((now - at) as f64 / 1000.0);
+                    if let (Some(at), Ok(mut all)) = (part.timestamp_us, latencies.lock()) {
+                        all.push((now - at) as f64 / 1000.0);
                     }
                     frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if mine.len() >= 10_000 {
-                        break;
-                    }
                 }
-                latencies.lock().await.extend(mine);
             }));
         }
     }
     // Let every viewer join, then measure a window.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Frames the gateway publishes (parts of large frames counted once each part).
+    let published = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut frames_sub = env
+        .nats
+        .client()
+        .await
+        .subscribe("printyard.camera.>")
+        .await
+        .unwrap();
+    let counting = tokio::spawn({
+        let (published, measuring) = (published.clone(), measuring.clone());
+        async move {
+            use futures::StreamExt;
+            while frames_sub.next().await.is_some() {
+                if measuring.load(std::sync::atomic::Ordering::Relaxed) {
+                    published.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
     let pids = (gateway.pid().unwrap(), api.pid().unwrap());
     let before = (cpu_seconds(pids.0), cpu_seconds(pids.1));
     measuring.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -174,16 +228,18 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
         .iter()
         .map(|p| p.snapshot().camera_connections_total)
         .sum();
+    counting.abort();
     for task in &tasks {
         task.abort();
     }
-    let mut latencies = latencies.lock().await.clone();
+    let mut latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     latencies.sort_by(f64::total_cmp);
     let viewers = printers * viewers_each;
     println!(
         "{printers:>3} printer(s) × {viewers_each:>3} viewer(s) at {fps:>2} fps ({width}×{height}): \
          gateway {:5.1} % + api {:5.1} % of a core = {:5.1} %; {:.1} frames/s per viewer; \
-         latency p50 {:.1} p99 {:.1} max {:.1} ms; camera connections {upstreams}",
+         latency p50 {:.1} p99 {:.1} max {:.1} ms; camera connections {upstreams}; \
+         {:.1} frame messages/s per printer on NATS",
         (after.0 - before.0) / elapsed * 100.0,
         (after.1 - before.1) / elapsed * 100.0,
         (after.0 - before.0 + after.1 - before.1) / elapsed * 100.0,
@@ -191,6 +247,7 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN),
+        published.load(std::sync::atomic::Ordering::Relaxed) as f64 / elapsed / printers as f64,
     );
     gateway.kill().await;
     api.kill().await;

@@ -691,15 +691,28 @@ pub fn http() -> reqwest::Client {
 
 /// An HTTP client that sends `key` as `X-API-Key` with every request.
 pub fn keyed_http(key: &str) -> reqwest::Client {
+    keyed_builder(key)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// [`keyed_http`] for long responses (camera streams, event streams): no deadline on the whole
+/// response, 10 s on each read.
+pub fn keyed_stream_http(key: &str) -> reqwest::Client {
+    keyed_builder(key)
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(10))
+        .build()
+        .expect("building the HTTP client")
+}
+
+fn keyed_builder(key: &str) -> reqwest::ClientBuilder {
     let mut headers = reqwest::header::HeaderMap::new();
     let mut value = reqwest::header::HeaderValue::from_str(key).expect("a key is ASCII");
     value.set_sensitive(true);
     headers.insert("x-api-key", value);
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .default_headers(headers)
-        .build()
-        .expect("building the HTTP client")
+    reqwest::Client::builder().default_headers(headers)
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.

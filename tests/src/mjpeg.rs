@@ -15,6 +15,8 @@ pub struct MjpegReader {
     response: reqwest::Response,
     buffer: BytesMut,
     boundary: String,
+    /// The current part's length and timestamp, once its headers are read.
+    head: Option<(usize, Option<i64>)>,
 }
 
 impl MjpegReader {
@@ -38,6 +40,7 @@ impl MjpegReader {
             response,
             buffer: BytesMut::new(),
             boundary,
+            head: None,
         }
     }
 
@@ -55,30 +58,37 @@ impl MjpegReader {
         }
     }
 
+    /// A part, when the buffer holds a whole one (each byte is looked at once: the headers are
+    /// searched for in the part's first bytes only, the body is counted, not scanned).
     fn parse(&mut self, delimiter: &str) -> Option<Part> {
-        let text = &self.buffer[..];
-        let start = find(text, delimiter.as_bytes())?;
-        let head_end = find(&text[start..], b"\r\n\r\n")? + start;
-        let head = std::str::from_utf8(&text[start + delimiter.len()..head_end]).ok()?;
-        let header = |name: &str| {
-            head.lines().find_map(|line| {
-                let (k, v) = line.split_once(':')?;
-                k.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_owned())
-            })
-        };
-        assert_eq!(header("content-type").as_deref(), Some("image/jpeg"));
-        let length: usize = header("content-length")?.parse().ok()?;
-        let body = head_end + 4;
-        if text.len() < body + length + 2 {
+        if self.head.is_none() {
+            let window = &self.buffer[..self.buffer.len().min(1024)];
+            let start = find(window, delimiter.as_bytes())?;
+            assert_eq!(start, 0, "a part starts right after the previous one");
+            let head_end = find(window, b"\r\n\r\n")?;
+            let head = std::str::from_utf8(&window[delimiter.len()..head_end]).ok()?;
+            let header = |name: &str| {
+                head.lines().find_map(|line| {
+                    let (k, v) = line.split_once(':')?;
+                    k.trim()
+                        .eq_ignore_ascii_case(name)
+                        .then(|| v.trim().to_owned())
+                })
+            };
+            assert_eq!(header("content-type").as_deref(), Some("image/jpeg"));
+            let length: usize = header("content-length")?.parse().ok()?;
+            let timestamp_us = header("x-frame-timestamp").and_then(|v| v.parse().ok());
+            self.buffer.advance(head_end + 4);
+            self.head = Some((length, timestamp_us));
+        }
+        let (length, timestamp_us) = self.head?;
+        if self.buffer.len() < length + 2 {
             return None;
         }
-        let timestamp_us = header("x-frame-timestamp").and_then(|v| v.parse().ok());
-        self.buffer.advance(body);
         let jpeg = self.buffer.split_to(length).freeze();
         assert_eq!(&self.buffer[..2], b"\r\n", "each part ends with CRLF");
         self.buffer.advance(2);
+        self.head = None;
         Some(Part { jpeg, timestamp_us })
     }
 }

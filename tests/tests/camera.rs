@@ -26,6 +26,8 @@ struct Setup {
     sim: SimFarm,
     apis: Vec<Running>,
     client: reqwest::Client,
+    /// For streams: no deadline on the whole response, only on each read.
+    streams: reqwest::Client,
     _gateway: Running,
 }
 
@@ -67,6 +69,7 @@ async fn setup_with(
         sim,
         apis,
         client: keyed_http(&key),
+        streams: printyard_tests::keyed_stream_http(&key),
         _gateway: gateway,
     }
 }
@@ -122,8 +125,11 @@ impl Setup {
 
     async fn viewer(&self, replica: usize, id: i64, fps: u32) -> MjpegReader {
         let response = self
-            .get(replica, &format!("/printers/{id}/camera/stream?fps={fps}"))
-            .await;
+            .streams
+            .get(self.apis[replica].api_url(&format!("/printers/{id}/camera/stream?fps={fps}")))
+            .send()
+            .await
+            .unwrap();
         let status = response.status();
         if status != 200 {
             panic!(
@@ -148,8 +154,10 @@ async fn count(reader: &mut MjpegReader, window: Duration) -> usize {
     let started = Instant::now();
     let mut frames = 0;
     while let Some(left) = window.checked_sub(started.elapsed()) {
-        if tokio::time::timeout(left, reader.next()).await.is_ok() {
-            frames += 1;
+        match tokio::time::timeout(left, reader.next()).await {
+            Ok(Some(_)) => frames += 1,
+            Ok(None) => panic!("the stream ended"),
+            Err(_) => {}
         }
     }
     frames
@@ -502,4 +510,17 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
         (transcoders() == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_stream_outlives_the_lease_its_replica_renews() {
+    let setup = setup(1, 1).await;
+    let id = setup.online_printer().await;
+    let mut viewer = setup.viewer(0, id, 10).await;
+    // The api's lease on the camera lasts 10 s, renewed every 3.3 s while it has viewers.
+    for window in 0..4 {
+        let frames = count(&mut viewer, Duration::from_secs(3)).await;
+        assert!(frames >= 20, "10 fps in window {window}: {frames} frames");
+    }
+    assert_eq!(setup.camera_connections(), 1);
 }

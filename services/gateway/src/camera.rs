@@ -311,7 +311,7 @@ impl Camera {
         };
         let printer = self.record.id;
         tracing::info!(printer, ?kind, fps, "camera opened");
-        metrics::counter!("printyard_gateway_camera_opens_total").increment(1);
+        metrics::counter!(crate::observe::CAMERA_OPENS).increment(1);
         tokio::spawn({
             let stop = stop.clone();
             async move {
@@ -365,7 +365,7 @@ impl Camera {
             if let Err(err) = publish_frame(&self.client, self.frames.clone(), &frame).await {
                 tracing::warn!(printer = self.record.id, error = %err, "frame not published");
             }
-            metrics::counter!("printyard_gateway_camera_frames_total").increment(1);
+            metrics::counter!(crate::observe::CAMERA_FRAMES).increment(1);
         }
         self.latest = Some((now, frame));
         if self.leases.is_empty() && self.snapshots.is_empty() && self.idle(now) {
@@ -385,7 +385,7 @@ impl Camera {
         if flowed && !self.leases.is_empty() {
             let delay = self.backoff.next_delay();
             tracing::warn!(printer = self.record.id, reason = %reason, ?delay, "camera lost, reopening");
-            metrics::counter!("printyard_gateway_camera_reopens_total").increment(1);
+            metrics::counter!(crate::observe::CAMERA_REOPENS).increment(1);
             self.close(&reason);
             self.reopen_at = Some(Instant::now() + delay);
             return;
@@ -635,7 +635,7 @@ impl Source {
                 );
             }
         };
-        metrics::counter!("printyard_gateway_camera_transcoders_total").increment(1);
+        metrics::counter!(crate::observe::TRANSCODERS).increment(1);
         // One connection, ffmpeg's, relayed to the printer.
         let relayed = async {
             let (mut local, _) = tokio::time::timeout(settings.first_frame, relay.accept())

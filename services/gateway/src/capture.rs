@@ -47,7 +47,10 @@ pub async fn run(job: CaptureJob, store: Arc<FarmStore>, settings: Arc<Settings>
         return;
     };
     let object = format!("capture/{}/{}", job.record.id, job.print_key);
+    let started = std::time::Instant::now();
     let outcome = fetch_within_window(&job, &store, &settings, &object).await;
+    let label = if outcome.is_ok() { "stored" } else { "failed" };
+    crate::observe::capture_done(label, started.elapsed());
     let data = match &outcome {
         Ok((filename, size)) => serde_json::json!({
             "print": job.print_key,

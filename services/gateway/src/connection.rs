@@ -91,6 +91,20 @@ struct Pending {
     sequence_id: String,
     reply: Subject,
     deadline: Instant,
+    command: &'static str,
+    sent: Instant,
+}
+
+impl Pending {
+    fn answered(&self, outcome: &CommandOutcome) {
+        let label = match outcome {
+            CommandOutcome::Accepted => "accepted",
+            CommandOutcome::Refused { .. } => "refused",
+            CommandOutcome::TimedOut { .. } => "timed_out",
+            _ => "not_connected",
+        };
+        crate::observe::command_answered(self.command, label, self.sent.elapsed());
+    }
 }
 
 impl Connection {
@@ -128,6 +142,14 @@ impl Connection {
                 model: None,
             }),
         }
+    }
+
+    /// Marks the session up or down (and counts connected printers).
+    fn set_connected(&mut self, connected: bool) {
+        if self.status.connected != connected {
+            crate::observe::connected(connected);
+        }
+        self.status.connected = connected;
     }
 
     /// What the camera task should know now.
@@ -189,8 +211,9 @@ impl Connection {
             })
             .await;
             self.prints_disconnected(&outcome.to_string()).await;
+            crate::observe::session_ended(outcome.cause());
             let was_connected = self.status.connected;
-            self.status.connected = false;
+            self.set_connected(false);
             self.status.connection_error = Some(outcome.to_string());
             if let Some(s) = self.status.status.as_mut() {
                 s.state = PrinterState::Offline;
@@ -248,7 +271,7 @@ impl Connection {
         })
         .await;
         self.prints_released().await;
-        self.status.connected = false;
+        self.set_connected(false);
         self.flush(true).await;
     }
 
@@ -312,6 +335,8 @@ impl Connection {
                     sequence_id: sequence.to_string(),
                     reply,
                     deadline: Instant::now() + session.deadline(),
+                    command: command.as_str(),
+                    sent: Instant::now(),
                 });
             }
             Err(err) => {
@@ -341,6 +366,7 @@ impl Connection {
                 reason,
             }
         };
+        pending.answered(&outcome);
         self.reply(pending.reply, &outcome).await;
     }
 
@@ -352,13 +378,15 @@ impl Connection {
         self.pending = waiting;
         let after_ms = self.settings.command_deadline.as_millis() as u64;
         for pending in late {
-            self.reply(pending.reply, &CommandOutcome::TimedOut { after_ms })
-                .await;
+            let outcome = CommandOutcome::TimedOut { after_ms };
+            pending.answered(&outcome);
+            self.reply(pending.reply, &outcome).await;
         }
     }
 
     async fn answer_pending(&mut self, outcome: CommandOutcome) {
         for pending in std::mem::take(&mut self.pending) {
+            pending.answered(&outcome);
             self.reply(pending.reply, &outcome).await;
         }
     }
@@ -479,6 +507,9 @@ impl Connection {
                 Ok(Err(err)) => return err,
                 Ok(Ok(incoming)) => incoming,
             };
+            if matches!(incoming, Incoming::Message(_) | Incoming::Unreadable(_)) {
+                crate::observe::received(session.last_payload_len());
+            }
             heard = tokio::time::Instant::now();
             probed = false;
             self.status.last_seen = Some(Utc::now());
@@ -489,7 +520,7 @@ impl Connection {
                         self.status.tls_pin = Some(pin.clone());
                         self.keep_pin(pin);
                     }
-                    self.status.connected = true;
+                    self.set_connected(true);
                     self.status.connection_error = None;
                     self.event(EventKind::PrinterOnline, "online", serde_json::Value::Null)
                         .await;
@@ -719,6 +750,7 @@ impl Connection {
             .await
         {
             Ok(_) => {
+                crate::observe::status_written();
                 self.published = Some(self.status.clone());
                 self.published_at = Some(Instant::now());
             }
@@ -762,7 +794,7 @@ fn print_key(status: &PrinterStatus) -> String {
 }
 
 fn metrics_unreadable() {
-    metrics::counter!("printyard_gateway_unreadable_payloads_total").increment(1);
+    crate::observe::unreadable();
 }
 
 /// Publishes a farm event of `record`'s printer to `FARM_EVENTS`, retried with backoff; the id
@@ -784,5 +816,10 @@ pub async fn publish_event(
         data,
     };
     // Failures are logged by `publish`; the status in the KV bucket still tells the truth.
-    let _ = printyard_service::farm_events::publish(&store.jetstream, &event).await;
+    if printyard_service::farm_events::publish(&store.jetstream, &event)
+        .await
+        .is_ok()
+    {
+        crate::observe::event_published(kind.as_str());
+    }
 }

@@ -10,6 +10,7 @@
 pub mod camera;
 pub mod capture;
 pub mod connection;
+pub mod observe;
 pub mod store;
 pub mod supervisor;
 
@@ -149,6 +150,7 @@ impl Gateway {
             shutdown,
         )
         .await?;
+        observe::describe();
         let settings = &config.gateway;
         let site = Site::parse(&settings.site).map_err(|e| anyhow::anyhow!("gateway.site: {e}"))?;
         let mut pems = vec![BAMBU_CA_BUNDLE.to_owned()];

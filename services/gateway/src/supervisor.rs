@@ -52,6 +52,7 @@ impl Supervisor {
         // not everything.
         self.update_share(&printers).await;
         loop {
+            crate::observe::held(printers.values().filter(|h| h.task.is_some()).count());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 entry = watch.next() => {
@@ -115,6 +116,7 @@ impl Supervisor {
                 }
             }
         }
+        crate::observe::held(0);
         for held in printers.values_mut() {
             stop(held).await;
             self.release(held).await;

@@ -63,6 +63,19 @@ pub enum SessionError {
     Io(String),
 }
 
+impl SessionError {
+    /// A short, bounded name of the cause (a metric label).
+    pub fn cause(&self) -> &'static str {
+        match self {
+            SessionError::NotAuthorized => "not_authorized",
+            SessionError::Refused(_) => "refused",
+            SessionError::Tls(_) => "tls",
+            SessionError::Timeout(_) => "silence",
+            SessionError::Io(_) => "io",
+        }
+    }
+}
+
 /// What a session yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
@@ -79,6 +92,8 @@ pub struct Session {
     request_topic: String,
     sequence: u64,
     deadline: Duration,
+    /// The size of the last report payload received.
+    last_payload: usize,
 }
 
 impl Session {
@@ -99,6 +114,7 @@ impl Session {
             request_topic: format!("device/{}/request", endpoint.serial),
             sequence: 0,
             deadline,
+            last_payload: 0,
         }
         .with_setup(&endpoint.serial)
     }
@@ -130,6 +146,11 @@ impl Session {
         Ok(self.sequence)
     }
 
+    /// The size in bytes of the last payload [`Session::next`] yielded (for metrics).
+    pub fn last_payload_len(&self) -> usize {
+        self.last_payload
+    }
+
     /// How long a caller should wait for a command's acknowledgement.
     pub fn deadline(&self) -> Duration {
         self.deadline
@@ -142,6 +163,7 @@ impl Session {
             match event {
                 Event::Incoming(Packet::ConnAck(_)) => return Ok(Incoming::Connected),
                 Event::Incoming(Packet::Publish(publish)) => {
+                    self.last_payload = publish.payload.len();
                     return Ok(match parse(&publish.payload) {
                         Ok(message) => Incoming::Message(message),
                         Err(err) => Incoming::Unreadable(err),

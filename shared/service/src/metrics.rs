@@ -22,6 +22,12 @@ pub fn handle() -> &'static PrometheusHandle {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ])
             .expect("bucket list is not empty")
+            // Fetching a 3MF from a printer takes seconds to minutes.
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("capture_duration_seconds".into()),
+                &[1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0],
+            )
+            .expect("bucket list is not empty")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may be installed already (a test harness); ours then only renders.

@@ -62,6 +62,7 @@ async fn stream_frames(
         .fetch_add(1, Ordering::SeqCst);
     let mut kicks = printer.kicks();
     let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / config.fps.max(0.01)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let seed = seed_of(&printer.spec.serial);
     for frame in 0u64.. {
         tokio::select! {
@@ -71,7 +72,11 @@ async fn stream_frames(
         if printer.faults().silent {
             continue;
         }
-        let Some(jpeg) = render(frame, seed, config.width, config.height) else {
+        // The camera is hardware of its own: drawing and encoding a frame (milliseconds at
+        // 1280×720) does not hold up the printer's other connections.
+        let (width, height) = (config.width, config.height);
+        let drawn = tokio::task::spawn_blocking(move || render(frame, seed, width, height)).await;
+        let Ok(Some(jpeg)) = drawn else {
             break;
         };
         let mut header = [0u8; 16];
