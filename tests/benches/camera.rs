@@ -17,9 +17,9 @@ use printyard_printer_sim::camera::CameraConfig;
 use printyard_tests::mjpeg::MjpegReader;
 use printyard_tests::nats_server::free_port;
 use printyard_tests::{
-    ChildService, SimFarm, TestEnv, keyed_http, keyed_stream_http, run_child_api, run_child_gateway,
+    ChildService, SimFarm, TestEnv, add_printer, keyed_http, keyed_stream_http, process_usage,
+    run_child_api, run_child_gateway, wait_connected,
 };
-use serde_json::{Value, json};
 
 const WINDOW: Duration = Duration::from_secs(20);
 
@@ -44,16 +44,7 @@ fn main() {
 
 /// User+system CPU seconds of `pid`.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    process_usage(pid).0
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -131,36 +122,11 @@ async fn run(printers: usize, viewers_each: usize, fps: u32, (width, height): (u
     }
     let mut ids = Vec::new();
     for printer in &sim.farm.printers {
-        let created: Value = client
-            .post(format!("{base}/printers"))
-            .json(&json!({
-                "name": printer.spec.name, "ip_address": printer.spec.ip.to_string(),
-                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(created["id"].as_i64().expect("a printer id"));
+        let code = &printer.spec.access_code;
+        ids.push(add_printer(&client, &base, printer, &printer.spec.name, code).await);
     }
     for id in &ids {
-        loop {
-            let status: Value = client
-                .get(format!("{base}/printers/{id}/status"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap_or_default();
-            if status["connected"] == true {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the printers connect");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        wait_connected(&client, &base, *id, Duration::from_secs(60)).await;
     }
     // One connection per viewer, as browsers on different machines.
     let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));

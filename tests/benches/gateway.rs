@@ -19,7 +19,9 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use printyard_contracts::farm::StatusRecord;
 use printyard_printer_sim::{Farm, FarmConfig, Model};
-use printyard_tests::{ChildGateway, TestEnv, register_in_bucket, run_child_gateway};
+use printyard_tests::{
+    ChildGateway, TestEnv, process_usage as usage, register_in_bucket, run_child_gateway,
+};
 
 const WARM_UP: Duration = Duration::from_secs(5);
 const WINDOW: Duration = Duration::from_secs(20);
@@ -40,32 +42,6 @@ fn main() {
     for count in sizes {
         runtime.block_on(run(count));
     }
-}
-
-/// User+system CPU seconds and resident / peak memory (KiB) of `pid`.
-fn usage(pid: u32) -> (f64, u64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 (indices 11, 12 after the name); USER_HZ is 100.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |key: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(key))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (cpu, kib("VmRSS:"), kib("VmHWM:"))
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -715,6 +715,73 @@ fn keyed_builder(key: &str) -> reqwest::ClientBuilder {
     reqwest::Client::builder().default_headers(headers)
 }
 
+/// Adds a simulated printer through the API at `base` (`…/api/v1`) with `access_code`; its id.
+pub async fn add_printer(
+    client: &reqwest::Client,
+    base: &str,
+    printer: &printyard_printer_sim::Printer,
+    name: &str,
+    access_code: &str,
+) -> i64 {
+    let created: serde_json::Value = client
+        .post(format!("{base}/printers"))
+        .json(&serde_json::json!({
+            "name": name, "ip_address": printer.spec.ip.to_string(),
+            "access_code": access_code, "serial_number": printer.spec.serial,
+        }))
+        .send()
+        .await
+        .expect("POST /printers")
+        .json()
+        .await
+        .expect("a JSON answer");
+    created["id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no printer id in {created}"))
+}
+
+/// Waits until printer `id`'s status says `connected` (through the API at `base`).
+pub async fn wait_connected(client: &reqwest::Client, base: &str, id: i64, within: Duration) {
+    eventually(within, "the printer connected", || async {
+        let status: serde_json::Value = client
+            .get(format!("{base}/printers/{id}/status"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (status["connected"] == true).then_some(())
+    })
+    .await
+}
+
+/// User+system CPU seconds and resident / peak memory (KiB) of process `pid`, from `/proc`.
+pub fn process_usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (indices 11, 12 after the name); USER_HZ is 100.
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (cpu, kib("VmRSS:"), kib("VmHWM:"))
+}
+
 /// Polls `check` every 100 ms until it returns `Some`, or panics after `within`.
 pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where

@@ -14,7 +14,8 @@ use printyard_printer_sim::camera::{CameraConfig, render, seed_of};
 use printyard_printer_sim::printer::Printer;
 use printyard_tests::mjpeg::MjpegReader;
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api, spawn_gateway_with,
+    Running, SimFarm, TestEnv, add_printer, eventually, keyed_http, spawn_api, spawn_gateway_with,
+    wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -80,38 +81,14 @@ impl Setup {
     }
 
     async fn add_printer(&self, access_code: &str) -> i64 {
-        let printer = self.printer();
-        let created: Value = self
-            .client
-            .post(self.apis[0].api_url("/printers"))
-            .json(&json!({
-                "name": "Watched", "ip_address": printer.spec.ip.to_string(),
-                "access_code": access_code, "serial_number": printer.spec.serial,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        created["id"].as_i64().unwrap()
+        let base = self.apis[0].api_url("");
+        add_printer(&self.client, &base, self.printer(), "Watched", access_code).await
     }
 
     async fn online_printer(&self) -> i64 {
         let id = self.add_printer(&self.printer().spec.access_code).await;
-        eventually(Duration::from_secs(20), "the printer connected", || async {
-            let status: Value = self
-                .client
-                .get(self.apis[0].api_url(&format!("/printers/{id}/status")))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (status["connected"] == true).then_some(())
-        })
-        .await;
+        let base = self.apis[0].api_url("");
+        wait_connected(&self.client, &base, id, Duration::from_secs(20)).await;
         id
     }
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use printyard_api::access::Permission;
 use printyard_printer_sim::Model;
 use printyard_tests::{
-    SimFarm, TestEnv, eventually, http, keyed_http, spawn_api, spawn_gateway_with,
+    SimFarm, TestEnv, add_printer, eventually, http, keyed_http, spawn_api, spawn_gateway_with,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The value of the sample `name{labels}` (labels as rendered, `""` for none), summed over
 /// samples whose labels contain every `label` given.
@@ -40,18 +40,8 @@ async fn the_gateway_reports_its_printers_and_the_dashboard_reads_what_it_export
         .await;
     let client = keyed_http(&key);
     let printer = &sim.farm.printers[0];
-    let (status, _) = api
-        .send_json(
-            &client,
-            reqwest::Method::POST,
-            "/printers",
-            Some(json!({
-                "name": "Metered", "ip_address": printer.spec.ip.to_string(),
-                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
-            })),
-        )
-        .await;
-    assert_eq!(status, 201);
+    let code = &printer.spec.access_code;
+    add_printer(&client, &api.api_url(""), printer, "Metered", code).await;
     let metrics = || async {
         http()
             .get(gateway.admin_url("/metrics"))

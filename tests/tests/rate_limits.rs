@@ -1,4 +1,7 @@
-//! Rate limits per key and class, shared by every api replica, with the reference's headers.
+//! Rate limits per key and class, shared by every api replica (counted in memory and told to
+//! the other replicas over NATS every `rate_limits.sync_ms`), with the reference's headers; and
+//! the hot path without Postgres: a printer's status is read while the database refuses
+//! connections.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -87,6 +90,9 @@ async fn two_replicas_used_alternately_share_one_budget_and_the_101st_read_is_42
             other => panic!("request {i}: unexpected {other}"),
         }
         last = Some(response);
+        // Replicas tell each other their counts every `sync_ms` (10 ms): within the documented
+        // bound, requests a few sync intervals apart see one budget exactly.
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
     }
 
     assert_eq!(
@@ -144,4 +150,81 @@ async fn each_class_has_its_own_budget_per_key() {
         201,
         "another key has its own"
     );
+}
+
+#[tokio::test]
+async fn a_status_read_needs_no_database() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.http.key_cache_secs = 1;
+    let api = spawn_api_with(config).await;
+    let key = env.api_key(&[Permission::Read, Permission::Write]).await;
+    let client = printyard_tests::keyed_http(&key);
+    let (status, _) = api
+        .send_json(
+            &client,
+            reqwest::Method::POST,
+            "/printers",
+            Some(json!({
+                "name": "Steady", "ip_address": "192.0.2.10",
+                "access_code": "12345678", "serial_number": "01P00A000000001",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let status_read = || async {
+        let started = std::time::Instant::now();
+        let response = client
+            .get(api.api_url("/printers/1/status"))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), started.elapsed())
+    };
+    // Known to the replica (the registry bucket) and the key looked up once.
+    printyard_tests::eventually(
+        std::time::Duration::from_secs(10),
+        "a status read",
+        || async { (status_read().await.0 == 200).then_some(()) },
+    )
+    .await;
+
+    // The database refuses this api's connections and drops the open ones.
+    // From another database: one cannot bar connections to the database one is in.
+    let (server, _) = env.database_url.rsplit_once('/').unwrap();
+    let admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        env.database_name
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&env.database_name)
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Past the key cache's time-to-live too: the key looked up before still serves.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for _ in 0..20 {
+        let (status, took) = status_read().await;
+        assert_eq!(status, 200, "the status read without Postgres");
+        assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    }
+    // What needs the database says so.
+    let listed = client.get(api.api_url("/printers")).send().await.unwrap();
+    assert_eq!(listed.status(), 503);
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "ALTER DATABASE {} ALLOW_CONNECTIONS true",
+        env.database_name
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
 }

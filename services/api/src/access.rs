@@ -243,10 +243,7 @@ pub async fn authorize(
         });
     }
 
-    let decision = match state.limiter.check(stored.id, class).await {
-        Ok(decision) => decision,
-        Err(err) => return crate::error::ApiError::from(err).into_response(),
-    };
+    let decision = state.limiter.check(stored.id, class);
     if !decision.allowed {
         let mut response = refuse(
             ErrorCode::RateLimited,

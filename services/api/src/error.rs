@@ -60,7 +60,18 @@ impl ApiError {
                     );
                 }
                 tracing::error!(error = %err, "database error");
+                // Postgres refusing or dropping the connection: class 08 (connection
+                // exception), 53 (insufficient resources: too many connections), 57 (operator
+                // intervention: shutting down, terminated), 55000 (a database that does not
+                // accept connections now).
+                let unreachable = matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| {
+                    c.starts_with("08") || c.starts_with("53") || c.starts_with("57") || c == "55000"
+                }));
                 match err {
+                    _ if unreachable => ErrorBody::new(
+                        ErrorCode::ServiceUnavailable,
+                        "The database is unavailable, try again shortly",
+                    ),
                     sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
                         ErrorBody::new(
                             ErrorCode::ServiceUnavailable,

@@ -3,6 +3,10 @@
 //! a key asks every api instance over NATS to forget it and waits for their answers before it
 //! answers. The cache's time-to-live bounds the worst case (a replica cut off from NATS).
 //!
+//! While the database does not answer, a key this replica looked up before is used past its
+//! time-to-live (revoked keys are evicted, so never one of them): requests that need nothing
+//! else from Postgres (a printer's status, the live event stream) keep working.
+//!
 //! A lookup that raced a revocation (read the row before the revoke, finished after the
 //! eviction) is not cached: evictions bump a generation that the lookup must still match.
 
@@ -60,7 +64,24 @@ impl KeyCache {
             return Ok(Some(entry.key.clone()));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let Some(found) = keys::find(pool, prefix).await? else {
+        let found = match keys::find(pool, prefix).await {
+            Ok(found) => found,
+            Err(err) => {
+                let stale = self
+                    .entries
+                    .read()
+                    .ok()
+                    .and_then(|entries| entries.get(prefix).map(|e| e.key.clone()));
+                return match stale {
+                    Some(key) => {
+                        tracing::warn!(error = %err, "database unavailable: using a key looked up before");
+                        Ok(Some(key))
+                    }
+                    None => Err(err),
+                };
+            }
+        };
+        let Some(found) = found else {
             return Ok(None);
         };
         let found = Arc::new(found);

@@ -79,10 +79,16 @@ impl Api {
             runtime.nats().clone(),
         ))
         .await?;
+        let limiter = RateLimiter::new(config.rate_limits.clone());
+        runtime.tasks().spawn(
+            limiter
+                .clone()
+                .share(runtime.nats().clone(), shutdown.clone()),
+        );
         let state = AppState {
             transfer,
             rpc: runtime.rpc().clone(),
-            limiter: RateLimiter::new(db.clone(), config.rate_limits.clone()),
+            limiter: limiter.clone(),
             registry: registry::Registry {
                 db: db.clone(),
                 kv: registry_kv,

@@ -2,6 +2,7 @@
 //! a service boundary, and every error code. Services never spell a subject or a wire type
 //! themselves; they import it from here, so this crate is the one place to read what flows.
 
+pub mod api;
 pub mod archive;
 pub mod camera;
 pub mod error;
