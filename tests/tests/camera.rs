@@ -501,3 +501,37 @@ async fn a_stream_outlives_the_lease_its_replica_renews() {
     }
     assert_eq!(setup.camera_connections(), 1);
 }
+
+#[tokio::test]
+async fn a_camera_that_sends_nothing_is_given_up_at_its_deadline() {
+    let setup = setup(1, 1).await;
+    let id = setup.online_printer().await;
+    // A hung printer: its sockets stay open, nothing comes (the MQTT session is not yet taken
+    // as dead: that takes `gateway.silence_secs`).
+    let printer = setup.printer();
+    printer.set_faults(printyard_printer_sim::Faults {
+        silent: true,
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let response = setup.get(0, &format!("/printers/{id}/camera/stream")).await;
+    let took = started.elapsed();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "CAMERA_UNAVAILABLE");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("no frame within 3 s"), "{detail}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "at the gateway's 3 s deadline: {took:?}"
+    );
+    // The printer recovers: after the backoff the camera is opened again.
+    printer.set_faults(Default::default());
+    eventually(Duration::from_secs(10), "a stream again", || async {
+        let response = setup
+            .get(0, &format!("/printers/{id}/camera/snapshot"))
+            .await;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+}
