@@ -35,6 +35,10 @@ async fn add_printer(api: &Running, key: &str, serial: &str) -> i64 {
 
 async fn run_wrk(label: &str, url: &str, key: &str) {
     let load = std::env::var("BENCH_WRK").unwrap_or_else(|_| "-t2 -c32 -d15s".into());
+    wrk("GET /printers/{id}/status", label, url, key, &load).await
+}
+
+async fn wrk(what: &str, label: &str, url: &str, key: &str, load: &str) {
     let mut args: Vec<String> = load.split_whitespace().map(str::to_owned).collect();
     args.extend([
         "--latency".into(),
@@ -60,7 +64,7 @@ async fn run_wrk(label: &str, url: &str, key: &str) {
         .collect::<Vec<_>>()
         .join("; ");
     println!(
-        "GET /printers/{{id}}/status, {label} ({load}): {} req/s, p50 {}, p90 {}, p99 {}{}",
+        "{what}, {label} ({load}): {} req/s, p50 {}, p90 {}, p99 {}{}",
         pick("Requests/sec:"),
         pick("50%"),
         pick("90%"),
@@ -136,7 +140,7 @@ async fn main() {
     api.stop().await;
 
     for (label, config) in [
-        ("rate limits on ", on),
+        ("rate limits on ", on.clone()),
         ("limits off, key cache off", uncached),
     ] {
         let api = spawn_api_with(config).await;
@@ -144,4 +148,31 @@ async fn main() {
         run_wrk(label, &url, &key).await;
         api.stop().await;
     }
+
+    // The list of a 1,000-printer farm, each printer with a status.
+    let printers: usize = std::env::var("BENCH_LIST_PRINTERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let mut listing = on;
+    listing.rate_limits.write = u32::MAX / 2;
+    let api = spawn_api_with(listing).await;
+    for n in 2..=printers {
+        let serial = format!("01P00A{n:09}");
+        let id = add_printer(&api, &key, &serial).await;
+        let mut status = record.clone();
+        status.printer_id = id;
+        status.serial = serial;
+        bucket
+            .put(id.to_string(), serde_json::to_vec(&status).unwrap().into())
+            .await
+            .unwrap();
+    }
+    let url = api.api_url("/printers");
+    let listed: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(printers));
+    let load = std::env::var("BENCH_LIST_WRK").unwrap_or_else(|_| "-t1 -c4 -d10s".into());
+    let what = format!("GET /printers ({printers} printers)");
+    wrk(&what, "rate limits on ", &url, &key, &load).await;
+    api.stop().await;
 }
