@@ -61,7 +61,7 @@ impl Tap {
 pub struct Cameras {
     client: Client,
     /// This replica's name in the gateways' leases.
-    replica: String,
+    replica: Arc<str>,
     /// How long a camera may take to answer and send its first frame.
     first_frame: Duration,
     taps: Arc<Mutex<HashMap<PrinterKey, Arc<Tap>>>>,
@@ -95,7 +95,7 @@ impl Cameras {
     pub fn new(client: Client, first_frame: Duration) -> Self {
         Self {
             client,
-            replica: format!("api-{:016x}", rand::random::<u64>()),
+            replica: format!("api-{:016x}", rand::random::<u64>()).into(),
             first_frame,
             taps: Default::default(),
             next_viewer: Default::default(),
@@ -301,7 +301,7 @@ impl Cameras {
         let _ = frames.unsubscribe().await;
         if outcome.is_none() {
             let release = CameraRequest::Release {
-                viewer: self.replica.clone(),
+                viewer: self.replica.to_string(),
             };
             let _ = self.ask(site, id, &release, Duration::from_secs(2)).await;
         }
@@ -331,7 +331,7 @@ impl Cameras {
         let fps = tap.wanted_fps().unwrap_or(1);
         tap.leased_fps.store(fps, Ordering::Relaxed);
         let watch = CameraRequest::Watch {
-            viewer: self.replica.clone(),
+            viewer: self.replica.to_string(),
             fps,
             lease_ms: LEASE.as_millis() as u64,
         };

@@ -93,10 +93,11 @@ impl Counts {
     }
 }
 
+/// Cheap to clone (every request clones the api's state).
 #[derive(Clone)]
 pub struct RateLimiter {
-    config: RateLimitConfig,
-    replica: String,
+    config: Arc<RateLimitConfig>,
+    replica: Arc<str>,
     counts: Arc<Mutex<Counts>>,
 }
 
@@ -110,8 +111,8 @@ fn class_name(class: &str) -> Option<&'static str> {
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
-            config,
-            replica: format!("api-{:016x}", rand::random::<u64>()),
+            config: Arc::new(config),
+            replica: format!("api-{:016x}", rand::random::<u64>()).into(),
             counts: Arc::default(),
         }
     }
@@ -174,7 +175,7 @@ impl RateLimiter {
 
     /// Takes another replica's report.
     fn heard(&self, report: RateLimitCounts) {
-        if report.replica == self.replica {
+        if *report.replica == *self.replica {
             return;
         }
         let Ok(mut counts) = self.counts.lock() else {
@@ -201,7 +202,7 @@ impl RateLimiter {
         let window = counts.window;
         let unsent = std::mem::take(&mut counts.unsent);
         Some(RateLimitCounts {
-            replica: self.replica.clone(),
+            replica: self.replica.to_string(),
             window,
             counts: unsent
                 .into_iter()

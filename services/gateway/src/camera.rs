@@ -21,7 +21,8 @@ use async_nats::{Client, Subject};
 use bytes::Bytes;
 use futures::StreamExt;
 use printyard_bambu::camera::{
-    CameraKind, JPEG_PORT, JpegCamera, JpegSplitter, RTSPS_PORT, kind_of, rtsps_url,
+    CameraError, CameraKind, JPEG_PORT, JpegCamera, JpegSplitter, RTSPS_PORT, connect_tls, kind_of,
+    rtsps_url,
 };
 use printyard_bambu::mqtt::AccessCode;
 use printyard_bambu::tls::{TrustMode, client_config};
@@ -31,7 +32,7 @@ use printyard_contracts::camera::{
 use printyard_contracts::farm::PrinterRecord;
 use printyard_service::backoff::Backoff;
 use printyard_service::frames::{Frame, publish_end, publish_frame};
-use rustls::pki_types::{ServerName, TrustAnchor};
+use rustls::pki_types::TrustAnchor;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -118,6 +119,7 @@ pub async fn run(
         reopen_at: None,
     };
     let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -138,7 +140,8 @@ pub async fn run(
                     camera.end(&format!("the printer went offline: {reason}")).await;
                 }
             }
-            _ = tick.tick() => {
+            // A camera nobody watches has nothing to look at: a farm's idle cameras do not wake.
+            _ = tick.tick(), if camera.busy() => {
                 let now = target.borrow().clone();
                 camera.tick(&now).await
             }
@@ -373,6 +376,15 @@ impl Camera {
         }
     }
 
+    /// Whether anything is open, leased or waiting (the tick has work).
+    fn busy(&self) -> bool {
+        self.upstream.is_some()
+            || !self.leases.is_empty()
+            || !self.watches.is_empty()
+            || !self.snapshots.is_empty()
+            || self.reopen_at.is_some()
+    }
+
     fn idle(&self, now: Instant) -> bool {
         self.keep_until.is_none_or(|k| now >= k)
     }
@@ -588,31 +600,13 @@ impl Source {
             Ok(addr) => addr.port(),
             Err(err) => return format!("camera relay: {err}"),
         };
-        let printer = {
-            let host = self.host.clone();
-            let port = settings.rtsps_port;
-            let deadline = settings.first_frame;
-            async move {
-                let connect = async {
-                    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-                        .await
-                        .map_err(|e| format!("the camera is unreachable: {e}"))?;
-                    let name = ServerName::try_from(host.clone())
-                        .map_err(|e| format!("bad host name: {e}"))?;
-                    tokio_rustls::TlsConnector::from(tls)
-                        .connect(name, tcp)
-                        .await
-                        .map_err(|e| format!("the camera is unreachable: TLS: {e}"))
-                };
-                tokio::time::timeout(deadline, connect)
-                    .await
-                    .map_err(|_| format!("the camera did not answer within {deadline:?}"))?
-            }
-        };
         // The printer first: a camera that cannot be reached is said so without ffmpeg.
-        let mut upstream = match printer.await {
-            Ok(stream) => stream,
-            Err(reason) => return reason,
+        let deadline = settings.first_frame;
+        let printer = connect_tls(&self.host, settings.rtsps_port, tls);
+        let mut upstream = match tokio::time::timeout(deadline, printer).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return err.to_string(),
+            Err(_) => return CameraError::Timeout(deadline).to_string(),
         };
         let url = rtsps_url("127.0.0.1", relay_port, code).replacen("rtsps://", "rtsp://", 1);
         let mut child = match tokio::process::Command::new(&settings.ffmpeg)

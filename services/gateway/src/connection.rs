@@ -720,15 +720,16 @@ impl Connection {
     /// Puts the status into the KV bucket if it changed, at most every `status_interval`
     /// (`force` for connection changes, which are always written at once).
     async fn flush(&mut self, force: bool) {
+        if self.published.as_ref() == Some(&self.status) {
+            return;
+        }
+        // What the camera knows derives from the status: only a changed status can change it.
         let target = self.camera_target();
         self.camera.send_if_modified(|kept| {
             let changed = *kept != target;
             *kept = target;
             changed
         });
-        if self.published.as_ref() == Some(&self.status) {
-            return;
-        }
         let due = self
             .published_at
             .is_none_or(|at| at.elapsed() >= self.settings.status_interval);

@@ -83,6 +83,26 @@ pub fn login_packet(code: &AccessCode) -> [u8; 80] {
     packet
 }
 
+/// A TLS connection to a printer's camera port (the printer's trust policy is in `tls`).
+/// Without a deadline of its own: callers bound it.
+pub async fn connect_tls(
+    host: &str,
+    port: u16,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<TlsStream<TcpStream>, CameraError> {
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| CameraError::Connect(e.to_string()))?;
+    tcp.set_nodelay(true).ok();
+    // The name only feeds SNI: the verifier checks the certificate against the serial.
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| CameraError::Connect(format!("bad host name: {e}")))?;
+    TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| CameraError::Connect(format!("TLS: {e}")))
+}
+
 /// A JPEG camera's frames, one at a time.
 pub struct JpegCamera {
     stream: TlsStream<TcpStream>,
@@ -99,17 +119,7 @@ impl JpegCamera {
         deadline: Duration,
     ) -> Result<Self, CameraError> {
         let attempt = async {
-            let tcp = TcpStream::connect((host, port))
-                .await
-                .map_err(|e| CameraError::Connect(e.to_string()))?;
-            tcp.set_nodelay(true).ok();
-            // The name only feeds SNI: the verifier checks the certificate against the serial.
-            let name = ServerName::try_from(host.to_owned())
-                .map_err(|e| CameraError::Connect(format!("bad host name: {e}")))?;
-            let mut stream = TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| CameraError::Connect(format!("TLS: {e}")))?;
+            let mut stream = connect_tls(host, port, tls).await?;
             stream
                 .write_all(&login_packet(code))
                 .await
