@@ -243,36 +243,53 @@ async fn commands_say_why_a_printer_cannot_be_reached() {
 #[tokio::test]
 async fn a_certificate_trusted_on_first_use_is_kept_with_the_printer() {
     let env = TestEnv::new().await;
-    let sim = SimFarm::start(&[Model::A1], 1.0).await;
+    let sim = SimFarm::start(&[Model::A1, Model::P1S, Model::A1Mini], 1.0).await;
     // The gateway does not trust the simulator's CA: it pins the certificate on first use.
     let gateway = spawn_gateway_with(env.gateway_config()).await;
     let api = spawn_api(&env).await;
     let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
-    let printer = &sim.farm.printers[0];
-    let created: Value = client
-        .post(api.api_url("/printers"))
-        .json(&json!({
-            "name": "Pinned", "ip_address": printer.spec.ip.to_string(),
-            "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_i64().unwrap();
-
-    let pool = env.pool().await;
-    let pin: String = eventually(Duration::from_secs(15), "a stored pin", || async {
-        sqlx::query_scalar::<_, Option<String>>("SELECT tls_pin FROM api.printers WHERE id = $1")
-            .bind(id)
-            .fetch_one(&pool)
+    let mut ids = Vec::new();
+    for (n, printer) in sim.farm.printers.iter().enumerate() {
+        let created: Value = client
+            .post(api.api_url("/printers"))
+            .json(&json!({
+                "name": format!("Pinned {n}"), "ip_address": printer.spec.ip.to_string(),
+                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
+            }))
+            .send()
             .await
-            .ok()
-            .flatten()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_i64().unwrap());
+    }
+    let (id, printer) = (ids[0], &sim.farm.printers[0]);
+
+    // Every printer's pin is stored (the gateway sends the pins it learns together).
+    let pool = env.pool().await;
+    let pins: Vec<String> = eventually(Duration::from_secs(15), "three stored pins", || async {
+        let pins: Vec<String> = sqlx::query_scalar(
+            "SELECT tls_pin FROM api.printers WHERE id = ANY($1) AND tls_pin IS NOT NULL",
+        )
+        .bind(&ids)
+        .fetch_all(&pool)
+        .await
+        .ok()?;
+        (pins.len() == ids.len()).then_some(pins)
     })
     .await;
+    let distinct: std::collections::HashSet<&String> = pins.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        3,
+        "each printer its own certificate: {pins:?}"
+    );
+    let pin: String = sqlx::query_scalar("SELECT tls_pin FROM api.printers WHERE id = $1")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(pin.len(), 64, "a SHA-256 in hex");
     let connections = printer.snapshot().mqtt_connections_total;
     tokio::time::sleep(Duration::from_secs(1)).await;

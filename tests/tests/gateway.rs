@@ -672,3 +672,39 @@ async fn the_gateways_of_a_site_share_its_printers() {
     each_connected_once(&sim).await;
     drop(second);
 }
+
+/// Printers slow to accept a connection (a second per handshake, as a busy P1 or A1 takes) all
+/// come online, each on its first connection, and no more of them are connected to at once
+/// than the gateway's connection pacing allows. A gateway that dropped a handshake still in
+/// progress whenever its own timers fired (every status interval) never got one through.
+#[tokio::test]
+async fn slow_handshakes_complete_paced_and_at_the_first_attempt() {
+    let env = TestEnv::new().await;
+    let sim = SimFarm::start(&[Model::P1S, Model::A1, Model::P1P, Model::A1Mini], 1.0).await;
+    let delay = Duration::from_millis(1200);
+    for printer in &sim.farm.printers {
+        printer.set_faults(printyard_printer_sim::Faults {
+            handshake_delay_ms: delay.as_millis() as u64,
+            ..Default::default()
+        });
+    }
+    let mut config = sim.gateway_config(&env);
+    config.gateway.connect_concurrency = 2;
+    let _gateway = spawn_gateway_with(config).await;
+    let started = std::time::Instant::now();
+    register_in_bucket(&env, &sim.farm.printers).await;
+    each_connected_once(&sim).await;
+    let took = started.elapsed();
+    for printer in &sim.farm.printers {
+        assert_eq!(
+            printer.snapshot().mqtt_connections_total,
+            1,
+            "{} connected at its first attempt",
+            printer.spec.serial
+        );
+    }
+    assert!(
+        took >= delay * 2,
+        "four handshakes two at a time take two rounds: {took:?}"
+    );
+}

@@ -25,7 +25,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use printyard_contracts::ServiceName;
-use printyard_contracts::farm::{PIN_LEARNED, PinLearned, PinStored};
+use printyard_contracts::farm::{
+    PIN_LEARNED, PINS_LEARNED, PinLearned, PinStored, PinsLearned, PinsStored,
+};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -119,17 +121,32 @@ impl Api {
         });
         let registry = state.registry.clone();
         runtime
+            .serve(PINS_LEARNED, move |learned: PinsLearned| {
+                let registry = registry.clone();
+                async move {
+                    let stored = registry
+                        .keep_pins(&learned.pins)
+                        .await
+                        .map_err(|e| e.body())?;
+                    if !stored.is_empty() {
+                        tracing::info!(printers = stored.len(), "certificates pinned on first use");
+                    }
+                    Ok(PinsStored { stored })
+                }
+            })
+            .await?;
+        let registry = state.registry.clone();
+        runtime
             .serve(PIN_LEARNED, move |learned: PinLearned| {
                 let registry = registry.clone();
                 async move {
-                    let stored = registry.keep_pin(&learned).await.map_err(|e| e.body())?;
-                    if stored {
-                        tracing::info!(
-                            printer = learned.printer_id,
-                            "certificate pinned on first use"
-                        );
-                    }
-                    Ok(PinStored { stored })
+                    let stored = registry
+                        .keep_pins(std::slice::from_ref(&learned))
+                        .await
+                        .map_err(|e| e.body())?;
+                    Ok(PinStored {
+                        stored: !stored.is_empty(),
+                    })
                 }
             })
             .await?;

@@ -177,32 +177,55 @@ impl Registry {
         Ok(row)
     }
 
-    /// Keeps a certificate pin a gateway learned on first use, if the printer still has none
-    /// and is still at the address it was seen at. Idempotent: a repeat stores nothing.
-    pub async fn keep_pin(&self, learned: &PinLearned) -> Result<bool, ApiError> {
-        let valid = learned.pin.len() == 64 && learned.pin.bytes().all(|b| b.is_ascii_hexdigit());
-        if !valid {
-            return Ok(false);
+    /// Keeps certificate pins gateways learned on first use, for printers that still have
+    /// none and are still at the address the certificate was seen at, in one transaction
+    /// (the registry entries are put before it commits). Idempotent: a repeat stores nothing.
+    /// Returns the printers whose pin was stored.
+    pub async fn keep_pins(&self, learned: &[PinLearned]) -> Result<Vec<i64>, ApiError> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let valid = |pin: &str| pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit());
+        let learned: Vec<&PinLearned> = learned.iter().filter(|l| valid(&l.pin)).collect();
+        if learned.is_empty() {
+            return Ok(Vec::new());
         }
+        let ids: Vec<i64> = learned.iter().map(|l| l.printer_id).collect();
+        let hosts: Vec<&str> = learned.iter().map(|l| l.host.as_str()).collect();
+        let pins: Vec<String> = learned.iter().map(|l| l.pin.to_ascii_lowercase()).collect();
         let mut tx = self.db.begin().await?;
+        // DISTINCT ON: one pin per printer when a batch holds two (the first wins).
         let query = format!(
-            "UPDATE api.printers SET tls_pin = $3
-             WHERE id = $1 AND host = $2 AND tls_pin IS NULL AND NOT tls_insecure
-             RETURNING {COLUMNS}"
+            "UPDATE api.printers SET tls_pin = learned.pin
+             FROM (SELECT DISTINCT ON (pid) pid, phost, pin
+                   FROM unnest($1::bigint[], $2::text[], $3::text[]) AS l(pid, phost, pin)
+                   ORDER BY pid) AS learned
+             WHERE id = learned.pid AND host = learned.phost
+               AND tls_pin IS NULL AND NOT tls_insecure
+             RETURNING {}",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("api.printers.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let row: Option<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
-            .bind(learned.printer_id)
-            .bind(&learned.host)
-            .bind(learned.pin.to_ascii_lowercase())
-            .fetch_optional(&mut *tx)
+        let rows: Vec<PrinterRow> = sqlx::query_as(sqlx::AssertSqlSafe(query))
+            .bind(&ids)
+            .bind(&hosts)
+            .bind(&pins)
+            .fetch_all(&mut *tx)
             .await?;
-        match row {
-            Some(row) => {
-                self.mirror(tx, &row).await?;
-                Ok(true)
-            }
-            None => Ok(false),
+        let mut puts = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let record = row.record();
+            let value = serde_json::to_vec(&record).map_err(mirror_failed)?;
+            let (kv, key) = (self.kv.clone(), registry_key(&record.site, record.id));
+            puts.push(async move { kv.put(key, value.into()).await.map_err(mirror_failed) });
         }
+        futures::stream::iter(puts)
+            .buffer_unordered(32)
+            .try_collect::<Vec<_>>()
+            .await?;
+        tx.commit().await?;
+        Ok(rows.iter().map(|row| row.id).collect())
     }
 
     /// Makes `printer_registry` match `api.printers`: puts rows whose entry is missing or

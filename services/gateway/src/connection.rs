@@ -20,14 +20,16 @@ use chrono::Utc;
 use futures::StreamExt;
 use printyard_bambu::commands::{Command, SIGNATURE_REQUIRED_HMS, is_signature_refusal};
 use printyard_bambu::lifecycle::{Lifecycle, PrintEvent, new_hms_errors};
-use printyard_bambu::mqtt::{AccessCode, Endpoint, Incoming, Session, SessionError};
+use printyard_bambu::mqtt::{
+    AccessCode, ConnectPacer, Endpoint, Incoming, Session, SessionError, SessionOptions,
+};
 use printyard_bambu::report::{Ack, Message, ReportState};
 use printyard_bambu::tls::{
     Acceptance, TrustMode, client_config, fingerprint_hex, parse_fingerprint,
 };
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
-    CommandOutcome, CommandRequest, EventKind, FarmEvent, PIN_LEARNED, PinLearned, PrinterCommand,
+    CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
     PrinterRecord, StatusRecord, command_subject, event_id,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
@@ -48,6 +50,8 @@ pub struct Settings {
     pub status_interval: Duration,
     pub command_deadline: Duration,
     /// For telling `api` about certificates trusted on first use.
+    pub pins: crate::pins::PinKeeper,
+    /// Calls to other services (the archive's files for uploads).
     pub rpc: printyard_service::rpc::RpcClient,
     /// Fetching print files for the archive.
     pub capture: crate::capture::CaptureLimits,
@@ -56,6 +60,43 @@ pub struct Settings {
     /// How long a started print may take to show on the printer.
     pub print_start: Duration,
     pub camera: crate::camera::CameraSettings,
+    /// Connections being established at once (all printers of this gateway together).
+    pub connect_pacer: ConnectPacer,
+    /// TCP, TLS and CONNACK together, from a connection's turn.
+    pub connect_timeout: Duration,
+}
+
+/// How late a silence deadline may fire before the lateness is taken as the gateway's own.
+const BUSY_LATENESS: Duration = Duration::from_secs(1);
+
+/// Sleeps until `at`; never wakes without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether a report changes what a print's lifecycle turns on (state, stage, errors, HMS, the
+/// job), so that it is never merged away unseen, and is written at once.
+fn decisive(
+    state: &serde_json::Map<String, serde_json::Value>,
+    report: &serde_json::Map<String, serde_json::Value>,
+) -> bool {
+    [
+        "gcode_state",
+        "print_error",
+        "hms",
+        "mc_print_stage",
+        "stg_cur",
+        "subtask_name",
+    ]
+    .iter()
+    .any(|key| {
+        report
+            .get(*key)
+            .is_some_and(|value| state.get(*key) != Some(value))
+    })
 }
 
 /// What a held printer's task listens to on NATS besides its printer.
@@ -275,26 +316,13 @@ impl Connection {
         self.flush(true).await;
     }
 
-    /// Has `api` store a pin learned on first use, in the background, retrying with backoff
-    /// for a few minutes (until then the pin holds for this gateway's connection only).
+    /// Has `api` store a pin learned on first use, batched with other printers' pins
+    /// (until then the pin holds for this gateway's connection only).
     fn keep_pin(&self, pin: String) {
-        let rpc = self.settings.rpc.clone();
-        let learned = PinLearned {
+        self.settings.pins.keep(PinLearned {
             printer_id: self.record.id,
             host: self.record.host.clone(),
             pin,
-        };
-        tokio::spawn(async move {
-            let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
-            for _ in 0..10 {
-                match rpc.call(PIN_LEARNED, &learned).await {
-                    Ok(_) => return,
-                    Err(err) => {
-                        tracing::warn!(printer = learned.printer_id, error = %err, "pin not stored yet");
-                        tokio::time::sleep(backoff.next_delay()).await;
-                    }
-                }
-            }
         });
     }
 
@@ -438,31 +466,57 @@ impl Connection {
             serial: self.record.serial.clone(),
             access_code: code,
         };
-        let mut session = Session::new(&endpoint, tls, self.settings.command_deadline);
+        let mut session = Session::start(
+            &endpoint,
+            tls,
+            SessionOptions {
+                deadline: self.settings.command_deadline,
+                connect_timeout: self.settings.connect_timeout,
+                pacer: Some(self.settings.connect_pacer.clone()),
+            },
+        );
         let mut state = ReportState::default();
         let mut flush = tokio::time::interval(self.settings.status_interval);
-        // Silence is measured from the last thing the printer sent, not from the last loop turn.
-        // When it has lasted `silence`, the printer is asked for a full report (an idle printer
-        // may say nothing for a long while: Home Assistant's integration asks at 60 s), and the
-        // connection is taken as dead only if it still says nothing for `silence_probe`.
-        let mut heard = tokio::time::Instant::now();
+        // Silence is measured once connected (the connect has its own deadline, counted from
+        // this printer's turn to connect), from when the printer's last message was taken off
+        // the socket, not from when this task got to it. When it has lasted `silence`, the
+        // printer is asked for a full report (an idle printer may say nothing for a long
+        // while: Home Assistant's integration asks at 60 s), and the connection is taken as
+        // dead only if it still says nothing for `silence_probe`.
+        let mut heard: Option<tokio::time::Instant> = None;
         let mut probed = false;
+        // A merged report not looked at yet (the next report or flush tick does).
+        let mut unobserved = false;
         loop {
-            let quiet_until = heard
-                + self.settings.silence
-                + if probed {
-                    self.settings.silence_probe
-                } else {
-                    Duration::ZERO
-                };
+            let quiet_until = heard.map(|heard| {
+                heard
+                    + self.settings.silence
+                    + if probed {
+                        self.settings.silence_probe
+                    } else {
+                        Duration::ZERO
+                    }
+            });
             let incoming = tokio::select! {
+                // What the printer sent first: a gateway behind on its work must not time out
+                // a printer whose reports wait in the queue.
+                biased;
                 incoming = session.next() => Ok(incoming),
-                _ = tokio::time::sleep_until(quiet_until) => {
+                _ = sleep_until(quiet_until) => {
+                    let now = tokio::time::Instant::now();
+                    let late = quiet_until.map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+                    if late > BUSY_LATENESS || session.queued() > 0 {
+                        // This task woke far past its deadline: the gateway, not the printer,
+                        // was slow. Measure again from now rather than blame the printer.
+                        crate::observe::silence_forgiven();
+                        heard = Some(now);
+                        continue;
+                    }
                     if probed {
                         Err(())
                     } else {
                         probed = true;
-                        metrics::counter!("printyard_gateway_silence_probes_total").increment(1);
+                        crate::observe::silence_probed();
                         if let Err(err) = session.send(&Command::PushAll) {
                             return err;
                         }
@@ -470,6 +524,9 @@ impl Connection {
                     }
                 }
                 _ = flush.tick() => {
+                    if std::mem::take(&mut unobserved) && state.has_full() {
+                        self.observe(&state).await;
+                    }
                     self.expire_pending().await;
                     self.expire_prints().await;
                     self.flush(false).await;
@@ -508,13 +565,22 @@ impl Connection {
                 Ok(Ok(incoming)) => incoming,
             };
             if matches!(incoming, Incoming::Message(_) | Incoming::Unreadable(_)) {
-                crate::observe::received(session.last_payload_len());
+                let waited = session
+                    .heard_at()
+                    .map(|at| at.elapsed())
+                    .unwrap_or_default();
+                crate::observe::received(session.last_payload_len(), waited);
             }
-            heard = tokio::time::Instant::now();
+            heard = session
+                .heard_at()
+                .or_else(|| Some(tokio::time::Instant::now()));
             probed = false;
             self.status.last_seen = Some(Utc::now());
             match incoming {
                 Incoming::Connected => {
+                    if let Some(timing) = session.connect_timing() {
+                        crate::observe::connected_after(timing);
+                    }
                     if let Some(Acceptance::FirstUse(fp)) = verifier.outcome() {
                         let pin = fingerprint_hex(&fp);
                         self.status.tls_pin = Some(pin.clone());
@@ -526,13 +592,22 @@ impl Connection {
                         .await;
                 }
                 Incoming::Message(Message::Status { full, print }) => {
-                    state.apply(full, &print);
-                    if state.has_full() {
+                    let decisive = !state.has_full() || decisive(state.fields(), &print);
+                    state.apply_owned(full, print);
+                    // Behind (more reports queued): a report that changes nothing the print's
+                    // lifecycle follows is merged into the next rather than looked at alone.
+                    let coalesce = session.queued() > 0 && !decisive;
+                    if coalesce {
+                        crate::observe::coalesced();
+                    }
+                    unobserved = coalesce;
+                    if state.has_full() && !coalesce {
                         self.observe(&state).await;
                         // Written at once unless written within the interval (then the
                         // interval's tick writes the latest): a change reaches the bucket in
                         // milliseconds, and a chatty printer costs one write per interval.
-                        self.flush(false).await;
+                        // A change of state, error or HMS is written at once regardless.
+                        self.flush(decisive).await;
                     }
                 }
                 Incoming::Message(Message::Version(info)) => {
@@ -733,11 +808,16 @@ impl Connection {
         let due = self
             .published_at
             .is_none_or(|at| at.elapsed() >= self.settings.status_interval);
-        let changed_beyond_time = self.published.as_ref().is_none_or(|p| {
-            let mut a = p.clone();
-            a.last_seen = self.status.last_seen;
-            a != self.status
-        });
+        // Compared without copying: the kept record takes the new time for the comparison.
+        let changed_beyond_time = match self.published.as_mut() {
+            None => true,
+            Some(published) => {
+                let kept = std::mem::replace(&mut published.last_seen, self.status.last_seen);
+                let changed = *published != self.status;
+                published.last_seen = kept;
+                changed
+            }
+        };
         if !(force || (due && changed_beyond_time)) {
             return;
         }
@@ -822,5 +902,37 @@ pub async fn publish_event(
         .is_ok()
     {
         crate::observe::event_published(kind.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decisive;
+    use serde_json::{Map, Value, json};
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_report_is_decisive_only_when_it_changes_what_the_lifecycle_follows() {
+        let state = map(json!({"gcode_state": "RUNNING", "mc_percent": 10, "hms": []}));
+        // Progress and temperatures may be merged into the next report.
+        assert!(!decisive(
+            &state,
+            &map(json!({"mc_percent": 11, "nozzle_temper": 220.5}))
+        ));
+        // The same state repeated (X1 printers send every field every second) is not a change.
+        assert!(!decisive(
+            &state,
+            &map(json!({"gcode_state": "RUNNING", "hms": []}))
+        ));
+        assert!(decisive(&state, &map(json!({"gcode_state": "PAUSE"}))));
+        assert!(decisive(
+            &state,
+            &map(json!({"hms": [{"attr": 1, "code": 2}]}))
+        ));
+        assert!(decisive(&state, &map(json!({"print_error": 50348044}))));
+        assert!(decisive(&state, &map(json!({"subtask_name": "next"}))));
     }
 }

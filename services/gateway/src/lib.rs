@@ -11,6 +11,7 @@ pub mod camera;
 pub mod capture;
 pub mod connection;
 pub mod observe;
+pub mod pins;
 pub mod store;
 pub mod supervisor;
 
@@ -52,6 +53,11 @@ pub struct GatewayConfig {
     pub silence_secs: u64,
     /// ...and after which, still silent, its connection is taken as dead.
     pub silence_probe_secs: u64,
+    /// Printer connections being established at once (TCP, TLS, CONNACK): a farm starting
+    /// together connects in a steady stream instead of timing out together.
+    pub connect_concurrency: usize,
+    /// How long one connection may take from its turn to the CONNACK.
+    pub connect_timeout_secs: u64,
     /// The most often a printer's status is written to the KV bucket.
     pub status_interval_ms: u64,
     /// How long a command waits for the printer's acknowledgement.
@@ -89,6 +95,8 @@ impl Default for GatewayConfig {
             extra_ca_files: Vec::new(),
             silence_secs: 60,
             silence_probe_secs: 10,
+            connect_concurrency: 128,
+            connect_timeout_secs: 10,
             status_interval_ms: 100,
             command_deadline_ms: 5000,
             capture_window_secs: 90,
@@ -175,6 +183,7 @@ impl Gateway {
                 silence_probe: Duration::from_secs(settings.silence_probe_secs.max(1)),
                 status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
                 command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
+                pins: pins::PinKeeper::start(runtime.rpc().clone()),
                 rpc: runtime.rpc().clone(),
                 capture: capture::CaptureLimits {
                     window: Duration::from_secs(settings.capture_window_secs.max(1)),
@@ -191,6 +200,10 @@ impl Gateway {
                     jpeg_port: settings.camera_jpeg_port,
                     rtsps_port: settings.camera_rtsps_port,
                 },
+                connect_pacer: Arc::new(tokio::sync::Semaphore::new(
+                    settings.connect_concurrency.max(1),
+                )),
+                connect_timeout: Duration::from_secs(settings.connect_timeout_secs.max(1)),
             }),
         };
         runtime

@@ -21,9 +21,15 @@ pub const CAMERA_OPENS: &str = "printyard_gateway_camera_opens_total";
 pub const CAMERA_FRAMES: &str = "printyard_gateway_camera_frames_total";
 pub const CAMERA_REOPENS: &str = "printyard_gateway_camera_reopens_total";
 pub const TRANSCODERS: &str = "printyard_gateway_camera_transcoders_total";
+pub const COALESCED: &str = "printyard_gateway_reports_coalesced_total";
+pub const SILENCE_PROBES: &str = "printyard_gateway_silence_probes_total";
+pub const SILENCE_FORGIVEN: &str = "printyard_gateway_silence_forgiven_total";
+pub const PINS_STORED: &str = "printyard_gateway_pins_stored_total";
+pub const CONNECTS: &str = "printyard_gateway_connect_duration_seconds";
+pub const REPORT_WAIT: &str = "printyard_gateway_report_wait_seconds";
 
 /// Every metric of the gateway's own (RPC timings come from the shared runtime).
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 20] = [
     HELD,
     CONNECTED,
     RECONNECTS,
@@ -38,6 +44,12 @@ pub const ALL: [&str; 14] = [
     CAMERA_FRAMES,
     CAMERA_REOPENS,
     TRANSCODERS,
+    COALESCED,
+    SILENCE_PROBES,
+    SILENCE_FORGIVEN,
+    PINS_STORED,
+    CONNECTS,
+    REPORT_WAIT,
 ];
 
 /// Describes every metric and registers the unlabelled ones at zero.
@@ -46,7 +58,7 @@ pub fn describe() {
     describe_gauge!(CONNECTED, "Held printers with a live MQTT session");
     describe_counter!(
         RECONNECTS,
-        "Printer sessions ended, by cause: not_authorized, refused, tls, silence, io"
+        "Printer sessions ended, by cause: not_authorized, refused, tls, connect_timeout, silence, io"
     );
     describe_counter!(MESSAGES, "MQTT messages received from printers");
     describe_counter!(BYTES, "Payload bytes received from printers over MQTT");
@@ -73,6 +85,22 @@ pub fn describe() {
         "Camera upstreams lost and reopened for their viewers"
     );
     describe_counter!(TRANSCODERS, "ffmpeg processes started for RTSPS cameras");
+    describe_counter!(
+        COALESCED,
+        "Reports merged into the next one because the gateway was behind on a printer"
+    );
+    describe_counter!(
+        SILENCE_PROBES,
+        "Silent printers asked for a full report before their connection is given up"
+    );
+    describe_counter!(
+        SILENCE_FORGIVEN,
+        "Silence deadlines that fired late (the gateway was busy) and were measured again"
+    );
+    describe_counter!(
+        PINS_STORED,
+        "Certificates trusted on first use and stored by api"
+    );
     gauge!(HELD).set(0.0);
     gauge!(CONNECTED).set(0.0);
     for name in [
@@ -84,6 +112,10 @@ pub fn describe() {
         CAMERA_FRAMES,
         CAMERA_REOPENS,
         TRANSCODERS,
+        COALESCED,
+        SILENCE_PROBES,
+        SILENCE_FORGIVEN,
+        PINS_STORED,
     ] {
         counter!(name).absolute(0);
     }
@@ -107,7 +139,8 @@ pub fn session_ended(cause: &'static str) {
     counter!(RECONNECTS, "cause" => cause).increment(1);
 }
 
-pub fn received(bytes: usize) {
+pub fn received(bytes: usize, waited: Duration) {
+    histogram!(REPORT_WAIT).record(waited.as_secs_f64());
     counter!(MESSAGES).increment(1);
     counter!(BYTES).increment(bytes as u64);
 }
@@ -130,4 +163,25 @@ pub fn command_answered(command: &'static str, outcome: &'static str, took: Dura
 
 pub fn capture_done(outcome: &'static str, took: Duration) {
     histogram!(CAPTURES, "outcome" => outcome).record(took.as_secs_f64());
+}
+
+pub fn coalesced() {
+    counter!(COALESCED).increment(1);
+}
+
+pub fn silence_probed() {
+    counter!(SILENCE_PROBES).increment(1);
+}
+
+pub fn silence_forgiven() {
+    counter!(SILENCE_FORGIVEN).increment(1);
+}
+
+pub fn pins_stored(count: usize) {
+    counter!(PINS_STORED).increment(count as u64);
+}
+
+pub fn connected_after(timing: printyard_bambu::mqtt::ConnectTiming) {
+    histogram!(CONNECTS, "phase" => "wait").record(timing.waited.as_secs_f64());
+    histogram!(CONNECTS, "phase" => "connect").record(timing.connected_in.as_secs_f64());
 }

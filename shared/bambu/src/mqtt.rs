@@ -14,6 +14,10 @@ use rumqttc::{
     TlsConfiguration, Transport,
 };
 
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
 use crate::commands::Command;
 use crate::report::{Message, ParseError, parse};
 
@@ -59,6 +63,8 @@ pub enum SessionError {
     Tls(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    #[error("the connection was not accepted within {0:?}")]
+    ConnectTimeout(Duration),
     #[error("connection lost: {0}")]
     Io(String),
 }
@@ -71,6 +77,7 @@ impl SessionError {
             SessionError::Refused(_) => "refused",
             SessionError::Tls(_) => "tls",
             SessionError::Timeout(_) => "silence",
+            SessionError::ConnectTimeout(_) => "connect_timeout",
             SessionError::Io(_) => "io",
         }
     }
@@ -86,51 +93,121 @@ pub enum Incoming {
     Unreadable(ParseError),
 }
 
+/// Where a session waits for its turn to connect: a gateway bounds how many TLS handshakes
+/// run at once, so that thousands of printers starting together connect in a steady stream
+/// instead of all timing out together.
+pub type ConnectPacer = Arc<Semaphore>;
+
+/// How a session connects and waits.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// How long a command's acknowledgement is waited for (see [`Session::deadline`]).
+    pub deadline: Duration,
+    /// TCP connect, TLS handshake and CONNACK together, counted from this session's turn.
+    pub connect_timeout: Duration,
+    /// Taken before connecting, given back at the CONNACK (or the failure).
+    pub pacer: Option<ConnectPacer>,
+}
+
+impl SessionOptions {
+    pub fn new(deadline: Duration) -> Self {
+        Self {
+            deadline,
+            connect_timeout: Duration::from_secs(10),
+            pacer: None,
+        }
+    }
+}
+
+/// One thing the printer sent (or the end of the session), as the session's driver took it
+/// off the socket.
+struct Received {
+    incoming: Result<Incoming, SessionError>,
+    /// The payload's size in bytes (0 for the CONNACK).
+    len: usize,
+    at: Instant,
+    /// With the CONNACK: how long the session waited for its turn, and how long the
+    /// connection then took.
+    timing: Option<ConnectTiming>,
+}
+
+/// How a session's connection went: waiting for its turn (the pacer), then TCP, TLS and
+/// CONNACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectTiming {
+    pub waited: Duration,
+    pub connected_in: Duration,
+}
+
+/// How many received messages wait for the owner before the driver stops reading the socket
+/// (TCP then pushes back on the printer).
+const QUEUE: usize = 64;
+
 pub struct Session {
     client: AsyncClient,
-    eventloop: EventLoop,
+    incoming: mpsc::Receiver<Received>,
+    driver: Option<JoinHandle<()>>,
     request_topic: String,
     sequence: u64,
     deadline: Duration,
     /// The size of the last report payload received.
     last_payload: usize,
+    /// When the last thing yielded was taken off the socket.
+    heard: Option<Instant>,
+    timing: Option<ConnectTiming>,
 }
 
 impl Session {
-    /// Prepares a session; nothing is sent until [`Session::next`] is polled. On connecting it
-    /// subscribes to the reports and asks for a full report and the versions.
+    /// Starts a session: connects, subscribes to the reports and asks for a full report and
+    /// the versions. Must be called within a Tokio runtime.
     pub fn new(endpoint: &Endpoint, tls: Arc<rustls::ClientConfig>, deadline: Duration) -> Self {
+        Self::start(endpoint, tls, SessionOptions::new(deadline))
+    }
+
+    /// Starts a session with `options` (a connection pacer, a connect deadline).
+    ///
+    /// The MQTT event loop runs in a task of its own and is never cancelled: rumqttc's
+    /// `poll` drops a connection it is still establishing when its future is dropped, so an
+    /// owner that polled it inside `select!` beside timers restarted every handshake slower
+    /// than its shortest timer, forever, on a loaded machine.
+    pub fn start(
+        endpoint: &Endpoint,
+        tls: Arc<rustls::ClientConfig>,
+        options: SessionOptions,
+    ) -> Self {
         let id = format!("printyard-{:08x}", rand::random::<u32>());
-        let mut options = MqttOptions::new(id, endpoint.host.clone(), endpoint.port);
-        options.set_credentials("bblp", endpoint.access_code.expose());
-        options.set_keep_alive(Duration::from_secs(30));
-        options.set_max_packet_size(1 << 20, 1 << 20);
-        options.set_clean_session(true);
-        options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
-        let (client, eventloop) = AsyncClient::new(options, 32);
-        Self {
+        let mut mqtt = MqttOptions::new(id, endpoint.host.clone(), endpoint.port);
+        mqtt.set_credentials("bblp", endpoint.access_code.expose());
+        mqtt.set_keep_alive(Duration::from_secs(30));
+        mqtt.set_max_packet_size(1 << 20, 1 << 20);
+        mqtt.set_clean_session(true);
+        // A few commands at a time at most; rumqttc keeps a slot per in-flight publish.
+        mqtt.set_inflight(16);
+        mqtt.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(tls)));
+        let (client, mut eventloop) = AsyncClient::new(mqtt, 32);
+        let mut network = eventloop.network_options();
+        network.set_connection_timeout(options.connect_timeout.as_secs().max(1));
+        eventloop.set_network_options(network);
+        let (tx, incoming) = mpsc::channel(QUEUE);
+        let driver = tokio::spawn(drive(eventloop, tx, options.pacer, options.connect_timeout));
+        let mut session = Self {
             client,
-            eventloop,
+            incoming,
+            driver: Some(driver),
             request_topic: format!("device/{}/request", endpoint.serial),
             sequence: 0,
-            deadline,
+            deadline: options.deadline,
             last_payload: 0,
-        }
-        .with_setup(&endpoint.serial)
-    }
-
-    fn with_setup(mut self, serial: &str) -> Self {
-        let report = format!("device/{serial}/report");
+            heard: None,
+            timing: None,
+        };
+        let report = format!("device/{}/report", endpoint.serial);
         // Queued now, sent once connected (rumqttc keeps requests until the connection is up).
-        let _ = self.client.try_subscribe(report, QoS::AtMostOnce);
+        let _ = session.client.try_subscribe(report, QoS::AtMostOnce);
         for command in [Command::PushAll, Command::GetVersion] {
-            let _ = self.try_send(&command);
+            let _ = session.send(&command);
         }
-        self
-    }
-
-    fn try_send(&mut self, command: &Command) -> Option<u64> {
-        self.send(command).ok()
+        session
     }
 
     /// Queues a command for the printer without waiting (the session sends it as it is
@@ -151,49 +228,150 @@ impl Session {
         self.last_payload
     }
 
+    /// When the last thing [`Session::next`] yielded arrived from the printer: what silence is
+    /// measured from, so that time the owner spent busy is not counted against the printer.
+    pub fn heard_at(&self) -> Option<Instant> {
+        self.heard
+    }
+
+    /// How the connection went, once [`Session::next`] yielded [`Incoming::Connected`].
+    pub fn connect_timing(&self) -> Option<ConnectTiming> {
+        self.timing
+    }
+
+    /// How many received messages wait to be taken (the owner is behind by that many).
+    pub fn queued(&self) -> usize {
+        self.incoming.len()
+    }
+
     /// How long a caller should wait for a command's acknowledgement.
     pub fn deadline(&self) -> Duration {
         self.deadline
     }
 
-    /// The next thing that happens; an error ends the session. Must be polled continuously.
+    /// The next thing that happens; an error ends the session. Cancel-safe.
     pub async fn next(&mut self) -> Result<Incoming, SessionError> {
-        loop {
-            let event = self.eventloop.poll().await.map_err(classify)?;
-            match event {
-                Event::Incoming(Packet::ConnAck(_)) => return Ok(Incoming::Connected),
-                Event::Incoming(Packet::Publish(publish)) => {
-                    self.last_payload = publish.payload.len();
-                    return Ok(match parse(&publish.payload) {
-                        Ok(message) => Incoming::Message(message),
-                        Err(err) => Incoming::Unreadable(err),
-                    });
-                }
-                _ => {}
-            }
-        }
+        let received = self.incoming.recv().await;
+        self.take(received)
     }
 
-    /// Closes the session politely (DISCONNECT), within the deadline.
+    /// What [`Session::next`] would yield if it is already here.
+    pub fn try_next(&mut self) -> Option<Result<Incoming, SessionError>> {
+        let received = self.incoming.try_recv().ok()?;
+        Some(self.take(Some(received)))
+    }
+
+    fn take(&mut self, received: Option<Received>) -> Result<Incoming, SessionError> {
+        let Some(received) = received else {
+            return Err(SessionError::Io("the session ended".into()));
+        };
+        self.last_payload = received.len;
+        self.heard = Some(received.at);
+        if received.timing.is_some() {
+            self.timing = received.timing;
+        }
+        received.incoming
+    }
+
+    /// Closes the session politely (DISCONNECT), within a second.
     pub async fn close(mut self) {
         let _ = self.client.try_disconnect();
+        // The driver sends the DISCONNECT, then ends; what it still forwards is dropped.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            while self.eventloop.poll().await.is_ok() {}
+            while self.incoming.recv().await.is_some() {}
         })
         .await;
     }
 }
 
-fn classify(error: ConnectionError) -> SessionError {
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+        }
+    }
+}
+
+/// Polls the event loop until the session fails or its owner is gone, forwarding what the
+/// printer sends. The connection is established under a pacer permit, if any.
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::Sender<Received>,
+    pacer: Option<ConnectPacer>,
+    connect_timeout: Duration,
+) {
+    let queued = Instant::now();
+    let mut permit = match pacer {
+        Some(pacer) => tokio::select! {
+            permit = pacer.acquire_owned() => permit.ok(),
+            _ = tx.closed() => return,
+        },
+        None => None,
+    };
+    let turn = Instant::now();
+    let mut timing = None;
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = tx.closed() => return,
+            event = eventloop.poll() => event,
+        };
+        let at = Instant::now();
+        let (incoming, len) = match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                permit = None;
+                timing = Some(ConnectTiming {
+                    waited: turn - queued,
+                    connected_in: at - turn,
+                });
+                (Ok(Incoming::Connected), 0)
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let message = match parse(&publish.payload) {
+                    Ok(message) => Incoming::Message(message),
+                    Err(err) => Incoming::Unreadable(err),
+                };
+                (Ok(message), publish.payload.len())
+            }
+            Ok(_) => continue,
+            Err(err) => {
+                drop(permit);
+                let _ = tx
+                    .send(Received {
+                        incoming: Err(classify(err, connect_timeout)),
+                        len: 0,
+                        at,
+                        timing: None,
+                    })
+                    .await;
+                return;
+            }
+        };
+        let timing = timing.take();
+        if tx
+            .send(Received {
+                incoming,
+                len,
+                at,
+                timing,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn classify(error: ConnectionError, connect_timeout: Duration) -> SessionError {
     match error {
         ConnectionError::ConnectionRefused(
             ConnectReturnCode::NotAuthorized | ConnectReturnCode::BadUserNamePassword,
         ) => SessionError::NotAuthorized,
         ConnectionError::ConnectionRefused(code) => SessionError::Refused(format!("{code:?}")),
         ConnectionError::Tls(err) => SessionError::Tls(err.to_string()),
-        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => {
-            SessionError::Timeout(Duration::from_secs(30))
-        }
+        ConnectionError::NetworkTimeout => SessionError::ConnectTimeout(connect_timeout),
+        ConnectionError::FlushTimeout => SessionError::Timeout(connect_timeout),
         other => SessionError::Io(other.to_string()),
     }
 }

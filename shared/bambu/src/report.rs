@@ -136,6 +136,17 @@ impl ReportState {
             merge_object(&mut self.print, print);
         }
     }
+
+    /// [`ReportState::apply`] taking the push: a full report (X1 printers send one every
+    /// second) becomes the state without a copy.
+    pub fn apply_owned(&mut self, full: bool, print: Map<String, Value>) {
+        if full {
+            self.print = print;
+            self.has_full = true;
+        } else {
+            merge_object(&mut self.print, &print);
+        }
+    }
 }
 
 /// Merges `delta` into `state`: objects recursively, the AMS unit and tray lists by `id`,

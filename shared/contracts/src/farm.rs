@@ -258,9 +258,27 @@ pub struct PinStored {
     pub stored: bool,
 }
 
-/// `api`: keep a pin learned on first use.
+/// `api`: keep a pin learned on first use (one printer; gateways of this version send
+/// [`PINS_LEARNED`], this stays for those of the previous one during a rolling upgrade).
 pub const PIN_LEARNED: crate::rpc::Endpoint<PinLearned, PinStored> =
     crate::rpc::Endpoint::new(crate::ServiceName::Api, "printer-pin");
+
+/// Pins learned on first use by one gateway within a short window, kept in one transaction:
+/// a farm connecting for the first time costs a handful of round trips, not one per printer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinsLearned {
+    pub pins: Vec<PinLearned>,
+}
+
+/// The printers whose pin was stored (the others already had one, moved or are gone).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinsStored {
+    pub stored: Vec<i64>,
+}
+
+/// `api`: keep pins learned on first use, many at once.
+pub const PINS_LEARNED: crate::rpc::Endpoint<PinsLearned, PinsStored> =
+    crate::rpc::Endpoint::new(crate::ServiceName::Api, "printer-pins");
 
 /// The subject a printer's commands are sent to: `printyard.printers.<site>.<id>.command`.
 /// Only the gateway holding the printer's lease subscribes, so a printer no gateway holds

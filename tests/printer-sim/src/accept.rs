@@ -36,8 +36,10 @@ pub async fn serve_tls<F, Fut>(
         let printer = printer.clone();
         let tls = tls.clone();
         let handle = handle.clone();
+        let delay = Duration::from_millis(printer.faults().handshake_delay_ms);
         tokio::spawn(async move {
             let _ = socket.set_nodelay(true);
+            tokio::time::sleep(delay).await;
             if let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_DEADLINE, tls.accept(socket)).await
             {

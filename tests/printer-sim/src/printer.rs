@@ -52,6 +52,10 @@ pub struct Faults {
     pub quiet: bool,
     /// No storage card: uploads are refused (`553`).
     pub no_sd_card: bool,
+    /// Delay before a new connection's TLS handshake is answered, in milliseconds: a printer
+    /// slow to accept (the P1 and A1 series' ESP32 takes about a second per handshake, more
+    /// while printing).
+    pub handshake_delay_ms: u64,
 }
 
 /// Live connection counts, for tests that must prove "never two connections to one printer".
@@ -660,7 +664,11 @@ impl Printer {
     /// Runs the printer: ticks, and pushes a report whenever something changed (and a small
     /// heartbeat delta every `idle_report` so that an idle printer is not mistaken for a dead one).
     pub async fn run(self: std::sync::Arc<Self>, tick: Duration, idle_report: Duration) {
-        let mut interval = tokio::time::interval(tick);
+        // Printers are separate machines: their reports do not fall on the same instant. A
+        // random phase keeps a farm's thousands of reports spread over each tick rather than
+        // in one burst.
+        let phase = tick.mul_f64(rand::random::<f64>());
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + phase, tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut since_report = Duration::ZERO;
         loop {
@@ -705,7 +713,7 @@ impl Printer {
     fn publish_changes(&self) -> bool {
         let mut s = self.state.lock().unwrap();
         let current = self.render(&s);
-        let Some(last) = s.last_sent.clone() else {
+        let Some(last) = s.last_sent.as_ref() else {
             s.last_sent = Some(current);
             return false;
         };
@@ -727,8 +735,9 @@ impl Printer {
             delta.insert("sequence_id".into(), json!(s.sequence.to_string()));
             delta
         } else {
-            let mut full = self.render(&s);
+            let mut full = current.clone();
             full.insert("msg".into(), json!(0));
+            full.insert("sequence_id".into(), json!(s.sequence.to_string()));
             full
         };
         s.last_sent = Some(current);
