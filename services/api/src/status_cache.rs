@@ -32,6 +32,15 @@ impl StatusCache {
         self.entries.read().ok()?.get(&printer_id).cloned()
     }
 
+    /// `f` given a lookup of the latest statuses, under one read of the cache and without
+    /// copying them (a list of thousands of printers).
+    pub fn with<T>(&self, f: impl FnOnce(&HashMap<i64, StatusRecord>) -> T) -> T {
+        match self.entries.read() {
+            Ok(entries) => f(&entries),
+            Err(_) => f(&HashMap::new()),
+        }
+    }
+
     /// Every printer's latest status.
     pub fn all(&self) -> Vec<StatusRecord> {
         self.entries
@@ -51,18 +60,23 @@ impl StatusCache {
             let Ok(id) = entry.key.parse::<i64>() else {
                 return;
             };
-            let Ok(mut entries) = self.entries.write() else {
-                return;
-            };
             match entry.operation {
                 Operation::Put => {
-                    if let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) {
+                    // Decoded before the lock: readers wait for the insert only.
+                    let Ok(record) = serde_json::from_slice::<StatusRecord>(&entry.value) else {
+                        return;
+                    };
+                    if self.changes.receiver_count() > 0 {
                         let _ = self.changes.send(record.clone());
+                    }
+                    if let Ok(mut entries) = self.entries.write() {
                         entries.insert(id, record);
                     }
                 }
                 Operation::Delete | Operation::Purge => {
-                    entries.remove(&id);
+                    if let Ok(mut entries) = self.entries.write() {
+                        entries.remove(&id);
+                    }
                 }
             }
         })

@@ -266,11 +266,11 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
     security(("api_key" = [])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Printer>>, ApiError> {
     let rows = state.registry.list().await?;
-    Ok(Json(
+    Ok(Json(state.statuses.with(|statuses| {
         rows.iter()
-            .map(|r| view(r, state.statuses.get(r.id).as_ref(), false))
-            .collect(),
-    ))
+            .map(|r| view(r, statuses.get(&r.id), false))
+            .collect()
+    })))
 }
 
 #[utoipa::path(get, path = "/printers/{id}", operation_id = "getPrinter", tag = "printers",
