@@ -39,42 +39,7 @@ async fn run_wrk(label: &str, url: &str, key: &str) {
 }
 
 async fn wrk(what: &str, label: &str, url: &str, key: &str, load: &str) {
-    let mut args: Vec<String> = load.split_whitespace().map(str::to_owned).collect();
-    args.extend([
-        "--latency".into(),
-        "-H".into(),
-        format!("X-API-Key: {key}"),
-        url.to_owned(),
-    ]);
-    let output = tokio::process::Command::new("wrk")
-        .args(&args)
-        .output()
-        .await
-        .expect("running wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let pick = |prefix: &str| {
-        text.lines()
-            .find(|l| l.trim_start().starts_with(prefix))
-            .map(|l| l.split_whitespace().last().unwrap_or("").to_owned())
-            .unwrap_or_else(|| "?".into())
-    };
-    let errors = text
-        .lines()
-        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .collect::<Vec<_>>()
-        .join("; ");
-    println!(
-        "{what}, {label} ({load}): {} req/s, p50 {}, p90 {}, p99 {}{}",
-        pick("Requests/sec:"),
-        pick("50%"),
-        pick("90%"),
-        pick("99%"),
-        if errors.is_empty() {
-            String::new()
-        } else {
-            format!("; {errors}")
-        }
-    );
+    printyard_tests::bench::wrk(what, label, url, key, load, None).await;
 }
 
 #[tokio::main]

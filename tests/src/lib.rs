@@ -4,6 +4,7 @@
 //! superuser URL) and puts `nats-server` on `PATH`. Every test gets its own NATS server on a
 //! free port (so discovery answers of one test never reach another) and its own database.
 
+pub mod bench;
 pub mod mjpeg;
 pub mod nats_server;
 pub mod receiver;

@@ -56,6 +56,11 @@ impl NatsServer {
         false
     }
 
+    /// The server's process id (for benchmarks that read its CPU and memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
