@@ -695,9 +695,11 @@ impl Printer {
     pub fn full_report(&self) -> Map<String, Value> {
         let mut s = self.state.lock().unwrap();
         s.sequence += 1;
-        let mut report = self.render(&s);
+        let mut rendered = s.last_sent.take().unwrap_or_else(|| self.template.clone());
+        self.render_into(&s, &mut rendered);
+        let mut report = rendered.clone();
         report.insert("msg".into(), json!(0));
-        s.last_sent = Some(report.clone());
+        s.last_sent = Some(rendered);
         report
     }
 
@@ -712,19 +714,16 @@ impl Printer {
     /// Publishes what changed since clients last heard; `false` when nothing did.
     fn publish_changes(&self) -> bool {
         let mut s = self.state.lock().unwrap();
-        let current = self.render(&s);
-        let Some(last) = s.last_sent.as_ref() else {
-            s.last_sent = Some(current);
+        let Some(mut rendered) = s.last_sent.take() else {
+            let mut first = self.template.clone();
+            self.render_into(&s, &mut first);
+            s.last_sent = Some(first);
             return false;
         };
-        let changed: Map<String, Value> = current
-            .iter()
-            .filter(|(k, v)| {
-                !matches!(k.as_str(), "sequence_id" | "msg") && last.get(k.as_str()) != Some(v)
-            })
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut changed = self.render_into(&s, &mut rendered);
+        changed.remove("msg");
         if changed.is_empty() {
+            s.last_sent = Some(rendered);
             return false;
         }
         s.sequence += 1;
@@ -735,12 +734,12 @@ impl Printer {
             delta.insert("sequence_id".into(), json!(s.sequence.to_string()));
             delta
         } else {
-            let mut full = current.clone();
+            let mut full = rendered.clone();
             full.insert("msg".into(), json!(0));
             full.insert("sequence_id".into(), json!(s.sequence.to_string()));
             full
         };
-        s.last_sent = Some(current);
+        s.last_sent = Some(rendered);
         drop(s);
         self.publish(json!({ "print": report }));
         true
@@ -758,9 +757,12 @@ impl Printer {
         }
     }
 
-    /// Renders the state into the family's template, keeping every field's JSON type.
-    fn render(&self, s: &State) -> Map<String, Value> {
-        let mut r = self.template.clone();
+    /// Renders the state into `r` (the family's template as last rendered, or a fresh copy),
+    /// keeping every field's JSON type, and returns the top-level fields that changed (an AMS
+    /// or external spool change returns the whole object, as printers send it). Updating in
+    /// place keeps a farm of thousands of printers from copying their whole report every tick.
+    fn render_into(&self, s: &State, r: &mut Map<String, Value>) -> Map<String, Value> {
+        let mut changed = Map::new();
         let (progress, layer, total) = progress_of(s);
         let remaining_min = s
             .job
@@ -768,30 +770,14 @@ impl Printer {
             .filter(|_| s.gcode_state.busy())
             .map(|j| ((j.plan.prediction_secs as f64 - j.elapsed).max(0.0) / 60.0).ceil() as u64)
             .unwrap_or(0);
-        set_str(&mut r, "gcode_state", s.gcode_state.as_str());
-        set_num(&mut r, "mc_percent", progress.into());
-        set_num(&mut r, "mc_remaining_time", remaining_min as f64);
-        set_num(&mut r, "layer_num", layer.into());
-        set_num(&mut r, "total_layer_num", total.into());
-        set_num(&mut r, "nozzle_temper", (s.nozzle * 4.0).round() / 4.0);
-        set_num(&mut r, "nozzle_target_temper", s.nozzle_target);
-        set_num(&mut r, "bed_temper", (s.bed * 4.0).round() / 4.0);
-        set_num(&mut r, "bed_target_temper", s.bed_target);
-        set_num(&mut r, "print_error", s.print_error.into());
-        set_num(&mut r, "spd_lvl", s.spd_lvl.into());
-        set_str(&mut r, "sequence_id", &s.sequence.to_string());
+        let mut str_field = |r: &mut Map<String, Value>, key: &str, value: &str| {
+            put(r, &mut changed, key, json!(value), false)
+        };
+        str_field(r, "gcode_state", s.gcode_state.as_str());
+        str_field(r, "sequence_id", &s.sequence.to_string());
         if r.contains_key("wifi_signal") {
-            r.insert("wifi_signal".into(), json!(format!("{}dBm", s.wifi)));
+            str_field(r, "wifi_signal", &format!("{}dBm", s.wifi));
         }
-        r.insert(
-            "hms".into(),
-            Value::Array(
-                s.hms
-                    .iter()
-                    .map(|(attr, code)| json!({"attr": attr, "code": code}))
-                    .collect(),
-            ),
-        );
         match &s.job {
             Some(job) => {
                 let gcode_file = if self.spec.model == Model::X1C {
@@ -799,22 +785,62 @@ impl Printer {
                 } else {
                     job.file.clone()
                 };
-                set_str(&mut r, "gcode_file", &gcode_file);
-                set_str(&mut r, "subtask_name", &job.subtask_name);
-                set_str(&mut r, "task_id", &job.task_id);
-                set_str(&mut r, "subtask_id", &job.subtask_id);
-                set_str(
-                    &mut r,
+                str_field(r, "gcode_file", &gcode_file);
+                str_field(r, "subtask_name", &job.subtask_name);
+                str_field(r, "task_id", &job.task_id);
+                str_field(r, "subtask_id", &job.subtask_id);
+                str_field(
+                    r,
                     "gcode_file_prepare_percent",
                     &format!("{}", job.prepare.floor() as u32),
                 );
-                set_str(&mut r, "print_type", "local");
+                str_field(r, "print_type", "local");
             }
             None => {
-                set_str(&mut r, "gcode_file_prepare_percent", "0");
+                str_field(r, "gcode_file_prepare_percent", "0");
+                // Without a job, the template's values.
+                for key in [
+                    "gcode_file",
+                    "subtask_name",
+                    "task_id",
+                    "subtask_id",
+                    "print_type",
+                ] {
+                    if let Some(value) = self.template.get(key) {
+                        put(r, &mut changed, key, value.clone(), false);
+                    }
+                }
             }
         }
+        for (key, value) in [
+            ("mc_percent", f64::from(progress)),
+            ("mc_remaining_time", remaining_min as f64),
+            ("layer_num", layer.into()),
+            ("total_layer_num", total.into()),
+            ("nozzle_temper", (s.nozzle * 4.0).round() / 4.0),
+            ("nozzle_target_temper", s.nozzle_target),
+            ("bed_temper", (s.bed * 4.0).round() / 4.0),
+            ("bed_target_temper", s.bed_target),
+            ("print_error", s.print_error.into()),
+            ("spd_lvl", s.spd_lvl.into()),
+        ] {
+            let Some(slot) = r.get(key) else { continue };
+            let value = if slot.is_f64() {
+                json!(value)
+            } else {
+                json!(value.round() as i64)
+            };
+            put(r, &mut changed, key, value, false);
+        }
+        let hms = Value::Array(
+            s.hms
+                .iter()
+                .map(|(attr, code)| json!({"attr": attr, "code": code}))
+                .collect(),
+        );
+        put(r, &mut changed, "hms", hms, true);
         let mut i = 0;
+        let mut ams_changed = false;
         if let Some(units) = r
             .get_mut("ams")
             .and_then(|a| a.get_mut("ams"))
@@ -832,7 +858,8 @@ impl Printer {
                     .flatten()
                 {
                     if let Some(remain) = tray.get_mut("remain") {
-                        *remain = json!(s.remain.get(i).copied().unwrap_or(-1));
+                        ams_changed |=
+                            assign(remain, json!(s.remain.get(i).copied().unwrap_or(-1)));
                     }
                     let slot = tray
                         .get("id")
@@ -844,20 +871,68 @@ impl Printer {
                         unit_id
                     };
                     if let Some((kind, color)) = s.loaded.get(&global) {
-                        tray["tray_type"] = json!(kind);
-                        tray["tray_color"] = json!(color);
+                        ams_changed |= assign_field(tray, "tray_type", json!(kind));
+                        ams_changed |= assign_field(tray, "tray_color", json!(color));
                     }
                     i += 1;
                 }
             }
         }
+        if ams_changed && let Some(ams) = r.get("ams") {
+            changed.insert("ams".into(), ams.clone());
+        }
         if let Some((kind, color)) = s.loaded.get(&254)
             && let Some(spool) = r.get_mut("vt_tray")
         {
-            spool["tray_type"] = json!(kind);
-            spool["tray_color"] = json!(color);
+            let spool_changed = assign_field(spool, "tray_type", json!(kind))
+                | assign_field(spool, "tray_color", json!(color));
+            if spool_changed {
+                changed.insert("vt_tray".into(), spool.clone());
+            }
         }
-        r
+        changed
+    }
+}
+
+/// Sets `r[key]` to `value` if `r` has the key (or always, with `insert`), recording it in
+/// `changed` when it differs (`sequence_id` is never a change).
+fn put(
+    r: &mut Map<String, Value>,
+    changed: &mut Map<String, Value>,
+    key: &str,
+    value: Value,
+    insert: bool,
+) {
+    let differs = match r.get_mut(key) {
+        Some(slot) => assign(slot, value.clone()),
+        None if insert => {
+            r.insert(key.into(), value.clone());
+            true
+        }
+        None => false,
+    };
+    if differs && key != "sequence_id" {
+        changed.insert(key.into(), value);
+    }
+}
+
+/// `*slot = value`; whether it changed.
+fn assign(slot: &mut Value, value: Value) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
+}
+
+/// `object[key] = value` (added if missing); whether it changed.
+fn assign_field(object: &mut Value, key: &str, value: Value) -> bool {
+    match object.get_mut(key) {
+        Some(slot) => assign(slot, value),
+        None => {
+            object[key] = value;
+            true
+        }
     }
 }
 
@@ -891,21 +966,6 @@ fn progress_of(s: &State) -> (u32, u32, u32) {
 }
 
 /// Writes a number in the JSON type the template uses for `key` (integer or float).
-fn set_num(r: &mut Map<String, Value>, key: &str, value: f64) {
-    let Some(slot) = r.get_mut(key) else { return };
-    *slot = if slot.is_f64() {
-        json!(value)
-    } else {
-        json!(value.round() as i64)
-    };
-}
-
-fn set_str(r: &mut Map<String, Value>, key: &str, value: &str) {
-    if let Some(slot) = r.get_mut(key) {
-        *slot = json!(value);
-    }
-}
-
 /// MD5 of `data`, upper-case hex (as Bambu Studio sends it).
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::Digest;
