@@ -41,9 +41,21 @@ pub struct CaptureLimits {
 }
 
 /// Fetches the file and publishes the `print_file` event (with the object, or the reason).
-pub async fn run(job: CaptureJob, store: Arc<FarmStore>, settings: Arc<Settings>) {
+/// Fetches a print's 3MF when a slot is free. A capture still waiting for its slot when the
+/// printer is `released` (deleted, handed over) is dropped: the next holder resumes it while the
+/// print runs; one under way finishes.
+pub async fn run(
+    job: CaptureJob,
+    store: Arc<FarmStore>,
+    settings: Arc<Settings>,
+    released: tokio_util::sync::CancellationToken,
+) {
     let limits = &settings.capture;
-    let Ok(_slot) = limits.slots.acquire().await else {
+    let slot = tokio::select! {
+        slot = limits.slots.acquire() => slot,
+        _ = released.cancelled() => return,
+    };
+    let Ok(_slot) = slot else {
         return;
     };
     let object = format!("capture/{}/{}", job.record.id, job.print_key);

@@ -125,6 +125,8 @@ pub struct Connection {
     uploads: (dispatch::UploadSender, dispatch::UploadReceiver),
     /// What the printer's camera task knows of it.
     camera: tokio::sync::watch::Sender<crate::camera::Target>,
+    /// Cancelled when this gateway lets the printer go (captures still queued are dropped).
+    released: CancellationToken,
 }
 
 /// A command waiting for the printer's acknowledgement.
@@ -182,6 +184,7 @@ impl Connection {
                 trust: TrustMode::Insecure,
                 model: None,
             }),
+            released: CancellationToken::new(),
         }
     }
 
@@ -211,6 +214,7 @@ impl Connection {
     }
 
     pub async fn run(mut self, stop: CancellationToken) {
+        self.released = stop.child_token();
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let subscribe = |subject: String| {
             let client = self.store.client.clone();
@@ -704,6 +708,7 @@ impl Connection {
                 job,
                 self.store.clone(),
                 self.settings.clone(),
+                self.released.clone(),
             ));
         }
     }
@@ -773,6 +778,7 @@ impl Connection {
                 job,
                 self.store.clone(),
                 self.settings.clone(),
+                self.released.clone(),
             ));
         }
         if matches!(
