@@ -10,7 +10,8 @@ use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::{Faults, GcodeState, Printer};
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api, spawn_gateway_with,
+    Running, SimFarm, TestEnv, add_printer, eventually, keyed_http, spawn_api, spawn_gateway_with,
+    wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -250,19 +251,8 @@ async fn a_certificate_trusted_on_first_use_is_kept_with_the_printer() {
     let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
     let mut ids = Vec::new();
     for (n, printer) in sim.farm.printers.iter().enumerate() {
-        let created: Value = client
-            .post(api.api_url("/printers"))
-            .json(&json!({
-                "name": format!("Pinned {n}"), "ip_address": printer.spec.ip.to_string(),
-                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
-            }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        ids.push(created["id"].as_i64().unwrap());
+        let (name, code) = (format!("Pinned {n}"), &printer.spec.access_code);
+        ids.push(add_printer(&client, &api.api_url(""), printer, &name, code).await);
     }
     let (id, printer) = (ids[0], &sim.farm.printers[0]);
 
@@ -302,18 +292,7 @@ async fn a_certificate_trusted_on_first_use_is_kept_with_the_printer() {
     // The pin outlives the gateway: a new one connects with it.
     gateway.stop().await;
     let _next = spawn_gateway_with(env.gateway_config()).await;
-    eventually(Duration::from_secs(15), "reconnected", || async {
-        let s: Value = client
-            .get(api.api_url(&format!("/printers/{id}/status")))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (s["connected"] == true).then_some(())
-    })
-    .await;
+    wait_connected(&client, &api.api_url(""), id, Duration::from_secs(15)).await;
     let stored: Option<String> =
         sqlx::query_scalar("SELECT tls_pin FROM api.printers WHERE id = $1")
             .bind(id)

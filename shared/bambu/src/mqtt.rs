@@ -255,12 +255,6 @@ impl Session {
         self.take(received)
     }
 
-    /// What [`Session::next`] would yield if it is already here.
-    pub fn try_next(&mut self) -> Option<Result<Incoming, SessionError>> {
-        let received = self.incoming.try_recv().ok()?;
-        Some(self.take(Some(received)))
-    }
-
     fn take(&mut self, received: Option<Received>) -> Result<Incoming, SessionError> {
         let Some(received) = received else {
             return Err(SessionError::Io("the session ended".into()));
