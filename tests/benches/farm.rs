@@ -420,6 +420,7 @@ async fn run(count: usize, stay: Duration) {
         .map(Process::pid)
         .unwrap_or(0);
     let held_rss = process_usage(gateway_pid).1;
+    let deleting = Instant::now();
     futures::stream::iter(ids.iter().map(|(id, _)| *id))
         .for_each_concurrent(ADD_AT_ONCE, |id| {
             let client = client.clone();
@@ -429,10 +430,30 @@ async fn run(count: usize, stay: Duration) {
             }
         })
         .await;
+    let deleted_in = deleting.elapsed();
+    // Let go: the gateway holds none (connections ended, statuses purged, leases released).
+    let mut let_go_in = None;
+    while deleting.elapsed() < Duration::from_secs(120) {
+        if metric(&client, &gateway_metrics, "printyard_gateway_printers_held").await == Some(0.0) {
+            let_go_in = Some(deleting.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after_let_go = process_usage(gateway_pid).1;
     tokio::time::sleep(Duration::from_secs(30)).await;
     println!(
-        "gateway RSS holding {count} printers {} MB; 30 s after all were deleted {} MB",
+        "deleting {count} printers through the API took {:.1} s; the gateway held none after {}",
+        deleted_in.as_secs_f64(),
+        let_go_in.map_or("more than 120 s".to_owned(), |d| format!(
+            "{:.1} s",
+            d.as_secs_f64()
+        )),
+    );
+    println!(
+        "gateway RSS holding {count} printers {} MB; when it held none {} MB; 30 s later {} MB",
         held_rss / 1024,
+        after_let_go / 1024,
         process_usage(gateway_pid).1 / 1024
     );
 
@@ -479,14 +500,19 @@ async fn online_count(client: &reqwest::Client, base: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The sum of a metric's samples (every label set) on a Prometheus page.
+/// The sum of a metric's samples (every label set) on a Prometheus page; 0 if unreadable.
 async fn metric_sum(client: &reqwest::Client, url: &str, name: &str) -> f64 {
-    let Ok(response) = client.get(url).send().await else {
-        return 0.0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
+    metric(client, url, name).await.unwrap_or(0.0)
+}
+
+/// The sum of a metric's samples on a Prometheus page, if the page was read and shows it.
+async fn metric(client: &reqwest::Client, url: &str, name: &str) -> Option<f64> {
+    let response = client.get(url).send().await.ok()?;
+    let text = response.text().await.ok()?;
+    let samples: Vec<f64> = text
+        .lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .collect();
+    (!samples.is_empty()).then(|| samples.iter().sum())
 }

@@ -708,3 +708,61 @@ async fn slow_handshakes_complete_paced_and_at_the_first_attempt() {
         "four handshakes two at a time take two rounds: {took:?}"
     );
 }
+
+/// A printer deleted from the registry is let go and leaves neither a status nor a lease
+/// behind: the gateway that held it purges its status (it once wrote a last "disconnected"
+/// status that stayed in the bucket, and in the memory of every reader, forever).
+#[tokio::test]
+async fn deleted_printers_are_let_go_and_leave_no_status_or_lease() {
+    let env = TestEnv::new().await;
+    let sim = SimFarm::start(&[Model::P1S, Model::A1].repeat(4), 1.0).await;
+    let _gateway = spawn_gateway_with(sim.gateway_config(&env)).await;
+    register_in_bucket(&env, &sim.farm.printers).await;
+    each_connected_once(&sim).await;
+    let js = jetstream::new(env.nats.client().await);
+    let statuses = js.get_key_value("printer_status").await.unwrap();
+    let registry = js.get_key_value("printer_registry").await.unwrap();
+    let status_keys = || async {
+        match statuses.keys().await {
+            Ok(keys) => {
+                keys.filter_map(|k| async { k.ok() })
+                    .collect::<Vec<_>>()
+                    .await
+            }
+            Err(_) => vec![],
+        }
+    };
+    eventually(
+        Duration::from_secs(15),
+        "a status for every printer",
+        || async { (status_keys().await.len() == sim.farm.printers.len()).then_some(()) },
+    )
+    .await;
+
+    for id in 1..=sim.farm.printers.len() as i64 {
+        registry
+            .delete(registry_key(&Site::default(), id))
+            .await
+            .unwrap();
+    }
+    eventually(
+        Duration::from_secs(20),
+        "no status and no lease left",
+        || async {
+            (status_keys().await.is_empty() && holdings(&env).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "every connection closed",
+        || async {
+            sim.farm
+                .printers
+                .iter()
+                .all(|p| p.snapshot().mqtt_clients == 0)
+                .then_some(())
+        },
+    )
+    .await;
+}

@@ -18,7 +18,7 @@ use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
 use printyard_contracts::farm::{PrinterRecord, Site};
 use printyard_service::backoff::Backoff;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::connection::{self, Connection};
@@ -40,9 +40,29 @@ struct Held {
     task: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
+/// How long a connection task has to end once told to stop (it answers what is pending,
+/// writes its last status and says DISCONNECT) before it is aborted.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Held {
+    /// Hands the lease back (after the connection task ended: never two connections).
+    async fn release(&mut self, store: &FarmStore) {
+        if let Some(revision) = self.revision.take() {
+            let _ = store
+                .owners
+                .delete_expect_revision(self.record.id.to_string(), Some(revision))
+                .await;
+        }
+    }
+}
+
 impl Supervisor {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut printers: HashMap<i64, Held> = HashMap::new();
+        // Deleted printers being let go: each in a task of its own, so that deleting a
+        // thousand printers neither waits a thousand goodbyes in turn nor holds up the lease
+        // renewals of the printers that stay.
+        let mut retiring = JoinSet::new();
         let mut renew = tokio::time::interval(self.lease / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let Some(mut watch) = self.watch_registry(&shutdown).await else {
@@ -52,9 +72,11 @@ impl Supervisor {
         // not everything.
         self.update_share(&printers).await;
         loop {
-            crate::observe::held(printers.values().filter(|h| h.task.is_some()).count());
+            let holding = printers.values().filter(|h| h.task.is_some()).count();
+            crate::observe::held(holding + retiring.len());
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(_) = retiring.join_next(), if !retiring.is_empty() => {}
                 entry = watch.next() => {
                     let entry = match entry {
                         Some(Ok(entry)) => entry,
@@ -102,9 +124,8 @@ impl Supervisor {
                         },
                         Operation::Delete | Operation::Purge => {
                             let id = entry.key.rsplit('.').next().and_then(|i| i.parse::<i64>().ok());
-                            if let Some(mut held) = id.and_then(|id| printers.remove(&id)) {
-                                stop(&mut held).await;
-                                self.release(&mut held).await;
+                            if let Some(held) = id.and_then(|id| printers.remove(&id)) {
+                                retiring.spawn(retire(held, self.store.clone()));
                             }
                         }
                     }
@@ -116,11 +137,10 @@ impl Supervisor {
                 }
             }
         }
+        stop_all(printers.values_mut()).await;
+        self.release_all(printers.values_mut()).await;
+        while retiring.join_next().await.is_some() {}
         crate::observe::held(0);
-        for held in printers.values_mut() {
-            stop(held).await;
-            self.release(held).await;
-        }
         let _ = self.store.members.delete(self.member_key()).await;
     }
 
@@ -194,13 +214,17 @@ impl Supervisor {
             return;
         }
         held.sort_unstable();
-        for id in held.split_off(share) {
-            if let Some(held) = printers.get_mut(&id) {
+        let beyond = held.split_off(share);
+        let mut handed: Vec<&mut Held> = printers
+            .iter_mut()
+            .filter(|(id, _)| beyond.binary_search(id).is_ok())
+            .map(|(id, held)| {
                 tracing::info!(printer = id, "handing the printer to a less busy gateway");
-                stop(held).await;
-                self.release(held).await;
-            }
-        }
+                held
+            })
+            .collect();
+        stop_all(handed.iter_mut().map(|h| &mut **h)).await;
+        self.release_all(handed.into_iter()).await;
     }
 
     fn member_key(&self) -> String {
@@ -267,14 +291,11 @@ impl Supervisor {
         (live && entry.value.as_ref() == self.instance.as_bytes()).then_some(entry.revision)
     }
 
-    async fn release(&self, held: &mut Held) {
-        if let Some(revision) = held.revision.take() {
-            let _ = self
-                .store
-                .owners
-                .delete_expect_revision(held.record.id.to_string(), Some(revision))
-                .await;
-        }
+    /// Hands back the leases of `held` (a few dozen at a time).
+    async fn release_all<'a>(&self, held: impl Iterator<Item = &'a mut Held>) {
+        futures::stream::iter(held)
+            .for_each_concurrent(32, |held| held.release(&self.store))
+            .await;
     }
 }
 
@@ -289,8 +310,38 @@ fn only_pin_learned(old: &PrinterRecord, new: &PrinterRecord) -> bool {
 }
 
 async fn stop(held: &mut Held) {
-    if let Some((token, handle)) = held.task.take() {
+    stop_all(std::iter::once(held)).await;
+}
+
+/// Stops the connection tasks of `held` together: all are told at once, then awaited for at
+/// most [`STOP_GRACE`] in all; one still running then is aborted, so that no connection
+/// outlives its lease.
+async fn stop_all<'a>(held: impl Iterator<Item = &'a mut Held>) {
+    let tasks: Vec<_> = held.filter_map(|h| h.task.take()).collect();
+    for (token, _) in &tasks {
         token.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
     }
+    let ending = tasks.into_iter().map(|(_, mut handle)| async move {
+        if tokio::time::timeout(STOP_GRACE, &mut handle).await.is_err() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    });
+    futures::future::join_all(ending).await;
+}
+
+/// Lets a printer deleted from the registry go: its connection ends, then, if this gateway
+/// held it, its status is purged from `printer_status` (nothing reads a deleted printer's
+/// status; kept, it would sit in every reader's memory) and its lease handed back.
+async fn retire(mut held: Held, store: Arc<FarmStore>) {
+    let ours = held.task.is_some() || held.revision.is_some();
+    stop(&mut held).await;
+    if ours {
+        let key = held.record.id.to_string();
+        if let Err(err) = store.status.purge(&key).await {
+            tracing::warn!(printer = held.record.id, error = %err, "status of a deleted printer not purged");
+        }
+    }
+    held.release(&store).await;
+    tracing::info!(printer = held.record.id, "printer deleted; let go");
 }
