@@ -100,18 +100,30 @@ impl Supervisor {
                             Ok(record) => {
                                 let id = record.id;
                                 let held = printers.entry(id).or_insert(Held { record: record.clone(), revision: None, task: None });
-                                if only_pin_learned(&held.record, &record) {
+                                let changed = if only_pin_learned(&held.record, &record) {
                                     // api stored the pin this connection learned: nothing to redo.
                                     held.record = record;
+                                    false
                                 } else if held.record != record {
                                     // Changed (new address or code, pin cleared): reconnect.
                                     held.record = record;
                                     stop(held).await;
+                                    true
+                                } else {
+                                    false
+                                };
+                                // A printer this gateway drives and that did not change needs
+                                // nothing: its lease is renewed on the tick. (Renewing here, one
+                                // round trip per entry, let the pins of a farm coming online
+                                // hold up the loop past the lease, and hundreds of healthy
+                                // connections were dropped as lost.)
+                                if held.task.is_some() && !changed {
+                                    continue;
                                 }
                                 // Only this printer: claiming them all on every entry would
                                 // make a start with N printers cost N² lease writes.
-                                // A printer already ours is renewed; a new one is claimed
-                                // only while this gateway is under its share.
+                                // A new one is claimed only while this gateway is under its
+                                // share.
                                 let holding = printers.values().filter(|h| h.task.is_some()).count();
                                 let under_share = holding < self.share(printers.len());
                                 if let Some(held) = printers.get_mut(&id)
@@ -240,10 +252,18 @@ impl Supervisor {
             None => self.store.owners.create(&key, value).await.ok(),
         };
         // A write can fail after the server applied it (a time-out under load): if the
-        // lease on record is ours, keep it rather than dropping a healthy connection.
+        // lease on record is ours, keep it rather than dropping a healthy connection. When the
+        // record cannot be read either, nothing is known: what runs keeps running until the
+        // next renewal (the lease outlives two missed renewals), nothing new starts.
         let owned = match attempt {
             Some(revision) => Some(revision),
-            None => self.our_revision(&key).await,
+            None => match self.lease_on_record(&key).await {
+                Ok(owned) => owned,
+                Err(err) => {
+                    tracing::warn!(printer = id, error = %err, "lease not renewed; retried on the next renewal");
+                    return;
+                }
+            },
         };
         held.revision = owned;
         match (owned.is_some(), held.task.is_some()) {
@@ -284,11 +304,14 @@ impl Supervisor {
         }
     }
 
-    /// The lease's revision if the owner on record is this gateway.
-    async fn our_revision(&self, key: &str) -> Option<u64> {
-        let entry = self.store.owners.entry(key).await.ok()??;
+    /// The lease's revision if the owner on record is this gateway, `None` if it is another or
+    /// nobody; an error when the record could not be read.
+    async fn lease_on_record(&self, key: &str) -> Result<Option<u64>, kv::EntryError> {
+        let Some(entry) = self.store.owners.entry(key).await? else {
+            return Ok(None);
+        };
         let live = matches!(entry.operation, async_nats::jetstream::kv::Operation::Put);
-        (live && entry.value.as_ref() == self.instance.as_bytes()).then_some(entry.revision)
+        Ok((live && entry.value.as_ref() == self.instance.as_bytes()).then_some(entry.revision))
     }
 
     /// Hands back the leases of `held` (a few dozen at a time).
