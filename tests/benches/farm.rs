@@ -165,7 +165,10 @@ async fn run(count: usize, stay: Duration) {
                 format!("127.0.0.1:{admin}"),
             ),
             ("PRINTYARD__TELEMETRY__LOG_FORMAT".into(), "text".into()),
-            ("RUST_LOG".into(), "warn".into()),
+            (
+                "RUST_LOG".into(),
+                std::env::var("BENCH_FARM_LOG").unwrap_or_else(|_| "warn".into()),
+            ),
         ];
         if name != "gateway" {
             vars.push(("PRINTYARD__DATABASE__URL".into(), env.database_url.clone()));
@@ -403,6 +406,16 @@ async fn run(count: usize, stay: Duration) {
         Some(&script),
     )
     .await;
+    // What one client (a dashboard, a script) waits, rather than 32 saturating the cores.
+    wrk(
+        "GET /printers/{id}/status",
+        "random printers, one client",
+        &format!("{base}/printers/1/status"),
+        &key,
+        "-t1 -c1 -d10s",
+        Some(&script),
+    )
+    .await;
     wrk(
         &format!("GET /printers ({count} printers)"),
         "whole list",
@@ -465,6 +478,10 @@ async fn run(count: usize, stay: Duration) {
     let _ = sim.child.start_kill();
     let _ = sim.child.wait().await;
     env.drop_database().await;
+    if std::env::var_os("BENCH_FARM_KEEP_LOGS").is_some() {
+        println!("logs kept in {}", dir.display());
+        std::mem::forget(work);
+    }
 }
 
 fn is_root() -> bool {

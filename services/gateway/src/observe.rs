@@ -27,9 +27,11 @@ pub const SILENCE_FORGIVEN: &str = "printyard_gateway_silence_forgiven_total";
 pub const PINS_STORED: &str = "printyard_gateway_pins_stored_total";
 pub const CONNECTS: &str = "printyard_gateway_connect_duration_seconds";
 pub const REPORT_WAIT: &str = "printyard_gateway_report_wait_seconds";
+pub const RENEWALS: &str = "printyard_gateway_lease_renewal_seconds";
+pub const LEASES_LOST: &str = "printyard_gateway_leases_lost_total";
 
 /// Every metric of the gateway's own (RPC timings come from the shared runtime).
-pub const ALL: [&str; 20] = [
+pub const ALL: [&str; 22] = [
     HELD,
     CONNECTED,
     RECONNECTS,
@@ -50,6 +52,8 @@ pub const ALL: [&str; 20] = [
     PINS_STORED,
     CONNECTS,
     REPORT_WAIT,
+    RENEWALS,
+    LEASES_LOST,
 ];
 
 /// Describes every metric and registers the unlabelled ones at zero.
@@ -101,6 +105,15 @@ pub fn describe() {
         PINS_STORED,
         "Certificates trusted on first use and stored by api"
     );
+    describe_histogram!(
+        RENEWALS,
+        metrics::Unit::Seconds,
+        "How long one round renewing every held lease took (near gateway.lease_secs, leases expire)"
+    );
+    describe_counter!(
+        LEASES_LOST,
+        "Connections stopped because their lease was found expired or another gateway's"
+    );
     gauge!(HELD).set(0.0);
     gauge!(CONNECTED).set(0.0);
     for name in [
@@ -116,6 +129,7 @@ pub fn describe() {
         SILENCE_PROBES,
         SILENCE_FORGIVEN,
         PINS_STORED,
+        LEASES_LOST,
     ] {
         counter!(name).absolute(0);
     }
@@ -184,4 +198,12 @@ pub fn pins_stored(count: usize) {
 pub fn connected_after(timing: printyard_bambu::mqtt::ConnectTiming) {
     histogram!(CONNECTS, "phase" => "wait").record(timing.waited.as_secs_f64());
     histogram!(CONNECTS, "phase" => "connect").record(timing.connected_in.as_secs_f64());
+}
+
+pub fn renewed_leases(took: Duration) {
+    histogram!(RENEWALS).record(took.as_secs_f64());
+}
+
+pub fn lease_lost() {
+    counter!(LEASES_LOST).increment(1);
 }
