@@ -306,6 +306,12 @@ async fn run(count: usize, stay: Duration) {
         "printyard_gateway_reconnects_total",
     )
     .await;
+    let lost_before = metric_sum(
+        &plain,
+        &gateway_metrics,
+        "printyard_gateway_leases_lost_total",
+    )
+    .await;
     let window = CpuWindow::start(&pids);
     let stay_from = Instant::now();
     let mut fewest = count;
@@ -321,8 +327,15 @@ async fn run(count: usize, stay: Duration) {
     )
     .await
         - ended_before;
+    let lost = metric_sum(
+        &plain,
+        &gateway_metrics,
+        "printyard_gateway_leases_lost_total",
+    )
+    .await
+        - lost_before;
     println!(
-        "stayed online over {} s: fewest online {fewest} of {count}; gateway sessions ended {ended:.0}",
+        "stayed online over {} s: fewest online {fewest} of {count}; gateway sessions ended {ended:.0}, leases lost {lost:.0}",
         stay.as_secs()
     );
     let mut ours = 0.0;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
@@ -38,7 +38,25 @@ struct Held {
     record: PrinterRecord,
     revision: Option<u64>,
     task: Option<(CancellationToken, JoinHandle<()>)>,
+    /// When the lease is next renewed: a third of the lease after the last renewal, the first
+    /// time at a random point within that third, so that the renewals of a farm claimed at
+    /// once spread over time instead of coming in one burst.
+    renew_at: Instant,
 }
+
+impl Held {
+    fn new(record: PrinterRecord) -> Self {
+        Self {
+            record,
+            revision: None,
+            task: None,
+            renew_at: Instant::now(),
+        }
+    }
+}
+
+/// Ticks per renewal period (a third of the lease): each tick renews the leases that are due.
+const TICKS_PER_RENEWAL: u32 = 5;
 
 /// Lease renewals in flight at once. A renewal is one small KV write, but on a gateway busy
 /// with thousands of status writes each waits its turn on the connection (150 ms and more):
@@ -69,8 +87,9 @@ impl Supervisor {
         // thousand printers neither waits a thousand goodbyes in turn nor holds up the lease
         // renewals of the printers that stay.
         let mut retiring = JoinSet::new();
-        let mut renew = tokio::time::interval(self.lease / 3);
+        let mut renew = tokio::time::interval(self.renew_every() / TICKS_PER_RENEWAL);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u32;
         let Some(mut watch) = self.watch_registry(&shutdown).await else {
             return;
         };
@@ -105,7 +124,7 @@ impl Supervisor {
                         Operation::Put => match serde_json::from_slice::<PrinterRecord>(&entry.value) {
                             Ok(record) => {
                                 let id = record.id;
-                                let held = printers.entry(id).or_insert(Held { record: record.clone(), revision: None, task: None });
+                                let held = printers.entry(id).or_insert(Held::new(record.clone()));
                                 let changed = if only_pin_learned(&held.record, &record) {
                                     // api stored the pin this connection learned: nothing to redo.
                                     held.record = record;
@@ -149,9 +168,17 @@ impl Supervisor {
                     }
                 }
                 _ = renew.tick() => {
-                    self.update_share(&printers).await;
+                    // Gateways count each other and share out once per renewal period; the
+                    // leases due are renewed, and free printers claimed, at every tick.
+                    let counting = ticks.is_multiple_of(TICKS_PER_RENEWAL);
+                    if counting {
+                        self.update_share(&printers).await;
+                    }
                     self.claim_all(&mut printers).await;
-                    self.shed(&mut printers).await;
+                    if counting {
+                        self.shed(&mut printers).await;
+                    }
+                    ticks = ticks.wrapping_add(1);
                 }
             }
         }
@@ -162,24 +189,34 @@ impl Supervisor {
         let _ = self.store.members.delete(self.member_key()).await;
     }
 
-    /// Renews held leases and claims free printers up to the fair share; starts and stops
-    /// tasks to match. The lease writes run concurrently (a few dozen at a time): thousands of
-    /// printers renew in well under a second.
+    /// How often a held lease is renewed: a third of the lease, so that two renewals can fail
+    /// before it expires.
+    fn renew_every(&self) -> Duration {
+        self.lease / 3
+    }
+
+    /// Renews the held leases that are due and claims free printers up to the fair share;
+    /// starts and stops tasks to match. The lease writes run concurrently.
     async fn claim_all(&self, printers: &mut HashMap<i64, Held>) {
         let share = self.share(printers.len());
         let (mut held, mut free): (Vec<_>, Vec<_>) =
             printers.iter_mut().partition(|(_, h)| h.revision.is_some());
-        let renewing = std::time::Instant::now();
-        futures::stream::iter(held.iter_mut())
+        let now = Instant::now();
+        let renewing = now;
+        let mut due: Vec<_> = held.iter_mut().filter(|(_, h)| h.renew_at <= now).collect();
+        let renewed = due.len();
+        futures::stream::iter(due.iter_mut())
             .for_each_concurrent(RENEW_CONCURRENCY, |(id, held)| self.claim(**id, held))
             .await;
         let took = renewing.elapsed();
-        crate::observe::renewed_leases(took);
-        if took > self.lease / 3 {
+        if renewed > 0 {
+            crate::observe::renewed_leases(took);
+        }
+        if took > self.renew_every() {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
-                printers = held.len(),
-                "renewing the leases took over a third of the lease: NATS is slow to answer, leases may expire"
+                printers = renewed,
+                "renewing leases took over a third of the lease: NATS is slow to answer, leases may expire"
             );
         }
         let mut budget =
@@ -282,6 +319,13 @@ impl Supervisor {
             },
         };
         held.revision = owned;
+        let every = self.renew_every();
+        held.renew_at = match (owned.is_some(), held.task.is_some()) {
+            (true, true) => Instant::now() + every,
+            // A first claim: renewed at a random point within the period.
+            (true, false) => Instant::now() + every.mul_f64(rand::random_range(0.2..1.0)),
+            _ => Instant::now(),
+        };
         match (owned.is_some(), held.task.is_some()) {
             (true, false) => {
                 let token = CancellationToken::new();
