@@ -112,7 +112,7 @@ pub fn describe() {
     );
     describe_counter!(
         LEASES_LOST,
-        "Connections stopped because their lease was found expired or another gateway's"
+        "Connections stopped because another gateway holds their printer's lease"
     );
     gauge!(HELD).set(0.0);
     gauge!(CONNECTED).set(0.0);

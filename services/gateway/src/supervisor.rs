@@ -55,6 +55,16 @@ impl Held {
     }
 }
 
+/// A printer's lease as recorded in `printer_owners`.
+enum Lease {
+    /// This gateway's, at this revision.
+    Ours(u64),
+    /// Another gateway's.
+    Other,
+    /// Nobody's: never claimed, released, or expired.
+    Free,
+}
+
 /// Ticks per renewal period (a third of the lease): each tick renews the leases that are due.
 const TICKS_PER_RENEWAL: u32 = 5;
 
@@ -301,8 +311,13 @@ impl Supervisor {
         let key = id.to_string();
         let value = bytes::Bytes::from(self.instance.clone());
         let attempt = match held.revision {
-            Some(revision) => self.store.owners.update(&key, value, revision).await.ok(),
-            None => self.store.owners.create(&key, value).await.ok(),
+            Some(revision) => self
+                .store
+                .owners
+                .update(&key, value.clone(), revision)
+                .await
+                .ok(),
+            None => self.store.owners.create(&key, value.clone()).await.ok(),
         };
         // A write can fail after the server applied it (a time-out under load): if the
         // lease on record is ours, keep it rather than dropping a healthy connection. When the
@@ -311,7 +326,19 @@ impl Supervisor {
         let owned = match attempt {
             Some(revision) => Some(revision),
             None => match self.lease_on_record(&key).await {
-                Ok(owned) => owned,
+                Ok(Lease::Ours(revision)) => Some(revision),
+                Ok(Lease::Other) => None,
+                // Ours expired while NATS was too slow to renew it, and no other gateway took
+                // it: taken again, the connection kept (dropping it gains nothing; it once
+                // dropped hundreds of healthy connections of a busy farm).
+                Ok(Lease::Free) if held.task.is_some() => {
+                    let retaken = self.store.owners.create(&key, value).await.ok();
+                    if retaken.is_some() {
+                        tracing::warn!(printer = id, "the lease had expired; taken again");
+                    }
+                    retaken
+                }
+                Ok(Lease::Free) => None,
                 Err(err) => {
                     tracing::warn!(printer = id, error = %err, "lease not renewed; retried on the next renewal");
                     return;
@@ -365,14 +392,19 @@ impl Supervisor {
         }
     }
 
-    /// The lease's revision if the owner on record is this gateway, `None` if it is another or
-    /// nobody; an error when the record could not be read.
-    async fn lease_on_record(&self, key: &str) -> Result<Option<u64>, kv::EntryError> {
+    /// Who holds the lease on record; an error when it could not be read.
+    async fn lease_on_record(&self, key: &str) -> Result<Lease, kv::EntryError> {
         let Some(entry) = self.store.owners.entry(key).await? else {
-            return Ok(None);
+            return Ok(Lease::Free);
         };
-        let live = matches!(entry.operation, async_nats::jetstream::kv::Operation::Put);
-        Ok((live && entry.value.as_ref() == self.instance.as_bytes()).then_some(entry.revision))
+        if !matches!(entry.operation, Operation::Put) {
+            return Ok(Lease::Free);
+        }
+        Ok(if entry.value.as_ref() == self.instance.as_bytes() {
+            Lease::Ours(entry.revision)
+        } else {
+            Lease::Other
+        })
     }
 
     /// Hands back the leases of `held` (a few dozen at a time).
