@@ -565,6 +565,72 @@ async fn an_end_handled_before_its_start_ends_only_its_own_print() {
     assert_eq!(b["status"], "success", "{b}");
 }
 
+/// The end of a print whose start was not applied yet leaves alone the printer's print known
+/// only from its file (no job name yet, another key): it once ended that one, and its own
+/// print then stayed `printing` for good.
+#[tokio::test]
+async fn an_end_before_its_start_leaves_a_print_known_only_by_its_file_alone() {
+    let setup = setup().await;
+    let js = async_nats::jetstream::new(setup.env.nats.client().await);
+    let file = setup
+        .upload(
+            sliced_3mf(&Slicing {
+                model_id: "C12",
+                ..Default::default()
+            }),
+            "a.3mf",
+        )
+        .await;
+    let printer = (1, "default");
+    let t0 = Utc::now() - Span::hours(3);
+    publish(
+        &js,
+        event(
+            EventKind::PrintFile,
+            printer,
+            "a.file",
+            t0,
+            json!({"print": "a@a.1", "source_archive": file, "plate": 1}),
+        ),
+    )
+    .await;
+    let first = eventually(Duration::from_secs(20), "the print of the file", || async {
+        let archives = setup.all_archives().await;
+        archives
+            .iter()
+            .find(|a| a["id"].as_i64() != Some(file))
+            .map(|a| a["id"].as_i64().unwrap())
+    })
+    .await;
+    let second = json!({"print": "b@b.2", "job_name": "b", "printer_name": "P"});
+    publish(
+        &js,
+        event(
+            EventKind::PrintComplete,
+            printer,
+            "b.end",
+            t0 + Span::hours(2),
+            second,
+        ),
+    )
+    .await;
+    let archives = eventually(Duration::from_secs(20), "the second print", || async {
+        let archives = setup.all_archives().await;
+        archives
+            .iter()
+            .any(|a| a["name"] == "b")
+            .then_some(archives)
+    })
+    .await;
+    let a = archives.iter().find(|a| a["id"] == first).unwrap();
+    assert_eq!(
+        a["status"], "printing",
+        "the first print is still open: {a}"
+    );
+    let b = archives.iter().find(|a| a["name"] == "b").unwrap();
+    assert_eq!(b["status"], "success", "{b}");
+}
+
 #[tokio::test]
 async fn prints_on_the_simulator_move_the_statistics_and_a_restarted_stats_catches_up() {
     let mut setup = setup().await;

@@ -494,15 +494,20 @@ async fn find_print(
             return Ok(found);
         }
     }
+    // The printer's open print of that job. One known only from its file (no job name yet)
+    // under another key is another print's: events are handled side by side, and the end of
+    // a print whose start was not applied yet once ended the print whose file came first.
     sqlx::query_scalar(
         "SELECT id FROM archive.archives \
          WHERE printer_id = $1 AND status = 'printing' AND coalesce(started_at, created_at) <= $2 \
            AND ($3::text IS NULL OR job_name IS NULL OR job_name = $3) \
+           AND ($4::text IS NULL OR job_name IS NOT NULL OR print_key IS NULL OR print_key = $4) \
          ORDER BY coalesce(started_at, created_at) DESC LIMIT 1 FOR UPDATE",
     )
     .bind(event.printer_id)
     .bind(event.at)
     .bind(job_name.filter(|j| !j.is_empty()))
+    .bind(key)
     .fetch_optional(&mut **tx)
     .await
 }
