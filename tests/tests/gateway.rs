@@ -591,17 +591,18 @@ async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a
 }
 
 async fn each_connected_once(sim: &SimFarm) {
-    eventually(
-        Duration::from_secs(15),
-        "every printer connected once",
-        || async {
-            sim.farm
-                .printers
-                .iter()
-                .all(|p| p.snapshot().mqtt_clients == 1)
-                .then_some(())
-        },
-    )
+    each_with_clients(sim, 1, "every printer connected once").await;
+}
+
+/// Waits until every simulated printer has `clients` MQTT clients.
+async fn each_with_clients(sim: &SimFarm, clients: usize, what: &str) {
+    eventually(Duration::from_secs(15), what, || async {
+        sim.farm
+            .printers
+            .iter()
+            .all(|p| p.snapshot().mqtt_clients == clients)
+            .then_some(())
+    })
     .await;
 }
 
@@ -753,18 +754,7 @@ async fn deleted_printers_are_let_go_and_leave_no_status_or_lease() {
         },
     )
     .await;
-    eventually(
-        Duration::from_secs(10),
-        "every connection closed",
-        || async {
-            sim.farm
-                .printers
-                .iter()
-                .all(|p| p.snapshot().mqtt_clients == 0)
-                .then_some(())
-        },
-    )
-    .await;
+    each_with_clients(&sim, 0, "every connection closed").await;
 }
 
 /// A lease that expired while its gateway could not renew it (NATS too slow to answer on a
