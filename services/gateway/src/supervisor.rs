@@ -44,17 +44,6 @@ struct Held {
     renew_at: Instant,
 }
 
-impl Held {
-    fn new(record: PrinterRecord) -> Self {
-        Self {
-            record,
-            revision: None,
-            task: None,
-            renew_at: Instant::now(),
-        }
-    }
-}
-
 /// A printer's lease as recorded in `printer_owners`.
 enum Lease {
     /// This gateway's, at this revision.
@@ -79,6 +68,15 @@ const RENEW_CONCURRENCY: usize = 256;
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Held {
+    fn new(record: PrinterRecord) -> Self {
+        Self {
+            record,
+            revision: None,
+            task: None,
+            renew_at: Instant::now(),
+        }
+    }
+
     /// Hands the lease back (after the connection task ended: never two connections).
     async fn release(&mut self, store: &FarmStore) {
         if let Some(revision) = self.revision.take() {
