@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use printyard_tests::bench::{CpuWindow, pids_named, wrk};
 use printyard_tests::nats_server::{TempDir, free_port};
-use printyard_tests::{TestEnv, process_usage};
+use printyard_tests::{TestEnv, post_printer, process_usage};
 use rand::Rng;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
@@ -240,18 +240,7 @@ async fn run(count: usize, stay: Duration) {
                     "name": printer["name"], "ip_address": printer["ip"],
                     "access_code": printer["access_code"], "serial_number": printer["serial"],
                 });
-                let created: Value = client
-                    .post(format!("{base}/printers"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .expect("POST /printers")
-                    .json()
-                    .await
-                    .expect("a JSON answer");
-                let id = created["id"]
-                    .as_i64()
-                    .unwrap_or_else(|| panic!("{created}"));
+                let id = post_printer(&client, &base, &body).await;
                 (
                     id,
                     printer["serial"].as_str().unwrap_or_default().to_owned(),

@@ -724,12 +724,18 @@ pub async fn add_printer(
     name: &str,
     access_code: &str,
 ) -> i64 {
+    let body = serde_json::json!({
+        "name": name, "ip_address": printer.spec.ip.to_string(),
+        "access_code": access_code, "serial_number": printer.spec.serial,
+    });
+    post_printer(client, base, &body).await
+}
+
+/// Adds the printer `body` describes (`POST /printers`) through the API at `base`; its id.
+pub async fn post_printer(client: &reqwest::Client, base: &str, body: &serde_json::Value) -> i64 {
     let created: serde_json::Value = client
         .post(format!("{base}/printers"))
-        .json(&serde_json::json!({
-            "name": name, "ip_address": printer.spec.ip.to_string(),
-            "access_code": access_code, "serial_number": printer.spec.serial,
-        }))
+        .json(body)
         .send()
         .await
         .expect("POST /printers")
