@@ -89,7 +89,10 @@ async fn main() {
         }),
     };
     bucket
-        .put(id.to_string(), serde_json::to_vec(&record).unwrap().into())
+        .put(
+            format!("default.{id}"),
+            serde_json::to_vec(&record).unwrap().into(),
+        )
         .await
         .unwrap();
     let url = api.api_url(&format!("/printers/{id}/status"));
@@ -129,7 +132,10 @@ async fn main() {
         status.printer_id = id;
         status.serial = serial;
         bucket
-            .put(id.to_string(), serde_json::to_vec(&status).unwrap().into())
+            .put(
+                format!("default.{id}"),
+                serde_json::to_vec(&status).unwrap().into(),
+            )
             .await
             .unwrap();
     }

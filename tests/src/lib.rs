@@ -8,6 +8,7 @@ pub mod bench;
 pub mod mjpeg;
 pub mod nats_server;
 pub mod receiver;
+pub mod sites;
 pub mod threemf;
 
 use std::net::SocketAddr;
@@ -39,6 +40,11 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new() -> Self {
+        Self::with_nats(NatsServer::start().await).await
+    }
+
+    /// A test's world on a NATS server of its own making (users, leaf nodes).
+    pub async fn with_nats(nats: NatsServer) -> Self {
         let admin_url = std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| {
             panic!("{DATABASE_URL_ENV} is not set: run the suite with scripts/test")
         });
@@ -51,7 +57,6 @@ impl TestEnv {
         .await
         .expect("creating the test database");
         let database_url = replace_database(&admin_url, &database_name);
-        let nats = NatsServer::start().await;
         Self {
             nats,
             objects: nats_server::TempDir::new("objects"),
@@ -62,8 +67,14 @@ impl TestEnv {
     }
 
     pub fn nats_config(&self) -> NatsConfig {
+        let (user, password) = match &self.nats.login {
+            Some((user, password)) => (Some(user.clone()), Some(Secret::new(password.clone()))),
+            None => (None, None),
+        };
         NatsConfig {
             url: self.nats.url(),
+            user,
+            password,
             startup_timeout_secs: 10,
             request_timeout_ms: 1_500,
             ..NatsConfig::default()

@@ -10,19 +10,57 @@ use tokio::process::{Child, Command};
 pub struct NatsServer {
     port: u16,
     child: Child,
-    _dir: TempDir,
+    /// The user and password clients of this server log in with, when it has users.
+    pub login: Option<(String, String)>,
+    dir: TempDir,
 }
 
 impl NatsServer {
     pub async fn start() -> Self {
+        Self::spawn(|port, dir| {
+            vec![
+                "-a".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+                "-js".into(),
+                "-sd".into(),
+                dir.display().to_string(),
+            ]
+        })
+        .await
+    }
+
+    /// A server started from a configuration file: `config(port, dir)` writes its text for
+    /// a client port and a private directory (JetStream store, logs). Its log is kept in
+    /// `dir/nats.log`.
+    pub async fn start_with_config(
+        config: impl Fn(u16, &std::path::Path) -> String,
+        login: Option<(String, String)>,
+    ) -> Self {
+        let mut server = Self::spawn(|port, dir| {
+            let path = dir.join("nats.conf");
+            std::fs::write(&path, config(port, dir)).expect("writing the NATS configuration");
+            vec![
+                "-c".into(),
+                path.display().to_string(),
+                "-l".into(),
+                dir.join("nats.log").display().to_string(),
+            ]
+        })
+        .await;
+        server.login = login;
+        server
+    }
+
+    async fn spawn(args: impl Fn(u16, &std::path::Path) -> Vec<String>) -> Self {
         let binary =
             std::env::var("PRINTYARD_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
         for _ in 0..5 {
             let port = free_port();
             let dir = TempDir::new("nats");
             let child = Command::new(&binary)
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-                .arg(&dir.0)
+                .args(args(port, &dir.0))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -31,13 +69,19 @@ impl NatsServer {
             let mut server = NatsServer {
                 port,
                 child,
-                _dir: dir,
+                login: None,
+                dir,
             };
             if server.wait_ready().await {
                 return server;
             }
         }
         panic!("nats-server did not start on any of 5 free ports");
+    }
+
+    /// The server's log, when it was started with [`NatsServer::start_with_config`].
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("nats.log")).unwrap_or_default()
     }
 
     async fn wait_ready(&mut self) -> bool {
@@ -66,7 +110,12 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some((user, password)) = &self.login {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        options
+            .connect(self.url())
             .await
             .expect("connecting to the test NATS")
     }

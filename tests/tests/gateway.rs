@@ -67,7 +67,7 @@ async fn register(setup: &Setup, access_code: Option<&str>) -> PrinterRecord {
 async fn status(setup: &Setup) -> Option<Value> {
     let js = jetstream::new(setup.env.nats.client().await);
     let bucket = js.get_key_value("printer_status").await.ok()?;
-    let bytes = bucket.get("1").await.ok()??;
+    let bytes = bucket.get("default.1").await.ok()??;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -771,12 +771,12 @@ async fn an_expired_lease_nobody_took_is_taken_again_without_reconnecting() {
     each_connected_once(&sim).await;
     let js = jetstream::new(env.nats.client().await);
     let owners = js.get_key_value("printer_owners").await.unwrap();
-    let owner = owners.get("1").await.unwrap().expect("the lease");
+    let owner = owners.get("default.1").await.unwrap().expect("the lease");
 
     // The lease as it is once expired: gone from the bucket.
-    owners.purge("1").await.unwrap();
+    owners.purge("default.1").await.unwrap();
     eventually(Duration::from_secs(10), "the lease taken again", || async {
-        (owners.get("1").await.ok().flatten() == Some(owner.clone())).then_some(())
+        (owners.get("default.1").await.ok().flatten() == Some(owner.clone())).then_some(())
     })
     .await;
     // Two more renewal periods (1 s each) on the retaken lease.

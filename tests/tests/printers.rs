@@ -291,7 +291,10 @@ async fn a_model_the_gateway_detected_is_shown_and_a_given_one_kept() {
                             "last_seen": null, "connection_error": null, "model": "X1 Carbon",
                             "tls_pin": null, "status": null});
         bucket
-            .put(id.to_string(), serde_json::to_vec(&record).unwrap().into())
+            .put(
+                format!("default.{id}"),
+                serde_json::to_vec(&record).unwrap().into(),
+            )
             .await
             .unwrap();
     }

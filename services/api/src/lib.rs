@@ -26,7 +26,8 @@ use std::time::Instant;
 use anyhow::Context as _;
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{
-    PIN_LEARNED, PINS_LEARNED, PinLearned, PinStored, PinsLearned, PinsStored,
+    PIN_LEARNED, PINS_LEARNED, PinLearned, PinStored, PinsLearned, PinsStored, SITE_PINS_LEARNED,
+    Site,
 };
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,11 @@ impl Api {
             |name| printyard_service::nats::kv_bucket(&jetstream, name, std::time::Duration::ZERO);
         let registry_kv = nats_kv(printyard_contracts::farm::PRINTER_REGISTRY_BUCKET).await?;
         let status_kv = nats_kv(printyard_contracts::farm::PRINTER_STATUS_BUCKET).await?;
+        // What gateways open but, with their site's credentials, cannot create.
+        farm_buckets(&jetstream).await?;
+        runtime
+            .tasks()
+            .spawn(status_cache::purge_legacy_keys(status_kv.clone()));
         let statuses = status_cache::StatusCache::default();
         runtime
             .tasks()
@@ -77,9 +83,10 @@ impl Api {
             keys.clone()
                 .follow_revocations(runtime.nats().clone(), shutdown.clone()),
         );
-        let transfer = printyard_service::nats::transfer_bucket(&async_nats::jetstream::new(
-            runtime.nats().clone(),
-        ))
+        let transfer = printyard_service::nats::transfer_bucket(
+            &jetstream,
+            printyard_contracts::archive::TRANSFER_BUCKET,
+        )
         .await?;
         let limiter = RateLimiter::new(config.rate_limits.clone());
         runtime.tasks().spawn(
@@ -125,7 +132,7 @@ impl Api {
                 let registry = registry.clone();
                 async move {
                     let stored = registry
-                        .keep_pins(&learned.pins)
+                        .keep_pins(&learned.pins, None)
                         .await
                         .map_err(|e| e.body())?;
                     if !stored.is_empty() {
@@ -137,11 +144,27 @@ impl Api {
             .await?;
         let registry = state.registry.clone();
         runtime
+            .serve_per_site(SITE_PINS_LEARNED, move |site: Site, learned: PinsLearned| {
+                let registry = registry.clone();
+                async move {
+                    let stored = registry
+                        .keep_pins(&learned.pins, Some(&site))
+                        .await
+                        .map_err(|e| e.body())?;
+                    if !stored.is_empty() {
+                        tracing::info!(%site, printers = stored.len(), "certificates pinned on first use");
+                    }
+                    Ok(PinsStored { stored })
+                }
+            })
+            .await?;
+        let registry = state.registry.clone();
+        runtime
             .serve(PIN_LEARNED, move |learned: PinLearned| {
                 let registry = registry.clone();
                 async move {
                     let stored = registry
-                        .keep_pins(std::slice::from_ref(&learned))
+                        .keep_pins(std::slice::from_ref(&learned), None)
                         .await
                         .map_err(|e| e.body())?;
                     Ok(PinStored {
@@ -206,4 +229,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?
         .run_until_stopped()
         .await
+}
+
+/// Creates the farm's buckets and stream that gateways use but, with credentials limited to
+/// their site, may not create: the leases (with the gateways' default lease as max age), the
+/// gateway memberships, and `FARM_EVENTS`.
+async fn farm_buckets(jetstream: &async_nats::jetstream::Context) -> anyhow::Result<()> {
+    use printyard_contracts::farm::{
+        DEFAULT_LEASE_SECS, GATEWAY_MEMBERS_BUCKET, PRINTER_OWNERS_BUCKET,
+    };
+    let lease = std::time::Duration::from_secs(DEFAULT_LEASE_SECS);
+    printyard_service::nats::kv_bucket(jetstream, PRINTER_OWNERS_BUCKET, lease).await?;
+    printyard_service::nats::kv_bucket(jetstream, GATEWAY_MEMBERS_BUCKET, lease).await?;
+    printyard_service::nats::farm_events_stream(jetstream).await?;
+    Ok(())
 }

@@ -181,7 +181,13 @@ impl Registry {
     /// none and are still at the address the certificate was seen at, in one transaction
     /// (the registry entries are put before it commits). Idempotent: a repeat stores nothing.
     /// Returns the printers whose pin was stored.
-    pub async fn keep_pins(&self, learned: &[PinLearned]) -> Result<Vec<i64>, ApiError> {
+    /// Keeps the pins learned on first use of printers that have none yet (of `site` only,
+    /// when the pins came from a site's gateway).
+    pub async fn keep_pins(
+        &self,
+        learned: &[PinLearned],
+        site: Option<&Site>,
+    ) -> Result<Vec<i64>, ApiError> {
         use futures::{StreamExt as _, TryStreamExt as _};
         let valid = |pin: &str| pin.len() == 64 && pin.bytes().all(|b| b.is_ascii_hexdigit());
         let learned: Vec<&PinLearned> = learned.iter().filter(|l| valid(&l.pin)).collect();
@@ -200,6 +206,7 @@ impl Registry {
                    ORDER BY pid) AS learned
              WHERE id = learned.pid AND host = learned.phost
                AND tls_pin IS NULL AND NOT tls_insecure
+               AND ($4::text IS NULL OR site = $4)
              RETURNING {}",
             COLUMNS
                 .split(", ")
@@ -211,6 +218,7 @@ impl Registry {
             .bind(&ids)
             .bind(&hosts)
             .bind(&pins)
+            .bind(site.map(Site::as_str))
             .fetch_all(&mut *tx)
             .await?;
         let mut puts = Vec::with_capacity(rows.len());

@@ -3,7 +3,8 @@
 //! ids in `printer_registry` (which printers exist).
 
 use async_nats::jetstream::kv::{self, Operation};
-use printyard_contracts::farm::{PrinterRecord, StatusRecord};
+use futures::StreamExt as _;
+use printyard_contracts::farm::{PrinterRecord, StatusRecord, is_legacy_key, printer_of_key};
 use printyard_service::kv_watch::follow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,7 +58,7 @@ impl StatusCache {
     /// Follows the bucket until `stop`.
     pub async fn follow(self, bucket: kv::Store, stop: CancellationToken) {
         follow(bucket, stop, move |entry| {
-            let Ok(id) = entry.key.parse::<i64>() else {
+            let Some(id) = printer_of_key(&entry.key) else {
                 return;
             };
             match entry.operation {
@@ -150,5 +151,33 @@ impl KnownPrinters {
             self.version.fetch_add(1, Ordering::AcqRel);
         })
         .await
+    }
+}
+
+/// Purges the statuses stored under the key layout before sites (`<id>`; now `<site>.<id>`):
+/// nothing writes them any more, and a reader would take them for the printer's current
+/// status. Idempotent; run by every `api` at start.
+pub async fn purge_legacy_keys(bucket: kv::Store) {
+    let keys = match bucket.keys().await {
+        Ok(keys) => keys,
+        Err(err) => {
+            tracing::warn!(error = %err, "legacy status keys not listed");
+            return;
+        }
+    };
+    let legacy: Vec<String> = keys
+        .filter_map(|key| async move { key.ok().filter(|k| is_legacy_key(k)) })
+        .collect()
+        .await;
+    for key in &legacy {
+        if let Err(err) = bucket.purge(key).await {
+            tracing::warn!(key, error = %err, "legacy status key not purged");
+        }
+    }
+    if !legacy.is_empty() {
+        tracing::info!(
+            keys = legacy.len(),
+            "statuses of the layout before sites purged"
+        );
     }
 }

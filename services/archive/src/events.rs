@@ -84,8 +84,10 @@ struct PrintData {
     gcode_file: Option<String>,
     progress: Option<f64>,
     print_error: Option<String>,
-    /// `print_file`: the transfer-bucket object, and the file's name on the printer.
+    /// `print_file`: the transfer-bucket object (in the site's `bucket`; `archive_transfer`
+    /// when none is named), and the file's name on the printer.
     object: Option<String>,
+    bucket: Option<String>,
     filename: Option<String>,
     /// `print_file`: why the file could not be fetched.
     error: Option<String>,
@@ -133,7 +135,7 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     match already_applied(pool, &event.id).await {
         Ok(true) => {
             if let Some(object) = &data.object {
-                intake.discard(object).await;
+                intake.discard(data.bucket.as_deref(), object).await;
             }
             // A crash between the commit and `archive_created` leaves it unsent: send it again
             // (its id makes a repeat within the stream's window harmless).
@@ -156,7 +158,10 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     // The file is stored before the transaction (it can take long); it is content-addressed,
     // so doing it twice after a crash stores nothing twice.
     let file = match (&data.object, kind) {
-        (Some(object), EventKind::PrintFile) => match intake.take(object, data.plate).await {
+        (Some(object), EventKind::PrintFile) => match intake
+            .take(data.bucket.as_deref(), object, data.plate)
+            .await
+        {
             Ok(stored) => Some(Ok(stored)),
             Err(err) if err.is_transient() => return Handled::Retry(err.to_string()),
             Err(err) => Some(Err(err)),
@@ -167,7 +172,7 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     match result {
         Ok(created) => {
             if let Some(object) = &data.object {
-                intake.discard(object).await;
+                intake.discard(data.bucket.as_deref(), object).await;
             }
             if let Some(created) = created {
                 announce(context, event, &data, created).await;

@@ -1,12 +1,19 @@
 //! Files coming into the archive: taken from the NATS transfer bucket, spooled to a local
 //! temporary file while their SHA-256 is computed (memory stays flat whatever the size),
 //! checked as hostile input, then stored once per content hash with their plate thumbnail.
+//!
+//! Uploads come through `archive_transfer`; a site's gateways hand over captured files through
+//! the site's own bucket (`archive_transfer_<site>`, named in the event), opened on first use.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use async_nats::jetstream::object_store::ObjectStore as TransferBucket;
 use bytes::Bytes;
 use printyard_bambu::threemf::{self, Limits, ThreeMf, ThreeMfError};
+use printyard_contracts::archive::{TRANSFER_BUCKET, site_transfer_bucket};
+use printyard_contracts::farm::Site;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,7 +21,11 @@ use crate::storage::{Storage, describe};
 
 #[derive(Clone)]
 pub struct Intake {
+    /// `archive_transfer`: uploads through `api`.
     pub bucket: TransferBucket,
+    /// The sites' buckets, opened on first use.
+    pub jetstream: async_nats::jetstream::Context,
+    pub site_buckets: Arc<Mutex<HashMap<String, TransferBucket>>>,
     pub storage: Storage,
     pub work_dir: PathBuf,
     pub max_bytes: u64,
@@ -59,10 +70,12 @@ impl Intake {
     /// the caller removes it once the archive row is written.
     pub async fn take(
         &self,
+        bucket: Option<&str>,
         object: &str,
         wanted_plate: Option<u32>,
     ) -> Result<Stored, IntakeError> {
-        let mut reader = self.bucket.get(object).await.map_err(|e| {
+        let bucket = self.bucket_named(bucket).await?;
+        let mut reader = bucket.get(object).await.map_err(|e| {
             use async_nats::jetstream::object_store::GetErrorKind;
             match e.kind() {
                 GetErrorKind::NotFound => IntakeError::Missing(object.to_owned()),
@@ -146,9 +159,44 @@ impl Intake {
     }
 
     /// Removes a transferred object (it is stored, or it was refused for good).
-    pub async fn discard(&self, object: &str) {
-        if let Err(err) = self.bucket.delete(object).await {
+    pub async fn discard(&self, bucket: Option<&str>, object: &str) {
+        let deleted = match self.bucket_named(bucket).await {
+            Ok(bucket) => bucket.delete(object).await.map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = deleted {
             tracing::debug!(object, error = %err, "transfer object not deleted (it expires)");
         }
+    }
+
+    /// The transfer bucket an event names: `archive_transfer` when it names none (uploads,
+    /// and gateways of the version before sites had buckets), else a site's. Any other name
+    /// is refused: an event does not get to choose what the archive reads.
+    async fn bucket_named(&self, name: Option<&str>) -> Result<TransferBucket, IntakeError> {
+        let Some(name) = name.filter(|n| *n != TRANSFER_BUCKET) else {
+            return Ok(self.bucket.clone());
+        };
+        let site = name
+            .strip_prefix(TRANSFER_BUCKET)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .and_then(|site| Site::parse(site).ok())
+            .ok_or_else(|| IntakeError::Missing(format!("{name} is not a transfer bucket")))?;
+        if let Some(bucket) = self
+            .site_buckets
+            .lock()
+            .ok()
+            .and_then(|b| b.get(name).cloned())
+        {
+            return Ok(bucket);
+        }
+        let bucket = self
+            .jetstream
+            .get_object_store(site_transfer_bucket(&site))
+            .await
+            .map_err(|e| IntakeError::Unavailable(format!("opening {name}: {e}")))?;
+        if let Ok(mut buckets) = self.site_buckets.lock() {
+            buckets.insert(name.to_owned(), bucket.clone());
+        }
+        Ok(bucket)
     }
 }

@@ -72,7 +72,11 @@ impl Archive {
             .ok_or_else(|| anyhow::anyhow!("archive needs a database"))?;
         let storage = Storage::open(&config.archive)?;
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
-        let bucket = printyard_service::nats::transfer_bucket(&jetstream).await?;
+        let bucket = printyard_service::nats::transfer_bucket(
+            &jetstream,
+            printyard_contracts::archive::TRANSFER_BUCKET,
+        )
+        .await?;
         let work_dir = config
             .archive
             .work_dir
@@ -81,6 +85,8 @@ impl Archive {
         std::fs::create_dir_all(&work_dir)?;
         let intake = Intake {
             bucket,
+            jetstream: jetstream.clone(),
+            site_buckets: Default::default(),
             storage: storage.clone(),
             work_dir,
             max_bytes: config.archive.max_file_bytes,

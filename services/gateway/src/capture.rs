@@ -68,6 +68,7 @@ pub async fn run(
             "print": job.print_key,
             "printer_name": job.record.name,
             "object": object,
+            "bucket": store.transfer_bucket,
             "filename": filename,
             "size": size,
             "resumed": job.resumed,

@@ -30,7 +30,7 @@ use printyard_bambu::tls::{
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
     CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
-    PrinterRecord, StatusRecord, command_subject, event_id,
+    PrinterRecord, StatusRecord, command_subject, event_id, registry_key,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
 use printyard_contracts::queue::{job_of, print_subject};
@@ -833,7 +833,10 @@ impl Connection {
         match self
             .store
             .status
-            .put(self.record.id.to_string(), value.into())
+            .put(
+                registry_key(&self.record.site, self.record.id),
+                value.into(),
+            )
             .await
         {
             Ok(_) => {

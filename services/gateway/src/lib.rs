@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use printyard_bambu::tls::{BAMBU_CA_BUNDLE, trust_anchors};
 use printyard_contracts::ServiceName;
-use printyard_contracts::farm::Site;
+use printyard_contracts::farm::{Site, site_inbox_prefix};
 use printyard_service::config::{AdminConfig, HasTelemetry, NatsConfig, TelemetryConfig};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use serde::{Deserialize, Serialize};
@@ -91,7 +91,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             site: "default".into(),
-            lease_secs: 15,
+            lease_secs: printyard_contracts::farm::DEFAULT_LEASE_SECS,
             extra_ca_files: Vec::new(),
             silence_secs: 60,
             silence_probe_secs: 10,
@@ -146,7 +146,15 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn start(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let site =
+            Site::parse(&config.gateway.site).map_err(|e| anyhow::anyhow!("gateway.site: {e}"))?;
+        // Replies come back on the site's own inboxes: the only ones a site's credentials
+        // may receive on.
+        config
+            .nats
+            .inbox_prefix
+            .get_or_insert_with(|| site_inbox_prefix(&site));
         let runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Gateway,
@@ -160,7 +168,6 @@ impl Gateway {
         .await?;
         observe::describe();
         let settings = &config.gateway;
-        let site = Site::parse(&settings.site).map_err(|e| anyhow::anyhow!("gateway.site: {e}"))?;
         let mut pems = vec![BAMBU_CA_BUNDLE.to_owned()];
         for path in &settings.extra_ca_files {
             pems.push(
@@ -170,10 +177,19 @@ impl Gateway {
         }
         let pem_refs: Vec<&str> = pems.iter().map(String::as_str).collect();
         let lease = Duration::from_secs(settings.lease_secs.max(3));
-        let store = Arc::new(store::FarmStore::open(runtime.nats().clone(), lease).await?);
+        let store = Arc::new(
+            store::FarmStore::open_when_ready(
+                runtime.nats().clone(),
+                config.nats.jetstream_domain.as_deref(),
+                &site,
+                lease,
+                Duration::from_secs(config.nats.startup_timeout_secs),
+            )
+            .await?,
+        );
         let supervisor = supervisor::Supervisor {
             store,
-            site,
+            site: site.clone(),
             instance: format!("gateway-{:016x}", rand::random::<u64>()),
             lease,
             members: std::sync::atomic::AtomicUsize::new(1),
@@ -183,7 +199,7 @@ impl Gateway {
                 silence_probe: Duration::from_secs(settings.silence_probe_secs.max(1)),
                 status_interval: Duration::from_millis(settings.status_interval_ms.max(50)),
                 command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
-                pins: pins::PinKeeper::start(runtime.rpc().clone()),
+                pins: pins::PinKeeper::start(runtime.rpc().clone(), site.clone()),
                 rpc: runtime.rpc().clone(),
                 capture: capture::CaptureLimits {
                     window: Duration::from_secs(settings.capture_window_secs.max(1)),

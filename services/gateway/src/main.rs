@@ -1,10 +1,38 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use printyard_contracts::ServiceName;
-use printyard_service::boot::{PlainCli, boot};
+use printyard_contracts::farm::Site;
+use printyard_service::boot::{CommonArgs, boot};
+
+/// The printer gateway: bridges printers' MQTT, FTPS and camera onto NATS.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve,
+    /// Print the NATS permissions of a site's gateway credentials, as the JSON `permissions`
+    /// block of a `nats-server` user (the README's Sites), and exit.
+    SitePermissions {
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// The central cluster's JetStream domain, when the site's gateway connects through a
+        /// leaf node (`central` in the README's setup).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+}
 
 /// mimalloc gives freed memory back to the system: a gateway's memory follows the printers it
 /// holds, down as well as up.
@@ -12,7 +40,13 @@ use printyard_service::boot::{PlainCli, boot};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let cli = PlainCli::parse();
+    let cli = Cli::parse();
+    if let Some(Command::SitePermissions { site, domain }) = &cli.command {
+        let site = Site::parse(site).map_err(|e| anyhow::anyhow!("--site: {e}"))?;
+        let permissions = printyard_contracts::sites::gateway_permissions(&site, domain.as_deref());
+        println!("{}", serde_json::to_string_pretty(&permissions)?);
+        return Ok(());
+    }
     // A connection per printer: thousands of sockets, beyond the usual soft limit of 1,024.
     if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("the open-file limit could not be raised: {err}");

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use printyard_contracts::farm::{PINS_LEARNED, PinLearned, PinsLearned};
+use printyard_contracts::farm::{PinLearned, PinsLearned, SITE_PINS_LEARNED, Site};
 use printyard_service::backoff::Backoff;
 use printyard_service::rpc::RpcClient;
 use tokio::sync::mpsc;
@@ -24,10 +24,11 @@ pub struct PinKeeper {
 }
 
 impl PinKeeper {
-    /// Starts the sending task (it ends when every keeper is dropped).
-    pub fn start(rpc: RpcClient) -> Self {
+    /// Starts the sending task (it ends when every keeper is dropped). Pins go to `api` on
+    /// `site`'s subject: it keeps those of that site's printers only.
+    pub fn start(rpc: RpcClient, site: Site) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(rx, rpc));
+        tokio::spawn(run(rx, rpc, site));
         Self { tx }
     }
 
@@ -36,13 +37,13 @@ impl PinKeeper {
     }
 }
 
-async fn run(mut rx: mpsc::UnboundedReceiver<PinLearned>, rpc: RpcClient) {
+async fn run(mut rx: mpsc::UnboundedReceiver<PinLearned>, rpc: RpcClient, site: Site) {
     while let Some(first) = rx.recv().await {
         let batch = gather(first, &mut rx).await;
         let count = batch.pins.len();
         let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
         for attempt in 1..=ATTEMPTS {
-            match rpc.call(PINS_LEARNED, &batch).await {
+            match rpc.call_site(SITE_PINS_LEARNED, &site, &batch).await {
                 Ok(stored) => {
                     crate::observe::pins_stored(stored.stored.len());
                     tracing::debug!(sent = count, stored = stored.stored.len(), "pins kept");

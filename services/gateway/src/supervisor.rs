@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation};
 use futures::StreamExt;
-use printyard_contracts::farm::{PrinterRecord, Site};
+use printyard_contracts::farm::{PrinterRecord, Site, printer_of_key, registry_key};
 use printyard_service::backoff::Backoff;
+use printyard_service::kv_watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -82,7 +83,10 @@ impl Held {
         if let Some(revision) = self.revision.take() {
             let _ = store
                 .owners
-                .delete_expect_revision(self.record.id.to_string(), Some(revision))
+                .delete_expect_revision(
+                    registry_key(&self.record.site, self.record.id),
+                    Some(revision),
+                )
                 .await;
         }
     }
@@ -168,8 +172,7 @@ impl Supervisor {
                             Err(err) => tracing::warn!(key = %entry.key, error = %err, "unreadable registry entry"),
                         },
                         Operation::Delete | Operation::Purge => {
-                            let id = entry.key.rsplit('.').next().and_then(|i| i.parse::<i64>().ok());
-                            if let Some(held) = id.and_then(|id| printers.remove(&id)) {
+                            if let Some(held) = printer_of_key(&entry.key).and_then(|id| printers.remove(&id)) {
                                 retiring.spawn(retire(held, self.store.clone()));
                             }
                         }
@@ -259,19 +262,18 @@ impl Supervisor {
         {
             tracing::warn!(error = %err, "gateway membership not renewed");
         }
-        let prefix = format!("{}.", self.site);
-        let mut members = 0usize;
-        match self.store.members.keys().await {
-            Ok(mut keys) => {
-                while let Some(key) = keys.next().await {
-                    if key.is_ok_and(|k| k.starts_with(&prefix)) {
-                        members += 1;
-                    }
-                }
-            }
+        let listed = kv_watch::list_keys(
+            &self.store.client,
+            &self.store.members,
+            &format!("{}.*", self.site),
+            &self.consumer_name(),
+            Duration::from_secs(5),
+        )
+        .await;
+        match listed {
+            Ok(members) => self.members.store(members.len().max(1), Ordering::Relaxed),
             Err(err) => tracing::warn!(error = %err, "gateway members not counted"),
         }
-        self.members.store(members.max(1), Ordering::Relaxed);
     }
 
     /// Hands back printers held beyond the fair share (highest ids first), for a gateway
@@ -304,9 +306,15 @@ impl Supervisor {
         format!("{}.{}", self.site, self.instance)
     }
 
+    /// The name of this gateway's bucket watches (the server adds nothing: a site's
+    /// credentials may create watches of its own keys under any name).
+    fn consumer_name(&self) -> String {
+        format!("{}_{}", self.site, self.instance)
+    }
+
     /// Claims or renews one printer's lease; starts or stops its task to match.
     async fn claim(&self, id: i64, held: &mut Held) {
-        let key = id.to_string();
+        let key = registry_key(&self.site, id);
         let value = bytes::Bytes::from(self.instance.clone());
         let attempt = match held.revision {
             Some(revision) => self
@@ -373,11 +381,18 @@ impl Supervisor {
     }
 
     /// A watch of this site's registry keys, history first; retried until `shutdown`.
-    async fn watch_registry(&self, shutdown: &CancellationToken) -> Option<kv::Watch> {
+    async fn watch_registry(&self, shutdown: &CancellationToken) -> Option<kv_watch::KeyWatch> {
         let filter = format!("{}.*", self.site);
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
-            match self.store.registry.watch_with_history(&filter).await {
+            let watch = kv_watch::watch_keys(
+                &self.store.client,
+                &self.store.registry,
+                &filter,
+                &self.consumer_name(),
+            )
+            .await;
+            match watch {
                 Ok(watch) => return Some(watch),
                 Err(err) => {
                     tracing::warn!(error = %err, "registry watch failed; retrying");
@@ -451,7 +466,7 @@ async fn retire(mut held: Held, store: Arc<FarmStore>) {
     let ours = held.task.is_some() || held.revision.is_some();
     stop(&mut held).await;
     if ours {
-        let key = held.record.id.to_string();
+        let key = registry_key(&held.record.site, held.record.id);
         if let Err(err) = store.status.purge(&key).await {
             tracing::warn!(printer = held.record.id, error = %err, "status of a deleted printer not purged");
         }

@@ -158,7 +158,7 @@ impl FarmView {
 
     pub async fn follow_status(self, bucket: kv::Store, stop: CancellationToken) {
         follow(bucket, stop, move |entry| {
-            let Ok(id) = entry.key.parse::<i64>() else {
+            let Some(id) = printyard_contracts::farm::printer_of_key(&entry.key) else {
                 return;
             };
             let Ok(mut inner) = self.inner.write() else {

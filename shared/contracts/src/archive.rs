@@ -12,9 +12,17 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::ServiceName;
 use crate::rpc::Endpoint;
 
-/// NATS object store bucket through which files reach `archive`: uploads from `api`, 3MF files
-/// captured from printers by the gateway. `archive` deletes an object once it has stored it.
+/// NATS object store bucket through which files reach `archive`: uploads from `api` (and 3MF
+/// files captured by gateways of the version before sites had buckets of their own).
+/// `archive` deletes an object once it has stored it.
 pub const TRANSFER_BUCKET: &str = "archive_transfer";
+
+/// The object store bucket through which a site's gateways hand 3MF files captured from its
+/// printers to `archive` (`archive_transfer_<site>`): a site's credentials reach its own
+/// bucket only. The `print_file` event names it (`data.bucket`).
+pub fn site_transfer_bucket(site: &crate::farm::Site) -> String {
+    format!("{TRANSFER_BUCKET}_{site}")
+}
 
 /// The largest byte range [`FILE_CHUNK`] answers (under NATS's default 1 MiB payload limit).
 pub const MAX_CHUNK_BYTES: u64 = 512 * 1024;

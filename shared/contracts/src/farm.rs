@@ -13,12 +13,16 @@ use crate::subjects::ROOT;
 
 /// KV bucket: printer id → [`PrinterRecord`], written by `api`, watched by gateways.
 pub const PRINTER_REGISTRY_BUCKET: &str = "printer_registry";
-/// KV bucket: printer id → owning gateway instance; entries expire unless renewed (the lease).
+/// KV bucket: `<site>.<id>` → owning gateway instance; entries expire unless renewed (the
+/// lease).
 pub const PRINTER_OWNERS_BUCKET: &str = "printer_owners";
-/// KV bucket: printer id → latest status, written by the owning gateway.
+/// KV bucket: `<site>.<id>` → latest status, written by the owning gateway.
 pub const PRINTER_STATUS_BUCKET: &str = "printer_status";
 /// KV bucket: `<site>.<gateway instance>` → printers it holds; entries expire unless renewed.
 pub const GATEWAY_MEMBERS_BUCKET: &str = "gateway_members";
+/// How long a gateway's claim on a printer lasts without renewal, unless configured (the
+/// owners bucket's max age; `api` creates the bucket with it for gateways that may not).
+pub const DEFAULT_LEASE_SECS: u64 = 15;
 /// JetStream stream of [`FarmEvent`]s.
 pub const FARM_EVENTS_STREAM: &str = "FARM_EVENTS";
 
@@ -87,9 +91,28 @@ pub fn all_events() -> String {
     format!("{ROOT}.events.>")
 }
 
-/// The registry key of a printer: `<site>.<id>`, so a gateway watches `<site>.*`.
+/// A printer's key in every farm bucket (registry, owners, status): `<site>.<id>`, so a
+/// gateway watches `<site>.*` and a site's NATS credentials can be limited to its own keys.
 pub fn registry_key(site: &Site, printer_id: i64) -> String {
     format!("{site}.{printer_id}")
+}
+
+/// The printer id of a farm bucket key: `<site>.<id>`, or `<id>` as owners and status keys
+/// were before they carried the site.
+pub fn printer_of_key(key: &str) -> Option<i64> {
+    key.rsplit('.').next()?.parse().ok()
+}
+
+/// Whether `key` is an owners or status key of the layout before sites (`<id>` alone):
+/// `api` purges those once at start (see the README's Sites).
+pub fn is_legacy_key(key: &str) -> bool {
+    !key.contains('.') && key.parse::<i64>().is_ok()
+}
+
+/// The prefix of the inboxes of a site's gateways (replies to their requests), so a site's
+/// credentials can receive replies on their own inboxes and no other connection's.
+pub fn site_inbox_prefix(site: &Site) -> String {
+    format!("_INBOX_{site}")
 }
 
 /// What a gateway needs to connect to a printer. Holds the access code: never log it.
@@ -276,9 +299,16 @@ pub struct PinsStored {
     pub stored: Vec<i64>,
 }
 
-/// `api`: keep pins learned on first use, many at once.
+/// `api`: keep pins learned on first use, many at once (gateways of the version before sites
+/// had credentials of their own; see [`SITE_PINS_LEARNED`]).
 pub const PINS_LEARNED: crate::rpc::Endpoint<PinsLearned, PinsStored> =
     crate::rpc::Endpoint::new(crate::ServiceName::Api, "printer-pins");
+
+/// `api`: keep pins learned on first use by a gateway of one site, sent to
+/// `printyard.api.site-pins.<site>`: `api` keeps only pins of that site's printers, so a
+/// site's credentials (which reach that subject alone) cannot pin another site's printer.
+pub const SITE_PINS_LEARNED: crate::rpc::Endpoint<PinsLearned, PinsStored> =
+    crate::rpc::Endpoint::new(crate::ServiceName::Api, "site-pins");
 
 /// The subject a printer's commands are sent to: `printyard.printers.<site>.<id>.command`.
 /// Only the gateway holding the printer's lease subscribes, so a printer no gateway holds

@@ -11,6 +11,7 @@ pub mod printer;
 pub mod queue;
 pub mod rpc;
 pub mod services;
+pub mod sites;
 pub mod stats;
 pub mod subjects;
 pub mod system;

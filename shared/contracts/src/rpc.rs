@@ -43,6 +43,12 @@ impl<Req, Resp> Endpoint<Req, Resp> {
     pub fn subject(&self) -> String {
         format!("{}.{}", self.group(), self.name)
     }
+
+    /// The subject of the endpoint for one site (`<group>.<name>.<site>`), for endpoints
+    /// that answer per site so that a site's credentials can be limited to its own.
+    pub fn site_subject(&self, site: &crate::farm::Site) -> String {
+        format!("{}.{}.{site}", self.group(), self.name)
+    }
 }
 
 impl<Req, Resp> Clone for Endpoint<Req, Resp> {

@@ -84,6 +84,16 @@ pub struct NatsConfig {
     pub url: String,
     /// Credentials file (`.creds`) for a secured cluster or leaf node.
     pub credentials_file: Option<String>,
+    /// User and password, for a server whose users are listed in its configuration (a
+    /// site's gateway user at its leaf node: the README's Sites).
+    pub user: Option<String>,
+    pub password: Option<Secret<String>>,
+    /// The JetStream domain of the central cluster, for a connection through a leaf node
+    /// (a site's gateway: the README's Sites); unset when connected to the cluster itself.
+    pub jetstream_domain: Option<String>,
+    /// The prefix of this connection's reply inboxes (`_INBOX` when unset). A site's gateway
+    /// uses `_INBOX_<site>`, the inboxes its credentials may receive on.
+    pub inbox_prefix: Option<String>,
     /// Deadline of one connection attempt.
     pub connect_timeout_ms: u64,
     /// How long start-up keeps retrying before giving up.
@@ -97,6 +107,10 @@ impl Default for NatsConfig {
         Self {
             url: "nats://127.0.0.1:4222".into(),
             credentials_file: None,
+            user: None,
+            password: None,
+            inbox_prefix: None,
+            jetstream_domain: None,
             connect_timeout_ms: 2_000,
             startup_timeout_secs: 60,
             request_timeout_ms: 1_500,

@@ -44,6 +44,12 @@ pub async fn connect(config: &NatsConfig, service: ServiceName) -> Result<Client
                     other => tracing::info!(event = %other, "NATS event"),
                 }
             });
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.expose().clone());
+        }
+        if let Some(prefix) = &config.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix);
+        }
         if let Some(path) = &config.credentials_file {
             options = options
                 .credentials_file(path)
@@ -65,6 +71,14 @@ pub async fn connect(config: &NatsConfig, service: ServiceName) -> Result<Client
                 tokio::time::sleep(delay).await;
             }
         }
+    }
+}
+
+/// The JetStream of the central cluster: in `domain` when connected through a leaf node.
+pub fn central_jetstream(client: Client, domain: Option<&str>) -> async_nats::jetstream::Context {
+    match domain {
+        Some(domain) => async_nats::jetstream::with_domain(client, domain),
+        None => async_nats::jetstream::new(client),
     }
 }
 
@@ -242,22 +256,23 @@ pub async fn farm_events_stream(
         .map_err(|e| anyhow::anyhow!("creating stream {FARM_EVENTS_STREAM}: {e}"))
 }
 
-/// Opens the object store bucket files reach `archive` through, creating it when missing.
-/// Objects nobody collected (a crash between upload and import) expire after a day.
+/// Opens an object store bucket files reach `archive` through (`archive_transfer`, or a
+/// site's `archive_transfer_<site>`), creating it when missing. Objects nobody collected (a
+/// crash between upload and import) expire after a day.
 pub async fn transfer_bucket(
     jetstream: &async_nats::jetstream::Context,
+    name: &str,
 ) -> anyhow::Result<async_nats::jetstream::object_store::ObjectStore> {
-    use printyard_contracts::archive::TRANSFER_BUCKET;
-    if let Ok(store) = jetstream.get_object_store(TRANSFER_BUCKET).await {
+    if let Ok(store) = jetstream.get_object_store(name).await {
         return Ok(store);
     }
     jetstream
         .create_object_store(async_nats::jetstream::object_store::Config {
-            bucket: TRANSFER_BUCKET.to_owned(),
+            bucket: name.to_owned(),
             description: Some("files on their way into the archive".to_owned()),
             max_age: Duration::from_secs(24 * 3600),
             ..Default::default()
         })
         .await
-        .map_err(|e| anyhow::anyhow!("creating object store {TRANSFER_BUCKET}: {e}"))
+        .map_err(|e| anyhow::anyhow!("creating object store {name}: {e}"))
 }

@@ -95,6 +95,26 @@ impl RpcClient {
         })
     }
 
+    /// Calls `endpoint` for one site (see `Runtime::serve_per_site`).
+    pub async fn call_site<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        site: &printyard_contracts::farm::Site,
+        request: &Req,
+    ) -> Result<Resp, RpcError> {
+        let service = endpoint.service.as_str();
+        let subject = endpoint.site_subject(site);
+        let span = tracing::info_span!("rpc.call", otel.kind = "client", rpc.subject = %subject);
+        let payload = self
+            .call_inner(endpoint.raw(), subject, request, self.timeout)
+            .instrument(span)
+            .await?;
+        serde_json::from_slice(&payload).map_err(|e| RpcError::BadReply {
+            service,
+            reason: e.to_string(),
+        })
+    }
+
     /// Calls an endpoint that answers raw bytes (see `Runtime::serve_bytes`).
     pub async fn call_bytes<Req: Serialize>(
         &self,

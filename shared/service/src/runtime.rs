@@ -14,6 +14,7 @@ use async_nats::Client;
 use async_nats::service::{Service, ServiceExt};
 use bytes::Bytes;
 use futures::StreamExt;
+use printyard_contracts::farm::Site;
 use printyard_contracts::{Endpoint, ErrorBody, ErrorCode, ServiceName};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -217,10 +218,66 @@ impl Runtime {
         F: Fn(Req) -> Fut + Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<Bytes, ErrorBody>> + Send + 'static,
     {
+        self.serve_at(endpoint, endpoint.name.to_owned(), move |_, req| {
+            handler(req)
+        })
+        .await
+    }
+
+    /// Serves `endpoint` per site, on `<group>.<name>.<site>` (see
+    /// [`Endpoint::site_subject`]): `handler` gets the site the request was sent for, which a
+    /// site's credentials cannot choose (they may publish on their own site's subject only).
+    pub async fn serve_per_site<Req, Resp, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(Site, Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, ErrorBody>> + Send + 'static,
+    {
+        let name = endpoint.name;
+        self.serve_at(endpoint.raw(), format!("{name}.*"), move |subject, req| {
+            let site = subject.rsplit('.').next().and_then(|s| Site::parse(s).ok());
+            let answer = site.map(|site| handler(site, req));
+            async move {
+                let Some(answer) = answer else {
+                    return Err(ErrorBody::new(
+                        ErrorCode::ValidationError,
+                        format!("{name}: not a site's subject"),
+                    ));
+                };
+                let resp = answer.await?;
+                serde_json::to_vec(&resp).map(Bytes::from).map_err(|e| {
+                    tracing::error!(error = %e, "reply not encodable");
+                    ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+                })
+            }
+        })
+        .await
+    }
+
+    /// Serves `endpoint` on `<group>.<subject>`, handing `handler` the subject each request
+    /// came on.
+    async fn serve_at<Req, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, ()>,
+        subject: String,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        F: Fn(&str, Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, ErrorBody>> + Send + 'static,
+    {
         let mut subscription = self
             .micro
             .group(endpoint.group())
-            .endpoint(endpoint.name)
+            .endpoint_builder()
+            .name(endpoint.name)
+            .add(subject)
             .await
             .map_err(|e| anyhow::anyhow!("serving {endpoint:?}: {e}"))?;
         // Callers on other connections reach the endpoint only once the server has read the
@@ -249,7 +306,7 @@ impl Runtime {
                     async move {
                         let started = Instant::now();
                         let answer = match serde_json::from_slice::<Req>(&request.message.payload) {
-                            Ok(req) => handler(req).await,
+                            Ok(req) => handler(request.message.subject.as_str(), req).await,
                             Err(err) => Err(ErrorBody::new(
                                 ErrorCode::ValidationError,
                                 format!("request does not match {name}: {err}"),

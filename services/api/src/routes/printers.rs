@@ -14,7 +14,7 @@ use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::registry::{NewPrinter, PrinterChange, PrinterRow};
 use crate::state::AppState;
 
@@ -261,13 +261,27 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
     }
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListPrinters {
+    /// Only this site's printers.
+    #[param(pattern = "^[a-z0-9_-]{1,32}$")]
+    pub site: Option<String>,
+}
+
 #[utoipa::path(get, path = "/printers", operation_id = "listPrinters", tag = "printers",
-    responses((status = 200, body = Vec<Printer>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
+    params(ListPrinters),
+    responses((status = 200, body = Vec<Printer>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Printer>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListPrinters>,
+) -> Result<Json<Vec<Printer>>, ApiError> {
+    let site = query.site.as_deref().map(check_site).transpose()?;
     let rows = state.registry.list().await?;
     Ok(Json(state.statuses.with(|statuses| {
         rows.iter()
+            .filter(|r| site.as_ref().is_none_or(|site| r.site == *site))
             .map(|r| view(r, statuses.get(&r.id), false))
             .collect()
     })))
