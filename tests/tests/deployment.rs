@@ -122,9 +122,11 @@ fn compose_runs_nats_postgres_minio_and_the_six_services_with_env_they_read() {
         assert!(services.contains_key(infra), "compose has {infra}");
     }
     let nats_command = format!("{:?}", doc["services"]["nats"]["command"]);
+    assert!(nats_command.contains("/config/central.conf"), "{nats_command}");
+    let nats_config = format!("{:?}", doc["services"]["nats-config"]["command"]);
     assert!(
-        nats_command.contains("-js"),
-        "NATS runs with JetStream: {nats_command}"
+        nats_config.contains("jetstream { store_dir: /data, domain: central }"),
+        "NATS runs with JetStream: {nats_config}"
     );
     for service in SERVICES {
         let spec = &doc["services"][service];
@@ -204,7 +206,7 @@ fn every_k8s_manifest_parses_and_names_itself() {
     let docs = manifests();
     assert!(docs.len() > 20, "found {} documents", docs.len());
     for (file, doc) in &docs {
-        if file == "nats-values.yaml" || file == "kustomization.yaml" {
+        if file.starts_with("nats-") || file == "kustomization.yaml" {
             continue;
         }
         assert!(doc.get("apiVersion").is_some(), "{file}: apiVersion");
@@ -228,8 +230,13 @@ fn each_service_has_a_probed_deployment_a_service_and_a_disruption_budget() {
     let config_maps = by_kind("ConfigMap");
     let secrets = by_kind("Secret");
 
-    for service in SERVICES {
-        let name = format!("printyard-{service}");
+    // Every service, and site east's gateway (one Deployment per site).
+    let deployed = SERVICES
+        .iter()
+        .map(|s| (format!("printyard-{s}"), *s))
+        .chain([("printyard-gateway-east".to_owned(), "gateway")]);
+    for (name, service) in deployed {
+        let command = format!("printyard-{service}");
         let deployment = deployments
             .get(&name)
             .unwrap_or_else(|| panic!("Deployment {name}"));
@@ -244,7 +251,7 @@ fn each_service_has_a_probed_deployment_a_service_and_a_disruption_budget() {
         );
 
         let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-        assert_eq!(container["command"][0].as_str(), Some(name.as_str()));
+        assert_eq!(container["command"][0].as_str(), Some(command.as_str()));
         assert_eq!(
             container["livenessProbe"]["httpGet"]["path"].as_str(),
             Some("/healthz"),
@@ -328,6 +335,7 @@ fn kustomization_lists_every_manifest_but_the_examples() {
             "kustomization.yaml",
             "secret.example.yaml",
             "nats-values.yaml",
+            "nats-leaf-values.yaml",
         ]
         .contains(&file.as_str())
         {
@@ -338,4 +346,163 @@ fn kustomization_lists_every_manifest_but_the_examples() {
             "kustomization.yaml does not list {file}"
         );
     }
+}
+
+#[test]
+fn compose_runs_a_site_on_its_own_leaf_node_and_traces_every_service() {
+    let doc = compose();
+    let services = &doc["services"];
+    // The site's permissions are the gateway's own, not a copy.
+    let config = format!("{:?}", services["nats-config"]["command"]);
+    assert!(config.contains("site-permissions --site east --domain central"));
+    assert_eq!(
+        services["nats-leaf-east"]["command"][1].as_str(),
+        Some("/config/leaf-east.conf")
+    );
+    let east = &services["gateway-east"];
+    assert_eq!(east["command"][0].as_str(), Some("printyard-gateway"));
+    let env = east["environment"].as_mapping().unwrap();
+    let var = |name: &str| env.get(name).and_then(Yaml::as_str).unwrap_or_default();
+    assert_eq!(var("PRINTYARD__NATS__URL"), "nats://nats-leaf-east:4222");
+    assert_eq!(var("PRINTYARD__NATS__JETSTREAM_DOMAIN"), "central");
+    assert_eq!(var("PRINTYARD__GATEWAY__SITE"), "east");
+    assert_reads(
+        "gateway",
+        env.keys().map(|k| k.as_str().unwrap().to_owned()),
+        "docker-compose.yml gateway-east",
+    );
+    assert!(services.get("jaeger").is_some(), "an OTLP trace viewer");
+    for service in SERVICES
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["gateway-east".into()])
+    {
+        let endpoint =
+            services[service.as_str()]["environment"]["PRINTYARD__TELEMETRY__OTLP_ENDPOINT"]
+                .as_str();
+        assert_eq!(
+            endpoint,
+            Some("http://jaeger:4318"),
+            "{service} sends its traces"
+        );
+    }
+}
+
+/// The policies under k8s/ that select pods labelled `name`, and their rules of `direction`.
+fn rules_for<'a>(docs: &'a [(String, Yaml)], name: &str, direction: &str) -> Vec<&'a Yaml> {
+    let selects = |policy: &Yaml| {
+        let selector = &policy["spec"]["podSelector"];
+        if let Some(labels) = selector.get("matchLabels") {
+            let by_name = labels.get("app.kubernetes.io/name").and_then(Yaml::as_str);
+            let by_part = labels
+                .get("app.kubernetes.io/part-of")
+                .and_then(Yaml::as_str);
+            return by_name == Some(name) || by_part == Some("printyard");
+        }
+        selector
+            .get("matchExpressions")
+            .and_then(Yaml::as_sequence)
+            .is_some_and(|exprs| {
+                exprs.iter().any(|e| {
+                    e["operator"] == "In"
+                        && e["values"]
+                            .as_sequence()
+                            .is_some_and(|v| v.iter().any(|v| v.as_str() == Some(name)))
+                })
+            })
+    };
+    docs.iter()
+        .filter(|(_, d)| kind_of(d) == "NetworkPolicy" && selects(d))
+        .filter_map(|(_, d)| d["spec"].get(direction).and_then(Yaml::as_sequence))
+        .flatten()
+        .collect()
+}
+
+fn allows_port(rules: &[&Yaml], port: u64) -> bool {
+    rules.iter().any(|rule| {
+        rule["ports"]
+            .as_sequence()
+            .is_some_and(|ports| ports.iter().any(|p| p["port"].as_u64() == Some(port)))
+    })
+}
+
+#[test]
+fn network_policies_keep_each_service_to_its_own_traffic() {
+    let docs = manifests();
+    let deny_all = docs.iter().any(|(_, d)| {
+        kind_of(d) == "NetworkPolicy"
+            && d["spec"]["podSelector"]
+                .as_mapping()
+                .is_some_and(|m| m.is_empty())
+            && d["spec"].get("ingress").is_none()
+            && d["spec"].get("egress").is_none()
+    });
+    assert!(deny_all, "a policy denies everything not allowed");
+    let deployed = SERVICES
+        .iter()
+        .map(|s| format!("printyard-{s}"))
+        .chain(["printyard-gateway-east".to_owned()]);
+    for name in deployed {
+        let egress = rules_for(&docs, &name, "egress");
+        assert!(allows_port(&egress, 4222), "{name} reaches NATS");
+        assert!(allows_port(&egress, 53), "{name} resolves names");
+        let to_postgres = allows_port(&egress, 5432);
+        assert_eq!(
+            !name.contains("gateway"),
+            to_postgres,
+            "{name} and Postgres"
+        );
+        let to_printers = allows_port(&egress, 8883) && allows_port(&egress, 990);
+        assert_eq!(name.contains("gateway"), to_printers, "{name} and printers");
+        let ingress = rules_for(&docs, &name, "ingress");
+        assert!(allows_port(&ingress, 9090), "{name} is scraped");
+        assert_eq!(
+            name == "printyard-api",
+            allows_port(&ingress, 8000),
+            "{name} serves HTTP"
+        );
+    }
+    assert!(allows_port(
+        &rules_for(&docs, "printyard-notifier", "egress"),
+        443
+    ));
+    assert!(!allows_port(
+        &rules_for(&docs, "printyard-stats", "egress"),
+        443
+    ));
+}
+
+/// The permissions of the user named `user` in a NATS Helm chart values file, as JSON.
+fn user_permissions(file: &str, user: &str) -> Json {
+    let text = std::fs::read_to_string(repo().join("k8s").join(file)).unwrap();
+    let values: Yaml = serde_norway::from_str(&text).unwrap();
+    let users = values["config"]["merge"]["authorization"]["users"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{file} lists users"));
+    let found = users
+        .iter()
+        .find(|u| u["user"].as_str() == Some(user))
+        .unwrap_or_else(|| panic!("{file} has user {user}"));
+    serde_json::to_value(&found["permissions"]).unwrap()
+}
+
+#[test]
+fn nats_values_give_a_site_exactly_its_permissions_centrally_and_at_its_leaf_node() {
+    let site = printyard_contracts::farm::Site::parse("east").unwrap();
+    let expected = serde_json::to_value(printyard_contracts::sites::gateway_permissions(
+        &site,
+        Some(printyard_contracts::sites::CENTRAL_DOMAIN),
+    ))
+    .unwrap();
+    assert_eq!(user_permissions("nats-values.yaml", "site_east"), expected);
+    assert_eq!(
+        user_permissions("nats-leaf-values.yaml", "gateway"),
+        expected
+    );
+    let text = std::fs::read_to_string(repo().join("k8s/nats-values.yaml")).unwrap();
+    let values: Yaml = serde_norway::from_str(&text).unwrap();
+    assert_eq!(
+        values["config"]["jetstream"]["merge"]["domain"].as_str(),
+        Some(printyard_contracts::sites::CENTRAL_DOMAIN)
+    );
 }
