@@ -524,13 +524,16 @@ impl ChildService {
     }
 }
 
-/// Logs of a child process when RUST_LOG asks for them (the parent's output shows them).
+/// Logs of a child process when RUST_LOG asks for them (the parent's output shows them), and
+/// its traces when its configuration names an OTLP endpoint.
 fn child_telemetry(
     service: printyard_contracts::ServiceName,
     config: &printyard_service::config::TelemetryConfig,
 ) -> Option<printyard_service::telemetry::TelemetryGuard> {
-    std::env::var_os("RUST_LOG")
-        .and_then(|_| printyard_service::telemetry::init(service, config).ok())
+    let wanted = std::env::var_os("RUST_LOG").is_some() || config.otlp_endpoint.is_some();
+    wanted
+        .then(|| printyard_service::telemetry::init(service, config).ok())
+        .flatten()
 }
 
 /// Runs a gateway until the process is killed, when the test binary was started by

@@ -129,10 +129,17 @@ pub struct Connection {
     released: CancellationToken,
 }
 
+/// Where a command's answer goes, and the span that carries the caller's trace (from the
+/// request's `traceparent`) until the answer is sent.
+struct Reply {
+    to: Subject,
+    span: tracing::Span,
+}
+
 /// A command waiting for the printer's acknowledgement.
 struct Pending {
     sequence_id: String,
-    reply: Subject,
+    reply: Reply,
     deadline: Instant,
     command: &'static str,
     sent: Instant,
@@ -140,13 +147,17 @@ struct Pending {
 
 impl Pending {
     fn answered(&self, outcome: &CommandOutcome) {
-        let label = match outcome {
-            CommandOutcome::Accepted => "accepted",
-            CommandOutcome::Refused { .. } => "refused",
-            CommandOutcome::TimedOut { .. } => "timed_out",
-            _ => "not_connected",
-        };
+        let label = outcome_label(outcome);
         crate::observe::command_answered(self.command, label, self.sent.elapsed());
+    }
+}
+
+fn outcome_label(outcome: &CommandOutcome) -> &'static str {
+    match outcome {
+        CommandOutcome::Accepted => "accepted",
+        CommandOutcome::Refused { .. } => "refused",
+        CommandOutcome::TimedOut { .. } => "timed_out",
+        _ => "not_connected",
     }
 }
 
@@ -286,7 +297,7 @@ impl Connection {
                     _ = stop.cancelled() => break,
                     _ = &mut retry => break,
                     message = next_message(&mut inbox.commands) => {
-                        match decode_command(message) {
+                        match decode_command(message, self.record.id) {
                             Some((None, reply)) => self.refuse_unreadable(reply).await,
                             Some((Some(_), reply)) => {
                                 let reason = self.status.connection_error.clone();
@@ -335,7 +346,7 @@ impl Connection {
         &mut self,
         session: &mut Session,
         command: Option<PrinterCommand>,
-        reply: Subject,
+        reply: Reply,
     ) {
         let Some(command) = command else {
             return self.refuse_unreadable(reply).await;
@@ -358,11 +369,13 @@ impl Connection {
                 self.reply(reply, &CommandOutcome::Accepted).await
             }
             Ok(sequence) => {
-                tracing::info!(
-                    printer = self.record.id,
-                    command = command.as_str(),
-                    "command sent"
-                );
+                reply.span.in_scope(|| {
+                    tracing::info!(
+                        printer = self.record.id,
+                        command = command.as_str(),
+                        "command sent"
+                    )
+                });
                 self.pending.push(Pending {
                     sequence_id: sequence.to_string(),
                     reply,
@@ -423,7 +436,7 @@ impl Connection {
         }
     }
 
-    async fn refuse_unreadable(&self, reply: Subject) {
+    async fn refuse_unreadable(&self, reply: Reply) {
         metrics::counter!("printyard_gateway_unreadable_commands_total").increment(1);
         let outcome = CommandOutcome::Refused {
             reason: "the command request could not be read".into(),
@@ -432,11 +445,21 @@ impl Connection {
         self.reply(reply, &outcome).await;
     }
 
-    async fn reply(&self, reply: Subject, outcome: &CommandOutcome) {
+    /// Sends a command's answer (in its caller's trace), which ends the command's span.
+    async fn reply(&self, reply: Reply, outcome: &CommandOutcome) {
         let Ok(payload) = serde_json::to_vec(outcome) else {
             return;
         };
-        if let Err(err) = self.store.client.publish(reply, payload.into()).await {
+        reply
+            .span
+            .record("printyard.outcome", outcome_label(outcome));
+        let headers = reply.span.in_scope(printyard_service::nats::traced_headers);
+        let sent = self
+            .store
+            .client
+            .publish_with_headers(reply.to, headers, payload.into())
+            .await;
+        if let Err(err) = sent {
             tracing::warn!(printer = self.record.id, error = %err, "command reply not sent");
         }
     }
@@ -537,7 +560,7 @@ impl Connection {
                     continue;
                 }
                 message = next_message(&mut inbox.commands) => {
-                    if let Some((command, reply)) = decode_command(message) {
+                    if let Some((command, reply)) = decode_command(message, self.record.id) {
                         self.command(&mut session, command, reply).await;
                     }
                     continue;
@@ -863,15 +886,26 @@ async fn next_message(subscription: &mut Option<Subscriber>) -> Option<async_nat
 }
 
 /// A command and where to answer it (`None` for an unreadable request).
+/// A command request: what it asks (`None`: unreadable) and where its answer goes, with a
+/// span for it in the caller's trace.
 fn decode_command(
     message: Option<async_nats::Message>,
-) -> Option<(Option<PrinterCommand>, Subject)> {
+    printer: i64,
+) -> Option<(Option<PrinterCommand>, Reply)> {
     let message = message?;
-    let reply = message.reply?;
+    let to = message.reply?;
     let command = serde_json::from_slice::<CommandRequest>(&message.payload)
         .ok()
         .map(|r| r.command);
-    Some((command, reply))
+    let span = tracing::info_span!(
+        "printer.command",
+        otel.kind = "server",
+        printyard.printer = printer,
+        printyard.command = command.map_or("unreadable", PrinterCommand::as_str),
+        printyard.outcome = tracing::field::Empty,
+    );
+    printyard_service::nats::adopt_context(&span, message.headers.as_ref());
+    Some((command, Reply { to, span }))
 }
 
 /// A print's identity: its name and file, and when this gateway first saw it.
