@@ -48,6 +48,9 @@ pub struct FarmConfig {
     /// Models, used in turn.
     pub models: Vec<Model>,
     pub first_ip: Ipv4Addr,
+    /// The number in the first printer's serial (the next ones count up from it): farms
+    /// started side by side (two sites) need serials of their own, as real printers have.
+    pub first_serial: usize,
     pub ports: Ports,
     /// Simulated seconds per real second.
     pub speed: f64,
@@ -68,6 +71,7 @@ impl Default for FarmConfig {
             count: 1,
             models: Model::ALL.to_vec(),
             first_ip: Ipv4Addr::new(127, 0, 1, 1),
+            first_serial: 1,
             ports: Ports::default(),
             speed: 1.0,
             tick: Duration::from_secs(1),
@@ -148,7 +152,7 @@ impl Farm {
         for index in 0..config.count {
             let model = config.models[index % config.models.len().max(1)];
             let ip = address(config.first_ip, index);
-            let serial = serial_for(model, index + 1);
+            let serial = serial_for(model, config.first_serial + index);
             let spec = PrinterSpec {
                 name: format!("{} #{}", model.name(), index + 1),
                 access_code: format!("{:08}", rng.random_range(0..100_000_000u32)),

@@ -36,6 +36,9 @@ struct Cli {
     /// The first printer's address.
     #[arg(long, default_value = "127.0.1.1")]
     first_ip: Ipv4Addr,
+    /// The number in the first printer's serial (`01P00A000000001` is 1); the next count up.
+    #[arg(long, default_value_t = 1)]
+    first_serial: usize,
     #[arg(long, default_value_t = 8883)]
     mqtt_port: u16,
     #[arg(long, default_value_t = 990)]
@@ -82,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         count: cli.count,
         models: cli.models,
         first_ip: cli.first_ip,
+        first_serial: cli.first_serial,
         ports: Ports {
             mqtt: cli.mqtt_port,
             ftps: cli.ftps_port,
