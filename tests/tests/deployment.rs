@@ -122,7 +122,10 @@ fn compose_runs_nats_postgres_minio_and_the_six_services_with_env_they_read() {
         assert!(services.contains_key(infra), "compose has {infra}");
     }
     let nats_command = format!("{:?}", doc["services"]["nats"]["command"]);
-    assert!(nats_command.contains("/config/central.conf"), "{nats_command}");
+    assert!(
+        nats_command.contains("/config/central.conf"),
+        "{nats_command}"
+    );
     let nats_config = format!("{:?}", doc["services"]["nats-config"]["command"]);
     assert!(
         nats_config.contains("jetstream { store_dir: /data, domain: central }"),
