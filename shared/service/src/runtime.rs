@@ -195,13 +195,7 @@ impl Runtime {
         let raw = endpoint.raw();
         self.serve_bytes(raw, move |req| {
             let answer = handler(req);
-            async move {
-                let resp = answer.await?;
-                serde_json::to_vec(&resp).map(Bytes::from).map_err(|e| {
-                    tracing::error!(error = %e, "reply not encodable");
-                    ErrorBody::new(ErrorCode::InternalError, "Internal server error")
-                })
-            }
+            async move { encode(&answer.await?) }
         })
         .await
     }
@@ -249,11 +243,7 @@ impl Runtime {
                         format!("{name}: not a site's subject"),
                     ));
                 };
-                let resp = answer.await?;
-                serde_json::to_vec(&resp).map(Bytes::from).map_err(|e| {
-                    tracing::error!(error = %e, "reply not encodable");
-                    ErrorBody::new(ErrorCode::InternalError, "Internal server error")
-                })
+                encode(&answer.await?)
             }
         })
         .await
@@ -365,4 +355,12 @@ impl Runtime {
         tracing::info!(service = %self.service, "stopped");
         Ok(())
     }
+}
+
+/// A handler's answer as the JSON it travels as.
+fn encode<Resp: Serialize>(resp: &Resp) -> Result<Bytes, ErrorBody> {
+    serde_json::to_vec(resp).map(Bytes::from).map_err(|e| {
+        tracing::error!(error = %e, "reply not encodable");
+        ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+    })
 }
