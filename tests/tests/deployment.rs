@@ -357,7 +357,11 @@ fn compose_runs_a_site_on_its_own_leaf_node_and_traces_every_service() {
     let services = &doc["services"];
     // The site's permissions are the gateway's own, not a copy.
     let config = format!("{:?}", services["nats-config"]["command"]);
-    assert!(config.contains("site-permissions --site east --domain central"));
+    assert!(config.contains("site-permissions --site east --domain central --buffered --leaf"));
+    assert!(
+        config.contains("domain: site-east"),
+        "the leaf node runs JetStream"
+    );
     assert_eq!(
         services["nats-leaf-east"]["command"][1].as_str(),
         Some("/config/leaf-east.conf")
@@ -369,6 +373,7 @@ fn compose_runs_a_site_on_its_own_leaf_node_and_traces_every_service() {
     assert_eq!(var("PRINTYARD__NATS__URL"), "nats://nats-leaf-east:4222");
     assert_eq!(var("PRINTYARD__NATS__JETSTREAM_DOMAIN"), "central");
     assert_eq!(var("PRINTYARD__GATEWAY__SITE"), "east");
+    assert_eq!(var("PRINTYARD__GATEWAY__SITE_JETSTREAM"), "true");
     assert_reads(
         "gateway",
         env.keys().map(|k| k.as_str().unwrap().to_owned()),
@@ -491,21 +496,33 @@ fn user_permissions(file: &str, user: &str) -> Json {
 
 #[test]
 fn nats_values_give_a_site_exactly_its_permissions_centrally_and_at_its_leaf_node() {
+    use printyard_contracts::sites::{
+        CENTRAL_DOMAIN, SiteMode, gateway_permissions, leaf_permissions,
+    };
     let site = printyard_contracts::farm::Site::parse("east").unwrap();
-    let expected = serde_json::to_value(printyard_contracts::sites::gateway_permissions(
-        &site,
-        Some(printyard_contracts::sites::CENTRAL_DOMAIN),
-    ))
-    .unwrap();
-    assert_eq!(user_permissions("nats-values.yaml", "site_east"), expected);
+    // Site east keeps its events at its leaf node (buffered): its leaf node's user on the
+    // central cluster and its gateway's at the leaf node differ.
+    let buffered = SiteMode { buffered: true };
+    let leaf = leaf_permissions(&site, Some(CENTRAL_DOMAIN), buffered);
+    let gateway = gateway_permissions(&site, Some(CENTRAL_DOMAIN), buffered);
+    assert_eq!(
+        user_permissions("nats-values.yaml", "site_east"),
+        serde_json::to_value(leaf).unwrap()
+    );
     assert_eq!(
         user_permissions("nats-leaf-values.yaml", "gateway"),
-        expected
+        serde_json::to_value(gateway).unwrap()
     );
-    let text = std::fs::read_to_string(repo().join("k8s/nats-values.yaml")).unwrap();
-    let values: Yaml = serde_norway::from_str(&text).unwrap();
-    assert_eq!(
-        values["config"]["jetstream"]["merge"]["domain"].as_str(),
-        Some(printyard_contracts::sites::CENTRAL_DOMAIN)
-    );
+    for (file, domain) in [
+        ("nats-values.yaml", CENTRAL_DOMAIN),
+        ("nats-leaf-values.yaml", "site-east"),
+    ] {
+        let text = std::fs::read_to_string(repo().join("k8s").join(file)).unwrap();
+        let values: Yaml = serde_norway::from_str(&text).unwrap();
+        assert_eq!(
+            values["config"]["jetstream"]["merge"]["domain"].as_str(),
+            Some(domain),
+            "{file}: the JetStream domain"
+        );
+    }
 }

@@ -8,12 +8,15 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use printyard_api::access::Permission;
 use printyard_contracts::sites::CENTRAL_DOMAIN;
+use printyard_contracts::sites::SiteMode;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
+use printyard_printer_sim::printer::GcodeState;
 use printyard_printer_sim::{Model, Printer};
-use printyard_tests::sites::SiteNats;
+use printyard_tests::nats_server::free_port;
+use printyard_tests::sites::{Proxy, SiteNats};
 use printyard_tests::{
     SimFarm, TestEnv, eventually, keyed_http, post_printer, spawn_api_with, spawn_archive,
-    spawn_gateway_with,
+    spawn_gateway_with, spawn_stats, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -105,18 +108,7 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
     let a = add(&client, &base, &sim.farm.printers[0], "a").await;
     let b = add(&client, &base, &sim.farm.printers[1], "b").await;
     for id in [a, b] {
-        eventually(Duration::from_secs(30), "the printer connected", || async {
-            let status: Value = client
-                .get(format!("{base}/printers/{id}/status"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (status["connected"] == true).then_some(())
-        })
-        .await;
+        wait_connected(&client, &base, id, Duration::from_secs(30)).await;
     }
     let listed: Value = client
         .get(format!("{base}/printers?site=b"))
@@ -236,4 +228,120 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
         assert!(owners.get(&key).await.unwrap().is_some(), "lease {key}");
     }
     drop(gateways);
+}
+
+/// A site whose leaf node runs JetStream keeps its events and captured files through an
+/// uplink outage: the print made while the link was cut is archived, with its file, once the
+/// link is back, and once only; statistics count it once; the printer stayed connected.
+#[tokio::test]
+async fn a_site_cut_off_for_30_s_is_archived_once_when_its_link_returns() {
+    let leaf_port = free_port();
+    let uplink = Proxy::start(leaf_port).await;
+    let buffered = SiteMode { buffered: true };
+    let (hub, sites) = SiteNats::start_with(&["b"], buffered, leaf_port, uplink.port).await;
+    let env = TestEnv::with_nats(hub).await;
+    let _archive = spawn_archive(&env).await;
+    let _stats = spawn_stats(&env).await;
+    let mut api_config = env.api_config();
+    api_config.rate_limits.enabled = false;
+    let api = spawn_api_with(api_config).await;
+    let key = env
+        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
+        .await;
+    let client = keyed_http(&key);
+    let base = api.api_url("");
+    // The demo print takes 1,095 s: about 18 s at this speed, over before the link returns.
+    let sim = SimFarm::start(&[Model::A1Mini], 60.0).await;
+    let mut config = sim.gateway_config(&env);
+    let leaf = sites.leaf("b");
+    let (user, password) = leaf.login.clone().unwrap();
+    config.nats.url = leaf.url();
+    config.nats.user = Some(user);
+    config.nats.password = Some(printyard_service::Secret::new(password));
+    config.nats.jetstream_domain = Some(CENTRAL_DOMAIN.to_owned());
+    config.gateway.site = "b".to_owned();
+    config.gateway.site_jetstream = true;
+    let _gateway = spawn_gateway_with(config).await;
+    let printer = &sim.farm.printers[0];
+    let id = add(&client, &base, printer, "b").await;
+    wait_connected(&client, &base, id, Duration::from_secs(30)).await;
+    // The central event stream sources the site's (the gateway asked api at start).
+    let central = jetstream::new(env.nats.client().await);
+    eventually(
+        Duration::from_secs(20),
+        "the site's stream sourced",
+        || async {
+            let mut stream = central.get_stream("FARM_EVENTS").await.ok()?;
+            let info = stream.info().await.ok()?;
+            let sources = info.config.sources.clone().unwrap_or_default();
+            sources
+                .iter()
+                .any(|s| s.name == "SITE_EVENTS_b")
+                .then_some(())
+        },
+    )
+    .await;
+
+    uplink.cut();
+    let cut_at = std::time::Instant::now();
+    printer.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    eventually(
+        Duration::from_secs(28),
+        "the print finished at the site",
+        || async { (printer.snapshot().gcode_state == GcodeState::Finish).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed())).await;
+    let archives = |client: reqwest::Client, base: String| async move {
+        let page: Value = client
+            .get(format!("{base}/archives"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        page["archives"].as_array().cloned()
+    };
+    let during = archives(client.clone(), base.clone()).await.unwrap();
+    assert!(
+        during.is_empty(),
+        "nothing crossed the cut link: {during:?}"
+    );
+
+    uplink.restore();
+    let archived = eventually(
+        Duration::from_secs(60),
+        "the print archived with its file",
+        || async {
+            let list = archives(client.clone(), base.clone()).await?;
+            list.into_iter()
+                .find(|a| a["status"] == "success" && a["has_file"] == true)
+        },
+    )
+    .await;
+    assert_eq!(archived["printer_id"].as_i64(), Some(id));
+    // Once: more time changes nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = archives(client.clone(), base.clone()).await.unwrap();
+    assert_eq!(all.len(), 1, "one print, one archive: {all:?}");
+    let statistics: Value = eventually(Duration::from_secs(20), "the print counted", || async {
+        let statistics: Value = client
+            .get(format!("{base}/statistics"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (statistics["total_prints"] == 1).then_some(statistics)
+    })
+    .await;
+    assert_eq!(statistics["successful_prints"], 1, "{statistics}");
+    assert_eq!(
+        printer.snapshot().mqtt_connections_total,
+        1,
+        "the gateway kept its printer through the outage"
+    );
 }

@@ -24,11 +24,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{
     PIN_LEARNED, PINS_LEARNED, PinLearned, PinStored, PinsLearned, PinsStored, SITE_PINS_LEARNED,
-    Site,
+    SITE_STREAM, Site,
 };
+use printyard_contracts::rpc::Empty;
+use printyard_contracts::{ErrorBody, ServiceName};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
 
@@ -158,6 +159,18 @@ impl Api {
                 }
             })
             .await?;
+        let streams = jetstream.clone();
+        runtime
+            .serve_per_site(SITE_STREAM, move |site: Site, _: Empty| {
+                let streams = streams.clone();
+                async move {
+                    source_site_stream(&streams, &site).await.map_err(|e| {
+                        ErrorBody::new(printyard_contracts::ErrorCode::ServiceUnavailable, e)
+                    })?;
+                    Ok(Empty {})
+                }
+            })
+            .await?;
         let registry = state.registry.clone();
         runtime
             .serve(PIN_LEARNED, move |learned: PinLearned| {
@@ -242,5 +255,43 @@ async fn farm_buckets(jetstream: &async_nats::jetstream::Context) -> anyhow::Res
     printyard_service::nats::kv_bucket(jetstream, PRINTER_OWNERS_BUCKET, lease).await?;
     printyard_service::nats::kv_bucket(jetstream, GATEWAY_MEMBERS_BUCKET, lease).await?;
     printyard_service::nats::farm_events_stream(jetstream).await?;
+    Ok(())
+}
+
+/// Makes `FARM_EVENTS` source the event stream a site keeps at its leaf node (in the site's
+/// JetStream domain), unless it does already. Stream sourcing resumes where it stopped, so the
+/// events of an uplink outage arrive once the link is back, each once (and consumers apply an
+/// event id once in any case).
+async fn source_site_stream(
+    jetstream: &async_nats::jetstream::Context,
+    site: &Site,
+) -> Result<(), String> {
+    use async_nats::jetstream::stream::{External, Source};
+    use printyard_contracts::farm::{all_events_of, site_events_stream};
+    use printyard_contracts::sites::{jetstream_api, site_domain};
+    let mut stream = printyard_service::nats::farm_events_stream(jetstream)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = stream.info().await.map_err(|e| e.to_string())?;
+    let name = site_events_stream(site);
+    let mut config = info.config.clone();
+    let sources = config.sources.get_or_insert_with(Vec::new);
+    if sources.iter().any(|s| s.name == name) {
+        return Ok(());
+    }
+    sources.push(Source {
+        name: name.clone(),
+        filter_subject: Some(all_events_of(site)),
+        external: Some(External {
+            api_prefix: jetstream_api(Some(&site_domain(site))),
+            delivery_prefix: None,
+        }),
+        ..Default::default()
+    });
+    jetstream
+        .update_stream(config)
+        .await
+        .map_err(|e| format!("adding {name} to the event stream's sources: {e}"))?;
+    tracing::info!(%site, stream = name, "the event stream sources the site's");
     Ok(())
 }

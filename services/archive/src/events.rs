@@ -88,6 +88,8 @@ struct PrintData {
     /// when none is named), and the file's name on the printer.
     object: Option<String>,
     bucket: Option<String>,
+    /// The JetStream domain of the bucket: the site's, when it keeps its files at its leaf node.
+    domain: Option<String>,
     filename: Option<String>,
     /// `print_file`: why the file could not be fetched.
     error: Option<String>,
@@ -135,7 +137,9 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     match already_applied(pool, &event.id).await {
         Ok(true) => {
             if let Some(object) = &data.object {
-                intake.discard(data.bucket.as_deref(), object).await;
+                intake
+                    .discard(data.domain.as_deref(), data.bucket.as_deref(), object)
+                    .await;
             }
             // A crash between the commit and `archive_created` leaves it unsent: send it again
             // (its id makes a repeat within the stream's window harmless).
@@ -159,7 +163,12 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     // so doing it twice after a crash stores nothing twice.
     let file = match (&data.object, kind) {
         (Some(object), EventKind::PrintFile) => match intake
-            .take(data.bucket.as_deref(), object, data.plate)
+            .take(
+                data.domain.as_deref(),
+                data.bucket.as_deref(),
+                object,
+                data.plate,
+            )
             .await
         {
             Ok(stored) => Some(Ok(stored)),
@@ -172,7 +181,9 @@ pub async fn apply(context: &Context, event: &FarmEvent) -> Handled {
     match result {
         Ok(created) => {
             if let Some(object) = &data.object {
-                intake.discard(data.bucket.as_deref(), object).await;
+                intake
+                    .discard(data.domain.as_deref(), data.bucket.as_deref(), object)
+                    .await;
             }
             if let Some(created) = created {
                 announce(context, event, &data, created).await;

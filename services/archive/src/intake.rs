@@ -14,6 +14,7 @@ use bytes::Bytes;
 use printyard_bambu::threemf::{self, Limits, ThreeMf, ThreeMfError};
 use printyard_contracts::archive::{TRANSFER_BUCKET, site_transfer_bucket};
 use printyard_contracts::farm::Site;
+use printyard_contracts::sites::site_domain;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -70,11 +71,12 @@ impl Intake {
     /// the caller removes it once the archive row is written.
     pub async fn take(
         &self,
+        domain: Option<&str>,
         bucket: Option<&str>,
         object: &str,
         wanted_plate: Option<u32>,
     ) -> Result<Stored, IntakeError> {
-        let bucket = self.bucket_named(bucket).await?;
+        let bucket = self.bucket_named(domain, bucket).await?;
         let mut reader = bucket.get(object).await.map_err(|e| {
             use async_nats::jetstream::object_store::GetErrorKind;
             match e.kind() {
@@ -159,8 +161,8 @@ impl Intake {
     }
 
     /// Removes a transferred object (it is stored, or it was refused for good).
-    pub async fn discard(&self, bucket: Option<&str>, object: &str) {
-        let deleted = match self.bucket_named(bucket).await {
+    pub async fn discard(&self, domain: Option<&str>, bucket: Option<&str>, object: &str) {
+        let deleted = match self.bucket_named(domain, bucket).await {
             Ok(bucket) => bucket.delete(object).await.map_err(|e| e.to_string()),
             Err(err) => Err(err.to_string()),
         };
@@ -170,9 +172,15 @@ impl Intake {
     }
 
     /// The transfer bucket an event names: `archive_transfer` when it names none (uploads,
-    /// and gateways of the version before sites had buckets), else a site's. Any other name
-    /// is refused: an event does not get to choose what the archive reads.
-    async fn bucket_named(&self, name: Option<&str>) -> Result<TransferBucket, IntakeError> {
+    /// and gateways of the version before sites had buckets), else a site's, in the central
+    /// JetStream or, when `domain` is given, in the site's own (its leaf node's, which must be
+    /// that site's domain). Any other name is refused: an event does not get to choose what
+    /// the archive reads.
+    async fn bucket_named(
+        &self,
+        domain: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<TransferBucket, IntakeError> {
         let Some(name) = name.filter(|n| *n != TRANSFER_BUCKET) else {
             return Ok(self.bucket.clone());
         };
@@ -181,21 +189,31 @@ impl Intake {
             .and_then(|rest| rest.strip_prefix('_'))
             .and_then(|site| Site::parse(site).ok())
             .ok_or_else(|| IntakeError::Missing(format!("{name} is not a transfer bucket")))?;
+        if domain.is_some_and(|d| d != site_domain(&site)) {
+            return Err(IntakeError::Missing(format!(
+                "{name} is not kept in domain {}",
+                domain.unwrap_or_default()
+            )));
+        }
+        let key = format!("{}/{name}", domain.unwrap_or_default());
         if let Some(bucket) = self
             .site_buckets
             .lock()
             .ok()
-            .and_then(|b| b.get(name).cloned())
+            .and_then(|b| b.get(&key).cloned())
         {
             return Ok(bucket);
         }
-        let bucket = self
-            .jetstream
+        let jetstream = match domain {
+            Some(domain) => async_nats::jetstream::with_domain(self.jetstream.client(), domain),
+            None => self.jetstream.clone(),
+        };
+        let bucket = jetstream
             .get_object_store(site_transfer_bucket(&site))
             .await
             .map_err(|e| IntakeError::Unavailable(format!("opening {name}: {e}")))?;
         if let Ok(mut buckets) = self.site_buckets.lock() {
-            buckets.insert(name.to_owned(), bucket.clone());
+            buckets.insert(key, bucket.clone());
         }
         Ok(bucket)
     }

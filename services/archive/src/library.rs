@@ -177,10 +177,10 @@ impl Library {
     /// Turns an uploaded file into a library archive (`uploaded`).
     pub async fn import(&self, upload: ImportUpload) -> Result<Archive, ErrorBody> {
         let filename = sanitize_filename(&upload.filename);
-        let stored = match self.intake.take(None, &upload.object, None).await {
+        let stored = match self.intake.take(None, None, &upload.object, None).await {
             Ok(stored) => stored,
             Err(err) => {
-                self.intake.discard(None, &upload.object).await;
+                self.intake.discard(None, None, &upload.object).await;
                 return Err(match err {
                     IntakeError::Invalid(reason) => ErrorBody::new(
                         ErrorCode::InvalidFile,
@@ -229,7 +229,7 @@ impl Library {
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        self.intake.discard(None, &upload.object).await;
+        self.intake.discard(None, None, &upload.object).await;
         self.fetch(id).await
     }
 

@@ -69,6 +69,7 @@ pub async fn run(
             "printer_name": job.record.name,
             "object": object,
             "bucket": store.transfer_bucket,
+            "domain": store.transfer_domain,
             "filename": filename,
             "size": size,
             "resumed": job.resumed,

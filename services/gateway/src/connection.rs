@@ -940,7 +940,7 @@ pub async fn publish_event(
         data,
     };
     // Failures are logged by `publish`; the status in the KV bucket still tells the truth.
-    if printyard_service::farm_events::publish(&store.jetstream, &event)
+    if printyard_service::farm_events::publish(&store.events, &event)
         .await
         .is_ok()
     {

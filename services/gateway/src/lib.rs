@@ -43,6 +43,10 @@ pub struct Config {
 pub struct GatewayConfig {
     /// The site whose printers this gateway connects to.
     pub site: String,
+    /// The site's NATS leaf node runs JetStream in domain `site-<site>`: events and captured
+    /// files are kept there first and reach the central services by stream sourcing, so an
+    /// uplink outage loses nothing (the README's Sites).
+    pub site_jetstream: bool,
     /// How long a claim on a printer lasts without renewal (failover time).
     pub lease_secs: u64,
     /// PEM files of CAs trusted beside the Bambu CA bundle (a lab's own, the simulator's).
@@ -91,6 +95,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             site: "default".into(),
+            site_jetstream: false,
             lease_secs: printyard_contracts::farm::DEFAULT_LEASE_SECS,
             extra_ca_files: Vec::new(),
             silence_secs: 60,
@@ -183,6 +188,11 @@ impl Gateway {
                 config.nats.jetstream_domain.as_deref(),
                 &site,
                 lease,
+                if settings.site_jetstream {
+                    store::Keeping::AtSite
+                } else {
+                    store::Keeping::Central
+                },
                 Duration::from_secs(config.nats.startup_timeout_secs),
             )
             .await?,
@@ -222,6 +232,13 @@ impl Gateway {
                 connect_timeout: Duration::from_secs(settings.connect_timeout_secs.max(1)),
             }),
         };
+        if settings.site_jetstream {
+            runtime.tasks().spawn(source_site_stream(
+                runtime.rpc().clone(),
+                site.clone(),
+                runtime.shutdown_token().clone(),
+            ));
+        }
         runtime
             .tasks()
             .spawn(supervisor.run(runtime.shutdown_token().clone()));
@@ -243,6 +260,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await?
         .run_until_stopped()
         .await
+}
+
+/// Asks `api` to have `FARM_EVENTS` source this site's event stream, until it has said yes
+/// (the uplink may be down when the gateway starts; the events wait at the site meanwhile).
+async fn source_site_stream(
+    rpc: printyard_service::rpc::RpcClient,
+    site: Site,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = printyard_service::backoff::Backoff::new(
+        Duration::from_millis(500),
+        Duration::from_secs(30),
+    );
+    loop {
+        let asked = rpc
+            .call_site(
+                printyard_contracts::farm::SITE_STREAM,
+                &site,
+                &printyard_contracts::rpc::Empty {},
+            )
+            .await;
+        match asked {
+            Ok(_) => {
+                tracing::info!(%site, "the central event stream sources this site's");
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(%site, error = %err, "site stream not sourced yet; retrying")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,14 @@ enum Command {
         /// leaf node (`central` in the README's setup).
         #[arg(long)]
         domain: Option<String>,
+        /// The site's leaf node runs JetStream (domain `site-<site>`) and keeps the site's
+        /// events and files through an uplink outage (`gateway.site_jetstream`).
+        #[arg(long)]
+        buffered: bool,
+        /// The permissions of the user the leaf node connects to the central cluster with,
+        /// rather than the gateway's at the leaf node (they differ for a buffered site).
+        #[arg(long)]
+        leaf: bool,
     },
 }
 
@@ -41,9 +49,23 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::SitePermissions { site, domain }) = &cli.command {
+    if let Some(Command::SitePermissions {
+        site,
+        domain,
+        buffered,
+        leaf,
+    }) = &cli.command
+    {
+        use printyard_contracts::sites::{SiteMode, gateway_permissions, leaf_permissions};
         let site = Site::parse(site).map_err(|e| anyhow::anyhow!("--site: {e}"))?;
-        let permissions = printyard_contracts::sites::gateway_permissions(&site, domain.as_deref());
+        let mode = SiteMode {
+            buffered: *buffered,
+        };
+        let permissions = if *leaf {
+            leaf_permissions(&site, domain.as_deref(), mode)
+        } else {
+            gateway_permissions(&site, domain.as_deref(), mode)
+        };
         println!("{}", serde_json::to_string_pretty(&permissions)?);
         return Ok(());
     }

@@ -26,6 +26,18 @@ pub const DEFAULT_LEASE_SECS: u64 = 15;
 /// JetStream stream of [`FarmEvent`]s.
 pub const FARM_EVENTS_STREAM: &str = "FARM_EVENTS";
 
+/// The stream at a site's NATS leaf node (in the site's JetStream domain) that keeps the
+/// site's events first, when the site runs JetStream: `FARM_EVENTS` sources it, so events of
+/// an uplink outage reach the central services once the link is back.
+pub fn site_events_stream(site: &Site) -> String {
+    format!("SITE_EVENTS_{site}")
+}
+
+/// `api`: make `FARM_EVENTS` source the site's own event stream (sent by the site's gateway
+/// on `printyard.api.site-stream.<site>` when it keeps events at the site; idempotent).
+pub const SITE_STREAM: crate::rpc::Endpoint<crate::rpc::Empty, crate::rpc::Empty> =
+    crate::rpc::Endpoint::new(crate::ServiceName::Api, "site-stream");
+
 /// A site name: 1 to 32 of `a-z`, `0-9`, `-`, `_` (it becomes a subject token).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -89,6 +101,11 @@ pub fn event_filter(site: Option<&Site>, printer_id: Option<i64>, kind: EventKin
 /// Every event subject (the stream's filter).
 pub fn all_events() -> String {
     format!("{ROOT}.events.>")
+}
+
+/// Every event subject of one site.
+pub fn all_events_of(site: &Site) -> String {
+    format!("{ROOT}.events.{site}.>")
 }
 
 /// A printer's key in every farm bucket (registry, owners, status): `<site>.<id>`, so a

@@ -13,13 +13,19 @@ use crate::ServiceName;
 use crate::archive::{FILE_CHUNK, site_transfer_bucket};
 use crate::farm::{
     FARM_EVENTS_STREAM, GATEWAY_MEMBERS_BUCKET, PRINTER_OWNERS_BUCKET, PRINTER_REGISTRY_BUCKET,
-    PRINTER_STATUS_BUCKET, SITE_PINS_LEARNED, Site, site_inbox_prefix,
+    PRINTER_STATUS_BUCKET, SITE_PINS_LEARNED, SITE_STREAM, Site, site_inbox_prefix,
 };
 use crate::subjects::ROOT;
 
 /// The JetStream domain of the central cluster in a deployment with sites on leaf nodes: a
 /// leaf node's clients reach the central JetStream as `$JS.<domain>.API`.
 pub const CENTRAL_DOMAIN: &str = "central";
+
+/// The JetStream domain of a site's leaf node when the site keeps its events and captured
+/// files itself (`gateway.site_jetstream`): `site-<site>`.
+pub fn site_domain(site: &Site) -> String {
+    format!("site-{site}")
+}
 
 /// The JetStream API prefix through which a connection reaches the central cluster's
 /// JetStream: `$JS.API` directly, `$JS.<domain>.API` through a leaf node.
@@ -45,9 +51,42 @@ pub struct Allow {
     pub allow: Vec<String>,
 }
 
+/// How a site runs: `buffered` when its leaf node runs JetStream in [`site_domain`] and keeps
+/// the site's events and captured files through an uplink outage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SiteMode {
+    pub buffered: bool,
+}
+
+/// The permissions of the user a site's leaf node connects to the central cluster with: the
+/// gateway's ([`gateway_permissions`]), and for a buffered site, instead of publishing events
+/// directly (they are sourced), what sourcing needs across the link: the central JetStream's
+/// requests to the site's domain, its flow control, and the deliveries and replies back.
+pub fn leaf_permissions(site: &Site, domain: Option<&str>, mode: SiteMode) -> Permissions {
+    let mut permissions = gateway_permissions(site, domain, SiteMode::default());
+    if mode.buffered {
+        let events = format!("{ROOT}.events.{site}.>");
+        permissions.publish.allow.retain(|s| *s != events);
+        permissions.publish.allow.extend([
+            // Stream sourcing: deliveries of the site stream, and replies to the central
+            // JetStream's consumer requests.
+            "$JS.S.>".to_owned(),
+            "$JSC.R.>".to_owned(),
+        ]);
+        permissions.subscribe.allow.extend([
+            // The central services reach the site's JetStream (sourcing its events, reading
+            // its transfer bucket)...
+            format!("{}.>", jetstream_api(Some(&site_domain(site)))),
+            // ...with flow control.
+            "$JS.FC.>".to_owned(),
+        ]);
+    }
+    permissions
+}
+
 /// The permissions of a gateway of `site`, reaching the central JetStream in `domain` (see
-/// [`jetstream_api`]).
-pub fn gateway_permissions(site: &Site, domain: Option<&str>) -> Permissions {
+/// [`jetstream_api`]), and for a buffered site its leaf node's own JetStream.
+pub fn gateway_permissions(site: &Site, domain: Option<&str>, mode: SiteMode) -> Permissions {
     let js = &jetstream_api(domain);
     let inbox = site_inbox_prefix(site);
     let transfer = site_transfer_bucket(site);
@@ -108,12 +147,21 @@ pub fn gateway_permissions(site: &Site, domain: Option<&str>) -> Permissions {
         // Its printers' events and camera frames.
         format!("{ROOT}.events.{site}.>"),
         format!("{ROOT}.camera.{site}.>"),
-        // Pins learned on first use, for its site's printers only.
+        // Pins learned on first use, for its site's printers only; and its own event stream
+        // to be sourced, when it keeps one.
         SITE_PINS_LEARNED.site_subject(site),
+        SITE_STREAM.site_subject(site),
         // The files of queued jobs, to upload them to its printers (content-addressed keys
         // that the scheduler hands it).
         FILE_CHUNK.subject(),
     ]);
+    if mode.buffered {
+        // The site's own JetStream at its leaf node (its event stream and transfer bucket),
+        // asked as `$JS.site-<site>.API`, which the leaf node maps to its local `$JS.API`
+        // before it checks permissions. This block is the gateway's at its own leaf node only:
+        // the leaf node's user on the central cluster gets none of it.
+        publish.push("$JS.API.>".to_owned());
+    }
     let gateway = ServiceName::Gateway.as_str();
     let subscribe = vec![
         format!("{inbox}.>"),
@@ -140,7 +188,7 @@ mod tests {
     #[test]
     fn a_site_reaches_its_own_keys_subjects_and_bucket_only() {
         let site = Site::parse("north").unwrap();
-        let permissions = gateway_permissions(&site, None);
+        let permissions = gateway_permissions(&site, None, SiteMode::default());
         let all: Vec<&String> = permissions
             .publish
             .allow
@@ -182,7 +230,9 @@ mod tests {
     #[test]
     fn permissions_read_as_a_nats_server_block() {
         let site = Site::parse("b").unwrap();
-        let json = serde_json::to_value(gateway_permissions(&site, Some("hub"))).unwrap();
+        let json =
+            serde_json::to_value(gateway_permissions(&site, Some("hub"), SiteMode::default()))
+                .unwrap();
         assert!(json["publish"]["allow"].is_array());
         assert!(json["subscribe"]["allow"].is_array());
         assert_eq!(json["allow_responses"], true);
@@ -193,5 +243,27 @@ mod tests {
                 .iter()
                 .any(|s| s == "$JS.hub.API.STREAM.INFO.KV_printer_status")
         );
+    }
+
+    #[test]
+    fn a_buffered_site_leaves_its_events_to_sourcing() {
+        let site = Site::parse("b").unwrap();
+        let mode = SiteMode { buffered: true };
+        let leaf = leaf_permissions(&site, Some("central"), mode);
+        let gateway = gateway_permissions(&site, Some("central"), mode);
+        let events = "printyard.events.b.>".to_owned();
+        assert!(gateway.publish.allow.contains(&events), "kept at the site");
+        assert!(
+            !leaf.publish.allow.contains(&events),
+            "never straight to the centre"
+        );
+        assert!(
+            leaf.subscribe
+                .allow
+                .contains(&"$JS.site-b.API.>".to_owned())
+        );
+        assert!(gateway.publish.allow.contains(&"$JS.API.>".to_owned()));
+        assert!(!leaf.publish.allow.contains(&"$JS.API.>".to_owned()));
+        assert!(!leaf.subscribe.allow.iter().any(|s| s.contains("site-a")));
     }
 }
