@@ -58,10 +58,13 @@ impl SiteNats {
                         "permissions": json(permissions),
                     }));
                 }
+                // `no_advertise`: a leaf node learns no other address of this server than the one
+                // it was given, so a link cut at the proxy stays cut (it once reconnected
+                // straight to the advertised port).
                 format!(
                     "listen: \"127.0.0.1:{port}\"\nserver_name: central\n\
                      jetstream {{ store_dir: {store:?}, domain: {CENTRAL_DOMAIN} }}\n\
-                     leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n\
+                     leafnodes {{ listen: \"127.0.0.1:{leaf_port}\", no_advertise: true }}\n\
                      authorization {{ users: {users} }}\n",
                     store = dir.join("js").display().to_string(),
                     users = serde_json::Value::Array(users),
