@@ -159,6 +159,33 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
     )
     .await;
     assert_eq!(archived["printer_id"].as_i64(), Some(a));
+    assert_eq!(archived["site"], "a");
+    // Archives filter by site.
+    let of_site = |site: &'static str| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let response = client
+                .get(format!("{base}/archives?site={site}"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, page) = of_site("a").await;
+    assert_eq!(status, 200);
+    assert!(
+        page["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["site"] == "a")
+    );
+    assert!(!page["archives"].as_array().unwrap().is_empty());
+    assert_eq!(of_site("b").await.1["archives"], json!([]));
+    let (status, bad) = of_site("B.A").await;
+    assert_eq!((status, &bad["code"]), (422, &json!("VALIDATION_ERROR")));
 
     // Site b's credentials, at site b's leaf node, against site a's printer.
     let (intruder, errors) = site_client(&sites, "b").await;

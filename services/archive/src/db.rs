@@ -180,6 +180,9 @@ fn conditions(filter: &ArchiveFilter, binds: &mut Vec<Bind>) -> String {
     if let Some(project) = filter.project_id {
         push("project_id = ?", Bind::Int(project), binds);
     }
+    if let Some(site) = &filter.site {
+        push("site = ?", Bind::Text(site.clone()), binds);
+    }
     if clauses.is_empty() {
         String::new()
     } else {

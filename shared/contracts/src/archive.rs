@@ -145,6 +145,9 @@ pub struct ArchiveFilter {
     /// Words, each matched as a prefix, over name, file name, notes, tags and printer name.
     pub search: Option<String>,
     pub project_id: Option<i64>,
+    /// Printed at this site.
+    #[serde(default)]
+    pub site: Option<String>,
 }
 
 /// Where a page starts: an offset (the reference's) or after a row of the previous page (the

@@ -58,6 +58,9 @@ pub struct ArchiveQuery {
     #[param(max_length = 200)]
     pub search: Option<String>,
     pub project_id: Option<i64>,
+    /// Only archives of prints made at this site.
+    #[param(pattern = "^[a-z0-9_-]{1,32}$")]
+    pub site: Option<String>,
     /// 1 to 1000, default 50.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
@@ -81,6 +84,8 @@ pub struct ExportQuery {
     pub end_date: Option<String>,
     pub search: Option<String>,
     pub project_id: Option<i64>,
+    #[param(pattern = "^[a-z0-9_-]{1,32}$")]
+    pub site: Option<String>,
 }
 
 impl ExportQuery {
@@ -92,6 +97,7 @@ impl ExportQuery {
             end_date: self.end_date,
             search: self.search,
             project_id: self.project_id,
+            site: self.site,
             limit: None,
             offset: None,
         }
@@ -122,6 +128,15 @@ impl ArchiveQuery {
         {
             return Err(invalid("Invalid query `search`: at most 200 characters"));
         }
+        let site = self
+            .site
+            .as_deref()
+            .map(|s| {
+                printyard_contracts::farm::Site::parse(s)
+                    .map(|site| site.as_str().to_owned())
+                    .map_err(|e| invalid(format!("Invalid query `site`: {e}")))
+            })
+            .transpose()?;
         Ok(ArchiveFilter {
             printer_id: self.printer_id,
             status,
@@ -129,6 +144,7 @@ impl ArchiveQuery {
             until,
             search: self.search.clone().filter(|s| !s.trim().is_empty()),
             project_id: self.project_id,
+            site,
         })
     }
 }
