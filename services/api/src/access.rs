@@ -94,6 +94,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/system/info", Key(P::Read, C::Read)),
     ("GET", "/api/v1/api-keys", Key(P::Admin, C::Read)),
     ("POST", "/api/v1/api-keys", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/api-keys/current", Key(P::Read, C::Read)),
     ("DELETE", "/api/v1/api-keys/{id}", Key(P::Admin, C::Write)),
     ("GET", "/api/v1/printers", Key(P::Read, C::Read)),
     ("POST", "/api/v1/printers", Key(P::Write, C::Write)),

@@ -133,6 +133,17 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>, sqlx::Error> {
     .await
 }
 
+/// The live key `id`, when there is one.
+pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ApiKey>, sqlx::Error> {
+    sqlx::query_as::<_, ApiKey>(
+        "SELECT id, name, prefix, permissions, created_at, last_used_at
+           FROM api.api_keys WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// Revokes a key; its prefix, or `None` when there is no such live key.
 pub async fn revoke(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::Error> {
     sqlx::query_scalar(

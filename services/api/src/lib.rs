@@ -5,6 +5,7 @@
 pub mod access;
 pub mod camera;
 pub mod config;
+pub mod dashboard;
 pub mod dates;
 pub mod discovery;
 pub mod error;

@@ -1,12 +1,12 @@
 //! `/api-keys`: create (the secret is shown in that response only), list, revoke.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::access::Permission;
+use crate::access::{Caller, Permission};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::keys::{self, ApiKey};
@@ -99,6 +99,27 @@ pub async fn create(
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ApiKey>>, ApiError> {
     Ok(Json(keys::list(&state.db).await?))
+}
+
+#[utoipa::path(
+    get, path = "/api-keys/current", operation_id = "getCurrentApiKey", tag = "api-keys",
+    responses(
+        (status = 200, description = "The key this request was made with, without its secret: \
+            what a client (the dashboard) may offer its user", body = ApiKey),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn current(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<ApiKey>, ApiError> {
+    // Revoked between authentication and here: as unknown as any revoked key.
+    keys::get(&state.db, caller.key_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))
 }
 
 #[utoipa::path(

@@ -16,7 +16,7 @@ mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use printyard_contracts::{ErrorBody, ErrorCode};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -43,6 +43,7 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(health::health))
         .routes(routes!(system::info))
         .routes(routes!(api_keys::list, api_keys::create))
+        .routes(routes!(api_keys::current))
         .routes(routes!(api_keys::revoke))
         .routes(routes!(printers::list, printers::create))
         .routes(routes!(printers::get, printers::update, printers::delete))
@@ -121,7 +122,14 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: Uri) -> Response {
+/// Paths outside the API: the dashboard's files, else the reference's 404.
+async fn not_found(method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    if let Some(response) = crate::dashboard::serve(&method, uri.path(), &headers) {
+        return response;
+    }
+    if method == Method::GET && uri.path() == "/" {
+        return crate::dashboard::not_built();
+    }
     error_response(ErrorBody::new(
         ErrorCode::NotFound,
         format!("No endpoint at {}", uri.path()),
