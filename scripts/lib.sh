@@ -27,6 +27,22 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The dashboard (web/): its npm packages exactly as package-lock.json has them (installed again
+# only when the lock changes), a type check, and the build into web/dist, which the api carries
+# in release builds and reads from disk in debug builds. Everything comes from the npm registry.
+web_build() {
+  command -v npm >/dev/null || apt_install nodejs npm
+  local web="$PRINTYARD_ROOT/web"
+  local stamp="$web/node_modules/.printyard-package-lock.json"
+  if ! cmp -s "$web/package-lock.json" "$stamp"; then
+    log "installing the dashboard's npm packages (web/node_modules)"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in web/"
+    cp "$web/package-lock.json" "$stamp"
+  fi
+  log "type-checking and building the dashboard (web/dist)"
+  (cd "$web" && npm run -s check && npm run -s build) || die "the dashboard did not build"
+}
+
 # The newest PostgreSQL server binaries on this machine, installed if there are none. Debian's
 # package would create and start a system cluster; we forbid both, since we run our own.
 postgres_bin() {

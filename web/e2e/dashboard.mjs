@@ -1,0 +1,239 @@
+// End-to-end check of the dashboard in headless Chromium against a running Printyard with at
+// least one printing printer (the test suite's farm, or `scripts/dev up`'s: `scripts/dev e2e`).
+//
+//   PRINTYARD_URL         the api's address (http://127.0.0.1:8080)
+//   PRINTYARD_ADMIN_KEY   an admin key; PRINTYARD_READ_KEY a read-only key
+//   PRINTYARD_UPLOAD      a sliced 3MF to upload
+//   PRINTYARD_SCREENSHOTS where the screenshots go (default e2e/screenshots)
+//   CHROMIUM              the browser (default /usr/bin/chromium)
+//
+// Exits 0 when every check held; prints each step, and `paused <id>` for the printer it paused.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const base = process.env.PRINTYARD_URL ?? "http://127.0.0.1:8080";
+const adminKey = process.env.PRINTYARD_ADMIN_KEY;
+const readKey = process.env.PRINTYARD_READ_KEY;
+const upload = process.env.PRINTYARD_UPLOAD;
+const shots = process.env.PRINTYARD_SCREENSHOTS ?? "e2e/screenshots";
+assert(adminKey && readKey && upload, "PRINTYARD_ADMIN_KEY, PRINTYARD_READ_KEY and PRINTYARD_UPLOAD are needed");
+mkdirSync(shots, { recursive: true });
+
+const BUDGET_JS_GZIP = 300 * 1024;
+const step = (text) => console.log(`- ${text}`);
+
+/** The API, as the test sees it (not through the page). */
+async function apiGet(path) {
+  const response = await fetch(`${base}/api/v1${path}`, { headers: { "X-API-Key": adminKey }, signal: AbortSignal.timeout(10_000) });
+  assert.equal(response.status, 200, `GET ${path}`);
+  return response.json();
+}
+
+/** Polls `check` until it returns a value, or fails after `ms` with `what`. */
+async function until(what, check, ms = 30_000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false && value !== null) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+
+/** Page errors and console errors (CSP refusals among them) of every page: the run fails on any. */
+const pageErrors = [];
+
+async function openPage(options = {}) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, ...options });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // A refused request (a camera that is unavailable, say) is the API's answer, shown in the page.
+    if (m.type() === "error" && !/Failed to load resource/.test(m.text())) pageErrors.push(`console error: ${m.text()}`);
+  });
+  return { context, page };
+}
+
+async function signIn(page, key) {
+  await page.goto(`${base}/`);
+  await page.fill("input[name=api-key]", key);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("header.top nav");
+}
+
+const tile = (page, id) => page.locator(`article.tile[data-printer-id="${id}"]`);
+
+/** The page in use, photographed when a check fails. */
+let current;
+
+try {
+  const printers = await apiGet("/printers");
+  assert(printers.length > 0, "the farm has printers");
+  const printing = printers.filter((p) => p.status === "printing");
+  assert(printing.length > 0, "a printer is printing");
+
+  // 1. The first load: its JavaScript within budget, counted as sent (gzip).
+  {
+    const { context, page } = await openPage();
+    let js = 0;
+    page.on("requestfinished", async (request) => {
+      if (request.resourceType() === "script") js += (await request.sizes()).responseBodySize;
+    });
+    await page.goto(`${base}/`);
+    await page.waitForSelector("input[name=api-key]");
+    await page.waitForLoadState("networkidle");
+    assert(js > 0, "the page loaded its script");
+    assert(js < BUDGET_JS_GZIP, `first load JavaScript ${js} B over the budget`);
+    step(`first load: ${js} B of JavaScript (gzip), budget ${BUDGET_JS_GZIP} B`);
+    await page.screenshot({ path: join(shots, "sign-in.png") });
+    await context.close();
+  }
+
+  const { context, page } = await openPage();
+  current = page;
+  let navigations = 0;
+  page.on("framenavigated", (frame) => frame === page.mainFrame() && navigations++);
+  await signIn(page, adminKey);
+
+  // 2. The wall: every printer, and a printing tile moving on without a reload.
+  await page.waitForSelector("article.tile");
+  for (const p of printers) await tile(page, p.id).waitFor();
+  const names = await page.locator("article.tile h2").allTextContents();
+  assert.deepEqual([...names].sort(), printers.map((p) => p.name).sort(), "one tile per printer");
+  const watched = printing[0].id;
+  await tile(page, watched).locator('.state[data-state="printing"]').waitFor();
+  const progressOf = async (id) => Number((await tile(page, id).locator(".progress").textContent()).replace("%", ""));
+  const before = await progressOf(watched);
+  const navigated = navigations;
+  const after = await until("the printing tile's progress to advance", async () => {
+    const now = await progressOf(watched);
+    return now > before ? now : undefined;
+  }, 90_000);
+  assert.equal(navigations, navigated, "no reload");
+  step(`wall: ${printers.length} tiles; printer ${watched} went from ${before}% to ${after}% without a reload`);
+  await page.screenshot({ path: join(shots, "wall.png"), fullPage: true });
+
+  // 3. Stop asks first; pause from the tile reaches the printer, whose report shows it paused.
+  await tile(page, watched).getByRole("button", { name: "Stop" }).click();
+  await tile(page, watched).getByText(/Stop the print on/).waitFor();
+  await tile(page, watched).getByRole("button", { name: "No" }).click();
+  await tile(page, watched).getByRole("button", { name: "Pause" }).click();
+  await tile(page, watched).locator('.state[data-state="paused"]').waitFor({ timeout: 30_000 });
+  const status = await apiGet(`/printers/${watched}/status`);
+  assert.equal(status.state, "paused", "the printer reports paused");
+  console.log(`paused ${watched}`);
+  step(`pause: printer ${watched} reports paused`);
+  await tile(page, watched).getByRole("button", { name: "Resume" }).click();
+  await tile(page, watched).locator('.state[data-state="printing"]').waitFor({ timeout: 30_000 });
+  step("resume: printing again");
+
+  // 4. The archive: upload, edit, search.
+  await page.goto(`${base}/#/archive`);
+  await page.waitForSelector("ul.archives");
+  const uploadsBefore = (await apiGet("/archives?status=uploaded&limit=1")).total;
+  await page.setInputFiles("input[name=upload]", upload);
+  await page.getByText(/^Uploaded /).waitFor({ timeout: 30_000 });
+  const uploaded = await until("the upload in the API", async () => {
+    const page = await apiGet("/archives?status=uploaded&limit=1");
+    return page.total > uploadsBefore ? page.archives[0] : undefined;
+  });
+  const row = page.locator(`li.archive[data-archive-id="${uploaded.id}"]`);
+  await row.waitFor();
+  step(`upload: archive ${uploaded.id} (${uploaded.name}) listed`);
+  const unique = `e2e${Date.now().toString(36)}`;
+  await row.getByRole("button", { name: "Edit" }).click();
+  await page.fill("form.editor input[name=name]", `Bracket ${unique}`);
+  await page.fill("form.editor input[name=tags]", "e2e, bracket");
+  await page.fill("form.editor textarea[name=notes]", "uploaded by the browser test");
+  await page.click("form.editor button[type=submit]");
+  await row.getByText(`Bracket ${unique}`).waitFor();
+  await row.locator(".tag", { hasText: "bracket" }).waitFor();
+  const edited = await apiGet(`/archives/${uploaded.id}`);
+  assert.equal(edited.name, `Bracket ${unique}`);
+  assert.deepEqual([...edited.tags].sort(), ["bracket", "e2e"]);
+  const total = (await apiGet("/archives?limit=1")).total;
+  assert(total > 1, "more than one archive, so that a search can leave some out");
+  await page.fill("input[name=search]", unique);
+  await until("the search to leave one archive", async () => (await page.locator("li.archive").count()) === 1 || undefined);
+  assert.equal(await page.locator("li.archive").first().getAttribute("data-archive-id"), String(uploaded.id));
+  await page.getByText(/^1 archives$/).waitFor();
+  step(`search "${unique}": 1 of ${total} archives`);
+  await page.fill("input[name=search]", "");
+  await until("the whole list again", async () => (await page.locator("li.archive").count()) === Math.min(total, 50) || undefined);
+  await page.screenshot({ path: join(shots, "archive.png"), fullPage: true });
+
+  // 5. The other screens, each with its own content.
+  await page.goto(`${base}/#/cameras`);
+  await page.locator("button.camera").first().waitFor();
+  await until("a snapshot or the camera's reason", async () => (await page.locator("button.camera img, button.camera .noframe:not(:text('waiting'))").count()) > 0 || undefined, 30_000);
+  await page.screenshot({ path: join(shots, "cameras.png"), fullPage: true });
+  const withFrame = page.locator("button.camera", { has: page.locator("img") }).first();
+  if ((await withFrame.count()) > 0) {
+    await withFrame.click();
+    const live = page.locator(".overlay img.live-frame");
+    await live.waitFor({ timeout: 30_000 });
+    await until("a decoded live frame", () => live.evaluate((img) => img.complete && img.naturalWidth > 0));
+    await page.screenshot({ path: join(shots, "camera-live.png") });
+    await page.getByRole("button", { name: "Close" }).click();
+    step("cameras: snapshots in the grid, a live MJPEG stream on click");
+  }
+  await page.goto(`${base}/#/queue?archive=${uploaded.id}`);
+  await page.locator("form[aria-label='Add a job'] select[name=archive]").waitFor();
+  await page.screenshot({ path: join(shots, "queue.png"), fullPage: true });
+  await page.goto(`${base}/#/statistics`);
+  await page.locator(".cards .card").first().waitFor();
+  await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
+  await page.goto(`${base}/#/settings`);
+  await page.locator("section[aria-label='API keys'] table tbody tr").first().waitFor();
+  await page.screenshot({ path: join(shots, "settings.png"), fullPage: true });
+  step("cameras, queue, statistics, settings shown");
+  await context.close();
+
+  // 6. A read-only key: the same farm, no control or editing.
+  {
+    const { context, page } = await openPage();
+    await signIn(page, readKey);
+    await page.waitForSelector("article.tile");
+    for (const p of printers) await tile(page, p.id).waitFor();
+    assert.equal(await page.locator("footer.controls").count(), 0, "no control buttons for a read key");
+    assert.equal(await page.getByRole("button", { name: /^(Pause|Resume|Stop|Clear plate)$/ }).count(), 0);
+    await page.screenshot({ path: join(shots, "wall-read-only.png"), fullPage: true });
+    await page.goto(`${base}/#/archive`);
+    await page.locator("li.archive").first().waitFor();
+    assert.equal(await page.locator("input[name=upload]").count(), 0, "no upload for a read key");
+    assert.equal(await page.getByRole("button", { name: /^(Edit|Delete)$/ }).count(), 0, "no editing for a read key");
+    await page.goto(`${base}/#/settings`);
+    await page.locator("section[aria-label='Costs']").waitFor();
+    assert.equal(await page.locator("section[aria-label='API keys']").count(), 0, "no key management for a read key");
+    step("read-only key: no control, upload, edit or key management");
+    await context.close();
+  }
+
+  // 7. A phone in the dark: one column, nothing wider than the screen.
+  {
+    const { context, page } = await openPage({ viewport: { width: 390, height: 844 }, colorScheme: "dark", isMobile: true, hasTouch: true });
+    await signIn(page, adminKey);
+    await page.waitForSelector("article.tile");
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert(overflow <= 1, `the wall is ${overflow}px wider than a phone`);
+    await page.screenshot({ path: join(shots, "wall-phone-dark.png"), fullPage: true });
+    step("phone, dark theme: fits the screen");
+    await context.close();
+  }
+  assert.deepEqual(pageErrors, [], "no errors in the pages");
+  console.log(`ok: screenshots in ${shots}`);
+} catch (e) {
+  if (current && !current.isClosed()) await current.screenshot({ path: join(shots, "failure.png"), fullPage: true }).catch(() => {});
+  console.error(`failed; the page as it was: ${join(shots, "failure.png")}`);
+  throw e;
+} finally {
+  await browser.close();
+}

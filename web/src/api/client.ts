@@ -1,0 +1,92 @@
+// The dashboard's only way to the API: the client generated from /api/v1/openapi.json
+// (src/api/schema.d.ts, `npm run generate`), with the signed-in key sent as X-API-Key.
+import createClient from "openapi-fetch";
+import type { components, paths } from "./schema";
+
+export type Schemas = components["schemas"];
+export type Printer = Schemas["Printer"];
+export type Archive = Schemas["Archive"];
+export type Project = Schemas["Project"];
+export type QueueJob = Schemas["QueueJob"];
+export type ApiKey = Schemas["ApiKey"];
+export type Permission = Schemas["Permission"];
+export type Statistics = Schemas["Statistics"];
+export type Webhook = Schemas["Webhook"];
+export type Delivery = Schemas["Delivery"];
+export type CostSettings = Schemas["CostSettings"];
+export type StatusView = Schemas["PrinterStatusView"];
+
+const KEY_STORAGE = "printyard.apiKey";
+
+export const storedKey = (): string | null => localStorage.getItem(KEY_STORAGE);
+
+export function storeKey(key: string | null): void {
+  if (key) localStorage.setItem(KEY_STORAGE, key);
+  else localStorage.removeItem(KEY_STORAGE);
+}
+
+export const api = createClient<paths>({ baseUrl: "/api/v1" });
+
+api.use({
+  onRequest({ request }) {
+    const key = storedKey();
+    if (key) request.headers.set("X-API-Key", key);
+    return request;
+  },
+});
+
+/** An answer in the API's `{detail, code}` form (or a failure to reach it at all). */
+export class ApiFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+/** Listeners told when the key is refused (revoked, or never valid). */
+const refusedListeners = new Set<() => void>();
+export const onKeyRefused = (listener: () => void): (() => void) => {
+  refusedListeners.add(listener);
+  return () => refusedListeners.delete(listener);
+};
+
+/** The data of an answer, or an [`ApiFailure`] with the API's own detail. */
+export async function must<T>(
+  call: Promise<{ data?: T; error?: unknown; response: Response }>,
+): Promise<T> {
+  let answer;
+  try {
+    answer = await call;
+  } catch (e) {
+    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    throw new ApiFailure(0, "UNREACHABLE", "The API could not be reached");
+  }
+  const { data, error, response } = answer;
+  if (response.ok && data !== undefined) return data;
+  const body = (error ?? {}) as { detail?: string; code?: string };
+  if (response.status === 401) refusedListeners.forEach((l) => l());
+  throw new ApiFailure(
+    response.status,
+    body.code ?? "HTTP_" + response.status,
+    body.detail ?? `${response.status} ${response.statusText}`,
+  );
+}
+
+/** What `permission` lets a key do: admin implies every other. */
+export const grants = (held: readonly string[], permission: Permission): boolean =>
+  held.includes("admin") || held.includes(permission);
+
+/** Saves `blob` as a download named `name`. */
+export function saveBlob(blob: Blob, name: string): void {
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}

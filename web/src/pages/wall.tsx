@@ -1,0 +1,222 @@
+// The farm wall: every printer as a tile, the ones that need a person first, kept live by the
+// `/events` stream (statuses as they change) with the printer list re-read now and then for
+// printers added or removed elsewhere.
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { api, must, type Archive, type Printer } from "../api/client";
+import { followEvents, type StatusRecord } from "../api/streams";
+import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEvery, type Session } from "../ui";
+
+/** Why a printer needs someone, or `undefined` when it does not. */
+export function problemOf(printer: Printer, record: StatusRecord | undefined): string | undefined {
+  const state = liveState(printer, record);
+  const status = record?.status;
+  if (state === "offline") return record?.connection_error ?? "offline";
+  if (state === "failed") return status?.print_error ? `print failed (${status.print_error})` : "print failed";
+  if (status?.hms_status === "error") return "printer error";
+  if (state === "finished" && !printer.auto_clear_plate) return "waiting for plate clear";
+  return undefined;
+}
+
+function liveState(printer: Printer, record: StatusRecord | undefined): string {
+  if (!record) return printer.status;
+  if (!record.connected) return "offline";
+  return record.status?.state ?? "idle";
+}
+
+const STATES = ["idle", "preparing", "printing", "paused", "finished", "failed", "offline"];
+
+export function Wall({ session }: { session: Session }) {
+  const printers = useAnswer(() => must(api.GET("/printers")), []);
+  const printing = useAnswer(
+    () => must(api.GET("/archives", { params: { query: { status: "printing", limit: 1000 } } })),
+    [],
+  );
+  const [records, setRecords] = useState<Map<number, StatusRecord>>(new Map());
+  const [live, setLive] = useState(false);
+  const [site, setSite] = useState("");
+  const [state, setState] = useState("");
+  const [cleared, setCleared] = useState<Set<number>>(new Set());
+
+  useEffect(() => {
+    const stop = new AbortController();
+    void followEvents(
+      {
+        status: (record) =>
+          setRecords((old) => {
+            const next = new Map(old);
+            next.set(record.printer_id, record);
+            return next;
+          }),
+        event: (event) => {
+          if (event.event.startsWith("print_") && event.event !== "print_progress") printing.reload();
+        },
+        live: setLive,
+      },
+      stop.signal,
+    );
+    return () => stop.abort();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  // New and removed printers; statuses too, when the stream is down.
+  useEvery(live ? 30_000 : 5_000, printers.reload);
+
+  const current = useMemo(() => {
+    const byPrinter = new Map<number, Archive>();
+    for (const a of printing.data?.archives ?? []) if (a.printer_id != null) byPrinter.set(a.printer_id, a);
+    return byPrinter;
+  }, [printing.data]);
+
+  const all = printers.data ?? [];
+  const sites = [...new Set(all.map((p) => p.site))].sort();
+  const tiles = all
+    .map((printer) => {
+      const record = records.get(printer.id);
+      return { printer, record, state: liveState(printer, record), problem: cleared.has(printer.id) ? undefined : problemOf(printer, record) };
+    })
+    .filter((t) => (!site || t.printer.site === site) && (!state || t.state === state))
+    .sort(
+      (a, b) =>
+        Number(!a.problem) - Number(!b.problem) ||
+        Number(a.state !== "printing") - Number(b.state !== "printing") ||
+        a.printer.name.localeCompare(b.printer.name),
+    );
+
+  return (
+    <>
+      <div class="toolbar">
+        <label>
+          Site
+          <select value={site} onChange={(e) => setSite(e.currentTarget.value)} name="site">
+            <option value="">all</option>
+            {sites.map((s) => (
+              <option value={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          State
+          <select value={state} onChange={(e) => setState(e.currentTarget.value)} name="state">
+            <option value="">all</option>
+            {STATES.map((s) => (
+              <option value={s}>{s}</option>
+            ))}
+          </select>
+        </label>
+        <span class={`live ${live ? "on" : "off"}`} title="Updates from /events">
+          {live ? "live" : "reconnecting…"}
+        </span>
+        <span class="count">
+          {tiles.length} of {all.length} printers
+        </span>
+      </div>
+      <ErrorNote error={printers.error} />
+      <section class="tiles" aria-label="Printers">
+        {tiles.map(({ printer, record, state, problem }) => (
+          <Tile
+            key={printer.id}
+            printer={printer}
+            record={record}
+            state={state}
+            problem={problem}
+            archive={current.get(printer.id)}
+            session={session}
+            onCleared={() => setCleared((old) => new Set(old).add(printer.id))}
+          />
+        ))}
+      </section>
+      {printers.data && all.length === 0 && <p>No printers yet: add them with POST /api/v1/printers.</p>}
+    </>
+  );
+}
+
+function Tile(props: {
+  printer: Printer;
+  record?: StatusRecord;
+  state: string;
+  problem?: string;
+  archive?: Archive;
+  session: Session;
+  onCleared: () => void;
+}) {
+  const { printer, record, state, problem, archive, session } = props;
+  const status = record?.status;
+  const progress = status?.progress ?? printer.current_print?.progress ?? 0;
+  const remaining = status?.remaining_time ?? printer.current_print?.remaining_time ?? 0;
+  const active = state === "printing" || state === "paused" || state === "preparing";
+  const file = status?.job_name ?? printer.current_print?.filename ?? archive?.name;
+  const id = { params: { path: { id: printer.id } } };
+  const hms = (status?.hms ?? []).map((h) => h.text ?? `HMS ${h.code}`);
+  return (
+    <article class={`tile state-${state}${problem ? " problem" : ""}`} data-printer-id={printer.id} aria-label={printer.name}>
+      <header>
+        <h2>{printer.name}</h2>
+        <span class="state" data-state={state}>
+          {state}
+        </span>
+      </header>
+      <p class="meta">
+        {printer.site} · {printer.model ?? record?.model ?? "unknown model"}
+      </p>
+      {problem && <p class="problem-text">{problem}</p>}
+      {hms.length > 0 && (
+        <ul class="hms">
+          {hms.map((text) => (
+            <li>{text}</li>
+          ))}
+        </ul>
+      )}
+      <div class="job">
+        {active && <Thumb archiveId={archive?.has_thumbnail ? archive.id : undefined} alt={file ?? "current print"} />}
+        <div>
+          {active && file && <p class="file">{file}</p>}
+          {active && (
+            <>
+              <ProgressBar percent={progress} label={`${printer.name} progress`} />
+              <p class="numbers">
+                <span class="progress">{progress}%</span> · {duration(remaining)} left
+                {status && status.total_layers > 0 && (
+                  <>
+                    {" "}
+                    · layer {status.current_layer}/{status.total_layers}
+                  </>
+                )}
+              </p>
+            </>
+          )}
+          {status && (
+            <p class="temps">
+              Nozzle {Math.round(status.temperatures.nozzle)}°/{Math.round(status.temperatures.nozzle_target)}° · Bed{" "}
+              {Math.round(status.temperatures.bed)}°/{Math.round(status.temperatures.bed_target)}°
+              {status.temperatures.chamber != null && <> · Chamber {Math.round(status.temperatures.chamber)}°</>}
+            </p>
+          )}
+        </div>
+      </div>
+      {session.can("control") && (
+        <footer class="controls">
+          {state === "printing" && (
+            <ActionButton action={() => must(api.POST("/printers/{id}/pause", id))}>Pause</ActionButton>
+          )}
+          {state === "paused" && (
+            <ActionButton action={() => must(api.POST("/printers/{id}/resume", id))}>Resume</ActionButton>
+          )}
+          {active && (
+            <ActionButton class="danger" confirm={`Stop the print on ${printer.name}?`} action={() => must(api.POST("/printers/{id}/stop", id))}>
+              Stop
+            </ActionButton>
+          )}
+          {(state === "finished" || state === "failed") && !printer.auto_clear_plate && (
+            <ActionButton
+              action={async () => {
+                await must(api.POST("/printers/{id}/clear-plate", id));
+                props.onCleared();
+              }}
+            >
+              Clear plate
+            </ActionButton>
+          )}
+        </footer>
+      )}
+    </article>
+  );
+}

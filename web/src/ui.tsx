@@ -1,0 +1,159 @@
+// Small pieces every screen uses: loading an answer, authenticated images, formats, buttons.
+import type { ComponentChildren } from "preact";
+import { useCallback, useEffect, useRef, useState } from "preact/hooks";
+import { ApiFailure, api } from "./api/client";
+
+/** What a signed-in screen knows about its user. */
+export interface Session {
+  permissions: readonly string[];
+  can(permission: "read" | "write" | "control" | "admin"): boolean;
+}
+
+/** Loads `load()` now and whenever `deps` change; `reload` loads again. */
+export function useAnswer<T>(load: () => Promise<T>, deps: unknown[]) {
+  const [data, setData] = useState<T | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const serial = useRef(0);
+  const reload = useCallback(() => {
+    const mine = ++serial.current;
+    load().then(
+      (value) => {
+        if (mine !== serial.current) return;
+        setData(value);
+        setError(undefined);
+      },
+      (e: unknown) => {
+        if (mine !== serial.current) return;
+        setError(e instanceof Error ? e.message : String(e));
+      },
+    );
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, deps);
+  useEffect(reload, [reload]);
+  return { data, error, reload };
+}
+
+/** Calls `tick` every `ms` while the page is visible. */
+export function useEvery(ms: number, tick: () => void) {
+  const saved = useRef(tick);
+  saved.current = tick;
+  useEffect(() => {
+    const timer = setInterval(() => {
+      if (document.visibilityState === "visible") saved.current();
+    }, ms);
+    return () => clearInterval(timer);
+  }, [ms]);
+}
+
+/** An archive's thumbnail (fetched with the key, so not a plain <img src>). */
+export function Thumb({ archiveId, alt }: { archiveId: number | null | undefined; alt: string }) {
+  const [url, setUrl] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    if (!archiveId) return;
+    let made: string | undefined;
+    let live = true;
+    api
+      .GET("/archives/{id}/thumbnail", { params: { path: { id: archiveId } }, parseAs: "blob" })
+      .then(({ data, response }) => {
+        if (!live || !response.ok || !data) return;
+        made = URL.createObjectURL(data);
+        setUrl(made);
+      })
+      .catch(() => undefined);
+    return () => {
+      live = false;
+      if (made) URL.revokeObjectURL(made);
+    };
+  }, [archiveId]);
+  return url ? <img class="thumb" src={url} alt={alt} /> : <div class="thumb empty" aria-hidden="true" />;
+}
+
+export function ErrorNote({ error }: { error?: string }) {
+  return error ? (
+    <p class="error" role="alert">
+      {error}
+    </p>
+  ) : null;
+}
+
+/** A button that runs `action`, shows that it is busy, and reports a failure next to it. */
+export function ActionButton(props: {
+  action: () => Promise<unknown>;
+  children: ComponentChildren;
+  class?: string;
+  title?: string;
+  confirm?: string;
+  disabled?: boolean;
+}) {
+  const [busy, setBusy] = useState(false);
+  const [asking, setAsking] = useState(false);
+  const [error, setError] = useState<string | undefined>(undefined);
+  const run = async () => {
+    setAsking(false);
+    setBusy(true);
+    setError(undefined);
+    try {
+      await props.action();
+    } catch (e) {
+      setError(e instanceof ApiFailure || e instanceof Error ? e.message : String(e));
+    } finally {
+      setBusy(false);
+    }
+  };
+  if (asking)
+    return (
+      <span class="confirm">
+        <span>{props.confirm}</span>
+        <button class="danger" onClick={run}>
+          Yes
+        </button>
+        <button onClick={() => setAsking(false)}>No</button>
+      </span>
+    );
+  return (
+    <>
+      <button
+        class={props.class}
+        title={props.title}
+        disabled={busy || props.disabled}
+        onClick={() => (props.confirm ? setAsking(true) : run())}
+      >
+        {props.children}
+      </button>
+      {error && (
+        <span class="error" role="alert">
+          {error}
+        </span>
+      )}
+    </>
+  );
+}
+
+export function duration(seconds: number | null | undefined): string {
+  if (seconds == null) return "–";
+  const h = Math.floor(seconds / 3600);
+  const m = Math.round((seconds % 3600) / 60);
+  return h > 0 ? `${h} h ${m} min` : `${m} min`;
+}
+
+export const when = (iso: string | null | undefined): string =>
+  iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" }) : "–";
+
+export const grams = (g: number | null | undefined): string => (g == null ? "–" : `${g.toFixed(1)} g`);
+
+export const money = (value: number, currency: string): string => {
+  try {
+    return value.toLocaleString(undefined, { style: "currency", currency });
+  } catch {
+    return `${value.toFixed(2)} ${currency}`;
+  }
+};
+
+export function ProgressBar({ percent, label }: { percent: number; label?: string }) {
+  const p = Math.max(0, Math.min(100, percent));
+  return (
+    <div class="bar" role="progressbar" aria-valuenow={Math.round(p)} aria-valuemin={0} aria-valuemax={100} aria-label={label}>
+      <div style={{ width: `${p}%` }} />
+    </div>
+  );
+}
