@@ -184,15 +184,54 @@ try {
     await page.getByRole("button", { name: "Close" }).click();
     step("cameras: snapshots in the grid, a live MJPEG stream on click");
   }
+  // The queue: two jobs for the busy printer wait, with the reason; a drag swaps them.
   await page.goto(`${base}/#/queue?archive=${uploaded.id}`);
-  await page.locator("form[aria-label='Add a job'] select[name=archive]").waitFor();
+  const form = page.locator("form[aria-label='Add a job']");
+  await form.locator(`select[name=archive] option[value="${uploaded.id}"]`).waitFor({ state: "attached" });
+  await form.locator("select[name=target]").selectOption(`printer:${watched}`);
+  const queued = [];
+  for (let i = 0; i < 2; i++) {
+    const known = new Set((await apiGet("/queue")).map((j) => j.id));
+    await form.getByRole("button", { name: "Add to queue" }).click();
+    queued.push(await until("the job in the queue", async () => (await apiGet("/queue")).find((j) => !known.has(j.id))?.id));
+  }
+  const waitingIds = async () => (await apiGet("/queue?status=pending")).sort((a, b) => a.position - b.position).map((j) => j.id).filter((id) => queued.includes(id));
+  assert.deepEqual(await waitingIds(), queued, "added in order");
+  const job = (id) => page.locator(`ol.queue li[data-job-id="${id}"]`);
+  await job(queued[1]).locator(".waiting").waitFor({ timeout: 15_000 });
+  await job(queued[1]).dragTo(job(queued[0]));
+  await until("the drag saved", async () => JSON.stringify(await waitingIds()) === JSON.stringify([queued[1], queued[0]]) || undefined, 15_000);
+  step(`queue: jobs ${queued.join(", ")} waiting ("${await job(queued[0]).locator(".waiting").textContent()}"), swapped by a drag`);
   await page.screenshot({ path: join(shots, "queue.png"), fullPage: true });
+  for (const id of queued) {
+    await job(id).getByRole("button", { name: "Remove" }).click();
+    await job(id).getByRole("button", { name: "Yes" }).click();
+    await job(id).waitFor({ state: "detached" });
+  }
   await page.goto(`${base}/#/statistics`);
   await page.locator(".cards .card").first().waitFor();
   await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
   await page.goto(`${base}/#/settings`);
-  await page.locator("section[aria-label='API keys'] table tbody tr").first().waitFor();
+  // A key made in the page is shown once, works, and is revoked from the page.
+  const keys = page.locator("section[aria-label='API keys']");
+  await keys.locator("table tbody tr").first().waitFor();
+  const keyName = `wall display ${unique}`;
+  await keys.locator("input[name=key-name]").fill(keyName);
+  await keys.getByRole("button", { name: "Create key" }).click();
+  const secret = (await keys.locator("code.new-key").textContent()).trim();
+  const made = await fetch(`${base}/api/v1/api-keys/current`, { headers: { "X-API-Key": secret } });
+  assert.equal(made.status, 200, "the key shown works");
+  assert.deepEqual((await made.json()).permissions, ["read"]);
   await page.screenshot({ path: join(shots, "settings.png"), fullPage: true });
+  await keys.getByRole("button", { name: "Done" }).click();
+  assert.equal(await page.getByText(secret).count(), 0, "the secret is shown only once");
+  const keyRow = keys.locator("tbody tr", { hasText: keyName });
+  await keyRow.getByRole("button", { name: "Revoke" }).click();
+  await keyRow.getByRole("button", { name: "Yes" }).click();
+  await keyRow.waitFor({ state: "detached" });
+  const revoked = await fetch(`${base}/api/v1/api-keys/current`, { headers: { "X-API-Key": secret } });
+  assert.equal(revoked.status, 401, "the revoked key is refused");
+  step("settings: a key created (shown once, works) and revoked");
   step("cameras, queue, statistics, settings shown");
   await context.close();
 

@@ -102,7 +102,7 @@ function JobLine({ job }: { job: QueueJob }) {
       <div>
         <strong>{job.name}</strong> <span class={`status s-${job.status}`}>{job.status}</span>
         <p class="meta">
-          {target} · plate {job.plate} · {job.filament_types.join(", ") || "filament unknown"} · added {when(job.created_at)}
+          #{job.id} · {target} · plate {job.plate} · {job.filament_types.join(", ") || "filament unknown"} · added {when(job.created_at)}
           {job.attempts > 0 && ` · attempt ${job.attempts}`}
         </p>
         {job.waiting_reason && <p class="waiting">waiting: {job.waiting_reason}</p>}
