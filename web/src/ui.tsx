@@ -45,24 +45,39 @@ export function useEvery(ms: number, tick: () => void) {
   }, [ms]);
 }
 
+/** Thumbnails already fetched (an archive's thumbnail never changes), newest last. */
+const thumbnails = new Map<number, Promise<string | undefined>>();
+const THUMBNAILS_KEPT = 300;
+
+function thumbnail(id: number): Promise<string | undefined> {
+  const known = thumbnails.get(id);
+  if (known) return known;
+  const loading = api
+    .GET("/archives/{id}/thumbnail", { params: { path: { id } }, parseAs: "blob" })
+    .then(({ data, response }) => (response.ok && data ? URL.createObjectURL(data) : undefined))
+    .catch(() => undefined);
+  // A failed fetch (rate limit, network) is tried again next time.
+  loading.then((url) => url ?? thumbnails.delete(id));
+  thumbnails.set(id, loading);
+  if (thumbnails.size > THUMBNAILS_KEPT) {
+    const [oldest, url] = thumbnails.entries().next().value!;
+    thumbnails.delete(oldest);
+    // Released a little later, in case a tile still shows it.
+    url.then((u) => u && setTimeout(() => URL.revokeObjectURL(u), 60_000));
+  }
+  return loading;
+}
+
 /** An archive's thumbnail (fetched with the key, so not a plain <img src>). */
 export function Thumb({ archiveId, alt }: { archiveId: number | null | undefined; alt: string }) {
   const [url, setUrl] = useState<string | undefined>(undefined);
   useEffect(() => {
+    setUrl(undefined);
     if (!archiveId) return;
-    let made: string | undefined;
     let live = true;
-    api
-      .GET("/archives/{id}/thumbnail", { params: { path: { id: archiveId } }, parseAs: "blob" })
-      .then(({ data, response }) => {
-        if (!live || !response.ok || !data) return;
-        made = URL.createObjectURL(data);
-        setUrl(made);
-      })
-      .catch(() => undefined);
+    thumbnail(archiveId).then((u) => live && setUrl(u));
     return () => {
       live = false;
-      if (made) URL.revokeObjectURL(made);
     };
   }, [archiveId]);
   return url ? <img class="thumb" src={url} alt={alt} /> : <div class="thumb empty" aria-hidden="true" />;

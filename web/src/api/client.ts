@@ -27,13 +27,37 @@ export function storeKey(key: string | null): void {
 
 export const api = createClient<paths>({ baseUrl: "/api/v1" });
 
+/** The read budget as the API's last answer to a GET told it (`X-RateLimit-*`). */
+const readBudget = { limit: 0, remaining: 0, resetAt: 0 };
+
 api.use({
   onRequest({ request }) {
     const key = storedKey();
     if (key) request.headers.set("X-API-Key", key);
     return request;
   },
+  onResponse({ request, response }) {
+    if (request.method !== "GET") return;
+    const limit = Number(response.headers.get("X-RateLimit-Limit"));
+    const reset = Number(response.headers.get("X-RateLimit-Reset"));
+    if (!limit || !reset) return;
+    readBudget.limit = limit;
+    readBudget.remaining = Number(response.headers.get("X-RateLimit-Remaining"));
+    readBudget.resetAt = reset * 1000;
+    if (response.status === 429) readBudget.remaining = 0;
+  },
 });
+
+/**
+ * How long a background poller (the camera grid) should wait before its next read: until the
+ * window ends when less than a quarter of the key's read budget is left, so that what a person
+ * clicks still gets through; 0 otherwise.
+ */
+export function readPause(): number {
+  const now = Date.now();
+  if (now >= readBudget.resetAt || readBudget.remaining >= readBudget.limit / 4) return 0;
+  return readBudget.resetAt - now + 250;
+}
 
 /** An answer in the API's `{detail, code}` form (or a failure to reach it at all). */
 export class ApiFailure extends Error {

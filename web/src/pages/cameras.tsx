@@ -1,8 +1,9 @@
 // The camera grid: one snapshot per printer, refreshed one request at a time (so the grid
 // never holds more than one of the browser's six connections to this host, however many
-// printers it shows); a click opens that printer's live MJPEG stream.
+// printers it shows), and never spending the last quarter of the key's read budget; a click
+// opens that printer's live MJPEG stream.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, must, type Printer } from "../api/client";
+import { api, must, readPause, type Printer } from "../api/client";
 import { followCamera } from "../api/streams";
 import { ErrorNote, useAnswer } from "../ui";
 
@@ -14,6 +15,7 @@ export function Cameras() {
   const [frames, setFrames] = useState<Map<number, string>>(new Map());
   const [failures, setFailures] = useState<Map<number, string>>(new Map());
   const [open, setOpen] = useState<Printer | undefined>(undefined);
+  const [throttled, setThrottled] = useState(false);
   const online = (printers.data ?? []).filter((p) => p.status !== "offline");
   const ids = online.map((p) => p.id).join(",");
   const paused = useRef(false);
@@ -28,6 +30,12 @@ export function Cameras() {
         for (const id of ids ? ids.split(",").map(Number) : []) {
           if (stop.signal.aborted) return;
           if (paused.current || document.visibilityState !== "visible") continue;
+          // Most of the key's read budget spent: wait for the next window.
+          for (let pause = readPause(); pause > 0 && !stop.signal.aborted; pause = readPause()) {
+            setThrottled(true);
+            await new Promise((resolve) => setTimeout(resolve, Math.min(pause, 5_000)));
+          }
+          setThrottled(false);
           try {
             const { data, response, error } = await api.GET("/printers/{id}/camera/snapshot", {
               params: { path: { id } },
@@ -66,6 +74,7 @@ export function Cameras() {
   return (
     <>
       <ErrorNote error={printers.error} />
+      {throttled && <p class="hint">Snapshots wait for the API key's next rate-limit window (most of its read budget is spent).</p>}
       <section class="cameras" aria-label="Cameras">
         {online.map((p) => (
           <button class="camera" key={p.id} onClick={() => setOpen(p)} aria-label={`${p.name} camera`}>
