@@ -1,9 +1,9 @@
-// End-to-end check of the dashboard in headless Chromium against a running Printyard with at
-// least one printing printer (the test suite's farm, or `scripts/dev up`'s: `scripts/dev e2e`).
+// End-to-end check of the dashboard in headless Chromium against a running Printyard with a
+// printing A1 mini (the test suite's farm, or `scripts/dev up`'s: `scripts/dev e2e`).
 //
 //   PRINTYARD_URL         the api's address (http://127.0.0.1:8080)
 //   PRINTYARD_ADMIN_KEY   an admin key; PRINTYARD_READ_KEY a read-only key
-//   PRINTYARD_UPLOAD      a sliced 3MF to upload
+//   PRINTYARD_UPLOAD      a 3MF sliced for the A1 mini, to upload and queue
 //   PRINTYARD_SCREENSHOTS where the screenshots go (default e2e/screenshots)
 //   CHROMIUM              the browser (default /usr/bin/chromium)
 //
@@ -127,7 +127,8 @@ try {
     return now > before ? now : undefined;
   }, 90_000);
   assert.equal(navigations, navigated, "no reload");
-  step(`wall: ${printers.length} tiles; printer ${watched} went from ${before}% to ${after}% without a reload`);
+  await tile(page, watched).locator("img.thumb").waitFor();
+  step(`wall: ${printers.length} tiles; printer ${watched} went from ${before}% to ${after}% without a reload, its print's thumbnail shown`);
   await page.screenshot({ path: join(shots, "wall.png"), fullPage: true });
 
   // 3. Stop asks first; pause from the tile reaches the printer, whose report shows it paused.
@@ -194,16 +195,19 @@ try {
     await page.getByRole("button", { name: "Close" }).click();
     step("cameras: snapshots in the grid, a live MJPEG stream on click");
   }
-  // The queue: two jobs for the busy printer wait, with the reason; a drag swaps them.
+  // The queue: two jobs for a busy printer wait, with the reason; a drag swaps them. The
+  // uploaded file is sliced for the A1 mini, so the printer is a printing A1 mini.
+  const busy = (await apiGet("/printers")).find((p) => p.status === "printing" && p.model === "A1 mini");
+  assert(busy, "a printing A1 mini, for the queue's jobs to wait for");
   await page.goto(`${base}/#/queue?archive=${uploaded.id}`);
   const form = page.locator("form[aria-label='Add a job']");
   await form.locator(`select[name=archive] option[value="${uploaded.id}"]`).waitFor({ state: "attached" });
-  await form.locator("select[name=target]").selectOption(`printer:${watched}`);
+  await form.locator("select[name=target]").selectOption(`printer:${busy.id}`);
   const queued = [];
   for (let i = 0; i < 2; i++) {
     const known = new Set((await apiGet("/queue")).map((j) => j.id));
     await form.getByRole("button", { name: "Add to queue" }).click();
-    queued.push(await until("the job in the queue", async () => (await apiGet("/queue")).find((j) => !known.has(j.id))?.id));
+    queued.push(await until("the job in the queue", async () => (await apiGet("/queue")).find((j) => !known.has(j.id))?.id, 10_000));
   }
   const waitingIds = async () => (await apiGet("/queue?status=pending")).sort((a, b) => a.position - b.position).map((j) => j.id).filter((id) => queued.includes(id));
   assert.deepEqual(await waitingIds(), queued, "added in order");

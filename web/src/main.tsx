@@ -9,7 +9,7 @@ import { Queue } from "./pages/queue";
 import { Settings } from "./pages/settings";
 import { Stats } from "./pages/stats";
 import { Wall } from "./pages/wall";
-import { ErrorNote, type Session } from "./ui";
+import { ErrorNote, message, type Session } from "./ui";
 import "./style.css";
 
 const SCREENS = [
@@ -65,7 +65,7 @@ function SignIn({ onSignedIn, note }: { onSignedIn: (key: ApiKey) => void; note?
       onSignedIn(await whoAmI());
     } catch (err) {
       storeKey(null);
-      setError(err instanceof Error ? err.message : String(err));
+      setError(message(err));
     }
   };
   return (
@@ -104,7 +104,7 @@ function App() {
       return;
     }
     whoAmI().then(setMe, (e: unknown) => {
-      setNote(e instanceof Error ? e.message : String(e));
+      setNote(message(e));
       setMe(null);
     });
   }, []);

@@ -1,12 +1,30 @@
 // Small pieces every screen uses: loading an answer, authenticated images, formats, buttons.
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { ApiFailure, api } from "./api/client";
+import { api } from "./api/client";
 
 /** What a signed-in screen knows about its user. */
 export interface Session {
   permissions: readonly string[];
   can(permission: "read" | "write" | "control" | "admin"): boolean;
+}
+
+/** What went wrong, in words: the API's `detail`, or the error's message. */
+export const message = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** A form's submit handler running `action`, and its last failure to show. */
+export function useSubmit(action: () => Promise<unknown>) {
+  const [error, setError] = useState<string | undefined>(undefined);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setError(undefined);
+    try {
+      await action();
+    } catch (err) {
+      setError(message(err));
+    }
+  };
+  return { submit, error };
 }
 
 /** Loads `load()` now and whenever `deps` change; `reload` loads again. */
@@ -24,7 +42,7 @@ export function useAnswer<T>(load: () => Promise<T>, deps: unknown[]) {
       },
       (e: unknown) => {
         if (mine !== serial.current) return;
-        setError(e instanceof Error ? e.message : String(e));
+        setError(message(e));
       },
     );
     // eslint-disable-next-line react-hooks/exhaustive-deps
@@ -110,7 +128,7 @@ export function ActionButton(props: {
     try {
       await props.action();
     } catch (e) {
-      setError(e instanceof ApiFailure || e instanceof Error ? e.message : String(e));
+      setError(message(e));
     } finally {
       setBusy(false);
     }

@@ -2,7 +2,7 @@
 // `GET /archives` allows; download, upload, edit; projects with their progress.
 import { useEffect, useState } from "preact/hooks";
 import { api, must, saveBlob, type Archive, type Project, type Schemas } from "../api/client";
-import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, grams, useAnswer, when, type Session } from "../ui";
+import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, grams, useAnswer, when, type Session, useSubmit, message } from "../ui";
 
 const PAGE = 50;
 const STATUSES: Schemas["ArchiveStatus"][] = ["printing", "success", "failed", "stopped", "uploaded", "unknown"];
@@ -182,26 +182,20 @@ function ArchiveEditor({ archive, projects, onDone }: { archive: Archive; projec
   const [notes, setNotes] = useState(archive.notes ?? "");
   const [tags, setTags] = useState(archive.tags.join(", "));
   const [project, setProject] = useState(archive.project_id ? String(archive.project_id) : "");
-  const [error, setError] = useState<string | undefined>(undefined);
-  const save = async (e: Event) => {
-    e.preventDefault();
-    try {
-      await must(
-        api.PATCH("/archives/{id}", {
-          params: { path: { id: archive.id } },
-          body: {
-            name,
-            notes: notes || null,
-            tags: tags.split(",").map((t) => t.trim()).filter(Boolean),
-            project_id: project ? Number(project) : null,
-          },
-        }),
-      );
-      onDone();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { submit: save, error } = useSubmit(async () => {
+    await must(
+      api.PATCH("/archives/{id}", {
+        params: { path: { id: archive.id } },
+        body: {
+          name,
+          notes: notes || null,
+          tags: tags.split(",").map((t) => t.trim()).filter(Boolean),
+          project_id: project ? Number(project) : null,
+        },
+      }),
+    );
+    onDone();
+  });
   return (
     <li class="archive editing">
       <form onSubmit={save} class="editor">
@@ -254,7 +248,7 @@ function Upload({ onUploaded }: { onUploaded: () => void }) {
       setState(`Uploaded ${file.name}`);
       onUploaded();
     } catch (err) {
-      setState(err instanceof Error ? err.message : String(err));
+      setState(message(err));
     } finally {
       input.value = "";
     }
@@ -271,18 +265,12 @@ function Upload({ onUploaded }: { onUploaded: () => void }) {
 function Projects({ session, projects, onChanged, error }: { session: Session; projects: Project[]; onChanged: () => void; error?: string }) {
   const [name, setName] = useState("");
   const [target, setTarget] = useState("");
-  const [failure, setFailure] = useState<string | undefined>(undefined);
-  const create = async (e: Event) => {
-    e.preventDefault();
-    try {
-      await must(api.POST("/projects", { body: { name, target_count: target ? Number(target) : null } }));
-      setName("");
-      setTarget("");
-      onChanged();
-    } catch (err) {
-      setFailure(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { submit: create, error: failure } = useSubmit(async () => {
+    await must(api.POST("/projects", { body: { name, target_count: target ? Number(target) : null } }));
+    setName("");
+    setTarget("");
+    onChanged();
+  });
   return (
     <section class="projects" aria-label="Projects">
       <h2>Projects</h2>

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, must, readPause, type Printer } from "../api/client";
 import { followCamera } from "../api/streams";
-import { ErrorNote, useAnswer } from "../ui";
+import { ErrorNote, message, useAnswer } from "../ui";
 
 /** Seconds between two refreshes of the same tile, at least. */
 const ROUND_SECONDS = 5;
@@ -95,7 +95,7 @@ function LiveCamera({ printer, onClose }: { printer: Printer; onClose: () => voi
   useEffect(() => {
     const stop = new AbortController();
     followCamera(printer.id, setFrame, stop.signal).catch((e: unknown) => {
-      if (!stop.signal.aborted) setError(e instanceof Error ? e.message : String(e));
+      if (!stop.signal.aborted) setError(message(e));
     });
     const onKey = (e: KeyboardEvent) => e.key === "Escape" && onClose();
     addEventListener("keydown", onKey);

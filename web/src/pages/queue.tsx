@@ -2,7 +2,7 @@
 // touch screen) into a new order; a job added from an archive for a printer, a model or any.
 import { useEffect, useState } from "preact/hooks";
 import { api, must, type QueueJob } from "../api/client";
-import { ActionButton, ErrorNote, Thumb, useAnswer, useEvery, when, type Session } from "../ui";
+import { ActionButton, ErrorNote, Thumb, useAnswer, useEvery, when, type Session, useSubmit, message } from "../ui";
 
 export function Queue({ session, preset }: { session: Session; preset: string | null }) {
   const jobs = useAnswer(() => must(api.GET("/queue", { params: { query: { limit: 500 } } })), []);
@@ -31,7 +31,7 @@ export function Queue({ session, preset }: { session: Session; preset: string | 
     try {
       await must(api.POST("/queue/reorder", { body: { order: next.map((j) => j.id) } }));
     } catch (e) {
-      setError(e instanceof Error ? e.message : String(e));
+      setError(message(e));
     }
     jobs.reload();
   };
@@ -117,32 +117,25 @@ function AddJob({ preset, onAdded }: { preset: string | null; onAdded: () => voi
   const printers = useAnswer(() => must(api.GET("/printers")), []);
   const [archive, setArchive] = useState(preset ?? "");
   const [target, setTarget] = useState("any");
-  const [error, setError] = useState<string | undefined>(undefined);
   useEffect(() => {
     if (preset) setArchive(preset);
   }, [preset]);
   const withFiles = (archives.data?.archives ?? []).filter((a) => a.has_file);
   const models = [...new Set((printers.data ?? []).map((p) => p.model).filter((m): m is string => !!m))].sort();
 
-  const add = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
+  const { submit: add, error } = useSubmit(async () => {
     const [kind, value] = target.split(":");
-    try {
-      await must(
-        api.POST("/queue", {
-          body: {
-            archive_id: Number(archive),
-            printer_id: kind === "printer" ? Number(value) : null,
-            model: kind === "model" ? value : null,
-          },
-        }),
-      );
-      onAdded();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+    await must(
+      api.POST("/queue", {
+        body: {
+          archive_id: Number(archive),
+          printer_id: kind === "printer" ? Number(value) : null,
+          model: kind === "model" ? value : null,
+        },
+      }),
+    );
+    onAdded();
+  });
   return (
     <form class="toolbar wrap" onSubmit={add} aria-label="Add a job">
       <label class="grow">

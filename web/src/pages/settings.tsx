@@ -2,7 +2,7 @@
 // their delivery log (admin), and the cost settings statistics price prints with.
 import { useState } from "preact/hooks";
 import { api, must, type ApiKey, type CostSettings, type Permission, type Schemas, type Webhook } from "../api/client";
-import { ActionButton, ErrorNote, useAnswer, when, type Session } from "../ui";
+import { ActionButton, ErrorNote, useAnswer, when, type Session, useSubmit } from "../ui";
 
 const PERMISSIONS: Permission[] = ["read", "write", "control", "admin"];
 const EVENTS: Schemas["WebhookEvent"][] = [
@@ -32,19 +32,12 @@ function Keys() {
   const [name, setName] = useState("");
   const [chosen, setChosen] = useState<Permission[]>(["read"]);
   const [shown, setShown] = useState<{ name: string; key: string } | undefined>(undefined);
-  const [error, setError] = useState<string | undefined>(undefined);
-  const create = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      const created = await must(api.POST("/api-keys", { body: { name, permissions: chosen } }));
-      setShown({ name: created.name, key: created.key });
-      setName("");
-      keys.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { submit: create, error } = useSubmit(async () => {
+    const created = await must(api.POST("/api-keys", { body: { name, permissions: chosen } }));
+    setShown({ name: created.name, key: created.key });
+    setName("");
+    keys.reload();
+  });
   return (
     <section aria-label="API keys">
       <h2>API keys</h2>
@@ -121,20 +114,13 @@ function Webhooks() {
   const [format, setFormat] = useState<Schemas["WebhookFormat"]>("printyard");
   const [events, setEvents] = useState<Schemas["WebhookEvent"][]>(["print_complete", "print_failed", "printer_error"]);
   const [secret, setSecret] = useState<string | undefined>(undefined);
-  const [error, setError] = useState<string | undefined>(undefined);
   const [log, setLog] = useState<number | undefined>(undefined);
-  const create = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
-    try {
-      const created = await must(api.POST("/webhooks", { body: { url, format, events } }));
-      setSecret(created.secret);
-      setUrl("");
-      hooks.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { submit: create, error } = useSubmit(async () => {
+    const created = await must(api.POST("/webhooks", { body: { url, format, events } }));
+    setSecret(created.secret);
+    setUrl("");
+    hooks.reload();
+  });
   return (
     <section aria-label="Webhooks">
       <h2>Webhooks</h2>
@@ -265,29 +251,22 @@ function CostForm({ costs, editable, onSaved }: { costs: CostSettings; editable:
   const [filament, setFilament] = useState(showPrices(costs.filament_cost_per_kg));
   const [energy, setEnergy] = useState(String(costs.energy_cost_per_kwh));
   const [power, setPower] = useState(showPrices(costs.printer_power_watts));
-  const [error, setError] = useState<string | undefined>(undefined);
   const [saved, setSaved] = useState(false);
-  const save = async (e: Event) => {
-    e.preventDefault();
-    setError(undefined);
+  const { submit: save, error } = useSubmit(async () => {
     setSaved(false);
-    try {
-      await must(
-        api.PUT("/settings/costs", {
-          body: {
-            currency,
-            filament_cost_per_kg: readPrices(filament),
-            energy_cost_per_kwh: Number(energy),
-            printer_power_watts: readPrices(power),
-          },
-        }),
-      );
-      setSaved(true);
-      onSaved();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+    await must(
+      api.PUT("/settings/costs", {
+        body: {
+          currency,
+          filament_cost_per_kg: readPrices(filament),
+          energy_cost_per_kwh: Number(energy),
+          printer_power_watts: readPrices(power),
+        },
+      }),
+    );
+    setSaved(true);
+    onSaved();
+  });
   return (
     <form class="costs" onSubmit={save}>
       <label>

@@ -62,7 +62,10 @@ export function Wall({ session }: { session: Session }) {
 
   const current = useMemo(() => {
     const byPrinter = new Map<number, Archive>();
-    for (const a of printing.data?.archives ?? []) if (a.printer_id != null) byPrinter.set(a.printer_id, a);
+    // Newest first: a printer's newest open print is its current one.
+    for (const a of printing.data?.archives ?? []) {
+      if (a.printer_id != null && !byPrinter.has(a.printer_id)) byPrinter.set(a.printer_id, a);
+    }
     return byPrinter;
   }, [printing.data]);
 
@@ -183,7 +186,7 @@ function Tile(props: {
               </p>
             </>
           )}
-          {status && (
+          {status && state !== "offline" && (
             <p class="temps">
               Nozzle {Math.round(status.temperatures.nozzle)}°/{Math.round(status.temperatures.nozzle_target)}° · Bed{" "}
               {Math.round(status.temperatures.bed)}°/{Math.round(status.temperatures.bed_target)}°
