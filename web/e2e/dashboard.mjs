@@ -224,6 +224,10 @@ try {
   }
   await page.goto(`${base}/#/statistics`);
   await page.locator(".cards .card").first().waitFor();
+  const totals = await apiGet("/statistics");
+  const card = (label) => page.locator(".card", { has: page.locator("span", { hasText: new RegExp(`^${label}$`) }) }).locator("strong");
+  assert.equal(await card("Prints").textContent(), String(totals.total_prints), "the prints card is the API's total");
+  assert.equal(await card("Successful").textContent(), String(totals.successful_prints));
   await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
   await page.goto(`${base}/#/settings`);
   // A key made in the page is shown once, works, and is revoked from the page.

@@ -13,6 +13,7 @@ export function Archives({ session }: { session: Session }) {
   const [status, setStatus] = useState<Schemas["ArchiveStatus"] | "">("");
   const [printerId, setPrinterId] = useState("");
   const [projectId, setProjectId] = useState("");
+  const [site, setSite] = useState("");
   const [from, setFrom] = useState("");
   const [to, setTo] = useState("");
   const [offset, setOffset] = useState(0);
@@ -37,6 +38,7 @@ export function Archives({ session }: { session: Session }) {
               status: status || undefined,
               printer_id: printerId ? Number(printerId) : undefined,
               project_id: projectId ? Number(projectId) : undefined,
+              site: site || undefined,
               start_date: from || undefined,
               end_date: to || undefined,
               limit: PAGE,
@@ -45,7 +47,7 @@ export function Archives({ session }: { session: Session }) {
           },
         }),
       ),
-    [search, status, printerId, projectId, from, to, offset],
+    [search, status, printerId, projectId, site, from, to, offset],
   );
   const printers = useAnswer(() => must(api.GET("/printers")), []);
   const projects = useAnswer(() => must(api.GET("/projects")), []);
@@ -76,6 +78,15 @@ export function Archives({ session }: { session: Session }) {
             <option value="">any</option>
             {(printers.data ?? []).map((p) => (
               <option value={p.id}>{p.name}</option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Site
+          <select name="site" value={site} onChange={reset(setSite)}>
+            <option value="">any</option>
+            {[...new Set((printers.data ?? []).map((p) => p.site))].sort().map((x) => (
+              <option value={x}>{x}</option>
             ))}
           </select>
         </label>

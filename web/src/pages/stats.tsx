@@ -1,5 +1,5 @@
-// Statistics: totals, prints by day as a chart, and tables by printer and filament type, with
-// their cost, for a date range and site.
+// Statistics: totals, prints by day as a chart, and by printer and filament type as tables with
+// a bar each, with their cost, for a date range and site.
 import { useState } from "preact/hooks";
 import { api, must, type Schemas } from "../api/client";
 import { ErrorNote, duration, money, useAnswer } from "../ui";
@@ -108,7 +108,9 @@ function DayChart({ days }: { days: (Totals & { day: string })[] }) {
   );
 }
 
+/** A breakdown as a table, each row with a bar of its prints (successful share darker). */
 function TotalsTable({ rows, currency }: { rows: (Totals & { label: string })[]; currency: string }) {
+  const most = Math.max(1, ...rows.map((r) => r.total_prints));
   return (
     <div class="scroll">
       <table>
@@ -116,6 +118,7 @@ function TotalsTable({ rows, currency }: { rows: (Totals & { label: string })[];
           <tr>
             <th />
             <th>Prints</th>
+            <th class="barcell" />
             <th>Success</th>
             <th>Time</th>
             <th>Filament</th>
@@ -127,6 +130,12 @@ function TotalsTable({ rows, currency }: { rows: (Totals & { label: string })[];
             <tr>
               <th>{r.label}</th>
               <td>{r.total_prints}</td>
+              <td class="barcell">
+                <svg viewBox="0 0 100 10" preserveAspectRatio="none" role="img" aria-label={`${r.total_prints} prints, ${r.successful_prints} successful`}>
+                  <rect class="bad" width={(r.total_prints / most) * 100} height={10} />
+                  <rect class="ok" width={(r.successful_prints / most) * 100} height={10} />
+                </svg>
+              </td>
               <td>{r.success_rate.toFixed(0)} %</td>
               <td>{duration(r.total_print_time)}</td>
               <td>{r.total_filament_used.toFixed(0)} g</td>
