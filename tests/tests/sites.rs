@@ -15,7 +15,7 @@ use printyard_printer_sim::{Model, Printer};
 use printyard_tests::nats_server::free_port;
 use printyard_tests::sites::{Proxy, SiteNats};
 use printyard_tests::{
-    SimFarm, TestEnv, eventually, keyed_http, post_printer, spawn_api_with, spawn_archive,
+    Running, SimFarm, TestEnv, eventually, keyed_http, post_printer, spawn_api_with, spawn_archive,
     spawn_gateway_with, spawn_stats, wait_connected,
 };
 use serde_json::{Value, json};
@@ -62,6 +62,35 @@ async fn refused(errors: &Arc<Mutex<Vec<String>>>, subject: &str) {
     .await;
 }
 
+/// The api (rate limits off) and a client whose key may read, write and control.
+async fn api_and_client(env: &TestEnv) -> (Running, reqwest::Client) {
+    let mut api_config = env.api_config();
+    api_config.rate_limits.enabled = false;
+    let api = spawn_api_with(api_config).await;
+    let key = env
+        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
+        .await;
+    (api, keyed_http(&key))
+}
+
+/// A gateway of `site` at the site's leaf node, logged in with the site's credentials only.
+fn site_gateway_config(
+    sim: &SimFarm,
+    env: &TestEnv,
+    sites: &SiteNats,
+    site: &str,
+) -> printyard_gateway::Config {
+    let mut config = sim.gateway_config(env);
+    let leaf = sites.leaf(site);
+    let (user, password) = leaf.login.clone().expect("a site leaf has a login");
+    config.nats.url = leaf.url();
+    config.nats.user = Some(user);
+    config.nats.password = Some(printyard_service::Secret::new(password));
+    config.nats.jetstream_domain = Some(CENTRAL_DOMAIN.to_owned());
+    config.gateway.site = site.to_owned();
+    config
+}
+
 /// A site's printer added through the API, with its site.
 async fn add(client: &reqwest::Client, base: &str, printer: &Printer, site: &str) -> i64 {
     post_printer(
@@ -81,13 +110,7 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
     let (hub, sites) = SiteNats::start(&["a", "b"]).await;
     let env = TestEnv::with_nats(hub).await;
     let _archive = spawn_archive(&env).await;
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
-    let client = keyed_http(&key);
+    let (api, client) = api_and_client(&env).await;
     let base = api.api_url("");
 
     // One gateway per site, at its leaf node, with the site's credentials only; the
@@ -95,14 +118,7 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
     let sim = SimFarm::start(&[Model::A1Mini, Model::A1Mini], 60.0).await;
     let mut gateways = Vec::new();
     for site in ["a", "b"] {
-        let mut config = sim.gateway_config(&env);
-        let leaf = sites.leaf(site);
-        let (user, password) = leaf.login.clone().unwrap();
-        config.nats.url = leaf.url();
-        config.nats.user = Some(user);
-        config.nats.password = Some(printyard_service::Secret::new(password));
-        config.nats.jetstream_domain = Some(CENTRAL_DOMAIN.to_owned());
-        config.gateway.site = site.to_owned();
+        let config = site_gateway_config(&sim, &env, &sites, site);
         gateways.push(spawn_gateway_with(config).await);
     }
     let a = add(&client, &base, &sim.farm.printers[0], "a").await;
@@ -269,24 +285,11 @@ async fn a_site_cut_off_for_30_s_is_archived_once_when_its_link_returns() {
     let env = TestEnv::with_nats(hub).await;
     let _archive = spawn_archive(&env).await;
     let _stats = spawn_stats(&env).await;
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
-    let client = keyed_http(&key);
+    let (api, client) = api_and_client(&env).await;
     let base = api.api_url("");
     // The demo print takes 1,095 s: about 18 s at this speed, over before the link returns.
     let sim = SimFarm::start(&[Model::A1Mini], 60.0).await;
-    let mut config = sim.gateway_config(&env);
-    let leaf = sites.leaf("b");
-    let (user, password) = leaf.login.clone().unwrap();
-    config.nats.url = leaf.url();
-    config.nats.user = Some(user);
-    config.nats.password = Some(printyard_service::Secret::new(password));
-    config.nats.jetstream_domain = Some(CENTRAL_DOMAIN.to_owned());
-    config.gateway.site = "b".to_owned();
+    let mut config = site_gateway_config(&sim, &env, &sites, "b");
     config.gateway.site_jetstream = true;
     let _gateway = spawn_gateway_with(config).await;
     let printer = &sim.farm.printers[0];
