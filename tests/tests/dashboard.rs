@@ -205,6 +205,30 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
     )
     .await;
 
+    // A print that failed, for the statistics page to show.
+    let failing = sim.farm.printers[1].clone();
+    failing.store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
+    failing.start_from_touchscreen(DEMO_PATH, 1).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the second printer running",
+        || async { (failing.snapshot().gcode_state == GcodeState::Running).then_some(()) },
+    )
+    .await;
+    failing.fail_print(None).unwrap();
+    eventually(Duration::from_secs(60), "the failure counted", || async {
+        let stats: serde_json::Value = client
+            .get(format!("{base}/statistics"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (stats["failed_prints"] == 1).then_some(())
+    })
+    .await;
+
     // Whether the simulated printer itself was ever paused while the browser ran.
     let paused = Arc::new(AtomicBool::new(false));
     let watcher = tokio::spawn({

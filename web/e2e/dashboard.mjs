@@ -117,6 +117,9 @@ try {
   for (const p of printers) await tile(page, p.id).waitFor();
   const names = await page.locator("article.tile h2").allTextContents();
   assert.deepEqual([...names].sort(), printers.map((p) => p.name).sort(), "one tile per printer");
+  // Printers that need someone come first.
+  const problems = await page.locator("article.tile").evaluateAll((tiles) => tiles.map((t) => t.classList.contains("problem")));
+  assert.deepEqual(problems, [...problems].sort((a, b) => Number(b) - Number(a)), "problem tiles first");
   const watched = printing[0].id;
   await tile(page, watched).locator('.state[data-state="printing"]').waitFor();
   const progressOf = async (id) => Number((await tile(page, id).locator(".progress").textContent()).replace("%", ""));
@@ -128,7 +131,7 @@ try {
   }, 90_000);
   assert.equal(navigations, navigated, "no reload");
   await tile(page, watched).locator("img.thumb").waitFor();
-  step(`wall: ${printers.length} tiles; printer ${watched} went from ${before}% to ${after}% without a reload, its print's thumbnail shown`);
+  step(`wall: ${printers.length} tiles, ${problems.filter(Boolean).length} with a problem first; printer ${watched} went from ${before}% to ${after}% without a reload, its print's thumbnail shown`);
   await page.screenshot({ path: join(shots, "wall.png"), fullPage: true });
 
   // 3. Stop asks first; pause from the tile reaches the printer, whose report shows it paused.
@@ -228,6 +231,11 @@ try {
   const card = (label) => page.locator(".card", { has: page.locator("span", { hasText: new RegExp(`^${label}$`) }) }).locator("strong");
   assert.equal(await card("Prints").textContent(), String(totals.total_prints), "the prints card is the API's total");
   assert.equal(await card("Successful").textContent(), String(totals.successful_prints));
+  assert.equal(await card("Failed").textContent(), String(totals.failed_prints));
+  if (totals.total_prints > 0) {
+    assert.equal(await page.locator(".chart svg g").count(), totals.by_day.length, "a bar per day");
+    assert.equal(await page.locator("table").first().locator("tbody tr").count(), totals.by_printer.length, "a row per printer");
+  }
   await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
   await page.goto(`${base}/#/settings`);
   // A key made in the page is shown once, works, and is revoked from the page.
@@ -283,6 +291,17 @@ try {
     assert(overflow <= 1, `the wall is ${overflow}px wider than a phone`);
     await page.screenshot({ path: join(shots, "wall-phone-dark.png"), fullPage: true });
     step("phone, dark theme: fits the screen");
+    await context.close();
+  }
+  // 8. A wall display: larger type, many tiles a row.
+  {
+    const { context, page } = await openPage({ viewport: { width: 2560, height: 1440 } });
+    await signIn(page, adminKey);
+    await page.waitForSelector("article.tile");
+    const size = await page.evaluate(() => getComputedStyle(document.body).fontSize);
+    assert.equal(size, "18px", "larger type on a wall display");
+    await page.screenshot({ path: join(shots, "wall-display.png") });
+    step("wall display (2560×1440): larger type");
     await context.close();
   }
   assert.deepEqual(pageErrors, [], "no errors in the pages");

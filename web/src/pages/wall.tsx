@@ -1,7 +1,8 @@
 // The farm wall: every printer as a tile, the ones that need a person first, kept live by the
 // `/events` stream (statuses as they change) with the printer list re-read now and then for
 // printers added or removed elsewhere.
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { memo } from "preact/compat";
+import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { api, must, type Archive, type Printer } from "../api/client";
 import { followEvents, type StatusRecord } from "../api/streams";
 import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEvery, type Session } from "../ui";
@@ -23,6 +24,9 @@ function liveState(printer: Printer, record: StatusRecord | undefined): string {
   return record.status?.state ?? "idle";
 }
 
+/** The longest a status change waits to be shown, in milliseconds. */
+const FLUSH_MS = 250;
+
 const STATES = ["idle", "preparing", "printing", "paused", "finished", "failed", "offline"];
 
 export function Wall({ session }: { session: Session }) {
@@ -39,14 +43,27 @@ export function Wall({ session }: { session: Session }) {
 
   useEffect(() => {
     const stop = new AbortController();
+    // Statuses are applied in batches, at most every FLUSH_MS: a farm of thousands sends
+    // hundreds a second (and all of them when the stream opens), and one render per batch
+    // keeps the page responsive; only the tiles whose status changed render again.
+    let pending = new Map<number, StatusRecord>();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = () => {
+      timer = undefined;
+      const batch = pending;
+      pending = new Map();
+      setRecords((old) => {
+        const next = new Map(old);
+        batch.forEach((record, id) => next.set(id, record));
+        return next;
+      });
+    };
     void followEvents(
       {
-        status: (record) =>
-          setRecords((old) => {
-            const next = new Map(old);
-            next.set(record.printer_id, record);
-            return next;
-          }),
+        status: (record) => {
+          pending.set(record.printer_id, record);
+          timer ??= setTimeout(flush, FLUSH_MS);
+        },
         event: (event) => {
           if (event.event.startsWith("print_") && event.event !== "print_progress") printing.reload();
         },
@@ -54,9 +71,13 @@ export function Wall({ session }: { session: Session }) {
       },
       stop.signal,
     );
-    return () => stop.abort();
+    return () => {
+      stop.abort();
+      clearTimeout(timer);
+    };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
+  const markCleared = useCallback((id: number) => setCleared((old) => new Set(old).add(id)), []);
   // New and removed printers; statuses too, when the stream is down.
   useEvery(live ? 30_000 : 5_000, printers.reload);
 
@@ -123,7 +144,7 @@ export function Wall({ session }: { session: Session }) {
             problem={problem}
             archive={current.get(printer.id)}
             session={session}
-            onCleared={() => setCleared((old) => new Set(old).add(printer.id))}
+            onCleared={markCleared}
           />
         ))}
       </section>
@@ -132,14 +153,15 @@ export function Wall({ session }: { session: Session }) {
   );
 }
 
-function Tile(props: {
+/** A printer's tile; rendered again only when one of its props changes. */
+const Tile = memo(function Tile(props: {
   printer: Printer;
   record?: StatusRecord;
   state: string;
   problem?: string;
   archive?: Archive;
   session: Session;
-  onCleared: () => void;
+  onCleared: (id: number) => void;
 }) {
   const { printer, record, state, problem, archive, session } = props;
   const status = record?.status;
@@ -212,7 +234,7 @@ function Tile(props: {
             <ActionButton
               action={async () => {
                 await must(api.POST("/printers/{id}/clear-plate", id));
-                props.onCleared();
+                props.onCleared(printer.id);
               }}
             >
               Clear plate
@@ -222,4 +244,4 @@ function Tile(props: {
       )}
     </article>
   );
-}
+});
