@@ -32,6 +32,9 @@ apt_install() {
 # in release builds and reads from disk in debug builds. Everything comes from the npm registry.
 web_build() {
   command -v npm >/dev/null || apt_install nodejs npm
+  # playwright-core (the browser tests) needs Node.js 20: Debian 13's nodejs, not Debian 12's 18.
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "the dashboard needs Node.js 20 or newer (found $(node --version))"
   local web="$PRINTYARD_ROOT/web"
   local stamp="$web/node_modules/.printyard-package-lock.json"
   if ! cmp -s "$web/package-lock.json" "$stamp"; then
