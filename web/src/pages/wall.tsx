@@ -194,7 +194,7 @@ const Tile = memo(function Tile(props: {
         {active && <Thumb archiveId={archive?.has_thumbnail ? archive.id : undefined} alt={file ?? "current print"} />}
         <div>
           {active && file && <p class="file">{file}</p>}
-          {active && (
+          {active && (status || printer.current_print) && (
             <>
               <ProgressBar percent={progress} label={`${printer.name} progress`} />
               <p class="numbers">
