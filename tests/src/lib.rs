@@ -761,17 +761,16 @@ pub async fn post_printer(client: &reqwest::Client, base: &str, body: &serde_jso
         .unwrap_or_else(|| panic!("no printer id in {created}"))
 }
 
+/// `GET url` answered as JSON, or `None` when the request or its body fails: for polling in
+/// [`eventually`], where a failed read is one more try.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    client.get(url).send().await.ok()?.json().await.ok()
+}
+
 /// Waits until printer `id`'s status says `connected` (through the API at `base`).
 pub async fn wait_connected(client: &reqwest::Client, base: &str, id: i64, within: Duration) {
     eventually(within, "the printer connected", || async {
-        let status: serde_json::Value = client
-            .get(format!("{base}/printers/{id}/status"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let status = get_json(client, &format!("{base}/printers/{id}/status")).await?;
         (status["connected"] == true).then_some(())
     })
     .await

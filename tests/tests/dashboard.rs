@@ -14,8 +14,9 @@ use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::GcodeState;
 use printyard_tests::{
-    SimFarm, TestEnv, add_printer, eventually, http, keyed_http, spawn_api, spawn_archive,
-    spawn_gateway_with, spawn_notifier, spawn_scheduler, spawn_stats, wait_connected,
+    SimFarm, TestEnv, add_printer, eventually, get_json, http, keyed_http, spawn_api,
+    spawn_archive, spawn_gateway_with, spawn_notifier, spawn_scheduler, spawn_stats,
+    wait_connected,
 };
 
 fn web_dir() -> PathBuf {
@@ -191,14 +192,7 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
         Duration::from_secs(90),
         "the print archived with its file",
         || async {
-            let page: serde_json::Value = client
-                .get(format!("{base}/archives"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let page = get_json(&client, &format!("{base}/archives")).await?;
             let printed = &page["archives"][0];
             (printed["status"] == "printing" && printed["has_file"] == true).then_some(())
         },
@@ -217,14 +211,7 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
     .await;
     failing.fail_print(None).unwrap();
     eventually(Duration::from_secs(60), "the failure counted", || async {
-        let stats: serde_json::Value = client
-            .get(format!("{base}/statistics"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let stats = get_json(&client, &format!("{base}/statistics")).await?;
         (stats["failed_prints"] == 1).then_some(())
     })
     .await;

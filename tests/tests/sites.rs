@@ -15,8 +15,8 @@ use printyard_printer_sim::{Model, Printer};
 use printyard_tests::nats_server::free_port;
 use printyard_tests::sites::{Proxy, SiteNats};
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, keyed_http, post_printer, spawn_api_with, spawn_archive,
-    spawn_gateway_with, spawn_stats, wait_connected,
+    Running, SimFarm, TestEnv, eventually, get_json, keyed_http, post_printer, spawn_api_with,
+    spawn_archive, spawn_gateway_with, spawn_stats, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -158,14 +158,7 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
         Duration::from_secs(40),
         "the print archived with its file",
         || async {
-            let page: Value = client
-                .get(format!("{base}/archives"))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
+            let page = get_json(&client, &format!("{base}/archives")).await?;
             page["archives"]
                 .as_array()?
                 .iter()
@@ -324,14 +317,7 @@ async fn a_site_cut_off_for_30_s_is_archived_once_when_its_link_returns() {
     .await;
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(cut_at.elapsed())).await;
     let archives = |client: reqwest::Client, base: String| async move {
-        let page: Value = client
-            .get(format!("{base}/archives"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let page = get_json(&client, &format!("{base}/archives")).await?;
         page["archives"].as_array().cloned()
     };
     let during = archives(client.clone(), base.clone()).await.unwrap();
@@ -357,14 +343,7 @@ async fn a_site_cut_off_for_30_s_is_archived_once_when_its_link_returns() {
     let all = archives(client.clone(), base.clone()).await.unwrap();
     assert_eq!(all.len(), 1, "one print, one archive: {all:?}");
     let statistics: Value = eventually(Duration::from_secs(20), "the print counted", || async {
-        let statistics: Value = client
-            .get(format!("{base}/statistics"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let statistics = get_json(&client, &format!("{base}/statistics")).await?;
         (statistics["total_prints"] == 1).then_some(statistics)
     })
     .await;
