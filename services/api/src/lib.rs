@@ -96,7 +96,7 @@ impl Api {
                 .clone()
                 .share(runtime.nats().clone(), shutdown.clone()),
         );
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             transfer,
             rpc: runtime.rpc().clone(),
             limiter: limiter.clone(),
@@ -116,7 +116,7 @@ impl Api {
             db,
             started: Instant::now(),
             http: config.http.clone(),
-        };
+        });
         // Heal a registry mirror left behind by a failed commit (or a lost bucket).
         let registry = state.registry.clone();
         runtime.tasks().spawn(async move {

@@ -1,5 +1,10 @@
-//! What every handler shares. Cheap to clone; no locks.
+//! What every handler shares. Cloning it (axum does for every request, once per extractor
+//! and middleware that takes `State`) costs one reference count: the NATS clients, streams and
+//! buckets inside are deep structures whose clones allocate, and cloning them per request was
+//! most of the status read's CPU.
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Instant;
 
 use printyard_service::rpc::RpcClient;
@@ -14,7 +19,23 @@ use crate::status_cache::KnownPrinters;
 use crate::status_cache::StatusCache;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub rpc: RpcClient,
     pub db: PgPool,
     pub started: Instant,
@@ -31,4 +52,17 @@ pub struct AppState {
     pub stats_answers: StatsAnswers,
     /// The NATS object store uploads travel to `archive` through.
     pub transfer: async_nats::jetstream::object_store::ObjectStore,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_of_the_state_is_one_pointer() {
+        assert_eq!(
+            std::mem::size_of::<AppState>(),
+            std::mem::size_of::<usize>()
+        );
+    }
 }
