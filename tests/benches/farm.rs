@@ -17,17 +17,16 @@
 //! The binaries are the release builds `scripts/bench farm` makes (`$CARGO_TARGET_DIR/release`).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use printyard_tests::bench::{CpuWindow, pids_named, wrk};
+use printyard_tests::bench::{CpuWindow, Process, pids_named, release_dir, spawn, wrk};
 use printyard_tests::nats_server::{TempDir, free_port};
 use printyard_tests::{TestEnv, post_printer, process_usage};
 use rand::Rng;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 const SERVICES: [&str; 6] = [
     "archive",
@@ -56,46 +55,6 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     for count in sizes {
         runtime.block_on(run(count, stay));
-    }
-}
-
-/// Where the release binaries are: `$CARGO_TARGET_DIR/release`, else beside this binary.
-fn release_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir).join("release");
-    }
-    let exe = std::env::current_exe().expect("this binary's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/release/deps/<bench>")
-        .to_path_buf()
-}
-
-struct Process {
-    name: String,
-    child: Child,
-}
-
-impl Process {
-    fn pid(&self) -> u32 {
-        self.child.id().unwrap_or(0)
-    }
-}
-
-fn spawn(name: &str, bin: &Path, args: &[String], env: &[(String, String)], log: &Path) -> Process {
-    let log = std::fs::File::create(log).expect("a log file");
-    let child = Command::new(bin)
-        .args(args)
-        .envs(env.iter().cloned())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("the log file"))
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {} ({e}); run `scripts/bench farm`", bin.display()));
-    Process {
-        name: name.to_owned(),
-        child,
     }
 }
 

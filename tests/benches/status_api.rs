@@ -1,12 +1,12 @@
 //! `GET /printers/{id}/status` on one api process under `wrk` (Debian's `wrk`, installed by
 //! `scripts/bench`): requests per second and latency percentiles.
 //!
-//! `scripts/bench status_api`. The status comes from the api's watched copy of
-//! `printer_status` and the printer's existence from its watched copy of `printer_registry`;
-//! the key from its key cache. Measured with rate limits off (a read budget of 100 a minute
-//! would answer 429 after 100 requests) and, for comparison, on with a budget too large to
-//! hit, which adds the shared limiter's Postgres upsert to every request; and with the key
-//! cache off (`http.key_cache_secs = 0`: a key lookup in Postgres per request).
+//! `scripts/bench status_api`. The api is the release binary as deployed (`scripts/bench`
+//! builds it): its own process, allocator and logging at its default level. The status comes
+//! from the api's watched copy of `printer_status` and the printer's existence from its
+//! watched copy of `printer_registry`; the key from its key cache. Measured with rate limits
+//! off, on (with a budget too large to hit: the shared limiter counts every request), and
+//! with the key cache off (`http.key_cache_secs = 0`: a key lookup in Postgres per request).
 //! `BENCH_WRK="-t2 -c64 -d15s"` changes wrk's load.
 
 use std::time::Duration;
@@ -14,12 +14,14 @@ use std::time::Duration;
 use printyard_api::access::Permission;
 use printyard_contracts::farm::StatusRecord;
 use printyard_contracts::printer::{PrinterState, PrinterStatus, Temperatures};
-use printyard_tests::{Running, TestEnv, keyed_http, spawn_api_with};
+use printyard_tests::bench::spawn_api_binary;
+use printyard_tests::nats_server::TempDir;
+use printyard_tests::{TestEnv, keyed_http};
 use serde_json::{Value, json};
 
-async fn add_printer(api: &Running, key: &str, serial: &str) -> i64 {
+async fn add_printer(base: &str, key: &str, serial: &str) -> i64 {
     let created: Value = keyed_http(key)
-        .post(api.api_url("/printers"))
+        .post(format!("{base}/printers"))
         .json(
             &json!({"name": "Bench", "ip_address": "10.9.8.7", "access_code": "12345678",
                       "serial_number": serial}),
@@ -45,16 +47,16 @@ async fn wrk(what: &str, label: &str, url: &str, key: &str, load: &str) {
 #[tokio::main]
 async fn main() {
     let env = TestEnv::new().await;
-    let mut off = env.api_config();
-    off.rate_limits.enabled = false;
-    let mut on = env.api_config();
-    on.rate_limits.read = u32::MAX / 2;
-    let mut uncached = off.clone();
-    uncached.http.key_cache_secs = 0;
+    let logs = TempDir::new("status-api-bench");
+    let log = |name: &str| logs.0.join(format!("{name}.log"));
+    const OFF: (&str, &str) = ("PRINTYARD__RATE_LIMITS__ENABLED", "false");
+    const UNHIT_READS: (&str, &str) = ("PRINTYARD__RATE_LIMITS__READ", "1000000000");
+    const UNHIT_WRITES: (&str, &str) = ("PRINTYARD__RATE_LIMITS__WRITE", "1000000000");
+    const UNCACHED: (&str, &str) = ("PRINTYARD__HTTP__KEY_CACHE_SECS", "0");
     let key = env.api_key(&[Permission::Admin]).await;
 
-    let api = spawn_api_with(off).await;
-    let id = add_printer(&api, &key, "01P00A000000001").await;
+    let (api, base) = spawn_api_binary(&env, &[OFF], &log("off")).await;
+    let id = add_printer(&base, &key, "01P00A000000001").await;
     // A printing printer's status, as a gateway writes it.
     let js = async_nats::jetstream::new(env.nats.client().await);
     let bucket = js.get_key_value("printer_status").await.unwrap();
@@ -95,7 +97,7 @@ async fn main() {
         )
         .await
         .unwrap();
-    let url = api.api_url(&format!("/printers/{id}/status"));
+    let url = format!("{base}/printers/{id}/status");
     let client = keyed_http(&key);
     for _ in 0..50 {
         let s: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
@@ -105,16 +107,16 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     run_wrk("rate limits off", &url, &key).await;
-    api.stop().await;
+    drop(api);
 
-    for (label, config) in [
-        ("rate limits on ", on.clone()),
-        ("limits off, key cache off", uncached),
+    for (label, settings) in [
+        ("rate limits on ", &[UNHIT_READS][..]),
+        ("limits off, key cache off", &[OFF, UNCACHED][..]),
     ] {
-        let api = spawn_api_with(config).await;
-        let url = api.api_url(&format!("/printers/{id}/status"));
+        let (api, base) = spawn_api_binary(&env, settings, &log(label.trim())).await;
+        let url = format!("{base}/printers/{id}/status");
         run_wrk(label, &url, &key).await;
-        api.stop().await;
+        drop(api);
     }
 
     // The list of a 1,000-printer farm, each printer with a status.
@@ -122,12 +124,10 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let mut listing = on;
-    listing.rate_limits.write = u32::MAX / 2;
-    let api = spawn_api_with(listing).await;
+    let (api, base) = spawn_api_binary(&env, &[UNHIT_READS, UNHIT_WRITES], &log("list")).await;
     for n in 2..=printers {
         let serial = format!("01P00A{n:09}");
-        let id = add_printer(&api, &key, &serial).await;
+        let id = add_printer(&base, &key, &serial).await;
         let mut status = record.clone();
         status.printer_id = id;
         status.serial = serial;
@@ -139,11 +139,11 @@ async fn main() {
             .await
             .unwrap();
     }
-    let url = api.api_url("/printers");
+    let url = format!("{base}/printers");
     let listed: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(printers));
     let load = std::env::var("BENCH_LIST_WRK").unwrap_or_else(|_| "-t1 -c4 -d10s".into());
     let what = format!("GET /printers ({printers} printers)");
     wrk(&what, "rate limits on ", &url, &key, &load).await;
-    api.stop().await;
+    drop(api);
 }

@@ -1,6 +1,104 @@
-//! What the benchmarks share: `wrk` runs read back as figures, and per-process CPU and memory.
+//! What the benchmarks share: the release binaries run as processes of their own, `wrk` runs
+//! read back as figures, and per-process CPU and memory.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// Where the release binaries are: `$CARGO_TARGET_DIR/release`, else beside this binary.
+pub fn release_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("release");
+    }
+    let exe = std::env::current_exe().expect("this binary's path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/release/deps/<bench>")
+        .to_path_buf()
+}
+
+/// A release binary running for a benchmark; killed when dropped.
+pub struct Process {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+/// Starts `bin` with `args` and `env` added to this process's environment (less `RUST_LOG`,
+/// so that a service logs at its configured level unless `env` says otherwise), its output
+/// into `log`.
+pub fn spawn(
+    name: &str,
+    bin: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    log: &Path,
+) -> Process {
+    let log = std::fs::File::create(log).expect("a log file");
+    let child = Command::new(bin)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().cloned())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("the log file"))
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {} ({e}); run `scripts/bench`", bin.display()));
+    Process {
+        name: name.to_owned(),
+        child,
+    }
+}
+
+/// The release `printyard-api` as it is deployed (its own process and allocator, JSON logs at
+/// its default level), on a free port of `env`'s NATS and Postgres, with `settings` added as
+/// `PRINTYARD__…` variables; returned once healthy, with its `/api/v1` address.
+pub async fn spawn_api_binary(
+    env: &crate::TestEnv,
+    settings: &[(&str, &str)],
+    log: &Path,
+) -> (Process, String) {
+    let port = crate::nats_server::free_port();
+    let mut vars: Vec<(String, String)> = vec![
+        ("PRINTYARD__NATS__URL".into(), env.nats.url()),
+        ("PRINTYARD__DATABASE__URL".into(), env.database_url.clone()),
+        (
+            "PRINTYARD__HTTP__LISTEN".into(),
+            format!("127.0.0.1:{port}"),
+        ),
+        (
+            "PRINTYARD__ADMIN__LISTEN".into(),
+            format!("127.0.0.1:{}", crate::nats_server::free_port()),
+        ),
+    ];
+    vars.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let api = spawn("api", &release_dir().join("printyard-api"), &[], &vars, log);
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let client = crate::http();
+    let started = Instant::now();
+    while !client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the api never became healthy; its log: {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (api, base)
+}
 
 /// What one `wrk --latency` run measured.
 #[derive(Debug, Clone, Default)]

@@ -4,10 +4,12 @@
 //! timed here; label values are bounded (route templates, endpoint names, status classes),
 //! never raw paths or ids.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -39,19 +41,69 @@ pub fn handle() -> &'static PrometheusHandle {
 /// axum middleware: counts and times every HTTP request by method, route template and status.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("printyard_http_requests_total", &labels).increment(1);
-    metrics::histogram!("printyard_http_request_duration_seconds", &labels)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (requests, duration) = http_series(&method, route, response.status().as_u16());
+    requests.increment(1);
+    duration.record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The request counter and duration histogram of one method, route and status.
+struct HttpSeries {
+    method: Method,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Route template → its series, so that a request finds its handles without building and
+/// hashing label sets (which cost a few allocations per request on the hottest routes).
+static HTTP_SERIES: LazyLock<RwLock<HashMap<String, Vec<HttpSeries>>>> =
+    LazyLock::new(Default::default);
+
+fn http_series(
+    method: &Method,
+    route: &str,
+    status: u16,
+) -> (metrics::Counter, metrics::Histogram) {
+    let find = |series: &HashMap<String, Vec<HttpSeries>>| {
+        series
+            .get(route)?
+            .iter()
+            .find(|s| s.status == status && s.method == *method)
+            .map(|s| (s.requests.clone(), s.duration.clone()))
+    };
+    if let Ok(series) = HTTP_SERIES.read()
+        && let Some(found) = find(&series)
+    {
+        return found;
+    }
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    let requests = metrics::counter!("printyard_http_requests_total", &labels);
+    let duration = metrics::histogram!("printyard_http_request_duration_seconds", &labels);
+    // Kept only once this process's recorder exists (before, the handles record nothing).
+    if HANDLE.get().is_some()
+        && let Ok(mut series) = HTTP_SERIES.write()
+        && find(&series).is_none()
+    {
+        series
+            .entry(route.to_owned())
+            .or_default()
+            .push(HttpSeries {
+                method: method.clone(),
+                status,
+                requests: requests.clone(),
+                duration: duration.clone(),
+            });
+    }
+    (requests, duration)
 }
 
 /// Records one served NATS request.
