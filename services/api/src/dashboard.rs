@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use axum::http::header::{self, HeaderMap, HeaderValue};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use printyard_contracts::{ErrorBody, ErrorCode};
 
@@ -55,7 +55,6 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
         }
         None => Body::from(file.data.into_owned()).into_response(),
     };
-    *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     if let Ok(mime) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, mime);
