@@ -1,5 +1,5 @@
 //! Bad input gets a clear `{detail, code}` error with the right status: malformed JSON,
-//! wrong types, missing and unknown fields, huge bodies, non-numeric path ids.
+//! wrong types, missing and unknown fields, huge bodies, non-numeric path ids, bad query values.
 
 use printyard_api::access::Permission;
 use printyard_tests::{TestEnv, http, spawn_api};
@@ -148,4 +148,24 @@ async fn a_nul_byte_in_text_is_a_422_not_a_500() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "VALIDATION_ERROR");
     assert!(body["detail"].as_str().unwrap().contains("model"));
+}
+
+#[tokio::test]
+async fn a_bad_site_in_a_listing_query_is_a_422_naming_it() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let reader = env.api_key(&[Permission::Read]).await;
+    for path in ["/printers", "/archives", "/statistics", "/events"] {
+        let response = http()
+            .get(api.api_url(&format!("{path}?site=no.such%20site")))
+            .header("X-API-Key", &reader)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "VALIDATION_ERROR", "{path}: {error}");
+        let detail = error["detail"].as_str().unwrap();
+        assert!(detail.starts_with("Invalid query `site`"), "{path}: {detail}");
+    }
 }

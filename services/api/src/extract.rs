@@ -11,6 +11,20 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// The `site` query parameter of a listing, if given: a site name, or the reference's 422
+/// naming the parameter.
+pub fn site_query(site: Option<&str>) -> Result<Option<printyard_contracts::farm::Site>, ApiError> {
+    site.map(|s| {
+        printyard_contracts::farm::Site::parse(s).map_err(|e| {
+            ApiError::new(
+                ErrorCode::ValidationError,
+                format!("Invalid query `site`: {e}"),
+            )
+        })
+    })
+    .transpose()
+}
+
 /// A JSON body, decoded with the field path of the first error.
 pub struct ApiJson<T>(pub T);
 

@@ -128,15 +128,7 @@ impl ArchiveQuery {
         {
             return Err(invalid("Invalid query `search`: at most 200 characters"));
         }
-        let site = self
-            .site
-            .as_deref()
-            .map(|s| {
-                printyard_contracts::farm::Site::parse(s)
-                    .map(|site| site.as_str().to_owned())
-                    .map_err(|e| invalid(format!("Invalid query `site`: {e}")))
-            })
-            .transpose()?;
+        let site = crate::extract::site_query(self.site.as_deref())?.map(|s| s.as_str().to_owned());
         Ok(ArchiveFilter {
             printer_id: self.printer_id,
             status,

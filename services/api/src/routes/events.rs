@@ -54,11 +54,7 @@ struct Filter {
 impl Filter {
     fn parse(query: EventsQuery) -> Result<Filter, ApiError> {
         let invalid = |detail: String| ApiError::new(ErrorCode::ValidationError, detail);
-        let site = query
-            .site
-            .as_deref()
-            .map(|s| Site::parse(s).map_err(|e| invalid(format!("Invalid query `site`: {e}"))))
-            .transpose()?;
+        let site = crate::extract::site_query(query.site.as_deref())?;
         if query.printer_id.is_some_and(|id| id <= 0) {
             return Err(invalid("Invalid query `printer_id`: a printer id".into()));
         }

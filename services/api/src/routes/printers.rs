@@ -277,7 +277,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListPrinters>,
 ) -> Result<Json<Vec<Printer>>, ApiError> {
-    let site = query.site.as_deref().map(check_site).transpose()?;
+    let site = crate::extract::site_query(query.site.as_deref())?.map(|s| s.as_str().to_owned());
     let rows = state.registry.list().await?;
     Ok(Json(state.statuses.with(|statuses| {
         rows.iter()

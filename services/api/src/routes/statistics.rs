@@ -71,10 +71,7 @@ impl StatsQuery {
     fn filter(&self) -> Result<StatsFilter, ApiError> {
         let (from, until) =
             crate::dates::parse_range(self.start_date.as_deref(), self.end_date.as_deref())?;
-        if let Some(site) = &self.site {
-            printyard_contracts::farm::Site::parse(site)
-                .map_err(|e| invalid(format!("Invalid query `site`: {e}")))?;
-        }
+        crate::extract::site_query(self.site.as_deref())?;
         if self
             .filament_type
             .as_ref()
