@@ -166,6 +166,9 @@ async fn a_bad_site_in_a_listing_query_is_a_422_naming_it() {
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["code"], "VALIDATION_ERROR", "{path}: {error}");
         let detail = error["detail"].as_str().unwrap();
-        assert!(detail.starts_with("Invalid query `site`"), "{path}: {detail}");
+        assert!(
+            detail.starts_with("Invalid query `site`"),
+            "{path}: {detail}"
+        );
     }
 }

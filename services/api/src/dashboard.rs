@@ -9,8 +9,8 @@
 //! clients that accept gzip.
 
 use axum::body::Body;
-use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::Method;
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use printyard_contracts::{ErrorBody, ErrorCode};
 
