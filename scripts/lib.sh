@@ -211,8 +211,11 @@ for _ in range(100):
   echo $! >"$dir/pid"
   local i
   for i in $(seq 1 120); do
-    # Anonymous requests are refused (403) once the S3 gateway is up.
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" 2>/dev/null)" = 403 ]; then
+    # Up when a signed write lands: the S3 gateway answers (403 to anonymous requests) before
+    # its volume server takes writes, and a test's first upload would then fail.
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" 2>/dev/null)" = 403 ] &&
+      s3_signed PUT "$s3_port" "$key:$secret" printyard-ready >/dev/null &&
+      s3_signed PUT "$s3_port" "$key:$secret" printyard-ready/probe ready >/dev/null; then
       export PRINTYARD_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
       export PRINTYARD_TEST_S3_ACCESS_KEY=$key PRINTYARD_TEST_S3_SECRET_KEY=$secret
       log "SeaweedFS S3 on 127.0.0.1:$s3_port"
@@ -222,7 +225,18 @@ for _ in range(100):
     sleep 0.5
   done
   tail -20 "$dir/weed.log" >&2
-  die "SeaweedFS did not start (log above)"
+  die "SeaweedFS did not start or took no write (log above; it needs a few GiB of free disk for its volumes: $(df -h --output=avail "$dir" | tail -1 | tr -d " ") free)"
+}
+
+# s3_signed METHOD PORT KEY:SECRET PATH [BODY]: one SigV4-signed request to the S3 gateway on
+# PORT; fails unless it answers 2xx.
+s3_signed() {
+  local code body=()
+  [ $# -ge 5 ] && body=(--data-binary "$5")
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X "$1" "${body[@]}" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$3" "http://127.0.0.1:$2/$4" 2>/dev/null) || return 1
+  [ "${code:0:1}" = 2 ]
 }
 
 s3_stop() {
