@@ -153,6 +153,21 @@ stop_pid() {
   rm -f "$file"
 }
 
+# prune_target: removes from the cargo target dir what only old builds use: test and bench
+# executables and incremental caches untouched for a week (each build leaves new ones beside
+# the old, and a cache that only grows once filled this machine's disk). Cargo rebuilds any
+# of them that is still wanted.
+prune_target() {
+  local before after
+  before=$(du -sm "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1) || return 0
+  find "$CARGO_TARGET_DIR"/{debug,release}/deps -maxdepth 1 -type f -perm -u+x \
+    ! -name '*.so' ! -name '*.rlib' ! -name '*.rmeta' ! -name '*.d' -mtime +7 -delete 2>/dev/null || true
+  find "$CARGO_TARGET_DIR"/{debug,release}/incremental -mindepth 1 -maxdepth 1 -mtime +7 \
+    -exec rm -rf {} + 2>/dev/null || true
+  after=$(du -sm "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1) || return 0
+  if [ "$before" -gt "$after" ]; then log "pruned $((before - after)) MB of old builds from $CARGO_TARGET_DIR"; fi
+}
+
 # with_test_servers CMD...: runs CMD with a private Postgres on a free port (torn down after,
 # whatever CMD's outcome) and a nats-server binary for tests to start their own. Exports
 # PRINTYARD_TEST_DATABASE_URL, PRINTYARD_TEST_NATS_SERVER and PRINTYARD_TEST_PYTHON (a Python
