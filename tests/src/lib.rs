@@ -339,6 +339,19 @@ pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
     )
 }
 
+/// The api with rate limits off (the scenario tests poll; rate limits have their own tests)
+/// and a client whose key may read, write and control.
+pub async fn spawn_api_and_client(env: &TestEnv) -> (Running, reqwest::Client) {
+    use printyard_api::access::Permission;
+    let mut config = env.api_config();
+    config.rate_limits.enabled = false;
+    let api = spawn_api_with(config).await;
+    let key = env
+        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
+        .await;
+    (api, keyed_http(&key))
+}
+
 /// `$plain(env)` starts the service with the test environment's configuration (`$config`),
 /// `$with(config)` with one the test adjusted; both in this process, stopped with the
 /// returned [`Running`].

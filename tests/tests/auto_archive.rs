@@ -4,13 +4,11 @@
 
 use std::time::Duration;
 
-use printyard_api::access::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::{GcodeState, Printer};
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api_with, spawn_archive,
-    spawn_gateway_with,
+    Running, SimFarm, TestEnv, eventually, spawn_api_and_client, spawn_archive, spawn_gateway_with,
 };
 use serde_json::{Value, json};
 
@@ -26,22 +24,16 @@ async fn setup(speed: f64, capture_window_secs: u64) -> (Setup, Running) {
     let env = TestEnv::new().await;
     let sim = SimFarm::start(&[Model::A1Mini], speed).await;
     let archive = spawn_archive(&env).await;
-    // The tests poll; rate limits have their own tests.
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
+    let (api, client) = spawn_api_and_client(&env).await;
     let mut config = sim.gateway_config(&env);
     config.gateway.capture_window_secs = capture_window_secs;
     let gateway = spawn_gateway_with(config).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
     let setup = Setup {
         env,
         sim,
         api,
         _gateway: gateway,
-        client: keyed_http(&key),
+        client,
     };
     let printer = setup.printer();
     let response = setup

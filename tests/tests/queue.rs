@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use printyard_api::access::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::printer::{Faults, GcodeState, Printer, md5_hex};
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
-    ChildService, Running, SimFarm, TestEnv, eventually, keyed_http, run_child_scheduler,
-    spawn_api_with, spawn_archive, spawn_gateway_with, spawn_scheduler_with,
+    ChildService, Running, SimFarm, TestEnv, eventually, run_child_scheduler, spawn_api_and_client,
+    spawn_archive, spawn_gateway_with, spawn_scheduler_with,
 };
 use serde_json::{Value, json};
 
@@ -32,13 +31,8 @@ async fn world(models: &[Model], speed: f64, with_gateway: bool, auto_clear: boo
     let env = TestEnv::new().await;
     let sim = SimFarm::start(models, speed).await;
     let archive = spawn_archive(&env).await;
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
+    let (api, client) = spawn_api_and_client(&env).await;
     let scheduler = spawn_scheduler_with(scheduler_config(&env)).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
     let mut world = World {
         env,
         sim,
@@ -46,7 +40,7 @@ async fn world(models: &[Model], speed: f64, with_gateway: bool, auto_clear: boo
         _archive: archive,
         gateway: None,
         scheduler: Some(scheduler),
-        client: keyed_http(&key),
+        client,
     };
     for (i, printer) in world.sim.farm.printers.clone().iter().enumerate() {
         let (status, body) = world

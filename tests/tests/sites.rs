@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use printyard_api::access::Permission;
 use printyard_contracts::sites::CENTRAL_DOMAIN;
 use printyard_contracts::sites::SiteMode;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
@@ -15,8 +14,8 @@ use printyard_printer_sim::{Model, Printer};
 use printyard_tests::nats_server::free_port;
 use printyard_tests::sites::{Proxy, SiteNats};
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, get_json, keyed_http, post_printer, spawn_api_with,
-    spawn_archive, spawn_gateway_with, spawn_stats, wait_connected,
+    SimFarm, TestEnv, eventually, get_json, post_printer, spawn_api_and_client, spawn_archive,
+    spawn_gateway_with, spawn_stats, wait_connected,
 };
 use serde_json::{Value, json};
 
@@ -62,17 +61,6 @@ async fn refused(errors: &Arc<Mutex<Vec<String>>>, subject: &str) {
     .await;
 }
 
-/// The api (rate limits off) and a client whose key may read, write and control.
-async fn api_and_client(env: &TestEnv) -> (Running, reqwest::Client) {
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
-    (api, keyed_http(&key))
-}
-
 /// A gateway of `site` at the site's leaf node, logged in with the site's credentials only.
 fn site_gateway_config(
     sim: &SimFarm,
@@ -110,7 +98,7 @@ async fn each_site_sees_its_own_printers_and_nats_refuses_it_the_others() {
     let (hub, sites) = SiteNats::start(&["a", "b"]).await;
     let env = TestEnv::with_nats(hub).await;
     let _archive = spawn_archive(&env).await;
-    let (api, client) = api_and_client(&env).await;
+    let (api, client) = spawn_api_and_client(&env).await;
     let base = api.api_url("");
 
     // One gateway per site, at its leaf node, with the site's credentials only; the
@@ -278,7 +266,7 @@ async fn a_site_cut_off_for_30_s_is_archived_once_when_its_link_returns() {
     let env = TestEnv::with_nats(hub).await;
     let _archive = spawn_archive(&env).await;
     let _stats = spawn_stats(&env).await;
-    let (api, client) = api_and_client(&env).await;
+    let (api, client) = spawn_api_and_client(&env).await;
     let base = api.api_url("");
     // The demo print takes 1,095 s: about 18 s at this speed, over before the link returns.
     let sim = SimFarm::start(&[Model::A1Mini], 60.0).await;

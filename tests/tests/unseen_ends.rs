@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use printyard_api::access::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::{Faults, GcodeState, Printer};
 use printyard_tests::{
-    ChildGateway, Running, SimFarm, TestEnv, eventually, keyed_http, run_child_gateway,
-    spawn_api_with, spawn_archive, spawn_gateway_with,
+    ChildGateway, Running, SimFarm, TestEnv, eventually, run_child_gateway, spawn_api_and_client,
+    spawn_archive, spawn_gateway_with,
 };
 use serde_json::{Value, json};
 
@@ -27,18 +26,13 @@ async fn setup(speed: f64) -> Setup {
     let env = TestEnv::new().await;
     let sim = SimFarm::start(&[Model::A1Mini], speed).await;
     let archive = spawn_archive(&env).await;
-    let mut api_config = env.api_config();
-    api_config.rate_limits.enabled = false;
-    let api = spawn_api_with(api_config).await;
-    let key = env
-        .api_key(&[Permission::Read, Permission::Write, Permission::Control])
-        .await;
+    let (api, client) = spawn_api_and_client(&env).await;
     let setup = Setup {
         env,
         sim,
         api,
         _archive: archive,
-        client: keyed_http(&key),
+        client,
     };
     let printer = setup.printer();
     let response = setup
