@@ -77,6 +77,14 @@ async fn metrics_count_and_time_http_requests_and_served_nats_requests() {
             .unwrap();
         assert_eq!(info.status(), 200);
     }
+    // Any token is a method to HTTP; an unknown one is counted, not kept as a label of its own.
+    let brew = reqwest::Method::from_bytes(b"BREW-7F3A").unwrap();
+    let refused = client
+        .request(brew, farm.api.api_url("/system/info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 405);
 
     let metrics = client
         .get(farm.api.admin_url("/metrics"))
@@ -101,6 +109,18 @@ async fn metrics_count_and_time_http_requests_and_served_nats_requests() {
     assert!(
         metrics.contains("printyard_http_request_duration_seconds_bucket{"),
         "latency histogram"
+    );
+    assert!(
+        !metrics.contains("BREW-7F3A"),
+        "a client's method became a label"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("printyard_http_requests_total{")
+                && l.contains("method=\"OTHER\"")
+                && l.contains("status=\"405\"")),
+        "the unknown method counted as OTHER"
     );
     assert!(
         metrics

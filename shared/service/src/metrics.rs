@@ -41,19 +41,31 @@ pub fn handle() -> &'static PrometheusHandle {
 /// axum middleware: counts and times every HTTP request by method, route template and status.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let (requests, duration) = http_series(&method, route, response.status().as_u16());
+    let (requests, duration) = http_series(method, route, response.status().as_u16());
     requests.increment(1);
     duration.record(started.elapsed().as_secs_f64());
     response
 }
 
+/// A method as a label: the standard ones by name, any other as `OTHER` (clients may send
+/// any token as a method, and each would otherwise be a series kept forever).
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method.as_str())
+        .unwrap_or("OTHER")
+}
+
 /// The request counter and duration histogram of one method, route and status.
 struct HttpSeries {
-    method: Method,
+    method: &'static str,
     status: u16,
     requests: metrics::Counter,
     duration: metrics::Histogram,
@@ -65,7 +77,7 @@ static HTTP_SERIES: LazyLock<RwLock<HashMap<String, Vec<HttpSeries>>>> =
     LazyLock::new(Default::default);
 
 fn http_series(
-    method: &Method,
+    method: &'static str,
     route: &str,
     status: u16,
 ) -> (metrics::Counter, metrics::Histogram) {
@@ -73,7 +85,7 @@ fn http_series(
         series
             .get(route)?
             .iter()
-            .find(|s| s.status == status && s.method == *method)
+            .find(|s| s.status == status && s.method == method)
             .map(|s| (s.requests.clone(), s.duration.clone()))
     };
     if let Ok(series) = HTTP_SERIES.read()
@@ -82,7 +94,7 @@ fn http_series(
         return found;
     }
     let labels = [
-        ("method", method.as_str().to_owned()),
+        ("method", method.to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
@@ -97,7 +109,7 @@ fn http_series(
             .entry(route.to_owned())
             .or_default()
             .push(HttpSeries {
-                method: method.clone(),
+                method,
                 status,
                 requests: requests.clone(),
                 duration: duration.clone(),
