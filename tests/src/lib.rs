@@ -7,8 +7,10 @@
 pub mod bench;
 pub mod mjpeg;
 pub mod nats_server;
+pub mod pg_server;
 pub mod receiver;
 pub mod sites;
+pub mod sse;
 pub mod threemf;
 
 use std::net::SocketAddr;
@@ -48,6 +50,12 @@ impl TestEnv {
         let admin_url = std::env::var(DATABASE_URL_ENV).unwrap_or_else(|_| {
             panic!("{DATABASE_URL_ENV} is not set: run the suite with scripts/test")
         });
+        Self::with_servers(nats, admin_url).await
+    }
+
+    /// A test's world on servers of its own (a Postgres it may kill: `admin_url` is its
+    /// superuser's URL).
+    pub async fn with_servers(nats: NatsServer, admin_url: String) -> Self {
         let database_name = format!("pyt_{:016x}", rand::rng().random::<u64>());
         let mut admin = connect_admin(&admin_url).await;
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -453,6 +461,8 @@ const CHILD_GATEWAY: &str = "PRINTYARD_CHILD_GATEWAY";
 const CHILD_SCHEDULER: &str = "PRINTYARD_CHILD_SCHEDULER";
 const CHILD_NOTIFIER: &str = "PRINTYARD_CHILD_NOTIFIER";
 const CHILD_API: &str = "PRINTYARD_CHILD_API";
+const CHILD_ARCHIVE: &str = "PRINTYARD_CHILD_ARCHIVE";
+const CHILD_STATS: &str = "PRINTYARD_CHILD_STATS";
 /// The database URL of a child service (its configuration's JSON shows it redacted).
 const CHILD_DATABASE_URL: &str = "PRINTYARD_CHILD_DATABASE_URL";
 
@@ -521,6 +531,28 @@ impl ChildService {
         Self::spawn_with(
             child_test,
             CHILD_API,
+            json,
+            Some(config.database.url.expose()),
+        )
+    }
+
+    /// An archive (the test `child_test` calls [`run_child_archive`]).
+    pub fn spawn_archive(child_test: &str, config: &printyard_archive::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the archive config encodes");
+        Self::spawn_with(
+            child_test,
+            CHILD_ARCHIVE,
+            json,
+            Some(config.database.url.expose()),
+        )
+    }
+
+    /// A stats service (the test `child_test` calls [`run_child_stats`]).
+    pub fn spawn_stats(child_test: &str, config: &printyard_stats::Config) -> Self {
+        let json = serde_json::to_string(config).expect("the stats config encodes");
+        Self::spawn_with(
+            child_test,
+            CHILD_STATS,
             json,
             Some(config.database.url.expose()),
         )
@@ -627,6 +659,22 @@ child_runner!(
     CHILD_NOTIFIER,
     printyard_notifier,
     Notifier
+);
+child_runner!(
+    /// Runs an archive until the process is killed, when the test binary was started by
+    /// [`ChildService::spawn_archive`]; returns at once otherwise.
+    run_child_archive,
+    CHILD_ARCHIVE,
+    printyard_archive,
+    Archive
+);
+child_runner!(
+    /// Runs a stats service until the process is killed, when the test binary was started by
+    /// [`ChildService::spawn_stats`]; returns at once otherwise.
+    run_child_stats,
+    CHILD_STATS,
+    printyard_stats,
+    Stats
 );
 
 /// A simulated farm on a loopback range of its own (127.A.B.1 with random A, B), fast enough

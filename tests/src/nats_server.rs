@@ -10,6 +10,9 @@ use tokio::process::{Child, Command};
 pub struct NatsServer {
     port: u16,
     child: Child,
+    /// How it was started, to start it again (same port, same store).
+    binary: String,
+    args: Vec<String>,
     /// The user and password clients of this server log in with, when it has users.
     pub login: Option<(String, String)>,
     dir: TempDir,
@@ -59,8 +62,9 @@ impl NatsServer {
         for _ in 0..5 {
             let port = free_port();
             let dir = TempDir::new("nats");
+            let args = args(port, &dir.0);
             let child = Command::new(&binary)
-                .args(args(port, &dir.0))
+                .args(&args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true)
@@ -69,6 +73,8 @@ impl NatsServer {
             let mut server = NatsServer {
                 port,
                 child,
+                binary: binary.clone(),
+                args,
                 login: None,
                 dir,
             };
@@ -98,6 +104,29 @@ impl NatsServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
+    }
+
+    /// SIGKILL, as a crash would; then [`NatsServer::restart`].
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts it again on the same port with the same JetStream store.
+    pub async fn restart(&mut self) {
+        for _ in 0..20 {
+            self.child = Command::new(&self.binary)
+                .args(&self.args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("restarting nats-server");
+            if self.wait_ready().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        panic!("nats-server did not start again on port {}", self.port);
     }
 
     /// The server's process id (for benchmarks that read its CPU and memory).

@@ -19,6 +19,9 @@ pub struct Slicing<'a> {
     pub padding: usize,
     /// The plate's planned filament weight, grams.
     pub weight: f64,
+    /// Sliced plates, 1 to `plates`; plate `n` plans `n` × `weight` grams (so a record of the
+    /// wrong plate shows), with the fixture's G-code and thumbnail as its own.
+    pub plates: u32,
 }
 
 impl Default for Slicing<'_> {
@@ -29,6 +32,7 @@ impl Default for Slicing<'_> {
             title: "Cube",
             padding: 0,
             weight: 2.83,
+            plates: 1,
         }
     }
 }
@@ -75,6 +79,25 @@ pub fn sliced_3mf(slicing: &Slicing) -> Vec<u8> {
             _ => {
                 let entry = source.by_index_raw(i).expect("a raw entry");
                 out.raw_copy_file(entry).expect("copying an entry");
+                // The further plates' G-code and thumbnails are the first plate's.
+                for plate in 2..=slicing.plates {
+                    for (first, nth) in [
+                        (
+                            "Metadata/plate_1.gcode",
+                            format!("Metadata/plate_{plate}.gcode"),
+                        ),
+                        (
+                            "Metadata/plate_1.png",
+                            format!("Metadata/plate_{plate}.png"),
+                        ),
+                    ] {
+                        if name == first {
+                            let entry = source.by_index_raw(i).expect("a raw entry");
+                            out.raw_copy_file_rename(entry, nth)
+                                .expect("copying a plate entry");
+                        }
+                    }
+                }
             }
         }
     }
@@ -121,10 +144,34 @@ fn reslice(xml: &str, slicing: &Slicing) -> String {
             )
         })
         .collect();
-    format!(
+    let xml = format!(
         "{}{}{}",
         &xml[..start],
         filaments.join("\n    "),
         &xml[end..]
-    )
+    );
+    // Plates 2.. are copies of plate 1 with their index and weight.
+    let (open, close) = (
+        xml.find("<plate>").expect("a plate"),
+        xml.find("</plate>").expect("its end") + "</plate>".len(),
+    );
+    let first = &xml[open..close];
+    let further: String = (2..=slicing.plates)
+        .map(|plate| {
+            let weight = slicing.weight * f64::from(plate);
+            format!(
+                "\n  {}",
+                first
+                    .replace(
+                        "<metadata key=\"index\" value=\"1\"/>",
+                        &format!("<metadata key=\"index\" value=\"{plate}\"/>"),
+                    )
+                    .replace(
+                        &format!("<metadata key=\"weight\" value=\"{}\"/>", slicing.weight),
+                        &format!("<metadata key=\"weight\" value=\"{weight}\"/>"),
+                    )
+            )
+        })
+        .collect();
+    format!("{}{further}{}", &xml[..close], &xml[close..])
 }

@@ -166,7 +166,7 @@ async fn a_registered_printer_gets_live_status_and_its_print_becomes_ordered_eve
     printer.start_from_touchscreen(DEMO_PATH, 1).unwrap();
 
     let mut kinds = Vec::new();
-    while kinds.last().map(String::as_str) != Some("print_complete") {
+    while kinds.last().map(String::as_str) != Some("print_ended") {
         let message = tokio::time::timeout(Duration::from_secs(20), messages.next())
             .await
             .unwrap_or_else(|_| panic!("events so far: {kinds:?}"))
@@ -205,7 +205,7 @@ async fn a_registered_printer_gets_live_status_and_its_print_becomes_ordered_eve
             "print_progress",
             "print_progress",
             "print_progress",
-            "print_complete"
+            "print_ended"
         ]
     );
     assert_eq!(printer.snapshot().mqtt_clients, 1);
@@ -560,7 +560,7 @@ async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a
     );
 
     let mut kinds = Vec::new();
-    while kinds.last().map(String::as_str) != Some("print_complete") {
+    while kinds.last().map(String::as_str) != Some("print_ended") {
         let next = tokio::time::timeout(Duration::from_secs(60), events.next()).await;
         let Ok(Some(Ok(message))) = next else {
             panic!(

@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt;
 use printyard_api::access::Permission;
 use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::GcodeState;
 use printyard_tests::receiver::{Behaviour, Received, Receiver};
+use printyard_tests::sse::{Sse, read_events};
 use printyard_tests::{
     ChildService, Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api_with, spawn_archive,
     spawn_gateway_with, spawn_notifier, spawn_notifier_with,
@@ -630,67 +630,6 @@ async fn a_webhook_failing_too_long_is_disabled_with_the_reason() {
         .await;
     assert_eq!(enabled["disabled_reason"], Value::Null);
     assert_eq!(enabled["failing_since"], Value::Null);
-}
-
-/// One server-sent event.
-#[derive(Debug, Clone, PartialEq)]
-struct Sse {
-    id: Option<String>,
-    event: String,
-    data: Value,
-}
-
-/// Reads server-sent events from `/events` until `until` says stop; then drops the connection.
-async fn read_events(
-    client: &reqwest::Client,
-    api: &Running,
-    query: &str,
-    last_event_id: Option<&str>,
-    until: impl Fn(&[Sse]) -> bool,
-) -> Vec<Sse> {
-    let mut request = client
-        .get(api.api_url(&format!("/events{query}")))
-        .timeout(Duration::from_secs(120));
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
-    let mut events = Vec::new();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut sse = Sse {
-                id: None,
-                event: "message".into(),
-                data: Value::Null,
-            };
-            for line in block.lines() {
-                if let Some(id) = line.strip_prefix("id:") {
-                    sse.id = Some(id.trim().to_owned());
-                } else if let Some(event) = line.strip_prefix("event:") {
-                    sse.event = event.trim().to_owned();
-                } else if let Some(data) = line.strip_prefix("data:") {
-                    sse.data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                }
-            }
-            if sse.data.is_null() {
-                continue; // a keep-alive comment
-            }
-            events.push(sse);
-            if until(&events) {
-                return events;
-            }
-        }
-    }
-    events
 }
 
 #[tokio::test]

@@ -448,8 +448,11 @@ impl FileFields<'_> {
             .unwrap_or_default()
     }
 
+    /// The plate it describes; none for a print whose plate is not known (its weight and
+    /// filaments are then not known either, rather than another plate's).
     fn plate(&self) -> Option<&printyard_bambu::threemf::Plate> {
-        self.stored.meta.plate(self.stored.plate)
+        let wanted = self.stored.plate?;
+        self.stored.meta.plates.iter().find(|p| p.index == wanted)
     }
 
     fn weight(&self) -> Option<f64> {
@@ -462,8 +465,11 @@ impl FileFields<'_> {
             .map(|s| s.min(i64::MAX as u64) as i64)
     }
 
+    /// The model the file was sliced for (every plate of a file is sliced for one).
     fn model_id(&self) -> Option<String> {
-        self.plate().and_then(|p| p.printer_model_id.clone())
+        self.plate()
+            .or(self.stored.meta.plates.first())
+            .and_then(|p| p.printer_model_id.clone())
     }
 }
 

@@ -41,8 +41,18 @@ pub struct Stored {
     pub file_key: String,
     pub thumbnail_key: Option<String>,
     pub meta: ThreeMf,
-    /// The plate the metadata describes (the printed one, or the first).
+    /// The plate the metadata describes: the printed one, the first of an upload, `None`
+    /// for a print of a file with several plates when the printer did not say which.
     pub plate: Option<u32>,
+}
+
+/// Which plate a stored file's archive describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlateOf {
+    /// A file uploaded into the library: its first plate (the thumbnail's).
+    Upload,
+    /// A file a printer printed: the plate it said it printed, else the only sliced one.
+    Print(Option<u32>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +84,12 @@ impl Intake {
         domain: Option<&str>,
         bucket: Option<&str>,
         object: &str,
-        wanted_plate: Option<u32>,
+        plate_of: PlateOf,
     ) -> Result<Stored, IntakeError> {
+        let wanted_plate = match plate_of {
+            PlateOf::Upload => None,
+            PlateOf::Print(plate) => plate,
+        };
         let bucket = self.bucket_named(domain, bucket).await?;
         let mut reader = bucket.get(object).await.map_err(|e| {
             use async_nats::jetstream::object_store::GetErrorKind;
@@ -125,7 +139,12 @@ impl Intake {
         .map_err(|e| IntakeError::Unavailable(e.to_string()))?
         .map_err(unavailable)?;
         let (meta, thumbnail) = inspected.map_err(IntakeError::Invalid)?;
-        let plate = meta.plate(wanted_plate).map(|p| p.index);
+        // The thumbnail is of the plate printed, or the first.
+        let shown = meta.plate(wanted_plate).map(|p| p.index);
+        let plate = match plate_of {
+            PlateOf::Upload => shown,
+            PlateOf::Print(wanted) => meta.printed_plate(wanted).map(|p| p.index),
+        };
 
         let file_key = Storage::file_key(&sha256);
         let stored_already = self
@@ -139,7 +158,7 @@ impl Intake {
                 .await
                 .map_err(|e| IntakeError::Unavailable(format!("{e:#}")))?;
         }
-        let thumbnail_key = match (thumbnail, plate) {
+        let thumbnail_key = match (thumbnail, shown) {
             (Some(png), Some(plate)) => {
                 let key = Storage::thumbnail_key(&sha256, plate);
                 self.storage

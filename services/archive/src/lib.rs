@@ -6,6 +6,8 @@
 //! - [`intake`]: files arrive through the NATS transfer bucket, are checked as hostile input
 //!   ([`printyard_bambu::threemf`]) and stored once per content hash ([`storage`]).
 //! - [`library`]: the endpoints `api` calls for `/archives` and `/projects`.
+//! - [`record`]: the print record's rules (one archive per print, a file only to its own
+//!   print, every end announced), pure; [`steps`] writes them.
 //! - [`plan`]: what the queue needs to print a library file, and the archives of those prints.
 //! - [`outbox`]: every change to an archive announced on `FARM_EVENTS` (`archive_updated`,
 //!   `archive_deleted`), from a trigger's record, so statistics follow the archive.
@@ -17,6 +19,8 @@ pub mod intake;
 pub mod library;
 pub mod outbox;
 pub mod plan;
+pub mod record;
+pub mod steps;
 pub mod storage;
 
 use std::net::SocketAddr;

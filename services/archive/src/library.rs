@@ -12,7 +12,7 @@ use sqlx::PgPool;
 
 use crate::db::{self, not_found, unavailable};
 use crate::events::file_stem;
-use crate::intake::{Intake, IntakeError};
+use crate::intake::{Intake, IntakeError, PlateOf};
 use crate::storage::Storage;
 
 /// The most archives one page may hold.
@@ -177,7 +177,11 @@ impl Library {
     /// Turns an uploaded file into a library archive (`uploaded`).
     pub async fn import(&self, upload: ImportUpload) -> Result<Archive, ErrorBody> {
         let filename = sanitize_filename(&upload.filename);
-        let stored = match self.intake.take(None, None, &upload.object, None).await {
+        let stored = match self
+            .intake
+            .take(None, None, &upload.object, PlateOf::Upload)
+            .await
+        {
             Ok(stored) => stored,
             Err(err) => {
                 self.intake.discard(None, None, &upload.object).await;

@@ -17,20 +17,18 @@ use printyard_service::backoff::Backoff;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
-use crate::connection::{Settings, publish_event};
+use crate::connection::{Settings, farm_event};
 use crate::store::FarmStore;
+use crate::tracker::CaptureSpec;
 
 /// What is needed to fetch one print's file.
 pub struct CaptureJob {
     pub record: PrinterRecord,
     pub trust: TrustMode,
-    /// The gateway's key of the print (the same as in its other events).
-    pub print_key: String,
-    pub subtask_name: Option<String>,
-    pub gcode_file: Option<String>,
-    /// A capture resumed by a gateway that took over a print already running: the archive
-    /// fills the open print's file only if it has none.
-    pub resumed: bool,
+    /// Which print, and what the printer said of its file.
+    pub spec: CaptureSpec,
+    /// Where the printer's events go (the file's comes after its print's start).
+    pub events: crate::outbox::EventOutbox,
 }
 
 /// Limits of captures, shared by a gateway's connections.
@@ -58,42 +56,43 @@ pub async fn run(
     let Ok(_slot) = slot else {
         return;
     };
-    let object = format!("capture/{}/{}", job.record.id, job.print_key);
+    let spec = &job.spec;
+    let object = format!("capture/{}/{}", job.record.id, spec.print_key);
     let started = std::time::Instant::now();
     let outcome = fetch_within_window(&job, &store, &settings, &object).await;
     let label = if outcome.is_ok() { "stored" } else { "failed" };
     crate::observe::capture_done(label, started.elapsed());
     let data = match &outcome {
         Ok((filename, size)) => serde_json::json!({
-            "print": job.print_key,
+            "print": spec.print_key,
             "printer_name": job.record.name,
             "object": object,
             "bucket": store.transfer_bucket,
             "domain": store.transfer_domain,
             "filename": filename,
             "size": size,
-            "resumed": job.resumed,
-            "job_name": job.subtask_name,
+            "plate": spec.plate,
+            "resumed": spec.resumed,
+            "job_name": spec.subtask_name,
         }),
         Err(reason) => {
             tracing::warn!(printer = job.record.id, reason, "3MF not captured");
             serde_json::json!({
-                "print": job.print_key,
+                "print": spec.print_key,
                 "printer_name": job.record.name,
                 "error": reason,
-                "resumed": job.resumed,
-                "job_name": job.subtask_name,
+                "plate": spec.plate,
+                "resumed": spec.resumed,
+                "job_name": spec.subtask_name,
             })
         }
     };
-    publish_event(
-        &store,
+    job.events.push(farm_event(
         &job.record,
         EventKind::PrintFile,
-        &format!("{}.", job.print_key),
+        &format!("{}.", spec.print_key),
         data,
-    )
-    .await;
+    ));
 }
 
 /// Tries until the file is found and stored or the window is over; returns the file name on
@@ -107,7 +106,8 @@ async fn fetch_within_window(
     let Some(code) = AccessCode::parse(&job.record.access_code) else {
         return Err("the access code is not 8 letters or digits".into());
     };
-    let candidates = ftps::candidates(job.subtask_name.as_deref(), job.gcode_file.as_deref());
+    let spec = &job.spec;
+    let candidates = ftps::candidates(spec.subtask_name.as_deref(), spec.gcode_file.as_deref());
     let give_up = tokio::time::Instant::now() + settings.capture.window;
     let mut backoff = Backoff::new(Duration::from_secs(2), Duration::from_secs(10));
     let mut last_error;
@@ -166,12 +166,20 @@ async fn fetch_once(
         Duration::from_secs(15),
     )
     .await?;
-    let found = tokio::time::timeout(Duration::from_secs(30), ftps::locate(&mut ftp, candidates))
-        .await
-        .map_err(|_| Fetch::Failed("listing the printer's storage timed out".into()))??;
+    let job_name = job.spec.subtask_name.as_deref();
+    let found = tokio::time::timeout(
+        Duration::from_secs(30),
+        ftps::locate(&mut ftp, candidates, job_name),
+    )
+    .await
+    .map_err(|_| Fetch::Failed("listing the printer's storage timed out".into()))??;
     let Some((path, size)) = found else {
         let _ = ftp.quit().await;
-        return Err(Fetch::Failed("the file is not on the printer (yet)".into()));
+        return Err(Fetch::Failed(format!(
+            "the file of the print ({}) is not on the printer (it prints from its own memory, \
+             or has not written it yet)",
+            job_name.unwrap_or("unnamed")
+        )));
     };
     if size > settings.capture.max_bytes {
         let _ = ftp.quit().await;

@@ -19,7 +19,7 @@ use async_nats::{Subject, Subscriber};
 use chrono::Utc;
 use futures::StreamExt;
 use printyard_bambu::commands::{Command, SIGNATURE_REQUIRED_HMS, is_signature_refusal};
-use printyard_bambu::lifecycle::{Lifecycle, PrintEvent, new_hms_errors};
+use printyard_bambu::lifecycle::new_hms_errors;
 use printyard_bambu::mqtt::{
     AccessCode, ConnectPacer, Endpoint, Incoming, Session, SessionError, SessionOptions,
 };
@@ -32,13 +32,14 @@ use printyard_contracts::farm::{
     CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
     PrinterRecord, StatusRecord, command_subject, event_id, registry_key,
 };
-use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
-use printyard_contracts::queue::{job_of, print_subject};
+use printyard_contracts::printer::{HmsEntry, PrinterState};
+use printyard_contracts::queue::print_subject;
 use printyard_service::backoff::Backoff;
 use rustls::pki_types::TrustAnchor;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::FarmStore;
+use crate::tracker::{Act, Tracker};
 
 /// Settings shared by every connection of a gateway.
 pub struct Settings {
@@ -112,14 +113,11 @@ pub struct Connection {
     status: StatusRecord,
     published: Option<StatusRecord>,
     published_at: Option<Instant>,
-    lifecycle: Lifecycle,
+    /// The printer's prints: which events its statuses mean.
+    tracker: Tracker,
     hms: Vec<HmsEntry>,
-    /// Identity of the print under way, for event ids.
-    print_key: Option<String>,
     /// Commands sent and not yet acknowledged.
     pending: Vec<Pending>,
-    /// Whether this session's first full report was announced (`printer_state`).
-    announced: bool,
     /// Queued jobs being printed.
     dispatches: dispatch::Dispatches,
     uploads: (dispatch::UploadSender, dispatch::UploadReceiver),
@@ -127,6 +125,8 @@ pub struct Connection {
     camera: tokio::sync::watch::Sender<crate::camera::Target>,
     /// Cancelled when this gateway lets the printer go (captures still queued are dropped).
     released: CancellationToken,
+    /// The printer's events on their way to `FARM_EVENTS`, in order (from `run`).
+    events: Option<crate::outbox::EventOutbox>,
 }
 
 /// Where a command's answer goes, and the span that carries the caller's trace (from the
@@ -183,11 +183,9 @@ impl Connection {
             status,
             published: None,
             published_at: None,
-            lifecycle: Lifecycle::new(),
+            tracker: Tracker::new(),
             hms: Vec::new(),
-            print_key: None,
             pending: Vec::new(),
-            announced: false,
             dispatches: dispatch::Dispatches::default(),
             uploads: dispatch::upload_channel(),
             camera: tokio::sync::watch::Sender::new(crate::camera::Target {
@@ -196,6 +194,7 @@ impl Connection {
                 model: None,
             }),
             released: CancellationToken::new(),
+            events: None,
         }
     }
 
@@ -226,6 +225,10 @@ impl Connection {
 
     pub async fn run(mut self, stop: CancellationToken) {
         self.released = stop.child_token();
+        self.events = Some(crate::outbox::EventOutbox::start(
+            self.store.clone(),
+            self.released.clone(),
+        ));
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let subscribe = |subject: String| {
             let client = self.store.client.clone();
@@ -284,8 +287,7 @@ impl Connection {
                 .await;
                 backoff.reset();
             }
-            self.lifecycle.reconnected();
-            self.announced = false;
+            self.tracker.reconnected();
             let delay = match outcome {
                 SessionError::NotAuthorized => Duration::from_secs(60),
                 _ => backoff.next_delay(),
@@ -679,137 +681,40 @@ impl Connection {
             self.event(EventKind::PrinterError, &occurrence, data).await;
         }
         self.hms = normalized.hms.clone();
-        for event in self.lifecycle.observe(&normalized) {
-            self.print_event(event, &normalized).await;
-        }
-        let knew_the_print = self.print_key.is_some();
-        if self.lifecycle.active() && self.print_key.is_none() {
-            self.print_key = Some(print_key(&normalized));
-        }
-        if !self.announced {
-            self.announced = true;
-            self.announce_state(&normalized, knew_the_print).await;
+        let dispatches = &self.dispatches;
+        let acts = self
+            .tracker
+            .observe(&normalized, Utc::now(), &self.record.name, |job| {
+                dispatches.sent(job)
+            });
+        for act in acts {
+            match act {
+                Act::Publish {
+                    kind,
+                    occurrence,
+                    data,
+                } => self.event(kind, &occurrence, data).await,
+                Act::Capture(spec) => {
+                    let Some(events) = self.events.clone() else {
+                        continue;
+                    };
+                    let job = crate::capture::CaptureJob {
+                        record: self.record.clone(),
+                        trust: self.trust_mode(),
+                        spec,
+                        events,
+                    };
+                    tokio::spawn(crate::capture::run(
+                        job,
+                        self.store.clone(),
+                        self.settings.clone(),
+                        self.released.clone(),
+                    ));
+                }
+            }
         }
         self.status.status = Some(normalized);
         self.print_observed().await;
-    }
-
-    /// The first full report of a session: publishes what the printer shows (`printer_state`),
-    /// so that a print that ended while no gateway watched is closed from it. A print already
-    /// running that this connection did not know (a gateway start or a takeover) may have lost
-    /// its capture with the gateway that held it: the capture is resumed while the file is
-    /// still on the printer (the archive keeps a file it already has).
-    async fn announce_state(&mut self, status: &PrinterStatus, knew_the_print: bool) {
-        let data = serde_json::json!({
-            "state": status.state,
-            "job_name": status.job_name,
-            "gcode_file": status.gcode_file,
-            "print_error": status.print_error,
-            "progress": status.progress,
-            "printer_name": self.record.name,
-            // The key this gateway follows a running print under.
-            "print": self.print_key.clone().filter(|_| self.lifecycle.active()),
-            "queue_job": status.job_name.as_deref().and_then(job_of),
-        });
-        let occurrence = format!("seen.{}", Utc::now().timestamp_millis());
-        self.event(EventKind::PrinterState, &occurrence, data).await;
-        let sent_here = status
-            .job_name
-            .as_deref()
-            .and_then(job_of)
-            .is_some_and(|job| self.dispatches.sent(job).is_some());
-        if self.lifecycle.active() && !knew_the_print && !sent_here {
-            let job = crate::capture::CaptureJob {
-                record: self.record.clone(),
-                trust: self.trust_mode(),
-                print_key: self.print_key.clone().unwrap_or_default(),
-                subtask_name: status.job_name.clone(),
-                gcode_file: status.gcode_file.clone(),
-                resumed: true,
-            };
-            tokio::spawn(crate::capture::run(
-                job,
-                self.store.clone(),
-                self.settings.clone(),
-                self.released.clone(),
-            ));
-        }
-    }
-
-    async fn print_event(&mut self, event: PrintEvent, status: &PrinterStatus) {
-        if event == PrintEvent::Started || self.print_key.is_none() {
-            self.print_key = Some(print_key(status));
-        }
-        let key = self.print_key.clone().unwrap_or_default();
-        let job = serde_json::json!({"job_name": status.job_name, "gcode_file": status.gcode_file});
-        let (kind, detail, data) = match event {
-            PrintEvent::Started => (EventKind::PrintStarted, String::new(), job),
-            PrintEvent::Progress(p) => (
-                EventKind::PrintProgress,
-                p.to_string(),
-                serde_json::json!({"progress": p, "job_name": status.job_name}),
-            ),
-            PrintEvent::Completed => (EventKind::PrintComplete, String::new(), job),
-            PrintEvent::Failed { print_error } => (
-                EventKind::PrintFailed,
-                String::new(),
-                serde_json::json!({"print_error": print_error, "job_name": status.job_name, "progress": status.progress}),
-            ),
-            PrintEvent::Stopped => (
-                EventKind::PrintStopped,
-                String::new(),
-                serde_json::json!({"job_name": status.job_name, "progress": status.progress}),
-            ),
-        };
-        let mut data = data;
-        let queue_job = status.job_name.as_deref().and_then(job_of);
-        if let Some(fields) = data.as_object_mut() {
-            fields.insert("print".into(), key.clone().into());
-            fields.insert("printer_name".into(), self.record.name.clone().into());
-            if let Some(job) = queue_job {
-                fields.insert("queue_job".into(), job.into());
-            }
-        }
-        self.event(kind, &format!("{key}.{detail}"), data).await;
-        // A job this gateway sent: the archive takes the library's file, no need to fetch it
-        // back. Otherwise (a print from the touchscreen, or a job sent before a restart), the
-        // file is fetched from the printer.
-        let sent = queue_job.and_then(|job| self.dispatches.sent(job).cloned());
-        if kind == EventKind::PrintStarted
-            && let Some(sent) = sent
-        {
-            let data = serde_json::json!({
-                "print": key,
-                "printer_name": self.record.name,
-                "source_archive": sent.archive_id,
-                "plate": sent.plate,
-                "filename": sent.file_name,
-                "queue_job": queue_job,
-            });
-            self.event(EventKind::PrintFile, &format!("{key}."), data)
-                .await;
-        } else if kind == EventKind::PrintStarted {
-            let job = crate::capture::CaptureJob {
-                record: self.record.clone(),
-                trust: self.trust_mode(),
-                print_key: key.clone(),
-                subtask_name: status.job_name.clone(),
-                gcode_file: status.gcode_file.clone(),
-                resumed: false,
-            };
-            tokio::spawn(crate::capture::run(
-                job,
-                self.store.clone(),
-                self.settings.clone(),
-                self.released.clone(),
-            ));
-        }
-        if matches!(
-            kind,
-            EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped
-        ) {
-            self.print_key = None;
-        }
     }
 
     async fn event(&self, kind: EventKind, occurrence: &str, data: serde_json::Value) {
@@ -818,7 +723,9 @@ impl Connection {
         } else {
             occurrence.to_owned()
         };
-        publish_event(&self.store, &self.record, kind, &occurrence, data).await;
+        if let Some(events) = &self.events {
+            events.push(farm_event(&self.record, kind, &occurrence, data));
+        }
     }
 
     /// Puts the status into the KV bucket if it changed, at most every `status_interval`
@@ -908,29 +815,19 @@ fn decode_command(
     Some((command, Reply { to, span }))
 }
 
-/// A print's identity: its name and file, and when this gateway first saw it.
-fn print_key(status: &PrinterStatus) -> String {
-    printyard_contracts::farm::print_key(
-        status.job_name.as_deref(),
-        status.gcode_file.as_deref(),
-        Utc::now(),
-    )
-}
-
 fn metrics_unreadable() {
     crate::observe::unreadable();
 }
 
-/// Publishes a farm event of `record`'s printer to `FARM_EVENTS`, retried with backoff; the id
-/// (`Nats-Msg-Id`) makes a re-publish harmless.
-pub async fn publish_event(
-    store: &FarmStore,
+/// A farm event of `record`'s printer, happening now. Its id (`Nats-Msg-Id`) comes from what
+/// happened, so a re-publish is stored once.
+pub fn farm_event(
     record: &PrinterRecord,
     kind: EventKind,
     occurrence: &str,
     data: serde_json::Value,
-) {
-    let event = FarmEvent {
+) -> FarmEvent {
+    FarmEvent {
         id: event_id(&record.serial, kind, occurrence),
         kind,
         site: record.site.clone(),
@@ -938,13 +835,6 @@ pub async fn publish_event(
         serial: record.serial.clone(),
         at: Utc::now(),
         data,
-    };
-    // Failures are logged by `publish`; the status in the KV bucket still tells the truth.
-    if printyard_service::farm_events::publish(&store.events, &event)
-        .await
-        .is_ok()
-    {
-        crate::observe::event_published(kind.as_str());
     }
 }
 

@@ -11,9 +11,11 @@ pub mod camera;
 pub mod capture;
 pub mod connection;
 pub mod observe;
+pub mod outbox;
 pub mod pins;
 pub mod store;
 pub mod supervisor;
+pub mod tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

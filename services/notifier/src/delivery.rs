@@ -78,11 +78,17 @@ impl Claimed {
         }
     }
 
-    /// A print event whose archive is not known yet, young enough to wait for it.
+    /// A print event whose archive is not known yet, young enough to wait for it (an end
+    /// names its archive itself).
     fn waits_for_archive(&self, wait: Duration) -> bool {
         let print_event = crate::payload::is_print_event(&self.kind);
         let young = (Utc::now() - self.at).to_std().unwrap_or_default() < wait;
-        print_event && self.archive_id.is_none() && young && self.data.get("print").is_some()
+        let named = self.data.get("archive_id").is_some_and(Value::is_i64);
+        print_event
+            && !named
+            && self.archive_id.is_none()
+            && young
+            && self.data.get("print").is_some()
     }
 }
 

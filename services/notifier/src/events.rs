@@ -73,7 +73,7 @@ pub async fn run(context: Context, shutdown: CancellationToken) {
         concurrency: 1,
     };
     let jetstream = context.jetstream.clone();
-    farm_events::consume(jetstream, options, shutdown, |event| {
+    farm_events::consume(jetstream, options, shutdown, |event, _| {
         let context = context.clone();
         async move { apply(&context, event).await }
     })

@@ -34,9 +34,15 @@ fn text(data: &Value, key: &str) -> Option<String> {
 
 /// Whether an event of `kind` is about one print (and so has an archive).
 pub fn is_print_event(kind: &str) -> bool {
+    matches!(kind, "print_started" | "print_progress") || is_print_end(kind)
+}
+
+/// Whether an event of `kind` is a print's end, which the archive announces with everything a
+/// receiver needs (`archive_id`, `filename`, `duration`, …) in its data.
+pub fn is_print_end(kind: &str) -> bool {
     matches!(
         kind,
-        "print_started" | "print_progress" | "print_complete" | "print_failed" | "print_stopped"
+        "print_complete" | "print_failed" | "print_stopped" | "print_unknown"
     )
 }
 
@@ -52,6 +58,7 @@ impl EventFacts {
             "print_complete" => "success",
             "print_failed" => "failed",
             "print_stopped" => "stopped",
+            "print_unknown" => "unknown",
             "printer_online" => "online",
             "printer_offline" => "offline",
             "printer_error" => "error",
@@ -60,8 +67,9 @@ impl EventFacts {
     }
 
     fn filename(&self) -> Option<String> {
-        self.filename
-            .clone()
+        let announced = text(&self.data, "filename").filter(|_| is_print_end(&self.kind));
+        announced
+            .or_else(|| self.filename.clone())
             .or_else(|| text(&self.data, "filename"))
             .or_else(|| {
                 text(&self.data, "gcode_file")
@@ -73,11 +81,15 @@ impl EventFacts {
 
     /// Seconds since the print started, for the events that end it.
     fn duration(&self) -> Option<i64> {
-        let ended = matches!(
-            self.kind.as_str(),
-            "print_complete" | "print_failed" | "print_stopped"
-        );
-        let started = self.started_at?;
+        let ended = is_print_end(&self.kind);
+        if ended && let Some(duration) = self.data.get("duration").and_then(Value::as_i64) {
+            return Some(duration);
+        }
+        let started = self.started_at.or_else(|| {
+            text(&self.data, "started_at")
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+        })?;
         (ended || self.kind == "print_progress").then(|| (self.at - started).num_seconds().max(0))
     }
 
@@ -97,12 +109,8 @@ impl EventFacts {
             fields.insert(key.to_owned(), value);
         };
         if self.is_print_event() || self.kind == "archive_created" {
-            put(
-                "archive_id",
-                self.archive_id
-                    .or_else(|| self.data.get("archive_id").and_then(Value::as_i64))
-                    .into(),
-            );
+            let announced = self.data.get("archive_id").and_then(Value::as_i64);
+            put("archive_id", announced.or(self.archive_id).into());
             put("filename", self.filename().into());
             put("duration", self.duration().into());
         }
@@ -112,6 +120,7 @@ impl EventFacts {
         match self.kind.as_str() {
             "print_progress" => put("progress", self.data.get("progress").cloned().into()),
             "print_failed" => put("print_error", self.data.get("print_error").cloned().into()),
+            "print_unknown" => put("end_reason", self.data.get("end_reason").cloned().into()),
             "printer_error" => {
                 for key in ["code", "severity", "text"] {
                     put(key, self.data.get(key).cloned().into());
@@ -159,6 +168,7 @@ impl EventFacts {
             "print_complete" => "Print complete",
             "print_failed" => "Print failed",
             "print_stopped" => "Print stopped",
+            "print_unknown" => "Print ended unseen",
             "printer_online" => "Printer online",
             "printer_offline" => "Printer offline",
             "printer_error" => "Printer error",
@@ -181,6 +191,7 @@ impl EventFacts {
             "print_complete" => format!("{printer} finished {file}{took}"),
             "print_failed" => format!("{printer} failed printing {file}{took}"),
             "print_stopped" => format!("{printer}: {file} was stopped{took}"),
+            "print_unknown" => format!("{printer}: how {file} ended was not seen"),
             "printer_online" => format!("{printer} is online"),
             "printer_offline" => format!("{printer} went offline"),
             "printer_error" => format!(
@@ -198,7 +209,11 @@ impl EventFacts {
     fn urgent(&self) -> bool {
         matches!(
             self.kind.as_str(),
-            "print_failed" | "printer_error" | "printer_offline" | "queue_job_failed"
+            "print_failed"
+                | "print_unknown"
+                | "printer_error"
+                | "printer_offline"
+                | "queue_job_failed"
         )
     }
 
@@ -296,6 +311,36 @@ mod tests {
         assert_eq!(data["severity"], "serious");
         assert_eq!(data["text"], "Heatbed");
         assert!(data.get("archive_id").is_none());
+    }
+
+    #[test]
+    fn an_end_announced_by_the_archive_says_everything_itself() {
+        let started = Utc.with_ymd_and_hms(2024, 1, 15, 12, 15, 0).unwrap();
+        let unknown = EventFacts {
+            kind: "print_unknown".into(),
+            site: "default".into(),
+            printer_id: 1,
+            printer_name: None,
+            at: started + chrono::Duration::seconds(60),
+            data: json!({
+                "archive_id": 9, "filename": "gear.gcode.3mf", "duration": 42,
+                "started_at": started, "status": "unknown",
+                "end_reason": "the printer was deleted while it printed"
+            }),
+            archive_id: None,
+            filename: Some("a learned name.3mf".into()),
+            started_at: None,
+        };
+        let data = unknown.data();
+        assert_eq!(data["archive_id"], 9);
+        assert_eq!(data["filename"], "gear.gcode.3mf");
+        assert_eq!(data["duration"], 42);
+        assert_eq!(data["status"], "unknown");
+        assert_eq!(
+            data["end_reason"],
+            "the printer was deleted while it printed"
+        );
+        assert!(unknown.summary().1.contains("gear.gcode.3mf"));
     }
 
     #[test]

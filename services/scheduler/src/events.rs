@@ -1,6 +1,8 @@
 //! The scheduler's durable consumer of `FARM_EVENTS` (`scheduler`, shared by every replica):
-//! a queued job's print starting and ending moves the job; any print's end leaves the plate to
-//! be cleared; `archive_created` links a job to the archive its print produced. Each event id is
+//! a queued job's print starting (the gateway's `print_started`) and ending (the archive's
+//! announcement of the end, whichever witness saw it) moves the job; any print's end leaves the
+//! plate to be cleared; `archive_created` and the end link a job to the archive its print
+//! produced. Each event id is
 //! recorded in `queue.applied_events` in the transaction of its effect, so a redelivery changes
 //! nothing.
 //!
@@ -41,11 +43,11 @@ pub struct Context {
 pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
     let options = ConsumerOptions {
         name: CONSUMER,
-        ack_wait: Duration::from_secs(60),
+        ack_wait: Duration::from_secs(30),
         concurrency,
     };
     let jetstream = context.jetstream.clone();
-    printyard_service::farm_events::consume(jetstream, options, shutdown, |event| {
+    printyard_service::farm_events::consume(jetstream, options, shutdown, |event, _| {
         let context = context.clone();
         async move { apply(&context, &event).await.map_err(|e| e.to_string()) }
     })
@@ -59,6 +61,7 @@ struct EventData {
     queue_job: Option<i64>,
     archive_id: Option<i64>,
     print_error: Option<String>,
+    end_reason: Option<String>,
 }
 
 impl EventData {
@@ -79,6 +82,7 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
             | EventKind::PrintComplete
             | EventKind::PrintFailed
             | EventKind::PrintStopped
+            | EventKind::PrintUnknown
             | EventKind::ArchiveCreated
             | EventKind::PrinterRemoved
     );
@@ -112,17 +116,28 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
                 .0
                 .extend(started.map(|j| (j, EventKind::QueueJobStarted)));
         }
-        (EventKind::PrintComplete | EventKind::PrintFailed | EventKind::PrintStopped, job) => {
+        (
+            EventKind::PrintComplete
+            | EventKind::PrintFailed
+            | EventKind::PrintStopped
+            | EventKind::PrintUnknown,
+            job,
+        ) => {
             db::print_ended(&mut tx, event.printer_id, event.at).await?;
             if let Some(job) = job {
                 let end = match event.kind {
                     EventKind::PrintComplete => End::Completed,
                     EventKind::PrintStopped => End::Cancelled("the print was stopped".into()),
+                    EventKind::PrintUnknown => End::Failed(match &data.end_reason {
+                        Some(reason) => format!("how the print ended was not seen: {reason}"),
+                        None => "how the print ended was not seen".into(),
+                    }),
                     _ => End::Failed(match &data.print_error {
                         Some(code) => format!("the print failed (print error {code})"),
                         None => "the print failed".into(),
                     }),
                 };
+                link_archive(&mut tx, job, data.archive_id).await?;
                 if let Some(row) = jobs::mark_ended(&mut tx, job, &end, event.at).await? {
                     published.0.push((row, end.event()));
                 }
@@ -151,14 +166,7 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
                 .extend(failed.into_iter().map(|j| (j, EventKind::QueueJobFailed)));
         }
         (EventKind::ArchiveCreated, Some(job)) => {
-            sqlx::query(
-                "UPDATE queue.jobs SET result_archive_id = coalesce(result_archive_id, $2) \
-                 WHERE id = $1",
-            )
-            .bind(job)
-            .bind(data.archive_id)
-            .execute(&mut *tx)
-            .await?;
+            link_archive(&mut tx, job, data.archive_id).await?;
         }
         _ => {}
     }
@@ -166,6 +174,22 @@ async fn apply(context: &Context, event: &FarmEvent) -> Result<(), sqlx::Error> 
     for (row, kind) in published.0 {
         jobs::publish(&context.jetstream, &context.farm, &row, kind).await;
     }
+    Ok(())
+}
+
+/// Links job `job` to the archive its print produced (the first one named).
+async fn link_archive(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    job: i64,
+    archive_id: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE queue.jobs SET result_archive_id = coalesce(result_archive_id, $2) WHERE id = $1",
+    )
+    .bind(job)
+    .bind(archive_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -37,10 +37,10 @@ pub async fn run(
 ) {
     let options = ConsumerOptions {
         name: CONSUMER,
-        ack_wait: Duration::from_secs(60),
+        ack_wait: Duration::from_secs(30),
         concurrency,
     };
-    printyard_service::farm_events::consume(jetstream, options, shutdown, |event| {
+    printyard_service::farm_events::consume(jetstream, options, shutdown, |event, _| {
         let pool = pool.clone();
         async move { apply(&pool, &event).await.map_err(|e| e.to_string()) }
     })

@@ -322,13 +322,16 @@ fn round2(v: f64) -> f64 {
 fn totals(
     (prints, successful, failed, stopped, time, grams, filament, kwh, energy): Sums,
 ) -> Totals {
+    // `prints` counts every ended print; those of no known outcome are counted apart.
+    let known = successful + failed + stopped;
     Totals {
-        total_prints: prints,
+        total_prints: known,
         successful_prints: successful,
         failed_prints: failed,
         stopped_prints: stopped,
-        success_rate: if prints > 0 {
-            round2(successful as f64 * 100.0 / prints as f64)
+        unknown_prints: (prints - known).max(0),
+        success_rate: if known > 0 {
+            round2(successful as f64 * 100.0 / known as f64)
         } else {
             0.0
         },
@@ -639,11 +642,21 @@ mod tests {
     fn totals_round_money_and_rate() {
         let t = totals((3, 2, 1, 0, 100, 10.004, 1.005, 0.1234, 0.5));
         assert_eq!(t.success_rate, 66.67);
+        assert_eq!(t.unknown_prints, 0);
         assert_eq!(t.total_cost, 1.51);
         assert_eq!(t.energy_kwh, 0.123);
         assert_eq!(
             totals((0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0)).success_rate,
             0.0
         );
+    }
+
+    #[test]
+    fn prints_of_unknown_outcome_are_counted_apart_and_not_in_the_rate() {
+        // 1,000 ended prints: 3 successes, 997 whose printers were deleted mid-print.
+        let t = totals((1000, 3, 0, 0, 100, 0.0, 0.0, 0.0, 0.0));
+        assert_eq!(t.total_prints, 3);
+        assert_eq!(t.unknown_prints, 997);
+        assert_eq!(t.success_rate, 100.0);
     }
 }

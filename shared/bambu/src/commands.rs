@@ -88,6 +88,14 @@ impl Command {
     }
 }
 
+/// The plate a G-code path names, as `project_file`'s `param` does and X1 printers report in
+/// `gcode_file` (`Metadata/plate_2.gcode`, `/data/Metadata/plate_2.gcode`): 2.
+pub fn plate_of_gcode(path: &str) -> Option<u32> {
+    let name = path.rsplit('/').next()?;
+    let number = name.strip_prefix("plate_")?.strip_suffix(".gcode")?;
+    number.parse().ok().filter(|n| *n > 0)
+}
+
 /// The HMS entry recent firmware raises when it refuses an unsigned control command.
 pub const SIGNATURE_REQUIRED_HMS: &str = "HMS_0500_0500_0001_0007";
 
@@ -100,6 +108,21 @@ pub fn is_signature_refusal(reason: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plate_of_a_gcode_path() {
+        assert_eq!(plate_of_gcode("/data/Metadata/plate_2.gcode"), Some(2));
+        assert_eq!(plate_of_gcode("Metadata/plate_11.gcode"), Some(11));
+        for other in [
+            "cube.gcode.3mf",
+            "/data/Metadata/plate_.gcode",
+            "plate_0.gcode",
+            "plate_2.gcode.md5",
+            "",
+        ] {
+            assert_eq!(plate_of_gcode(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn the_signed_command_refusal_is_recognised() {

@@ -98,11 +98,14 @@ pub fn candidates(subtask_name: Option<&str>, gcode_file: Option<&str>) -> Vec<S
     paths
 }
 
-/// The first candidate the printer has, with its size; else the newest `.3mf` of `/cache` and
-/// `/` (by the listing's time).
+/// The first candidate the printer has, with its size; else a `.3mf` in `/cache` or `/` whose
+/// name is the job's (`job_name`) but for case, spaces and the `.gcode` part (the newest of
+/// them). Never another file: a print whose file is not on the printer (an X1 printing from
+/// its internal memory) has none, rather than the file of another print.
 pub async fn locate(
     ftp: &mut Ftps,
     candidates: &[String],
+    job_name: Option<&str>,
 ) -> Result<Option<(String, u64)>, FtpsError> {
     for path in candidates {
         match ftp.size(path).await {
@@ -111,6 +114,9 @@ pub async fn locate(
             Err(err) => return Err(err.into()),
         }
     }
+    let Some(job) = job_name.map(same_name_key).filter(|j| !j.is_empty()) else {
+        return Ok(None);
+    };
     let mut newest: Option<(chrono::DateTime<chrono::Utc>, String, u64)> = None;
     for dir in ["/cache", "/"] {
         let lines = match ftp.list(Some(dir)).await {
@@ -122,7 +128,7 @@ pub async fn locate(
             let Ok(entry) = suppaftp::list::File::try_from(line.as_str()) else {
                 continue;
             };
-            if !entry.is_file() || !entry.name().ends_with(".3mf") {
+            if !entry.is_file() || !is_file_of(entry.name(), &job) {
                 continue;
             }
             let modified: chrono::DateTime<chrono::Utc> = entry.modified().into();
@@ -133,6 +139,20 @@ pub async fn locate(
         }
     }
     Ok(newest.map(|(_, path, size)| (path, size)))
+}
+
+/// A name compared loosely: lower case, with spaces and underscores alike.
+fn same_name_key(name: &str) -> String {
+    name.trim().to_lowercase().replace(' ', "_")
+}
+
+/// Whether `file` (a name in a listing) is the 3MF of job `job` (a [`same_name_key`]).
+fn is_file_of(file: &str, job: &str) -> bool {
+    let file = same_name_key(file);
+    let Some(stem) = file.strip_suffix(".3mf") else {
+        return false;
+    };
+    stem.strip_suffix(".gcode").unwrap_or(stem) == job
 }
 
 #[cfg(test)]
@@ -165,5 +185,18 @@ mod tests {
             ]
         );
         assert!(candidates(Some("a\r\nDELE x"), None).is_empty());
+    }
+
+    #[test]
+    fn a_listed_file_is_a_jobs_only_by_its_name() {
+        let job = same_name_key("My Cube");
+        assert!(is_file_of("my_cube.gcode.3mf", &job));
+        assert!(is_file_of("My Cube.3mf", &job));
+        assert!(!is_file_of("my_cube-pyq2.gcode.3mf", &job), "another job");
+        assert!(!is_file_of("my_cube.gcode", &job), "not a 3MF");
+        assert!(!is_file_of(
+            "x1c-2plates-pyq2.gcode.3mf",
+            &same_name_key("manual")
+        ));
     }
 }

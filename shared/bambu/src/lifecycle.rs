@@ -3,6 +3,10 @@
 //! (that print was already running); it ends on `FINISH` (complete), `FAILED` (failed, or stopped
 //! when `print_error` is 0300_400C), or `IDLE` straight after running (aborted, stopped).
 //! Progress milestones are 25, 50 and 75 %, each reported once per print.
+//!
+//! A print is one job: a printer that shows another job (`subtask_name`) while one is under
+//! way went on to another print unseen (a reconnect, a coalesced report): the first is ended as
+//! [`PrintEvent::Replaced`] before the second starts, so no end is ever left out.
 
 use printyard_contracts::printer::{HmsEntry, HmsSeverity, PrinterState, PrinterStatus};
 
@@ -14,8 +18,12 @@ pub enum PrintEvent {
     Started,
     Progress(u8),
     Completed,
-    Failed { print_error: Option<String> },
+    Failed {
+        print_error: Option<String>,
+    },
     Stopped,
+    /// The printer shows another job: this print's end was not seen.
+    Replaced,
 }
 
 const MILESTONES: [u8; 3] = [25, 50, 75];
@@ -25,6 +33,8 @@ const MILESTONES: [u8; 3] = [25, 50, 75];
 pub struct Lifecycle {
     /// A print is under way (seen running, not yet ended).
     active: bool,
+    /// The job of the print under way, when the printer named it.
+    job: Option<String>,
     /// The highest milestone reported for the active print.
     milestone: u8,
     /// No status seen since (re)connecting.
@@ -57,21 +67,26 @@ impl Lifecycle {
         self.fresh = false;
         self.seen_any = true;
         let busy = matches!(status.state, PrinterState::Printing | PrinterState::Paused);
+        let job = status.job_name.clone().filter(|j| !j.is_empty());
+        if self.active && another_job(&self.job, &job) {
+            // Whatever the other job is doing, this one ended unseen. Then as for a printer
+            // not printing: the other job is followed from a first look, and starts when it
+            // runs (its end, if it shows ended, is not this print's).
+            self.active = false;
+            events.push(PrintEvent::Replaced);
+        }
         if first_look && !self.active {
             // Already printing when we connected: follow it without announcing a start, and
             // without re-announcing milestones it has passed.
             if busy {
                 self.active = true;
+                self.job = job;
                 self.milestone = passed_milestone(status.progress);
             }
             return events;
         }
         match status.state {
-            PrinterState::Printing if !self.active => {
-                self.active = true;
-                self.milestone = 0;
-                events.push(PrintEvent::Started);
-            }
+            PrinterState::Printing if !self.active => self.start(job.clone(), &mut events),
             PrinterState::Finished if self.active => {
                 self.milestones_up_to(100, &mut events);
                 self.active = false;
@@ -95,10 +110,21 @@ impl Lifecycle {
             }
             _ => {}
         }
+        if self.active && self.job.is_none() {
+            // A job named only after the print began is still that print.
+            self.job = job;
+        }
         if self.active && status.state == PrinterState::Printing {
             self.milestones_up_to(status.progress, &mut events);
         }
         events
+    }
+
+    fn start(&mut self, job: Option<String>, events: &mut Vec<PrintEvent>) {
+        self.active = true;
+        self.job = job;
+        self.milestone = 0;
+        events.push(PrintEvent::Started);
     }
 
     fn milestones_up_to(&mut self, progress: u8, events: &mut Vec<PrintEvent>) {
@@ -109,6 +135,11 @@ impl Lifecycle {
             }
         }
     }
+}
+
+/// Whether the printer names a job other than the one followed (an unnamed one is not another).
+fn another_job(followed: &Option<String>, shown: &Option<String>) -> bool {
+    matches!((followed, shown), (Some(a), Some(b)) if a != b)
 }
 
 fn passed_milestone(progress: u8) -> u8 {
@@ -134,6 +165,15 @@ mod tests {
     use printyard_contracts::printer::{HmsStatus, Temperatures};
 
     fn status(state: PrinterState, progress: u8, print_error: Option<&str>) -> PrinterStatus {
+        of_job("job", state, progress, print_error)
+    }
+
+    fn of_job(
+        job: &str,
+        state: PrinterState,
+        progress: u8,
+        print_error: Option<&str>,
+    ) -> PrinterStatus {
         PrinterStatus {
             state,
             progress,
@@ -143,7 +183,7 @@ mod tests {
             temperatures: Temperatures::default(),
             hms_status: HmsStatus::Ok,
             hms: vec![],
-            job_name: Some("job".into()),
+            job_name: Some(job.into()),
             gcode_file: None,
             print_error: print_error.map(str::to_owned),
             filaments: vec![],
@@ -253,6 +293,71 @@ mod tests {
             (Failed, 0, Some("0300_400C")),
         ]);
         assert!(never_started.is_empty(), "{never_started:?}");
+    }
+
+    #[test]
+    fn another_job_shown_mid_print_ends_the_first_unseen_before_the_second_starts() {
+        let mut lifecycle = Lifecycle::new();
+        lifecycle.observe(&of_job("cube", Idle, 0, None));
+        assert_eq!(
+            lifecycle.observe(&of_job("cube", Printing, 10, None)),
+            [PrintEvent::Started]
+        );
+        // Seen live: the next print starts at once.
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Printing, 1, None)),
+            [PrintEvent::Replaced, PrintEvent::Started]
+        );
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Finished, 100, None)),
+            [
+                PrintEvent::Progress(25),
+                PrintEvent::Progress(50),
+                PrintEvent::Progress(75),
+                PrintEvent::Completed
+            ]
+        );
+    }
+
+    #[test]
+    fn another_job_seen_after_a_reconnect_is_followed_and_never_takes_the_first_ones_end() {
+        let mut lifecycle = Lifecycle::new();
+        lifecycle.observe(&of_job("cube", Idle, 0, None));
+        lifecycle.observe(&of_job("cube", Printing, 10, None));
+        lifecycle.reconnected();
+        // Another job already running: followed from here, its start was not seen.
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Printing, 60, None)),
+            [PrintEvent::Replaced]
+        );
+        assert!(lifecycle.active());
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Finished, 100, None)),
+            [PrintEvent::Progress(75), PrintEvent::Completed]
+        );
+        // Another job that already finished: the first print's end was not seen, and the
+        // finish is not its.
+        let mut lifecycle = Lifecycle::new();
+        lifecycle.observe(&of_job("cube", Idle, 0, None));
+        lifecycle.observe(&of_job("cube", Printing, 10, None));
+        lifecycle.reconnected();
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Finished, 100, None)),
+            [PrintEvent::Replaced]
+        );
+        assert!(!lifecycle.active());
+        // A job preparing: it starts when it runs.
+        let mut lifecycle = Lifecycle::new();
+        lifecycle.observe(&of_job("cube", Idle, 0, None));
+        lifecycle.observe(&of_job("cube", Printing, 10, None));
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Preparing, 0, None)),
+            [PrintEvent::Replaced]
+        );
+        assert_eq!(
+            lifecycle.observe(&of_job("gear", Printing, 1, None)),
+            [PrintEvent::Started]
+        );
     }
 
     #[test]

@@ -96,11 +96,21 @@ pub struct ThreeMf {
 }
 
 impl ThreeMf {
-    /// The plate printed when `wanted` is not known: the first sliced one.
+    /// The plate `wanted`, or the one to show when it is not known: the first sliced one.
     pub fn plate(&self, wanted: Option<u32>) -> Option<&Plate> {
         wanted
             .and_then(|w| self.plates.iter().find(|p| p.index == w))
             .or_else(|| self.plates.first())
+    }
+
+    /// The plate a print of this file printed: `wanted` when the printer said, else the only
+    /// sliced plate; `None` when it could be any of several (never a guess).
+    pub fn printed_plate(&self, wanted: Option<u32>) -> Option<&Plate> {
+        match wanted {
+            Some(wanted) => self.plates.iter().find(|p| p.index == wanted),
+            None if self.plates.len() == 1 => self.plates.first(),
+            None => None,
+        }
     }
 }
 

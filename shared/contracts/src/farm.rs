@@ -193,9 +193,16 @@ pub struct StatusRecord {
 pub enum EventKind {
     PrintStarted,
     PrintProgress,
+    /// The print ends, announced by the archive once it closed the print's record
+    /// ([`crate::prints::PrintEnd`]), whichever witness saw the end.
     PrintComplete,
     PrintFailed,
     PrintStopped,
+    /// A print ended and nothing tells how (its printer was deleted, or showed another print).
+    PrintUnknown,
+    /// A gateway saw a print end ([`crate::prints::PrintEndSeen`]); the archive closes the
+    /// record and announces it.
+    PrintEnded,
     PrinterOnline,
     PrinterOffline,
     PrinterError,
@@ -226,6 +233,8 @@ impl EventKind {
             EventKind::PrintComplete => "print_complete",
             EventKind::PrintFailed => "print_failed",
             EventKind::PrintStopped => "print_stopped",
+            EventKind::PrintUnknown => "print_unknown",
+            EventKind::PrintEnded => "print_ended",
             EventKind::PrinterOnline => "printer_online",
             EventKind::PrinterOffline => "printer_offline",
             EventKind::PrinterError => "printer_error",

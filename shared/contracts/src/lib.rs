@@ -8,6 +8,7 @@ pub mod camera;
 pub mod error;
 pub mod farm;
 pub mod printer;
+pub mod prints;
 pub mod queue;
 pub mod rpc;
 pub mod services;

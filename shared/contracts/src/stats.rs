@@ -25,11 +25,17 @@ pub struct StatsFilter {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Totals {
+    /// Prints with a known outcome: successful + failed + stopped, as in the reference.
     pub total_prints: i64,
     pub successful_prints: i64,
     pub failed_prints: i64,
     pub stopped_prints: i64,
-    /// Successful prints over all prints, percent, two decimals (0 with no prints).
+    /// Prints that ended unseen with nothing telling how (archive status `unknown`: their
+    /// printer was deleted mid-print, or showed another print when seen again). Not in
+    /// `total_prints` nor in the success rate; their time and filament are in the sums.
+    pub unknown_prints: i64,
+    /// Successful prints over the prints with a known outcome (`total_prints`), percent, two
+    /// decimals (0 with none).
     pub success_rate: f64,
     /// Seconds.
     pub total_print_time: i64,

@@ -22,6 +22,8 @@ pub enum WebhookEvent {
     PrintComplete,
     PrintFailed,
     PrintStopped,
+    /// A print ended and nothing tells how (`end_reason` says why).
+    PrintUnknown,
     PrinterOnline,
     PrinterOffline,
     /// A new HMS error on a printer (`code`, `severity`, `text`).
@@ -33,12 +35,13 @@ pub enum WebhookEvent {
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 12] = [
+    pub const ALL: [WebhookEvent; 13] = [
         WebhookEvent::PrintStarted,
         WebhookEvent::PrintProgress,
         WebhookEvent::PrintComplete,
         WebhookEvent::PrintFailed,
         WebhookEvent::PrintStopped,
+        WebhookEvent::PrintUnknown,
         WebhookEvent::PrinterOnline,
         WebhookEvent::PrinterOffline,
         WebhookEvent::PrinterError,
@@ -56,6 +59,7 @@ impl WebhookEvent {
             WebhookEvent::PrintComplete => EventKind::PrintComplete,
             WebhookEvent::PrintFailed => EventKind::PrintFailed,
             WebhookEvent::PrintStopped => EventKind::PrintStopped,
+            WebhookEvent::PrintUnknown => EventKind::PrintUnknown,
             WebhookEvent::PrinterOnline => EventKind::PrinterOnline,
             WebhookEvent::PrinterOffline => EventKind::PrinterOffline,
             WebhookEvent::PrinterError => EventKind::PrinterError,

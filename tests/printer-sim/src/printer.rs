@@ -173,8 +173,9 @@ pub struct Printer {
     faults: Mutex<Faults>,
     pub counters: Counters,
     kick: watch::Sender<u64>,
-    /// Simulated seconds per real second.
-    speed: f64,
+    /// Simulated seconds per real second (an `f64`'s bits): a knob of the simulation, not of
+    /// the printer, that a test may turn mid-run.
+    speed: std::sync::atomic::AtomicU64,
 }
 
 impl Printer {
@@ -228,8 +229,14 @@ impl Printer {
             faults: Mutex::new(Faults::default()),
             counters: Counters::default(),
             kick,
-            speed,
+            speed: std::sync::atomic::AtomicU64::new(speed.to_bits()),
         }
+    }
+
+    /// Runs the simulation `speed` times faster than real time from now on.
+    pub fn set_speed(&self, speed: f64) {
+        self.speed
+            .store(speed.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn report_topic(&self) -> String {
@@ -525,7 +532,9 @@ impl Printer {
                 return Err("the file's MD5 does not match (the upload is damaged)".to_owned());
             }
         }
+        let data = self.stored(&path)?;
         self.start_job(
+            data,
             &path,
             plate,
             subtask_name,
@@ -555,13 +564,39 @@ impl Printer {
         } else {
             format!("/{path}")
         };
-        self.start_job(&path, plate, None, "0".into(), "0".into())?;
+        let data = self.stored(&path)?;
+        self.start_job(data, &path, plate, None, "0".into(), "0".into())?;
         self.publish_changes();
         Ok(())
     }
 
+    /// Prints again a file from the printer's own history, as an X1's touchscreen offers: the
+    /// file is in the printer's internal memory, which FTPS does not serve, and the printer
+    /// reports the job by its `name` (an X1's `gcode_file` points into that memory).
+    pub fn reprint_from_history(&self, name: &str, data: Bytes, plate: u32) -> Result<(), String> {
+        let path = format!("/data/{name}.gcode.3mf");
+        self.start_job(
+            data,
+            &path,
+            plate,
+            Some(name.to_owned()),
+            "0".into(),
+            "0".into(),
+        )?;
+        self.publish_changes();
+        Ok(())
+    }
+
+    /// A file in storage, under `path` or in `/cache`.
+    fn stored(&self, path: &str) -> Result<Bytes, String> {
+        self.file(path)
+            .or_else(|| self.file(&format!("/cache{path}")))
+            .ok_or_else(|| format!("file {path} not found on the printer"))
+    }
+
     fn start_job(
         &self,
+        data: Bytes,
         path: &str,
         plate: u32,
         subtask_name: Option<String>,
@@ -571,10 +606,6 @@ impl Printer {
         if self.state.lock().unwrap().gcode_state.busy() {
             return Err("the printer is busy".to_owned());
         }
-        let data = self
-            .file(path)
-            .or_else(|| self.file(&format!("/cache{path}")))
-            .ok_or_else(|| format!("file {path} not found on the printer"))?;
         let plan = threemf::read_plate(&data, plate).map_err(|e| e.to_string())?;
         let file = path.rsplit('/').next().unwrap_or(path).to_owned();
         let subtask_name = subtask_name.unwrap_or_else(|| {
@@ -608,7 +639,8 @@ impl Printer {
 
     /// Advances the simulation by `real` wall time (times the speed factor).
     pub fn tick(&self, real: Duration) {
-        let dt = real.as_secs_f64() * self.speed;
+        let speed = f64::from_bits(self.speed.load(std::sync::atomic::Ordering::Relaxed));
+        let dt = real.as_secs_f64() * speed;
         let mut s = self.state.lock().unwrap();
         let heat = |current: f64, target: f64, rate: f64| {
             let goal = if target > 0.0 { target } else { AMBIENT };

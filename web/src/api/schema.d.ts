@@ -1157,7 +1157,8 @@ export interface components {
             stopped_prints: number;
             /**
              * Format: double
-             * @description Successful prints over all prints, percent, two decimals (0 with no prints).
+             * @description Successful prints over the prints with a known outcome (`total_prints`), percent, two
+             *     decimals (0 with none).
              */
             success_rate: number;
             /** Format: int64 */
@@ -1177,8 +1178,18 @@ export interface components {
              * @description Seconds.
              */
             total_print_time: number;
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Prints with a known outcome: successful + failed + stopped, as in the reference.
+             */
             total_prints: number;
+            /**
+             * Format: int64
+             * @description Prints that ended unseen with nothing telling how (archive status `unknown`: their
+             *     printer was deleted mid-print, or showed another print when seen again). Not in
+             *     `total_prints` nor in the success rate; their time and filament are in the sums.
+             */
+            unknown_prints: number;
         };
         UpdatePrinter: {
             access_code?: string | null;
@@ -1227,7 +1238,7 @@ export interface components {
          *     them.
          * @enum {string}
          */
-        WebhookEvent: "print_started" | "print_progress" | "print_complete" | "print_failed" | "print_stopped" | "printer_online" | "printer_offline" | "printer_error" | "archive_created" | "queue_job_started" | "queue_job_completed" | "queue_job_failed";
+        WebhookEvent: "print_started" | "print_progress" | "print_complete" | "print_failed" | "print_stopped" | "print_unknown" | "printer_online" | "printer_offline" | "printer_error" | "archive_created" | "queue_job_started" | "queue_job_completed" | "queue_job_failed";
         /**
          * @description What a delivery's body looks like.
          * @enum {string}

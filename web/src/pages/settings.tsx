@@ -6,7 +6,7 @@ import { ActionButton, ErrorNote, useAnswer, when, type Session, useSubmit } fro
 
 const PERMISSIONS: Permission[] = ["read", "write", "control", "admin"];
 const EVENTS: Schemas["WebhookEvent"][] = [
-  "print_started", "print_progress", "print_complete", "print_failed", "print_stopped", "printer_online",
+  "print_started", "print_progress", "print_complete", "print_failed", "print_stopped", "print_unknown", "printer_online",
   "printer_offline", "printer_error", "archive_created", "queue_job_started", "queue_job_completed", "queue_job_failed",
 ];
 const FORMATS: Schemas["WebhookFormat"][] = ["printyard", "discord", "slack", "ntfy"];

@@ -49,6 +49,7 @@ export function Stats() {
             <Card label="Successful" value={String(s.successful_prints)} />
             <Card label="Failed" value={String(s.failed_prints)} />
             <Card label="Stopped" value={String(s.stopped_prints)} />
+            {s.unknown_prints > 0 && <Card label="Ended unseen" value={String(s.unknown_prints)} />}
             <Card label="Success rate" value={`${s.success_rate.toFixed(1)} %`} />
             <Card label="Print time" value={duration(s.total_print_time)} />
             <Card label="Filament" value={`${(s.total_filament_used / 1000).toFixed(2)} kg`} />

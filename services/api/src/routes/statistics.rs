@@ -165,7 +165,7 @@ pub async fn statistics(
     Ok(response)
 }
 
-const EXPORT_COLUMNS: [&str; 15] = [
+const EXPORT_COLUMNS: [&str; 16] = [
     "day",
     "printer_id",
     "printer_name",
@@ -173,6 +173,7 @@ const EXPORT_COLUMNS: [&str; 15] = [
     "successful",
     "failed",
     "stopped",
+    "unknown",
     "success_rate",
     "print_time",
     "filament_used",
@@ -254,6 +255,7 @@ fn export_pages(
                             t.successful_prints.to_string(),
                             t.failed_prints.to_string(),
                             t.stopped_prints.to_string(),
+                            t.unknown_prints.to_string(),
                             t.success_rate.to_string(),
                             t.total_print_time.to_string(),
                             t.total_filament_used.to_string(),

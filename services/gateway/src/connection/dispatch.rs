@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use super::{Connection, Settings};
+use crate::tracker::Sent;
 
 /// Bytes read from the archive per request while uploading, and requests ahead: a slow
 /// printer (75–150 KB/s) holds at most this much of a file in the gateway.
@@ -48,14 +49,6 @@ pub(crate) type UploadReceiver = mpsc::Receiver<UploadDone>;
 
 pub(crate) fn upload_channel() -> (UploadSender, UploadReceiver) {
     mpsc::channel(64)
-}
-
-/// The library file a job this gateway started came from (for the print's archive).
-#[derive(Debug, Clone)]
-pub(crate) struct Sent {
-    pub archive_id: i64,
-    pub plate: u32,
-    pub file_name: String,
 }
 
 #[derive(Default)]
@@ -82,23 +75,22 @@ enum Phase {
 }
 
 impl Dispatches {
-    /// The library file of a job this gateway started.
-    pub fn sent(&self, job_id: i64) -> Option<&Sent> {
-        self.sent.get(&job_id)
+    /// The library file of a job this gateway started, or is starting: a printer may show
+    /// the print running before the start is confirmed here.
+    pub fn sent(&self, job_id: i64) -> Option<Sent> {
+        self.sent.get(&job_id).cloned().or_else(|| {
+            self.active
+                .get(&job_id)
+                .filter(|d| !matches!(d.phase, Phase::Uploading(_)))
+                .map(|d| sent_of(&d.request))
+        })
     }
 
     fn remember_sent(&mut self, request: &PrintRequest) {
         if self.sent.contains_key(&request.job_id) {
             return;
         }
-        self.sent.insert(
-            request.job_id,
-            Sent {
-                archive_id: request.archive_id,
-                plate: request.plate,
-                file_name: file_name(request),
-            },
-        );
+        self.sent.insert(request.job_id, sent_of(request));
         self.sent_order.push_back(request.job_id);
         while self.sent_order.len() > SENT_KEPT {
             if let Some(old) = self.sent_order.pop_front() {
@@ -116,6 +108,14 @@ impl Dispatches {
             .rev()
             .find(|(id, ..)| *id == job_id)
             .map(|(_, outcome, _)| outcome.clone())
+    }
+}
+
+fn sent_of(request: &PrintRequest) -> Sent {
+    Sent {
+        archive_id: request.archive_id,
+        plate: request.plate,
+        file_name: file_name(request),
     }
 }
 

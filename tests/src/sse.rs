@@ -1,0 +1,70 @@
+//! A reader of the api's live event stream (`GET /events`, server-sent events), as a browser's
+//! `EventSource` reads it: for tests that check what a client of the stream sees.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::Running;
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sse {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: Value,
+}
+
+/// Reads server-sent events from `/events` until `until` says stop; then drops the connection.
+pub async fn read_events(
+    client: &reqwest::Client,
+    api: &Running,
+    query: &str,
+    last_event_id: Option<&str>,
+    until: impl Fn(&[Sse]) -> bool,
+) -> Vec<Sse> {
+    let mut request = client
+        .get(api.api_url(&format!("/events{query}")))
+        .timeout(Duration::from_secs(120));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let mut sse = Sse {
+                id: None,
+                event: "message".into(),
+                data: Value::Null,
+            };
+            for line in block.lines() {
+                if let Some(id) = line.strip_prefix("id:") {
+                    sse.id = Some(id.trim().to_owned());
+                } else if let Some(event) = line.strip_prefix("event:") {
+                    sse.event = event.trim().to_owned();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    sse.data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                }
+            }
+            if sse.data.is_null() {
+                continue; // a keep-alive comment
+            }
+            events.push(sse);
+            if until(&events) {
+                return events;
+            }
+        }
+    }
+    events
+}
