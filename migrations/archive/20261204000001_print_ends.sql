@@ -12,7 +12,10 @@ ALTER TABLE archive.archives
     -- Who saw the end: gateway, printer_seen_again, next_print, printer_deleted.
     ADD COLUMN end_witness TEXT,
     -- The printer's error code of a failed print (`0300_8003`).
-    ADD COLUMN print_error TEXT;
+    ADD COLUMN print_error TEXT,
+    -- The printer's task id of the print, when it has one (prints sent through the cloud): two
+    -- prints of one job name are told apart by it.
+    ADD COLUMN task_id TEXT;
 
 CREATE TABLE archive.print_ends (
     -- One announcement per archive, ever.

@@ -222,6 +222,7 @@ fn idle_p1s(id: i64) -> PrinterView {
                 hms: vec![],
                 job_name: None,
                 gcode_file: None,
+                task_id: None,
                 print_error: None,
                 filaments: vec![LoadedFilament {
                     tray: 0,

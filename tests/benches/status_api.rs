@@ -85,6 +85,7 @@ async fn main() {
             hms: vec![],
             job_name: Some("Benchy".into()),
             gcode_file: Some("benchy.gcode.3mf".into()),
+            task_id: None,
             print_error: None,
             filaments: vec![],
             has_ams: false,

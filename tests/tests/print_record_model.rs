@@ -1,6 +1,6 @@
 //! The print record's rules on generated histories (proptest): a printer that starts, runs,
-//! pauses, finishes, fails, is stopped or aborted, prints from its storage or from its own
-//! memory (no file the gateway can fetch); gateways that watch it, lose their session, die
+//! pauses, finishes, fails, is stopped or aborted, prints from its storage, from its own
+//! memory (no file the gateway can fetch) or from the cloud (a task id of its own); gateways that watch it, lose their session, die
 //! (their captures with them) and are replaced; the archive handling the events in order or a
 //! few out of order, some twice; the printer deleted at the end or seen again. The gateway's
 //! real [`Tracker`] makes the events, the archive's real rules ([`decide`]) take them, over a
@@ -42,6 +42,8 @@ enum Outcome {
 #[derive(Debug, Clone)]
 struct WorldPrint {
     name: String,
+    /// The printer's task id: prints sent through the cloud have one.
+    task: Option<String>,
     outcome: Option<Outcome>,
 }
 
@@ -59,6 +61,7 @@ enum Phase {
 enum Action {
     StartFromStorage(usize),
     StartFromMemory(usize),
+    StartFromCloud(usize),
     Run,
     Progress(u8),
     Pause,
@@ -86,6 +89,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         2 => (0..NAMES.len()).prop_map(Action::StartFromStorage),
         1 => (0..NAMES.len()).prop_map(Action::StartFromMemory),
+        1 => (0..NAMES.len()).prop_map(Action::StartFromCloud),
         3 => Just(Action::Run),
         2 => (0u8..=100).prop_map(Action::Progress),
         1 => Just(Action::Pause),
@@ -112,6 +116,7 @@ struct Row {
     key: Option<String>,
     aliases: Vec<String>,
     job: Option<String>,
+    task: Option<String>,
     open: bool,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -119,7 +124,8 @@ struct Row {
     file_of: Option<String>,
     status: ArchiveStatus,
     witness: Option<EndWitness>,
-    /// The event that closed it.
+    /// The events that made and closed it.
+    made_by: String,
     closed_by: Option<String>,
     /// When its end is to be announced, until it is.
     announce_at: Option<DateTime<Utc>>,
@@ -161,6 +167,7 @@ impl Archive {
                 key: r.key.clone(),
                 aliases: r.aliases.clone(),
                 job_name: r.job.clone(),
+                task_id: r.task.clone(),
                 open: r.open,
                 since: r.started_at.unwrap_or(r.created_at),
                 has_file: r.file_of.is_some(),
@@ -237,12 +244,14 @@ impl Archive {
                                 key: key.clone(),
                                 aliases: vec![],
                                 job: data.job_name.clone(),
+                                task: data.task_id.clone(),
                                 open: true,
                                 created_at: event.at,
                                 started_at: started.then_some(event.at),
                                 file_of: None,
                                 status: ArchiveStatus::Printing,
                                 witness: None,
+                                made_by: event.id.clone(),
                                 closed_by: None,
                                 announce_at: None,
                             });
@@ -255,6 +264,7 @@ impl Archive {
                     row.started_at = row.started_at.or(Some(event.at));
                     row.created_at = row.created_at.min(event.at);
                     row.job = row.job.clone().or(data.job_name.clone());
+                    row.task = row.task.clone().or(data.task_id.clone());
                 }
                 Step::Close(on, ending) => {
                     let Some(id) = target(on) else { continue };
@@ -384,6 +394,7 @@ impl Sim {
             hms: vec![],
             job_name: print.map(|p| p.name.clone()),
             gcode_file: print.map(|p| format!("{}.gcode.3mf", p.name)),
+            task_id: print.and_then(|p| p.task.clone()),
             print_error: match self.phase {
                 Phase::Failed { cancelled: true } => Some("0300_400C".into()),
                 Phase::Failed { cancelled: false } => Some("0300_8003".into()),
@@ -394,16 +405,20 @@ impl Sim {
         }
     }
 
-    fn start(&mut self, name: usize, stored: bool) {
+    /// A print of `NAMES[name]`: from storage (its file there), from the cloud (its file there
+    /// too, and a task id), or from the printer's memory.
+    fn start(&mut self, name: usize, stored: bool, cloud: bool) {
         if self.busy() {
             return;
         }
         let name = NAMES[name].to_owned();
-        if stored {
+        if stored || cloud {
             self.stored.insert(name.clone());
         }
+        let task = cloud.then(|| format!("{}", 700_000_000 + self.prints.len()));
         self.prints.push(WorldPrint {
             name,
+            task,
             outcome: None,
         });
         self.current = Some(self.prints.len() - 1);
@@ -467,10 +482,10 @@ impl Sim {
         let job = spec.subtask_name.clone().unwrap_or_default();
         let data = if self.stored.contains(&job) {
             json!({"print": spec.print_key, "object": "capture/o", "filename": format!("{job}.gcode.3mf"),
-                   "resumed": spec.resumed, "job_name": spec.subtask_name})
+                   "resumed": spec.resumed, "job_name": spec.subtask_name, "task_id": spec.task_id})
         } else {
             json!({"print": spec.print_key, "error": "not on the printer",
-                   "resumed": spec.resumed, "job_name": spec.subtask_name})
+                   "resumed": spec.resumed, "job_name": spec.subtask_name, "task_id": spec.task_id})
         };
         let occurrence = format!("{}.", spec.print_key);
         self.publish(EventKind::PrintFile, &occurrence, data);
@@ -510,8 +525,9 @@ impl Sim {
         self.clock += Duration::seconds(1);
         let before = (self.phase, self.current, self.progress);
         match *action {
-            Action::StartFromStorage(name) => self.start(name, true),
-            Action::StartFromMemory(name) => self.start(name, false),
+            Action::StartFromStorage(name) => self.start(name, true, false),
+            Action::StartFromMemory(name) => self.start(name, false, false),
+            Action::StartFromCloud(name) => self.start(name, false, true),
             Action::Run if self.phase == Phase::Preparing => self.phase = Phase::Printing,
             Action::Progress(p) if self.phase == Phase::Printing => {
                 self.progress = self.progress.max(p)
@@ -622,8 +638,25 @@ impl Sim {
             // An end a gateway saw is the end of the print the printer showed, of this job.
             if row.witness == Some(EndWitness::Gateway) && row.status != ArchiveStatus::Unknown {
                 let event = row.closed_by.as_ref().expect("closed by an event");
-                let print = self.showing[event].map(|i| &self.prints[i]);
-                let print = print.expect("an end of a print the printer showed");
+                let index = self.showing[event].expect("an end of a print the printer showed");
+                let print = &self.prints[index];
+                // Prints that carry a task id are told apart even under one name: the end is
+                // the one of the print the archive was made for.
+                // (What a print's start or state showed; a file or an end may be published
+                // after the printer moved on.)
+                let made_at_start = ["print_started", "printer_state"]
+                    .iter()
+                    .any(|kind| row.made_by.contains(&format!(".{kind}.")));
+                let made_for = self.showing.get(&row.made_by).copied().flatten();
+                if print.task.is_some()
+                    && made_at_start
+                    && !self.uncertain
+                    && !self.archive.forced
+                    && !self.archive.late_end
+                    && let Some(made_for) = made_for
+                {
+                    assert_eq!(made_for, index, "another print's end: {row:#?}");
+                }
                 let expected = match print.outcome {
                     Some(Outcome::Complete) => ArchiveStatus::Success,
                     Some(Outcome::Failed) => ArchiveStatus::Failed,

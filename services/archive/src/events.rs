@@ -108,6 +108,8 @@ pub struct PrintData {
     pub ended: Option<String>,
     /// `print_ended`: how it ended.
     pub outcome: Option<SeenOutcome>,
+    /// The printer's task id of the print, when it has one.
+    pub task_id: Option<String>,
 }
 
 impl PrintData {
@@ -309,6 +311,7 @@ pub fn input_of(event: &FarmEvent, data: &PrintData) -> Option<(Input, Option<St
             .unwrap_or_else(|| archive_key(event.printer_id, &format!("event-{}", event.id)))
     };
     let job = data.job_name.clone().filter(|j| !j.is_empty());
+    let task = data.task_id.clone().filter(|t| !t.is_empty());
     let at = event.at;
     let input = match event.kind {
         EventKind::PrintStarted => Input::Started {
@@ -323,6 +326,7 @@ pub fn input_of(event: &FarmEvent, data: &PrintData) -> Option<(Input, Option<St
         EventKind::PrintEnded => Input::Ended {
             key: own_key(),
             job,
+            task,
             at,
             outcome: data.outcome.unwrap_or(SeenOutcome::Replaced),
             progress: data.progress,
@@ -331,12 +335,14 @@ pub fn input_of(event: &FarmEvent, data: &PrintData) -> Option<(Input, Option<St
         EventKind::PrintFile => Input::File {
             key: own_key(),
             job,
+            task,
             at,
             resumed: data.resumed,
         },
         EventKind::PrinterState => Input::Seen {
             state: Shown::parse(data.state.as_deref().unwrap_or("unknown")),
             job,
+            task,
             key: key.clone(),
             ended: data
                 .ended

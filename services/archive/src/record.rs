@@ -35,6 +35,8 @@ pub struct Known {
     pub aliases: Vec<String>,
     /// The job name the printer reported at its start.
     pub job_name: Option<String>,
+    /// The printer's task id of the print, when it has one.
+    pub task_id: Option<String>,
     pub open: bool,
     /// When it started (or was created).
     pub since: DateTime<Utc>,
@@ -100,6 +102,7 @@ pub enum Input {
     Ended {
         key: String,
         job: Option<String>,
+        task: Option<String>,
         at: DateTime<Utc>,
         outcome: SeenOutcome,
         progress: Option<f64>,
@@ -109,6 +112,7 @@ pub enum Input {
     File {
         key: String,
         job: Option<String>,
+        task: Option<String>,
         at: DateTime<Utc>,
         resumed: bool,
     },
@@ -117,6 +121,7 @@ pub enum Input {
     Seen {
         state: Shown,
         job: Option<String>,
+        task: Option<String>,
         key: Option<String>,
         ended: Option<String>,
         progress: Option<f64>,
@@ -219,6 +224,7 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
         Input::Ended {
             key,
             job,
+            task,
             at,
             outcome,
             progress,
@@ -235,7 +241,7 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
                 Some(_) => vec![],
                 // Its start (or the state that showed it) is on its way.
                 None if patient => vec![Step::Wait],
-                None => match open_of_job(known, job.as_deref(), key, *at) {
+                None => match open_of_job(known, job.as_deref(), task.as_deref(), key, *at) {
                     Some(archive) => vec![Step::Close(Target::Existing(archive.id), ending)],
                     // A print first heard of by its end.
                     None => {
@@ -254,6 +260,7 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
         Input::File {
             key,
             job,
+            task,
             at,
             resumed,
         } => match by_key(known, key) {
@@ -264,8 +271,8 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
             // Its print's start (or the state that showed it) is on its way.
             None if patient => vec![Step::Wait],
             // A capture resumed after a takeover: the open print of that job, if it has none.
-            None if *resumed => open_of_job(known, job.as_deref(), key, *at)
-                .filter(|a| a.open && !a.has_file && same_job(a, job.as_deref()))
+            None if *resumed => open_of_job(known, job.as_deref(), task.as_deref(), key, *at)
+                .filter(|a| a.open && !a.has_file && same_job(a, job.as_deref(), task.as_deref()))
                 .map(|a| vec![Step::AttachFile(Target::Existing(a.id))])
                 .unwrap_or_default(),
             // The file of a print whose start was lost: the print is archived from it.
@@ -278,6 +285,7 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
         Input::Seen {
             state,
             job,
+            task,
             key,
             ended,
             progress,
@@ -292,7 +300,7 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
             let mut followed = false;
             let open = known.iter().filter(|a| a.open && a.since <= *at);
             for archive in open {
-                let same = same_job(archive, job.as_deref());
+                let same = same_job(archive, job.as_deref(), task.as_deref());
                 if state.busy() && same {
                     followed = true;
                     // The gateway follows it by a key of its own: its events find it so.
@@ -511,13 +519,14 @@ fn by_key<'a>(known: &'a [Known], key: &str) -> Option<&'a Known> {
 fn open_of_job<'a>(
     known: &'a [Known],
     job: Option<&str>,
+    task: Option<&str>,
     key: &str,
     at: DateTime<Utc>,
 ) -> Option<&'a Known> {
     let job = job.filter(|j| !j.is_empty());
     known
         .iter()
-        .filter(|a| a.open && a.since <= at)
+        .filter(|a| a.open && a.since <= at && !other_task(a, task))
         .filter(|a| match (job, a.job_name.as_deref()) {
             (Some(job), Some(theirs)) => job == theirs,
             (_, Some(_)) => true,
@@ -526,12 +535,22 @@ fn open_of_job<'a>(
         .max_by_key(|a| (a.since, a.id))
 }
 
+/// Whether the printer's task id says `archive` is another print than the one shown: a print's
+/// task id never changes (a LAN print has none, a cloud print its own).
+fn other_task(archive: &Known, shown: Option<&str>) -> bool {
+    archive.task_id.as_deref() != shown
+}
+
 /// Whether an open archive is the print a printer shows: by the job name recorded at its
-/// start, or (archives from before job names were recorded) by its print key.
-pub fn same_job(archive: &Known, shown: Option<&str>) -> bool {
+/// start (and the task id, when both have one), or (archives from before job names were
+/// recorded) by its print key.
+pub fn same_job(archive: &Known, shown: Option<&str>, task: Option<&str>) -> bool {
     let Some(shown) = shown.filter(|s| !s.is_empty()) else {
         return false;
     };
+    if other_task(archive, task) {
+        return false;
+    }
     match archive.job_name.as_deref() {
         Some(job) => job == shown,
         None => archive.key.as_deref().is_some_and(|key| {
@@ -557,6 +576,7 @@ mod tests {
             key: Some(key.into()),
             aliases: vec![],
             job_name: Some(job.into()),
+            task_id: None,
             open: true,
             since: at(since),
             has_file: false,
@@ -568,11 +588,20 @@ mod tests {
     fn a_printer_seen_again_is_matched_by_job_name_or_old_print_key() {
         let mut old = open(1, "3/my_cube@x.1", "", 0);
         old.job_name = None;
-        assert!(same_job(&open(1, "3/k", "cube", 0), Some("cube")));
-        assert!(!same_job(&open(1, "3/k", "cube", 0), Some("gear")));
-        assert!(!same_job(&open(1, "3/k", "cube", 0), None));
-        assert!(same_job(&old, Some("my cube")));
-        assert!(!same_job(&old, Some("my")));
+        assert!(same_job(&open(1, "3/k", "cube", 0), Some("cube"), None));
+        assert!(!same_job(&open(1, "3/k", "cube", 0), Some("gear"), None));
+        assert!(!same_job(&open(1, "3/k", "cube", 0), None, None));
+        assert!(same_job(&old, Some("my cube"), None));
+        assert!(!same_job(&old, Some("my"), None));
+        // The same name under another cloud task id is another print.
+        let mut tasked = open(1, "3/k", "cube", 0);
+        tasked.task_id = Some("7001".into());
+        assert!(same_job(&tasked, Some("cube"), Some("7001")));
+        assert!(
+            !same_job(&tasked, Some("cube"), None),
+            "a LAN print of that name"
+        );
+        assert!(!same_job(&tasked, Some("cube"), Some("7002")));
     }
 
     #[test]
@@ -580,6 +609,7 @@ mod tests {
         let seen = |state, key: Option<&str>| Input::Seen {
             state,
             job: Some("cube".into()),
+            task: None,
             key: key.map(str::to_owned),
             ended: None,
             progress: Some(0.0),
@@ -634,6 +664,7 @@ mod tests {
         let ended = Input::Ended {
             key: "1/cube@.99".into(),
             job: Some("cube".into()),
+            task: None,
             at: at(50),
             outcome: SeenOutcome::Complete,
             progress: Some(100.0),
@@ -669,6 +700,7 @@ mod tests {
         let file = Input::File {
             key: "1/gear@.5".into(),
             job: Some("gear".into()),
+            task: None,
             at: at(50),
             resumed: true,
         };

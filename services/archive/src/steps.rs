@@ -28,6 +28,7 @@ type KnownRow = (
     Option<String>,
     Vec<String>,
     Option<String>,
+    Option<String>,
     bool,
     DateTime<Utc>,
     bool,
@@ -45,7 +46,7 @@ pub async fn known(
         "SELECT a.id, a.print_key, \
            coalesce((SELECT array_agg(al.print_key ORDER BY al.print_key) \
                      FROM archive.print_aliases al WHERE al.archive_id = a.id), '{}'), \
-           a.job_name, a.status = 'printing', coalesce(a.started_at, a.created_at), \
+           a.job_name, a.task_id, a.status = 'printing', coalesce(a.started_at, a.created_at), \
            a.file_key IS NOT NULL, \
            a.end_witness IN ('next_print', 'printer_seen_again') \
              AND EXISTS (SELECT 1 FROM archive.print_ends e WHERE e.archive_id = a.id) \
@@ -61,11 +62,12 @@ pub async fn known(
     Ok(rows
         .into_iter()
         .map(
-            |(id, key, aliases, job_name, open, since, has_file, provisional)| Known {
+            |(id, key, aliases, job_name, task_id, open, since, has_file, provisional)| Known {
                 id,
                 key,
                 aliases,
                 job_name,
+                task_id,
                 open,
                 since,
                 has_file,
@@ -108,10 +110,10 @@ pub async fn create(tx: &mut Tx<'_>, print: &NewPrint<'_>) -> Result<(i64, bool)
     sqlx::query_as(
         "INSERT INTO archive.archives \
            (print_key, name, filename, printer_id, printer_name, status, created_at, started_at, \
-            queue_job_id, job_name, site, end_reason) \
+            queue_job_id, job_name, site, end_reason, task_id) \
          VALUES ($1, $2, $3, $4, $5, 'printing', $6, CASE WHEN $7 THEN $6 END, $8, $9, $10, \
            CASE WHEN $11 THEN 'it started while no gateway watched the printer; the start is \
-             when it was seen' END) \
+             when it was seen' END, $12) \
          ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
          RETURNING id, (xmax = 0)",
     )
@@ -126,6 +128,7 @@ pub async fn create(tx: &mut Tx<'_>, print: &NewPrint<'_>) -> Result<(i64, bool)
     .bind(&data.job_name)
     .bind(print.site)
     .bind(print.unseen_start)
+    .bind(&data.task_id)
     .fetch_one(&mut **tx)
     .await
 }
@@ -141,7 +144,7 @@ pub async fn fill_start(
         "UPDATE archive.archives SET \
            started_at = coalesce(started_at, $2), created_at = least(created_at, $2), \
            printer_name = coalesce(printer_name, $3), queue_job_id = coalesce(queue_job_id, $4), \
-           job_name = coalesce(job_name, $5) \
+           job_name = coalesce(job_name, $5), task_id = coalesce(task_id, $6) \
          WHERE id = $1",
     )
     .bind(id)
@@ -149,6 +152,7 @@ pub async fn fill_start(
     .bind(&data.printer_name)
     .bind(data.queue_job())
     .bind(&data.job_name)
+    .bind(&data.task_id)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -74,6 +74,7 @@ pub async fn run(
             "plate": spec.plate,
             "resumed": spec.resumed,
             "job_name": spec.subtask_name,
+            "task_id": spec.task_id,
         }),
         Err(reason) => {
             tracing::warn!(printer = job.record.id, reason, "3MF not captured");
@@ -84,6 +85,7 @@ pub async fn run(
                 "plate": spec.plate,
                 "resumed": spec.resumed,
                 "job_name": spec.subtask_name,
+                "task_id": spec.task_id,
             })
         }
     };

@@ -31,6 +31,8 @@ pub struct Sent {
 pub struct CaptureSpec {
     pub print_key: String,
     pub subtask_name: Option<String>,
+    /// The printer's task id of the print, when it has one.
+    pub task_id: Option<String>,
     pub gcode_file: Option<String>,
     /// The plate printed, when the printer says (`…/plate_2.gcode`).
     pub plate: Option<u32>,
@@ -51,12 +53,30 @@ pub enum Act {
     Capture(CaptureSpec),
 }
 
+/// A print followed: its key (the same in all its events), job name and task id.
+#[derive(Debug, Clone, Default)]
+struct Followed {
+    key: String,
+    job: Option<String>,
+    task: Option<String>,
+}
+
+impl Followed {
+    fn of(status: &PrinterStatus, now: DateTime<Utc>) -> Self {
+        Self {
+            key: print_key(status, now),
+            job: status.job_name.clone(),
+            task: status.task_id.clone(),
+        }
+    }
+}
+
 /// Follows one printer's prints.
 #[derive(Debug, Default)]
 pub struct Tracker {
     lifecycle: Lifecycle,
-    /// The print followed: its key (the same in all its events) and job.
-    print: Option<(String, Option<String>)>,
+    /// The print followed.
+    print: Option<Followed>,
     /// The key of the last print whose end this tracker published.
     last_ended: Option<String>,
     /// Whether this session's first full report was announced (`printer_state`).
@@ -82,7 +102,7 @@ impl Tracker {
         self.print
             .as_ref()
             .filter(|_| self.lifecycle.active())
-            .map(|(key, _)| key.as_str())
+            .map(|p| p.key.as_str())
     }
 
     /// What the latest full status means. `sent` gives the library file of a job this gateway
@@ -100,7 +120,7 @@ impl Tracker {
         }
         let knew_the_print = self.print.is_some();
         if self.lifecycle.active() && self.print.is_none() {
-            self.print = Some((print_key(status, now), status.job_name.clone()));
+            self.print = Some(Followed::of(status, now));
         }
         if !self.announced {
             self.announced = true;
@@ -119,9 +139,9 @@ impl Tracker {
         acts: &mut Vec<Act>,
     ) {
         if event == PrintEvent::Started || self.print.is_none() {
-            self.print = Some((print_key(status, now), status.job_name.clone()));
+            self.print = Some(Followed::of(status, now));
         }
-        let (key, job) = self.print.clone().unwrap_or_default();
+        let Followed { key, job, task } = self.print.clone().unwrap_or_default();
         let queue_job = job.as_deref().and_then(job_of);
         let outcome = match &event {
             PrintEvent::Started => {
@@ -130,6 +150,7 @@ impl Tracker {
                     "printer_name": printer_name,
                     "job_name": status.job_name,
                     "gcode_file": status.gcode_file,
+                    "task_id": status.task_id,
                     "queue_job": queue_job,
                     "plate": plate_of(status),
                     // The print before it on this printer, whose end this gateway published.
@@ -169,6 +190,7 @@ impl Tracker {
             print: key.clone(),
             printer_name: Some(printer_name.to_owned()),
             job_name: job.clone(),
+            task_id: task,
             // What the printer shows belongs to the print that replaced this one.
             gcode_file: status.gcode_file.clone().filter(|_| !replaced),
             outcome: Some(outcome),
@@ -208,6 +230,7 @@ impl Tracker {
             "state": status.state,
             "job_name": status.job_name,
             "gcode_file": status.gcode_file,
+            "task_id": status.task_id,
             "print_error": status.print_error,
             "progress": status.progress,
             "printer_name": printer_name,
@@ -228,6 +251,7 @@ impl Tracker {
                 None => Act::Capture(CaptureSpec {
                     print_key: key,
                     subtask_name: status.job_name.clone(),
+                    task_id: status.task_id.clone(),
                     gcode_file: status.gcode_file.clone(),
                     plate: plate_of(status),
                     resumed: true,
@@ -259,12 +283,14 @@ fn file_of(key: &str, status: &PrinterStatus, sent: Option<Sent>, printer_name: 
                 "plate": sent.plate,
                 "filename": sent.file_name,
                 "job_name": status.job_name,
+                "task_id": status.task_id,
                 "queue_job": status.job_name.as_deref().and_then(job_of),
             }),
         ),
         None => Act::Capture(CaptureSpec {
             print_key: key.to_owned(),
             subtask_name: status.job_name.clone(),
+            task_id: status.task_id.clone(),
             gcode_file: status.gcode_file.clone(),
             plate: plate_of(status),
             resumed: false,
@@ -306,6 +332,7 @@ mod tests {
             hms: vec![],
             job_name: Some(job.into()),
             gcode_file: Some("/data/Metadata/plate_2.gcode".into()),
+            task_id: None,
             print_error: None,
             filaments: vec![],
             has_ams: false,

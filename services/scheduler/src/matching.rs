@@ -331,6 +331,7 @@ mod tests {
                     hms: vec![],
                     job_name: None,
                     gcode_file: None,
+                    task_id: None,
                     print_error: None,
                     has_ams: loaded.iter().any(|f| !f.external),
                     filaments: loaded,

@@ -4,8 +4,8 @@
 //! when `print_error` is 0300_400C), or `IDLE` straight after running (aborted, stopped).
 //! Progress milestones are 25, 50 and 75 %, each reported once per print.
 //!
-//! A print is one job: a printer that shows another job (`subtask_name`) while one is under
-//! way went on to another print unseen (a reconnect, a coalesced report): the first is ended as
+//! A print is one job: a printer that shows another job (`subtask_name`, or another `task_id`
+//! where it names one) while one is under way went on to another print unseen (a reconnect, a coalesced report): the first is ended as
 //! [`PrintEvent::Replaced`] before the second starts, so no end is ever left out.
 
 use printyard_contracts::printer::{HmsEntry, HmsSeverity, PrinterState, PrinterStatus};
@@ -33,8 +33,8 @@ const MILESTONES: [u8; 3] = [25, 50, 75];
 pub struct Lifecycle {
     /// A print is under way (seen running, not yet ended).
     active: bool,
-    /// The job of the print under way, when the printer named it.
-    job: Option<String>,
+    /// The job of the print under way (name, task id), when the printer named it.
+    job: Job,
     /// The highest milestone reported for the active print.
     milestone: u8,
     /// No status seen since (re)connecting.
@@ -67,8 +67,8 @@ impl Lifecycle {
         self.fresh = false;
         self.seen_any = true;
         let busy = matches!(status.state, PrinterState::Printing | PrinterState::Paused);
-        let job = status.job_name.clone().filter(|j| !j.is_empty());
-        if self.active && another_job(&self.job, &job) {
+        let job = Job::of(status);
+        if self.active && self.job.is_another(&job) {
             // Whatever the other job is doing, this one ended unseen. Then as for a printer
             // not printing: the other job is followed from a first look, and starts when it
             // runs (its end, if it shows ended, is not this print's).
@@ -110,9 +110,9 @@ impl Lifecycle {
             }
             _ => {}
         }
-        if self.active && self.job.is_none() {
+        if self.active {
             // A job named only after the print began is still that print.
-            self.job = job;
+            self.job.fill(job);
         }
         if self.active && status.state == PrinterState::Printing {
             self.milestones_up_to(status.progress, &mut events);
@@ -120,7 +120,7 @@ impl Lifecycle {
         events
     }
 
-    fn start(&mut self, job: Option<String>, events: &mut Vec<PrintEvent>) {
+    fn start(&mut self, job: Job, events: &mut Vec<PrintEvent>) {
         self.active = true;
         self.job = job;
         self.milestone = 0;
@@ -137,9 +137,35 @@ impl Lifecycle {
     }
 }
 
-/// Whether the printer names a job other than the one followed (an unnamed one is not another).
-fn another_job(followed: &Option<String>, shown: &Option<String>) -> bool {
-    matches!((followed, shown), (Some(a), Some(b)) if a != b)
+/// What tells one print from another: its job name and the printer's task id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Job {
+    name: Option<String>,
+    task: Option<String>,
+}
+
+impl Job {
+    fn of(status: &PrinterStatus) -> Self {
+        Self {
+            name: status.job_name.clone().filter(|j| !j.is_empty()),
+            task: status.task_id.clone().filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// Whether `shown` is another job. A printer that names no job does not tell; one that
+    /// names a job tells by its name, and by its task id (a print's task id never changes: a
+    /// LAN print has none, a cloud print its own).
+    fn is_another(&self, shown: &Job) -> bool {
+        let Some(name) = &shown.name else {
+            return false;
+        };
+        self.name.as_ref().is_some_and(|followed| followed != name) || self.task != shown.task
+    }
+
+    fn fill(&mut self, shown: Job) {
+        self.name = self.name.take().or(shown.name);
+        self.task = self.task.take().or(shown.task);
+    }
 }
 
 fn passed_milestone(progress: u8) -> u8 {
@@ -185,6 +211,7 @@ mod tests {
             hms: vec![],
             job_name: Some(job.into()),
             gcode_file: None,
+            task_id: None,
             print_error: print_error.map(str::to_owned),
             filaments: vec![],
             has_ams: false,
@@ -357,6 +384,32 @@ mod tests {
         assert_eq!(
             lifecycle.observe(&of_job("gear", Printing, 1, None)),
             [PrintEvent::Started]
+        );
+    }
+
+    #[test]
+    fn a_reprint_of_the_same_job_is_another_print_when_its_task_id_says_so() {
+        let mut lifecycle = Lifecycle::new();
+        let with_task = |task: &str, state, progress| PrinterStatus {
+            task_id: Some(task.into()),
+            ..of_job("cube", state, progress, None)
+        };
+        lifecycle.observe(&with_task("7001", Idle, 0));
+        assert_eq!(
+            lifecycle.observe(&with_task("7001", Printing, 10)),
+            [PrintEvent::Started]
+        );
+        lifecycle.reconnected();
+        // Same name, another cloud task, already running: the first ended unseen.
+        assert_eq!(
+            lifecycle.observe(&with_task("7002", Printing, 5)),
+            [PrintEvent::Replaced]
+        );
+        // A LAN print of the same name (no task id) is another one too.
+        lifecycle.reconnected();
+        assert_eq!(
+            lifecycle.observe(&of_job("cube", Printing, 5, None)),
+            [PrintEvent::Replaced]
         );
     }
 

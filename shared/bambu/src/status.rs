@@ -109,6 +109,8 @@ pub fn normalize(
         hms,
         job_name: text(fields.get("subtask_name")),
         gcode_file: text(fields.get("gcode_file")),
+        // LAN prints say `0`: no id.
+        task_id: text(fields.get("task_id")).filter(|t| t != "0"),
         print_error: (print_error != 0).then(|| print_error_code(print_error)),
         filaments: loaded_filaments(fields),
         has_ams: ams_units(fields).next().is_some(),

@@ -77,6 +77,10 @@ pub struct PrinterStatus {
     /// The job's name (`subtask_name`) and file (`gcode_file`), while there is one.
     pub job_name: Option<String>,
     pub gcode_file: Option<String>,
+    /// The printer's id of the print (`task_id`), when it has one: prints sent through Bambu's
+    /// cloud; LAN prints have none (`0`).
+    #[serde(default)]
+    pub task_id: Option<String>,
     /// `print_error` as `XXXX_XXXX`, when not zero.
     pub print_error: Option<String>,
     /// The filament loaded in each AMS tray and on the external spool holder.

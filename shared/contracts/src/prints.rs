@@ -36,6 +36,8 @@ pub struct PrintEndSeen {
     pub print: String,
     pub printer_name: Option<String>,
     pub job_name: Option<String>,
+    /// The printer's task id of the print, when it has one.
+    pub task_id: Option<String>,
     pub gcode_file: Option<String>,
     pub outcome: Option<SeenOutcome>,
     /// Percent reached.

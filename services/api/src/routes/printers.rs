@@ -325,6 +325,7 @@ pub async fn status(
         hms: vec![],
         job_name: None,
         gcode_file: None,
+        task_id: None,
         print_error: None,
         filaments: vec![],
         has_ams: false,
