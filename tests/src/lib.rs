@@ -822,6 +822,28 @@ pub async fn post_printer(client: &reqwest::Client, base: &str, body: &serde_jso
         .unwrap_or_else(|| panic!("no printer id in {created}"))
 }
 
+/// Uploads `file` as `name` into the library (`POST /archives`) through the API at `base`; the
+/// archive it made.
+pub async fn upload_file(
+    client: &reqwest::Client,
+    base: &str,
+    file: Vec<u8>,
+    name: &str,
+) -> serde_json::Value {
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
+    );
+    let response = client
+        .post(format!("{base}/archives"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("POST /archives");
+    assert_eq!(response.status().as_u16(), 201, "the upload");
+    response.json().await.expect("the archive as JSON")
+}
+
 /// `GET url` answered as JSON, or `None` when the request or its body fails: for polling in
 /// [`eventually`], where a failed read is one more try.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Option<serde_json::Value> {

@@ -22,8 +22,9 @@ use printyard_tests::pg_server::PgServer;
 use printyard_tests::receiver::{Behaviour, Received, Receiver};
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
-    ChildService, NatsServer, SimFarm, TestEnv, keyed_http, run_child_api, run_child_archive,
-    run_child_gateway, run_child_notifier, run_child_scheduler, run_child_stats,
+    ChildService, NatsServer, SimFarm, TestEnv, keyed_http, post_printer, run_child_api,
+    run_child_archive, run_child_gateway, run_child_notifier, run_child_scheduler, run_child_stats,
+    upload_file,
 };
 use serde_json::{Value, json};
 
@@ -368,20 +369,16 @@ async fn a_farm_under_faults_prints_every_job_once_and_announces_every_end() {
         }
     };
 
+    let base = format!("http://127.0.0.1:{}/api/v1", apis[0]);
     for (i, printer) in sim.farm.printers.iter().enumerate() {
-        let (status, body) = send(
-            reqwest::Method::POST,
-            "/printers".into(),
-            Some(json!({
-                "name": format!("Chaos {}", i + 1),
-                "ip_address": printer.spec.ip.to_string(),
-                "access_code": printer.spec.access_code,
-                "serial_number": printer.spec.serial,
-                "auto_clear_plate": true,
-            })),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+        let body = json!({
+            "name": format!("Chaos {}", i + 1),
+            "ip_address": printer.spec.ip.to_string(),
+            "access_code": printer.spec.access_code,
+            "serial_number": printer.spec.serial,
+            "auto_clear_plate": true,
+        });
+        post_printer(&client, &base, &body).await;
     }
     let receiver = Receiver::start(Behaviour::Correct).await;
     let (status, body) = send(
@@ -394,23 +391,16 @@ async fn a_farm_under_faults_prints_every_job_once_and_announces_every_end() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let follower = tokio::spawn(follow_events(apis.clone(), key.clone(), seen.clone()));
 
-    let form = reqwest::multipart::Form::new().part(
-        "file",
-        reqwest::multipart::Part::bytes(sliced_3mf(&Slicing {
+    let library = upload_file(
+        &client,
+        &base,
+        sliced_3mf(&Slicing {
             title: "Chaos",
             ..Default::default()
-        }))
-        .file_name("chaos.gcode.3mf"),
-    );
-    let library: Value = client
-        .post(format!("http://127.0.0.1:{}/api/v1/archives", apis[0]))
-        .multipart(form)
-        .send()
-        .await
-        .expect("the upload")
-        .json()
-        .await
-        .expect("the library archive");
+        }),
+        "chaos.gcode.3mf",
+    )
+    .await;
     let mut queued = Vec::new();
     for _ in 0..jobs {
         let (status, job) = send(

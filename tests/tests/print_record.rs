@@ -13,8 +13,9 @@ use printyard_tests::receiver::{Behaviour, Received, Receiver};
 use printyard_tests::sse::{Sse, read_events};
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
-    Running, SimFarm, TestEnv, eventually, get_json, keyed_http, spawn_api_and_client,
-    spawn_archive, spawn_gateway_with, spawn_notifier, spawn_scheduler_with, spawn_stats,
+    Running, SimFarm, TestEnv, eventually, get_json, keyed_http, post_printer,
+    spawn_api_and_client, spawn_archive, spawn_gateway_with, spawn_notifier, spawn_scheduler_with,
+    spawn_stats, upload_file,
 };
 use serde_json::{Value, json};
 
@@ -55,20 +56,14 @@ async fn world(models: &[Model], speed: f64) -> World {
         client,
     };
     for (i, printer) in world.sim.farm.printers.iter().enumerate() {
-        let (status, body) = world
-            .send(
-                reqwest::Method::POST,
-                "/printers",
-                Some(json!({
-                    "name": format!("Printer {}", i + 1),
-                    "ip_address": printer.spec.ip.to_string(),
-                    "access_code": printer.spec.access_code,
-                    "serial_number": printer.spec.serial,
-                    "auto_clear_plate": true,
-                })),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
+        let body = json!({
+            "name": format!("Printer {}", i + 1),
+            "ip_address": printer.spec.ip.to_string(),
+            "access_code": printer.spec.access_code,
+            "serial_number": printer.spec.serial,
+            "auto_clear_plate": true,
+        });
+        post_printer(&world.client, &world.api.api_url(""), &body).await;
     }
     world
 }
@@ -112,19 +107,7 @@ impl World {
     }
 
     async fn upload(&self, file: Vec<u8>, name: &str) -> Value {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
-        );
-        let response = self
-            .client
-            .post(self.api.api_url("/archives"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        response.json().await.unwrap()
+        upload_file(&self.client, &self.api.api_url(""), file, name).await
     }
 
     /// The archives of printer `id`, oldest first.
@@ -474,4 +457,88 @@ async fn prints_of_deleted_printers_are_counted_apart_from_the_success_rate() {
         let reason = unknown["data"]["end_reason"].as_str().unwrap();
         assert!(reason.contains("deleted"), "{reason}");
     }
+}
+
+/// A takeover racing the previous gateway's last event: the new gateway's first look (the
+/// printer idle) is handled before the old gateway's end of the print. The inference
+/// (`unknown`) is not announced during its grace, and the end the old gateway saw replaces it:
+/// one announcement, `print_complete`, seen by the gateway.
+#[tokio::test]
+async fn an_end_handled_after_an_inference_replaces_it_before_anything_is_announced() {
+    use futures::StreamExt;
+    use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
+    let env = TestEnv::new().await;
+    let _archive = spawn_archive(&env).await;
+    let (api, client) = spawn_api_and_client(&env).await;
+    let nats = env.nats.client().await;
+    let mut ends = nats.subscribe("printyard.events.*.1.>").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let publish = |kind, occurrence: &str, data: Value| {
+        let event = FarmEvent {
+            id: event_id("SIM1", kind, occurrence),
+            kind,
+            site: Site::default(),
+            printer_id: 1,
+            serial: "SIM1".into(),
+            at: chrono::Utc::now(),
+            data,
+        };
+        let js = js.clone();
+        async move {
+            printyard_service::farm_events::publish(&js, &event)
+                .await
+                .unwrap()
+        }
+    };
+    let print = json!({"print": "cube@a.1", "job_name": "cube", "printer_name": "P"});
+    publish(EventKind::PrintStarted, "cube@a.1.", print.clone()).await;
+    let archives_url = api.api_url("/archives");
+    let open = eventually(Duration::from_secs(20), "the print archived", || async {
+        let list = get_json(&client, &archives_url).await?;
+        list["archives"].as_array()?.first().cloned()
+    })
+    .await;
+    // Another gateway's first look: the printer idle, another job shown.
+    publish(
+        EventKind::PrinterState,
+        "seen.2",
+        json!({"state": "idle", "job_name": "gear", "printer_name": "P"}),
+    )
+    .await;
+    let url = api.api_url(&format!("/archives/{}", open["id"]));
+    eventually(Duration::from_secs(20), "the inference", || async {
+        let archive = get_json(&client, &url).await?;
+        (archive["status"] == "unknown").then_some(())
+    })
+    .await;
+    // The old gateway's end of it, handled late.
+    publish(
+        EventKind::PrintEnded,
+        "cube@a.1.",
+        json!({"print": "cube@a.1", "job_name": "cube", "outcome": "complete"}),
+    )
+    .await;
+    let done = eventually(Duration::from_secs(20), "the end replacing it", || async {
+        let archive = get_json(&client, &url).await?;
+        (archive["status"] == "success").then_some(archive)
+    })
+    .await;
+    assert_eq!(done["end_reason"], Value::Null, "{done}");
+    // One announcement, after the grace would have passed: what the gateway saw.
+    let mut announced = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(14);
+    while let Ok(Some(message)) = tokio::time::timeout_at(until, ends.next()).await {
+        let event: Value = serde_json::from_slice(&message.payload).unwrap();
+        if event["id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("archive.print_end.")
+        {
+            announced.push(event);
+        }
+    }
+    assert_eq!(announced.len(), 1, "{announced:#?}");
+    assert_eq!(announced[0]["kind"], "print_complete");
+    assert_eq!(announced[0]["data"]["observed"], "gateway");
+    assert_eq!(announced[0]["data"]["archive_id"], open["id"]);
 }

@@ -11,7 +11,7 @@ use printyard_printer_sim::printer::{Faults, GcodeState, Printer, md5_hex};
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
     ChildService, Running, SimFarm, TestEnv, eventually, run_child_scheduler, spawn_api_and_client,
-    spawn_archive, spawn_gateway_with, spawn_scheduler_with,
+    spawn_archive, spawn_gateway_with, spawn_scheduler_with, upload_file,
 };
 use serde_json::{Value, json};
 
@@ -105,19 +105,7 @@ impl World {
     }
 
     async fn upload(&self, file: Vec<u8>, name: &str) -> Value {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
-        );
-        let response = self
-            .client
-            .post(self.api.api_url("/archives"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        response.json().await.unwrap()
+        upload_file(&self.client, &self.api.api_url(""), file, name).await
     }
 
     async fn queue(&self, body: Value) -> (u16, Value) {

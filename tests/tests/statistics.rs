@@ -15,7 +15,7 @@ use printyard_printer_sim::printer::GcodeState;
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
     Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api_with, spawn_archive,
-    spawn_gateway_with, spawn_stats,
+    spawn_gateway_with, spawn_stats, upload_file,
 };
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
@@ -57,19 +57,7 @@ impl Setup {
     }
 
     async fn upload(&self, file: Vec<u8>, name: &str) -> i64 {
-        let form = reqwest::multipart::Form::new().part(
-            "file",
-            reqwest::multipart::Part::bytes(file).file_name(name.to_owned()),
-        );
-        let response = self
-            .client
-            .post(self.api.api_url("/archives"))
-            .multipart(form)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        response.json::<Value>().await.unwrap()["id"]
+        upload_file(&self.client, &self.api.api_url(""), file, name).await["id"]
             .as_i64()
             .unwrap()
     }

@@ -158,6 +158,34 @@ pub async fn fill_start(
     Ok(())
 }
 
+/// The columns an end sets, from the binds `$2` status, `$3` time, `$4` progress (0 to 1), `$6`
+/// witness and `$7` print error (`$5` is the reason, which each caller sets in its own way).
+fn end_columns() -> String {
+    format!(
+        "status = $2, completed_at = $3, progress = round($4 * 100)::int, \
+         duration = CASE WHEN started_at IS NULL THEN NULL \
+                         ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
+         filament_used = CASE WHEN $2 = 'unknown' THEN NULL ELSE weight * coalesce($4, 0) END, \
+         filament_type = {FILAMENT_TYPE_SQL}, end_witness = $6, print_error = $7"
+    )
+}
+
+/// An end's statement with its binds `$1` to `$7` (see [`end_columns`]).
+fn end_query(
+    sql: String,
+    id: i64,
+    end: &Ending,
+) -> sqlx::query::Query<'static, Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(end.status.as_str())
+        .bind(end.at)
+        .bind(end.fraction)
+        .bind(end.reason.clone())
+        .bind(end.witness.as_str())
+        .bind(end.print_error.clone())
+}
+
 /// Ends archive `id` if it is still `printing` (the trigger `archives_print_end` then records
 /// the end for the relay to announce). A print that ends without its 3MF says why, unless a
 /// capture still arrives (it fills the file and clears the reason).
@@ -167,31 +195,19 @@ pub async fn close(tx: &mut Tx<'_>, id: i64, end: &Ending) -> Result<(), sqlx::E
         .as_ref()
         .filter(|_| end.status == printyard_contracts::archive::ArchiveStatus::Failed)
         .map(|e| format!("print error {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE archive.archives SET status = $2, completed_at = $3, \
-           progress = round($4 * 100)::int, \
-           duration = CASE WHEN started_at IS NULL THEN NULL \
-                           ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
-           filament_used = CASE WHEN $2 = 'unknown' THEN NULL ELSE weight * coalesce($4, 0) END, \
-           filament_type = {FILAMENT_TYPE_SQL}, \
-           notes = coalesce(notes, $5), \
-           end_reason = coalesce($6, end_reason), \
-           end_witness = $7, print_error = $8, \
+    let sql = format!(
+        "UPDATE archive.archives SET {}, notes = coalesce(notes, $8), \
+           end_reason = coalesce($5, end_reason), \
            file_error = CASE WHEN file_key IS NULL THEN coalesce(file_error, \
                'no 3MF was captured: the gateway holding the printer stopped or handed it over \
                 before it could fetch the file') ELSE file_error END \
-         WHERE id = $1 AND status = 'printing'"
-    )))
-    .bind(id)
-    .bind(end.status.as_str())
-    .bind(end.at)
-    .bind(end.fraction)
-    .bind(failed_note)
-    .bind(&end.reason)
-    .bind(end.witness.as_str())
-    .bind(&end.print_error)
-    .execute(&mut **tx)
-    .await?;
+         WHERE id = $1 AND status = 'printing'",
+        end_columns()
+    );
+    end_query(sql, id, end)
+        .bind(failed_note)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -209,26 +225,15 @@ pub async fn correct(tx: &mut Tx<'_>, id: i64, end: &Ending) -> Result<(), sqlx:
     if pending.is_none() {
         return Ok(());
     }
-    let corrected = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE archive.archives SET status = $2, completed_at = $3, \
-           progress = round($4 * 100)::int, \
-           duration = CASE WHEN started_at IS NULL THEN NULL \
-                           ELSE greatest(0, extract(epoch FROM ($3 - started_at)))::bigint END, \
-           filament_used = CASE WHEN $2 = 'unknown' THEN NULL ELSE weight * coalesce($4, 0) END, \
-           filament_type = {FILAMENT_TYPE_SQL}, \
-           end_reason = $5, end_witness = $6, print_error = $7 \
-         WHERE id = $1 AND end_witness IN ('next_print', 'printer_seen_again')"
-    )))
-    .bind(id)
-    .bind(end.status.as_str())
-    .bind(end.at)
-    .bind(end.fraction)
-    .bind(&end.reason)
-    .bind(end.witness.as_str())
-    .bind(&end.print_error)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
+    let sql = format!(
+        "UPDATE archive.archives SET {}, end_reason = $5 \
+         WHERE id = $1 AND end_witness IN ('next_print', 'printer_seen_again')",
+        end_columns()
+    );
+    let corrected = end_query(sql, id, end)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     if corrected == 1 {
         sqlx::query(
             "UPDATE archive.print_ends SET publish_after = now(), \
