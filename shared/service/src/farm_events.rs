@@ -77,12 +77,12 @@ pub struct ConsumerOptions {
     pub concurrency: usize,
 }
 
-/// Attempts of a failing event in its lane (about a minute with the backoff) before it is left
-/// to a redelivery and the lane goes on.
+/// Attempts of a failing event in its lane (up to about a minute with the backoff) before it is
+/// left to a redelivery and the lane goes on.
 pub const RETRIES_IN_PLACE: u32 = 12;
 
-/// In-place attempts during which a handler may wait for an event it depends on (about 6 s):
-/// see [`Delivery::patient`].
+/// In-place attempts during which a handler may wait for an event it depends on (a few
+/// seconds, up to about 8 with the backoff): see [`Delivery::patient`].
 const PATIENT_ATTEMPTS: u32 = 6;
 
 /// How an event reached its handler.
@@ -223,7 +223,7 @@ where
     H: Fn(FarmEvent, Delivery) -> F,
     F: Future<Output = Result<(), String>>,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(8));
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(8));
     let id = event.id.clone();
     let redelivered = message.info().is_ok_and(|info| info.delivered > 1);
     for attempt in 1..=RETRIES_IN_PLACE {
