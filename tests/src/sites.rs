@@ -1,4 +1,4 @@
-//! A multi-site NATS topology on one machine, configured as the README's Sites tells an operator
+//! A multi-site NATS topology on one machine, configured as docs/sites.md tells an operator
 //! to: a central server with JetStream whose users are the central services and one user per
 //! site (with that site's permissions), and per site a leaf node that connects to it as the
 //! site's user and whose only local user is the site's gateway (with the same permissions).

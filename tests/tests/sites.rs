@@ -1,5 +1,5 @@
 //! Sites on NATS leaf nodes: each site's gateway connects to its own leaf node with the site's
-//! credentials, and NATS itself keeps it to its own printers (the README's Sites).
+//! credentials, and NATS itself keeps it to its own printers (docs/sites.md).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -87,7 +87,7 @@ use Access::{Key, Public};
 use Permission as P;
 use RateClass as C;
 
-/// Every route of `/api/v1` with its protection. The README's permission table mirrors it.
+/// Every route of `/api/v1` with its protection. The permission table of docs/api.md mirrors it.
 pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/health", Public),
     ("GET", "/api/v1/openapi.json", Public),

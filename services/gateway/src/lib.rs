@@ -47,7 +47,7 @@ pub struct GatewayConfig {
     pub site: String,
     /// The site's NATS leaf node runs JetStream in domain `site-<site>`: events and captured
     /// files are kept there first and reach the central services by stream sourcing, so an
-    /// uplink outage loses nothing (the README's Sites).
+    /// uplink outage loses nothing (docs/sites.md).
     pub site_jetstream: bool,
     /// How long a claim on a printer lasts without renewal (failover time).
     pub lease_secs: u64,

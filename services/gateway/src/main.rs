@@ -22,13 +22,13 @@ enum Command {
     /// Run the gateway (the default).
     Serve,
     /// Print the NATS permissions of a site's gateway credentials, as the JSON `permissions`
-    /// block of a `nats-server` user (the README's Sites), and exit.
+    /// block of a `nats-server` user (docs/sites.md), and exit.
     SitePermissions {
         /// The site.
         #[arg(long)]
         site: String,
         /// The central cluster's JetStream domain, when the site's gateway connects through a
-        /// leaf node (`central` in the README's setup).
+        /// leaf node (`central` in docs/sites.md's setup).
         #[arg(long)]
         domain: Option<String>,
         /// The site's leaf node runs JetStream (domain `site-<site>`) and keeps the site's

@@ -121,7 +121,7 @@ pub fn printer_of_key(key: &str) -> Option<i64> {
 }
 
 /// Whether `key` is an owners or status key of the layout before sites (`<id>` alone):
-/// `api` purges those once at start (see the README's Sites).
+/// `api` purges those once at start (see docs/sites.md).
 pub fn is_legacy_key(key: &str) -> bool {
     !key.contains('.') && key.parse::<i64>().is_ok()
 }

@@ -2,7 +2,7 @@
 //! permissions of a site's credentials, derived from the subjects and buckets of this crate so
 //! that they cannot drift from what the gateway sends.
 //!
-//! The same list serves twice (the README's Sites): as the gateway user's permissions at the
+//! The same list serves twice (docs/sites.md): as the gateway user's permissions at the
 //! site's leaf node (NATS itself refuses the gateway anything else), and as the permissions of
 //! the user the leaf node connects to the central cluster with (so a leaf node's own
 //! configuration cannot widen them).

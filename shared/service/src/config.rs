@@ -85,11 +85,11 @@ pub struct NatsConfig {
     /// Credentials file (`.creds`) for a secured cluster or leaf node.
     pub credentials_file: Option<String>,
     /// User and password, for a server whose users are listed in its configuration (a
-    /// site's gateway user at its leaf node: the README's Sites).
+    /// site's gateway user at its leaf node: docs/sites.md).
     pub user: Option<String>,
     pub password: Option<Secret<String>>,
     /// The JetStream domain of the central cluster, for a connection through a leaf node
-    /// (a site's gateway: the README's Sites); unset when connected to the cluster itself.
+    /// (a site's gateway: docs/sites.md); unset when connected to the cluster itself.
     pub jetstream_domain: Option<String>,
     /// The prefix of this connection's reply inboxes (`_INBOX` when unset). A site's gateway
     /// uses `_INBOX_<site>`, the inboxes its credentials may receive on.

@@ -48,7 +48,7 @@ pub async fn follow(bucket: kv::Store, stop: CancellationToken, mut apply: impl 
 ///
 /// Unlike `kv::Store::watch`, its consumer has a name (`<name>_<random>`), so the server sees
 /// the filter in the request subject (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`) and
-/// credentials limited to one site's keys may create it and no other (the README's Sites).
+/// credentials limited to one site's keys may create it and no other (docs/sites.md).
 pub async fn watch_keys(
     client: &async_nats::Client,
     bucket: &kv::Store,
