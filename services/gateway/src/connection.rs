@@ -29,11 +29,11 @@ use printyard_bambu::tls::{
 };
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
-    CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
-    PrinterRecord, StatusRecord, command_subject, event_id, registry_key,
+    COMMAND, CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
+    PrinterRecord, StatusRecord, event_id, registry_key,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState};
-use printyard_contracts::queue::print_subject;
+use printyard_contracts::queue::PRINT;
 use printyard_service::backoff::Backoff;
 use rustls::pki_types::TrustAnchor;
 use tokio_util::sync::CancellationToken;
@@ -255,8 +255,8 @@ impl Connection {
         ));
         let _camera = camera_stop.drop_guard();
         let mut inbox = Inbox {
-            commands: subscribe(command_subject(&self.record.site, self.record.id)).await,
-            prints: subscribe(print_subject(&self.record.site, self.record.id)).await,
+            commands: subscribe(COMMAND.subject(&self.record.site, self.record.id)).await,
+            prints: subscribe(PRINT.subject(&self.record.site, self.record.id)).await,
         };
         loop {
             let outcome = tokio::select! {

@@ -18,14 +18,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::client::RequestErrorKind;
 use chrono::Utc;
 use futures::StreamExt;
 use printyard_contracts::archive::{self, PlanRequest};
 use printyard_contracts::farm::EventKind;
-use printyard_contracts::queue::{PrintOutcome, PrintRequest, print_subject, subtask_name};
+use printyard_contracts::queue::{PRINT, PrintOutcome, PrintRequest, subtask_name};
 use printyard_contracts::{ErrorCode, farm::Site};
-use printyard_service::rpc::{RpcClient, RpcError};
+use printyard_service::rpc::{PrinterCallError, RpcClient, RpcError};
 use sqlx::PgPool;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -404,43 +403,29 @@ impl Dispatcher {
             bed_leveling: job.bed_leveling,
             timelapse: job.timelapse,
         };
-        let Ok(payload) = serde_json::to_vec(&request) else {
-            return PrintOutcome::FileUnavailable {
-                reason: "the request could not be encoded".into(),
-            };
-        };
         // The gateway's own deadlines (upload by size, then the start) come first; this one
         // only catches a gateway that vanished with the request.
         let deadline = Duration::from_secs(90 + plan.file.size / (32 * 1024))
             + Duration::from_secs(self.config.print_start_secs);
-        let site = printer.record.site.clone();
-        let subject = print_subject(&site, printer.id());
-        let asked = async_nats::client::Request::new()
-            .payload(payload.into())
-            .headers(printyard_service::nats::traced_headers())
-            .timeout(Some(deadline));
-        let answer =
-            tokio::time::timeout(deadline, self.rpc.nats().send_request(subject, asked)).await;
-        match answer {
-            Err(_) => PrintOutcome::TimedOut {
-                after_ms: deadline.as_millis() as u64,
+        let site = &printer.record.site;
+        let asked = self
+            .rpc
+            .call_printer(PRINT, site, printer.id(), &request, deadline)
+            .await;
+        match asked {
+            Ok(outcome) => outcome,
+            Err(PrinterCallError::TimedOut(after)) => PrintOutcome::TimedOut {
+                after_ms: after.as_millis() as u64,
             },
-            Ok(Err(err)) if err.kind() == RequestErrorKind::NoResponders => {
-                PrintOutcome::NotConnected {
-                    reason: Some(no_gateway(&site)),
-                }
-            }
-            Ok(Err(err)) if err.kind() == RequestErrorKind::TimedOut => PrintOutcome::TimedOut {
-                after_ms: deadline.as_millis() as u64,
+            Err(PrinterCallError::NoGateway { site }) => PrintOutcome::NotConnected {
+                reason: Some(no_gateway(&site)),
             },
-            Ok(Err(err)) => PrintOutcome::NotConnected {
-                reason: Some(format!("the gateway could not be reached: {err}")),
+            Err(err @ PrinterCallError::Unreachable(_)) => PrintOutcome::NotConnected {
+                reason: Some(err.to_string()),
             },
-            Ok(Ok(message)) => serde_json::from_slice(&message.payload).unwrap_or_else(|err| {
-                PrintOutcome::UploadFailed {
-                    reason: format!("the gateway's answer was unreadable: {err}"),
-                }
-            }),
+            Err(err @ PrinterCallError::Unreadable(_)) => PrintOutcome::UploadFailed {
+                reason: err.to_string(),
+            },
         }
     }
 

@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::printer::PrinterStatus;
+use crate::rpc::PrinterEndpoint;
+pub use crate::site::{InvalidSite, Site};
 use crate::subjects::ROOT;
 
 /// KV bucket: printer id → [`PrinterRecord`], written by `api`, watched by gateways.
@@ -37,54 +39,6 @@ pub fn site_events_stream(site: &Site) -> String {
 /// on `printyard.api.site-stream.<site>` when it keeps events at the site; idempotent).
 pub const SITE_STREAM: crate::rpc::Endpoint<crate::rpc::Empty, crate::rpc::Empty> =
     crate::rpc::Endpoint::new(crate::ServiceName::Api, "site-stream");
-
-/// A site name: 1 to 32 of `a-z`, `0-9`, `-`, `_` (it becomes a subject token).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Site(String);
-
-impl Site {
-    pub fn parse(name: &str) -> Result<Site, InvalidSite> {
-        let ok = (1..=32).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        ok.then(|| Site(name.to_owned())).ok_or(InvalidSite)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for Site {
-    fn default() -> Self {
-        Site("default".into())
-    }
-}
-
-impl fmt::Display for Site {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a site is 1 to 32 characters of a-z, 0-9, '-' and '_'")]
-pub struct InvalidSite;
-
-impl TryFrom<String> for Site {
-    type Error = InvalidSite;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Site::parse(&value)
-    }
-}
-
-impl From<Site> for String {
-    fn from(site: Site) -> String {
-        site.0
-    }
-}
 
 /// The subject of an event: `printyard.events.<site>.<printer id>.<kind>`.
 pub fn event_subject(site: &Site, printer_id: i64, kind: EventKind) -> String {
@@ -336,14 +290,12 @@ pub const PINS_LEARNED: crate::rpc::Endpoint<PinsLearned, PinsStored> =
 pub const SITE_PINS_LEARNED: crate::rpc::Endpoint<PinsLearned, PinsStored> =
     crate::rpc::Endpoint::new(crate::ServiceName::Api, "site-pins");
 
-/// The subject a printer's commands are sent to: `printyard.printers.<site>.<id>.command`.
-/// Only the gateway holding the printer's lease subscribes, so a printer no gateway holds
-/// answers at once with NATS "no responders".
-pub fn command_subject(site: &Site, printer_id: i64) -> String {
-    format!("{ROOT}.printers.{site}.{printer_id}.command")
-}
+/// A command to a printer (`printyard.printers.<site>.<id>.command`), answered by the gateway
+/// holding its lease.
+pub const COMMAND: PrinterEndpoint<CommandRequest, CommandOutcome> =
+    PrinterEndpoint::new("command");
 
-/// A command to a printer, sent by request/reply to [`command_subject`].
+/// A command to a printer, sent by request/reply with [`COMMAND`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PrinterCommand {
@@ -365,7 +317,7 @@ impl PrinterCommand {
     }
 }
 
-/// The request body on [`command_subject`].
+/// The request body of [`COMMAND`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandRequest {
     pub command: PrinterCommand,
@@ -422,7 +374,7 @@ mod tests {
         );
         assert_eq!(registry_key(&site, 7), "lab.7");
         assert_eq!(
-            command_subject(&site, 7),
+            COMMAND.subject(&site, 7),
             "printyard.printers.lab.7.command"
         );
     }

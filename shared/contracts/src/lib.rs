@@ -12,6 +12,7 @@ pub mod prints;
 pub mod queue;
 pub mod rpc;
 pub mod services;
+pub mod site;
 pub mod sites;
 pub mod stats;
 pub mod subjects;

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::ServiceName;
 use crate::archive::FileLocation;
-use crate::farm::Site;
 use crate::rpc::Endpoint;
 use crate::subjects::ROOT;
 
@@ -224,11 +223,10 @@ pub fn queue_changed_subject() -> String {
 
 // ---- the print a scheduler asks of a gateway ----
 
-/// Where a printer's print requests go: `printyard.printers.<site>.<id>.print`. Like commands,
-/// only the gateway holding the printer listens, so "no responders" means nobody holds it.
-pub fn print_subject(site: &Site, printer_id: i64) -> String {
-    format!("{ROOT}.printers.{site}.{printer_id}.print")
-}
+/// A print request to a printer (`printyard.printers.<site>.<id>.print`), answered by the
+/// gateway holding its lease.
+pub const PRINT: crate::rpc::PrinterEndpoint<PrintRequest, PrintOutcome> =
+    crate::rpc::PrinterEndpoint::new("print");
 
 /// Print a library 3MF: upload it by FTPS, start it with `project_file`, answer once the
 /// printer shows the print. Idempotent per `job_id`: a second request for a job being (or

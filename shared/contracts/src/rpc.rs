@@ -46,7 +46,7 @@ impl<Req, Resp> Endpoint<Req, Resp> {
 
     /// The subject of the endpoint for one site (`<group>.<name>.<site>`), for endpoints
     /// that answer per site so that a site's credentials can be limited to its own.
-    pub fn site_subject(&self, site: &crate::farm::Site) -> String {
+    pub fn site_subject(&self, site: &crate::site::Site) -> String {
         format!("{}.{}.{site}", self.group(), self.name)
     }
 }
@@ -63,6 +63,40 @@ impl<Req, Resp> std::fmt::Debug for Endpoint<Req, Resp> {
         f.write_str(&self.subject())
     }
 }
+
+/// A request/reply call to the gateway holding one printer, taking `Req` and answering `Resp`,
+/// on a subject of that printer (`printyard.printers.<site>.<id>.<name>`): only the gateway
+/// holding the printer's lease subscribes, so a printer no gateway holds answers NATS "no
+/// responders" at once.
+pub struct PrinterEndpoint<Req, Resp> {
+    pub name: &'static str,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp> PrinterEndpoint<Req, Resp> {
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            _types: PhantomData,
+        }
+    }
+
+    /// The subject of printer `printer_id` of `site`.
+    pub fn subject(&self, site: &crate::site::Site, printer_id: i64) -> String {
+        format!(
+            "{}.printers.{site}.{printer_id}.{}",
+            subjects::ROOT,
+            self.name
+        )
+    }
+}
+
+impl<Req, Resp> Clone for PrinterEndpoint<Req, Resp> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<Req, Resp> Copy for PrinterEndpoint<Req, Resp> {}
 
 /// A request that carries nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -11,7 +11,8 @@ use async_nats::Client;
 use async_nats::client::RequestErrorKind;
 use async_nats::service::NATS_SERVICE_ERROR;
 use bytes::Bytes;
-use printyard_contracts::rpc::ERROR_CODE_HEADER;
+use printyard_contracts::rpc::{ERROR_CODE_HEADER, PrinterEndpoint};
+use printyard_contracts::site::Site;
 use printyard_contracts::{Endpoint, ErrorBody, ErrorCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,6 +53,22 @@ impl RpcError {
             }
         }
     }
+}
+
+/// Why a call to a printer's gateway brought no answer (what the printer answered, accepted or
+/// refused, is the call's answer).
+#[derive(Debug, thiserror::Error)]
+pub enum PrinterCallError {
+    /// No gateway of the site holds the printer (NATS "no responders").
+    #[error("no gateway of site `{site}` holds it")]
+    NoGateway { site: Site },
+    #[error("no answer within {} s", .0.as_secs())]
+    TimedOut(Duration),
+    #[error("the gateway could not be reached: {0}")]
+    Unreachable(String),
+    /// The answer could not be understood (a version skew between services).
+    #[error("the gateway's answer was unreadable: {0}")]
+    Unreadable(String),
 }
 
 /// A NATS client with a deadline for every call.
@@ -95,11 +112,55 @@ impl RpcClient {
         })
     }
 
+    /// Calls the gateway holding printer `printer_id` of `site` (in the caller's trace), within
+    /// `deadline`: every printer call, from `api` and the scheduler alike, goes through here.
+    pub async fn call_printer<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        endpoint: PrinterEndpoint<Req, Resp>,
+        site: &Site,
+        printer_id: i64,
+        request: &Req,
+        deadline: Duration,
+    ) -> Result<Resp, PrinterCallError> {
+        let subject = endpoint.subject(site, printer_id);
+        let span = tracing::info_span!(
+            "printer.call",
+            otel.kind = "client",
+            rpc.subject = %subject,
+            printyard.printer = printer_id
+        );
+        async {
+            let payload = serde_json::to_vec(request)
+                .map_err(|e| PrinterCallError::Unreadable(e.to_string()))?;
+            let asked = async_nats::client::Request::new()
+                .payload(payload.into())
+                .headers(traced_headers())
+                .timeout(Some(deadline));
+            let answer =
+                tokio::time::timeout(deadline, self.client.send_request(subject, asked)).await;
+            let message = match answer {
+                Err(_) => return Err(PrinterCallError::TimedOut(deadline)),
+                Ok(Err(err)) if err.kind() == RequestErrorKind::NoResponders => {
+                    return Err(PrinterCallError::NoGateway { site: site.clone() });
+                }
+                Ok(Err(err)) if err.kind() == RequestErrorKind::TimedOut => {
+                    return Err(PrinterCallError::TimedOut(deadline));
+                }
+                Ok(Err(err)) => return Err(PrinterCallError::Unreachable(err.to_string())),
+                Ok(Ok(message)) => message,
+            };
+            serde_json::from_slice(&message.payload)
+                .map_err(|e| PrinterCallError::Unreadable(e.to_string()))
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Calls `endpoint` for one site (see `Runtime::serve_per_site`).
     pub async fn call_site<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         endpoint: Endpoint<Req, Resp>,
-        site: &printyard_contracts::farm::Site,
+        site: &Site,
         request: &Req,
     ) -> Result<Resp, RpcError> {
         let service = endpoint.service.as_str();

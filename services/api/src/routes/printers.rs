@@ -6,12 +6,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use printyard_bambu::models;
 use printyard_contracts::farm::{
-    CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord, command_subject,
+    COMMAND, CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord,
 };
 use printyard_contracts::printer::{HmsEntry, HmsStatus, LoadedFilament, PrinterState};
 use printyard_contracts::queue::{CLEAR_PLATE, ClearPlate, PlateCleared};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
+
+use printyard_service::rpc::PrinterCallError;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -428,13 +430,6 @@ async fn command(
 ) -> Result<Json<CommandAccepted>, ApiError> {
     let row = state.registry.get(id).await?;
     let site = Site::parse(&row.site).unwrap_or_default();
-    let payload = serde_json::to_vec(&CommandRequest { command })
-        .map_err(|_| ApiError::new(ErrorCode::InternalError, "Internal server error"))?;
-    let request = state.rpc.nats().request_with_headers(
-        command_subject(&site, id),
-        printyard_service::nats::traced_headers(),
-        payload.into(),
-    );
     let deadline = state.http.command_deadline();
     let not_connected = |why: &str| {
         ApiError::new(
@@ -442,8 +437,18 @@ async fn command(
             format!("Printer {id} is not connected: {why}"),
         )
     };
-    let message = match tokio::time::timeout(deadline, request).await {
-        Err(_) => {
+    let asked = state
+        .rpc
+        .call_printer(COMMAND, &site, id, &CommandRequest { command }, deadline)
+        .await;
+    let outcome = match asked {
+        Ok(outcome) => outcome,
+        Err(PrinterCallError::NoGateway { .. }) => {
+            return Err(not_connected(&format!(
+                "no gateway of site `{site}` holds it"
+            )));
+        }
+        Err(PrinterCallError::TimedOut(deadline)) => {
             return Err(ApiError::new(
                 ErrorCode::PrinterTimeout,
                 format!(
@@ -452,24 +457,21 @@ async fn command(
                 ),
             ));
         }
-        Ok(Err(err)) if err.kind() == async_nats::client::RequestErrorKind::NoResponders => {
-            return Err(not_connected(&format!(
-                "no gateway of site `{site}` holds it"
-            )));
-        }
-        Ok(Err(err)) => {
+        Err(PrinterCallError::Unreachable(err)) => {
             tracing::warn!(printer = id, error = %err, "command request failed");
             return Err(ApiError::new(
                 ErrorCode::ServiceUnavailable,
                 "The printer gateway is unavailable, try again shortly",
             ));
         }
-        Ok(Ok(message)) => message,
+        Err(PrinterCallError::Unreadable(err)) => {
+            tracing::error!(printer = id, error = %err, "unreadable command answer");
+            return Err(ApiError::new(
+                ErrorCode::InternalError,
+                "Internal server error",
+            ));
+        }
     };
-    let outcome: CommandOutcome = serde_json::from_slice(&message.payload).map_err(|err| {
-        tracing::error!(printer = id, error = %err, "unreadable command answer");
-        ApiError::new(ErrorCode::InternalError, "Internal server error")
-    })?;
     match outcome {
         CommandOutcome::Accepted => {
             tracing::info!(
