@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, keyed_http, spawn_api_with, spawn_archive};
 
 fn rss_kib() -> u64 {

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use printyard_api::access::{Permission, RateClass};
-use printyard_api::rate_limit::{RateLimitConfig, RateLimiter};
+use printyard_api::auth::access::{Permission, RateClass};
+use printyard_api::auth::rate_limit::{RateLimitConfig, RateLimiter};
 use printyard_tests::{TestEnv, spawn_api_with};
 
 const ROUNDS: usize = 3_000;

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::camera::CameraConfig;
 use printyard_tests::mjpeg::MjpegReader;

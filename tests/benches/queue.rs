@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_contracts::farm::{PrinterRecord, Site, StatusRecord};
 use printyard_contracts::printer::{HmsStatus, LoadedFilament, PrinterState, PrinterStatus};
 use printyard_printer_sim::printer::Faults;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, keyed_http, spawn_api_with, spawn_stats};
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_contracts::farm::StatusRecord;
 use printyard_contracts::printer::{PrinterState, PrinterStatus, Temperatures};
 use printyard_tests::bench::spawn_api_binary;

@@ -163,7 +163,7 @@ impl TestEnv {
     }
 
     /// Creates an API key with `permissions` in this test's database; returns the secret.
-    pub async fn api_key(&self, permissions: &[printyard_api::access::Permission]) -> String {
+    pub async fn api_key(&self, permissions: &[printyard_api::auth::Permission]) -> String {
         let (_, secret) = printyard_api::create_key(&self.api_config(), "test", permissions)
             .await
             .expect("creating an API key");
@@ -350,7 +350,7 @@ pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
 /// The api with rate limits off (the scenario tests poll; rate limits have their own tests)
 /// and a client whose key may read, write and control.
 pub async fn spawn_api_and_client(env: &TestEnv) -> (Running, reqwest::Client) {
-    use printyard_api::access::Permission;
+    use printyard_api::auth::Permission;
     let mut config = env.api_config();
     config.rate_limits.enabled = false;
     let api = spawn_api_with(config).await;

@@ -1,6 +1,6 @@
 //! Every service's admin listener: `/healthz`, `/readyz`, `/metrics`.
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{Farm, TestEnv, http, keyed_http};
 use serde_json::Value;
 

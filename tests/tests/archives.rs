@@ -5,7 +5,7 @@
 use std::io::{Cursor, Read, Write};
 use std::path::Path;
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::farm::DEMO_3MF;
 use printyard_tests::{
     Running, TestEnv, keyed_http, spawn_api, spawn_api_with, spawn_archive, spawn_archive_with,

@@ -1,7 +1,7 @@
 //! API keys and permissions: every route against every permission, 401 for missing, unknown
 //! and revoked keys (at once on every replica), the secret shown once.
 
-use printyard_api::access::{Access, Permission, ROUTES, access_for};
+use printyard_api::auth::access::{Access, Permission, ROUTES, access_for};
 use printyard_tests::{TestEnv, http, spawn_api};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -120,7 +120,7 @@ async fn missing_malformed_and_unknown_keys_are_401_in_the_error_format() {
     let env = TestEnv::new().await;
     let api = spawn_api(&env).await;
     let url = api.api_url("/system/info");
-    let unknown = printyard_api::keys::ApiKeySecret::generate();
+    let unknown = printyard_api::auth::keys::ApiKeySecret::generate();
 
     for key in [None, Some("nonsense"), Some(unknown.reveal())] {
         let mut request = http().get(&url);

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::camera::{CameraConfig, render, seed_of};
 use printyard_printer_sim::printer::Printer;

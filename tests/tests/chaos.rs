@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::Model;
 use printyard_tests::nats_server::free_port;
 use printyard_tests::pg_server::PgServer;

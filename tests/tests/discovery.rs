@@ -52,9 +52,7 @@ async fn every_service_answers_ping_info_and_stats() {
     let endpoint = summary(&info);
     assert_eq!(endpoint["queue_group"], "archive", "{info}");
 
-    let key = env
-        .api_key(&[printyard_api::access::Permission::Read])
-        .await;
+    let key = env.api_key(&[printyard_api::auth::Permission::Read]).await;
     let client = keyed_http(&key);
     for _ in 0..2 {
         let r = client

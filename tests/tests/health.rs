@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{Farm, TestEnv, eventually, http, keyed_http, spawn_api, spawn_archive};
 use serde_json::Value;
 

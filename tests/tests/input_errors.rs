@@ -1,7 +1,7 @@
 //! Bad input gets a clear `{detail, code}` error with the right status: malformed JSON,
 //! wrong types, missing and unknown fields, huge bodies, non-numeric path ids, bad query values.
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, http, spawn_api};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::Model;
 use printyard_tests::{
     SimFarm, TestEnv, add_printer, eventually, http, keyed_http, spawn_api, spawn_gateway_with,

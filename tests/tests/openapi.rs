@@ -163,9 +163,7 @@ async fn a_standard_validator_accepts_the_document_and_a_generated_client_calls_
     config.rate_limits.enabled = false;
     let api = printyard_tests::spawn_api_with(config).await;
     let _archive = printyard_tests::spawn_archive(&env).await;
-    let key = env
-        .api_key(&[printyard_api::access::Permission::Admin])
-        .await;
+    let key = env.api_key(&[printyard_api::auth::Permission::Admin]).await;
     let served = http()
         .get(api.api_url("/openapi.json"))
         .send()

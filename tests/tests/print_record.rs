@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::{GcodeState, Printer};

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, http, spawn_api, spawn_api_with, spawn_archive};
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, http, spawn_api, spawn_archive};
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
@@ -57,7 +57,7 @@ async fn keys_never_appear_in_logs_at_any_level() {
         .await
         .unwrap();
     let key = created["key"].as_str().unwrap().to_owned();
-    let unknown = printyard_api::keys::ApiKeySecret::generate()
+    let unknown = printyard_api::auth::keys::ApiKeySecret::generate()
         .reveal()
         .to_owned();
     for presented in [&key, &unknown, &admin] {

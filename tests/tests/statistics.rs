@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Duration as Span, TimeZone, Utc};
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use printyard_contracts::stats::CostSettings;
 use printyard_printer_sim::Model;

@@ -1,6 +1,6 @@
 //! `/api/v1/system/info`, with the archive count asked of the archive service over NATS.
 
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_tests::{Farm, TestEnv, keyed_http};
 use serde_json::Value;
 

@@ -56,9 +56,7 @@ async fn a_request_entering_api_and_its_handler_in_archive_share_one_trace_id() 
 
     // A client-chosen trace id, so this test finds its own spans among any others.
     let trace_id = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
-    let key = env
-        .api_key(&[printyard_api::access::Permission::Read])
-        .await;
+    let key = env.api_key(&[printyard_api::auth::Permission::Read]).await;
     let response = http()
         .get(api.api_url("/system/info"))
         .header("X-API-Key", key)

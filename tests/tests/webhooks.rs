@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};

@@ -8,7 +8,7 @@ use printyard_service::config::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use crate::rate_limit::RateLimitConfig;
+pub use crate::auth::rate_limit::RateLimitConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]

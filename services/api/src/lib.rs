@@ -2,7 +2,7 @@
 //! asking the owning services over NATS. It keeps no state of its own but its schema, so any
 //! number of replicas run behind a load balancer.
 
-pub mod access;
+pub mod auth;
 pub mod camera;
 pub mod config;
 pub mod dashboard;
@@ -11,10 +11,7 @@ pub mod discovery;
 pub mod error;
 pub mod export;
 pub mod extract;
-pub mod key_cache;
-pub mod keys;
 pub mod openapi;
-pub mod rate_limit;
 pub mod registry;
 pub mod routes;
 pub mod state;
@@ -34,8 +31,9 @@ use printyard_contracts::{ErrorBody, ServiceName};
 use printyard_service::{Runtime, RuntimeOptions, shutdown};
 use tokio_util::sync::CancellationToken;
 
+use auth::rate_limit::RateLimiter;
+use auth::{access, key_cache, keys};
 pub use config::Config;
-use rate_limit::RateLimiter;
 use state::AppState;
 
 /// A started api service.

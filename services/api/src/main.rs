@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use printyard_api::access::Permission;
+use printyard_api::auth::Permission;
 use printyard_contracts::ServiceName;
 use printyard_service::boot::{CommonArgs, boot};
 

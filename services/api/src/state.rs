@@ -10,9 +10,9 @@ use std::time::Instant;
 use printyard_service::rpc::RpcClient;
 use sqlx::PgPool;
 
+use crate::auth::key_cache::KeyCache;
+use crate::auth::rate_limit::RateLimiter;
 use crate::config::HttpConfig;
-use crate::key_cache::KeyCache;
-use crate::rate_limit::RateLimiter;
 use crate::registry::Registry;
 use crate::stats_answers::StatsAnswers;
 use crate::status_cache::KnownPrinters;

@@ -6,10 +6,10 @@ use axum::{Extension, Json};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::{Deserialize, Serialize};
 
-use crate::access::{Caller, Permission};
+use crate::auth::access::{Caller, Permission};
+use crate::auth::keys::{self, ApiKey};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::keys::{self, ApiKey};
 use crate::state::AppState;
 
 /// A new key's name and permissions.
@@ -142,7 +142,7 @@ pub async fn revoke(
     };
     // Forgotten here and on every other replica before the answer: revocation is immediate.
     state.keys.evict(&prefix);
-    crate::key_cache::broadcast_revocation(
+    crate::auth::key_cache::broadcast_revocation(
         state.rpc.nats(),
         &prefix,
         state.http.discovery_window(),

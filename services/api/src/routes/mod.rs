@@ -1,5 +1,5 @@
 //! The `/api/v1` router: every route is registered through utoipa so the OpenAPI document
-//! lists exactly what is served, every matched route passes [`crate::access::authorize`], and
+//! lists exactly what is served, every matched route passes [`crate::auth::access::authorize`], and
 //! unknown routes and methods answer in the reference's error format.
 
 mod api_keys;
@@ -88,7 +88,7 @@ pub fn router(state: AppState) -> Router {
     let (v1, openapi) = v1();
     let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
-        crate::access::authorize,
+        crate::auth::access::authorize,
     ));
     let docs = SwaggerUi::new(format!("{BASE}/docs")).url(format!("{BASE}/openapi.json"), openapi);
     Router::new()

@@ -16,7 +16,42 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
-use crate::access::Permission;
+/// What a key may do. `admin` implies every other permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    Read,
+    Write,
+    Control,
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: [Permission; 4] = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Control,
+        Permission::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Control => "control",
+            Permission::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether holding `self` is enough for an endpoint that needs `needed`.
+    pub fn grants(self, needed: Permission) -> bool {
+        self == Permission::Admin || self == needed
+    }
+}
 
 const SCHEME: &str = "pyk";
 const ID_LEN: usize = 8;

@@ -9,70 +9,16 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use printyard_contracts::{ErrorBody, ErrorCode};
-use serde::{Deserialize, Serialize};
 
+pub use super::keys::Permission;
+use super::keys::{self, ApiKeySecret};
+use super::rate_limit::Decision;
+pub use super::rate_limit::RateClass;
 use crate::error::error_response;
-use crate::keys::{self, ApiKeySecret};
-use crate::rate_limit::Decision;
 use crate::state::AppState;
 
 /// The header that carries the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
-
-/// What a key may do. `admin` implies every other permission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Permission {
-    Read,
-    Write,
-    Control,
-    Admin,
-}
-
-impl Permission {
-    pub const ALL: [Permission; 4] = [
-        Permission::Read,
-        Permission::Write,
-        Permission::Control,
-        Permission::Admin,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::Read => "read",
-            Permission::Write => "write",
-            Permission::Control => "control",
-            Permission::Admin => "admin",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Permission> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// Whether holding `self` is enough for an endpoint that needs `needed`.
-    pub fn grants(self, needed: Permission) -> bool {
-        self == Permission::Admin || self == needed
-    }
-}
-
-/// The rate-limit budget a request draws on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RateClass {
-    Read,
-    Write,
-    Control,
-}
-
-impl RateClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RateClass::Read => "read",
-            RateClass::Write => "write",
-            RateClass::Control => "control",
-        }
-    }
-}
 
 /// How a route is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,23 @@ use printyard_contracts::api::{RateLimitCounts, rate_limit_subject};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::RateClass;
+/// The rate-limit budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateClass {
+    Read,
+    Write,
+    Control,
+}
+
+impl RateClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateClass::Read => "read",
+            RateClass::Write => "write",
+            RateClass::Control => "control",
+        }
+    }
+}
 
 /// `rate_limits.*`: requests per window for each class.
 #[derive(Debug, Clone, Serialize, Deserialize)]

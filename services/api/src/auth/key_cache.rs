@@ -22,7 +22,7 @@ use printyard_contracts::ServiceName;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::keys::{self, StoredKey};
+use super::keys::{self, StoredKey};
 
 /// Where replicas are told to forget a key (payload: the key's public prefix).
 pub const REVOKED_SUBJECT: &str = "printyard.api.keys.revoked";
