@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
-use printyard_archive::events::{PrintData, input_of};
+use printyard_archive::print_data::{PrintData, input_of};
 use printyard_archive::record::{Known, Step, Target, decide};
 use printyard_contracts::archive::ArchiveStatus;
 use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};

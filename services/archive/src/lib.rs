@@ -19,6 +19,7 @@ pub mod intake;
 pub mod library;
 pub mod outbox;
 pub mod plan;
+pub mod print_data;
 pub mod record;
 pub mod steps;
 pub mod storage;

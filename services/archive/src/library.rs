@@ -11,8 +11,8 @@ use printyard_contracts::{ErrorBody, ErrorCode};
 use sqlx::PgPool;
 
 use crate::db::{self, not_found, unavailable};
-use crate::events::file_stem;
 use crate::intake::{Intake, IntakeError, PlateOf};
+use crate::print_data::file_stem;
 use crate::storage::Storage;
 
 /// The most archives one page may hold.

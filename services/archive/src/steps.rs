@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use crate::db::{self, FILAMENT_TYPE_SQL};
-use crate::events::{PrintData, file_stem, job_filename, job_name};
 use crate::intake::{IntakeError, Stored};
 use crate::plan::Plans;
+use crate::print_data::{PrintData, file_stem, job_filename, job_name};
 use crate::record::{Ending, Known};
 
 type Tx<'a> = Transaction<'a, Postgres>;

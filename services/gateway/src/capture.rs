@@ -15,9 +15,9 @@ use printyard_bambu::tls::{TrustMode, client_config};
 use printyard_contracts::farm::{EventKind, PrinterRecord};
 use printyard_service::backoff::Backoff;
 use tokio::io::AsyncReadExt;
-use tokio::sync::Semaphore;
 
-use crate::connection::{Settings, farm_event};
+use crate::outbox::farm_event;
+use crate::settings::Settings;
 use crate::store::FarmStore;
 use crate::tracker::CaptureSpec;
 
@@ -31,15 +31,8 @@ pub struct CaptureJob {
     pub events: crate::outbox::EventOutbox,
 }
 
-/// Limits of captures, shared by a gateway's connections.
-pub struct CaptureLimits {
-    pub window: Duration,
-    pub max_bytes: u64,
-    pub slots: Semaphore,
-}
-
-/// Fetches the file and publishes the `print_file` event (with the object, or the reason).
-/// Fetches a print's 3MF when a slot is free. A capture still waiting for its slot when the
+/// Fetches a print's 3MF when a slot is free, then publishes the `print_file` event (with the
+/// object, or the reason). A capture still waiting for its slot when the
 /// printer is `released` (deleted, handed over) is dropped: the next holder resumes it while the
 /// print runs; one under way finishes.
 pub async fn run(

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use printyard_bambu::commands::{Command, SIGNATURE_REQUIRED_HMS, is_signature_refusal};
 use printyard_bambu::lifecycle::new_hms_errors;
 use printyard_bambu::mqtt::{
-    AccessCode, ConnectPacer, Endpoint, Incoming, Session, SessionError, SessionOptions,
+    AccessCode, Endpoint, Incoming, Session, SessionError, SessionOptions,
 };
 use printyard_bambu::report::{Ack, Message, ReportState};
 use printyard_bambu::tls::{
@@ -29,43 +29,18 @@ use printyard_bambu::tls::{
 };
 use printyard_bambu::{models, status};
 use printyard_contracts::farm::{
-    COMMAND, CommandOutcome, CommandRequest, EventKind, FarmEvent, PinLearned, PrinterCommand,
-    PrinterRecord, StatusRecord, event_id, registry_key,
+    COMMAND, CommandOutcome, CommandRequest, EventKind, PinLearned, PrinterCommand, PrinterRecord,
+    StatusRecord, registry_key,
 };
 use printyard_contracts::printer::{HmsEntry, PrinterState};
 use printyard_contracts::queue::PRINT;
 use printyard_service::backoff::Backoff;
-use rustls::pki_types::TrustAnchor;
 use tokio_util::sync::CancellationToken;
 
+use crate::outbox::farm_event;
+use crate::settings::Settings;
 use crate::store::FarmStore;
 use crate::tracker::{Act, Tracker};
-
-/// Settings shared by every connection of a gateway.
-pub struct Settings {
-    pub anchors: Arc<Vec<TrustAnchor<'static>>>,
-    pub silence: Duration,
-    /// How long a silent printer has to answer a request for a full report before its
-    /// connection is taken as dead.
-    pub silence_probe: Duration,
-    pub status_interval: Duration,
-    pub command_deadline: Duration,
-    /// For telling `api` about certificates trusted on first use.
-    pub pins: crate::pins::PinKeeper,
-    /// Calls to other services (the archive's files for uploads).
-    pub rpc: printyard_service::rpc::RpcClient,
-    /// Fetching print files for the archive.
-    pub capture: crate::capture::CaptureLimits,
-    /// Uploads of queued jobs at once (all printers of this gateway together).
-    pub uploads: tokio::sync::Semaphore,
-    /// How long a started print may take to show on the printer.
-    pub print_start: Duration,
-    pub camera: crate::camera::CameraSettings,
-    /// Connections being established at once (all printers of this gateway together).
-    pub connect_pacer: ConnectPacer,
-    /// TCP, TLS and CONNACK together, from a connection's turn.
-    pub connect_timeout: Duration,
-}
 
 /// How late a silence deadline may fire before the lateness is taken as the gateway's own.
 const BUSY_LATENESS: Duration = Duration::from_secs(1);
@@ -817,25 +792,6 @@ fn decode_command(
 
 fn metrics_unreadable() {
     crate::observe::unreadable();
-}
-
-/// A farm event of `record`'s printer, happening now. Its id (`Nats-Msg-Id`) comes from what
-/// happened, so a re-publish is stored once.
-pub fn farm_event(
-    record: &PrinterRecord,
-    kind: EventKind,
-    occurrence: &str,
-    data: serde_json::Value,
-) -> FarmEvent {
-    FarmEvent {
-        id: event_id(&record.serial, kind, occurrence),
-        kind,
-        site: record.site.clone(),
-        printer_id: record.id,
-        serial: record.serial.clone(),
-        at: Utc::now(),
-        data,
-    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod connection;
 pub mod observe;
 pub mod outbox;
 pub mod pins;
+pub mod settings;
 pub mod store;
 pub mod supervisor;
 pub mod tracker;
@@ -205,7 +206,7 @@ impl Gateway {
             instance: format!("gateway-{:016x}", rand::random::<u64>()),
             lease,
             members: std::sync::atomic::AtomicUsize::new(1),
-            connection: Arc::new(connection::Settings {
+            connection: Arc::new(settings::Settings {
                 anchors: Arc::new(trust_anchors(&pem_refs)),
                 silence: Duration::from_secs(settings.silence_secs.max(5)),
                 silence_probe: Duration::from_secs(settings.silence_probe_secs.max(1)),
@@ -213,7 +214,7 @@ impl Gateway {
                 command_deadline: Duration::from_millis(settings.command_deadline_ms.max(100)),
                 pins: pins::PinKeeper::start(runtime.rpc().clone(), site.clone()),
                 rpc: runtime.rpc().clone(),
-                capture: capture::CaptureLimits {
+                capture: settings::CaptureLimits {
                     window: Duration::from_secs(settings.capture_window_secs.max(1)),
                     max_bytes: settings.capture_max_bytes,
                     slots: tokio::sync::Semaphore::new(settings.capture_concurrency.max(1)),

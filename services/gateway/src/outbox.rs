@@ -12,7 +12,8 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use printyard_contracts::farm::{EventKind, FarmEvent};
+use chrono::Utc;
+use printyard_contracts::farm::{EventKind, FarmEvent, PrinterRecord, event_id};
 use printyard_service::backoff::Backoff;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -117,5 +118,24 @@ async fn publish(inner: Arc<Inner>, store: Arc<FarmStore>, released: Cancellatio
                 }
             }
         }
+    }
+}
+
+/// A farm event of `record`'s printer, happening now. Its id (`Nats-Msg-Id`) comes from what
+/// happened, so a re-publish is stored once.
+pub fn farm_event(
+    record: &PrinterRecord,
+    kind: EventKind,
+    occurrence: &str,
+    data: serde_json::Value,
+) -> FarmEvent {
+    FarmEvent {
+        id: event_id(&record.serial, kind, occurrence),
+        kind,
+        site: record.site.clone(),
+        printer_id: record.id,
+        serial: record.serial.clone(),
+        at: Utc::now(),
+        data,
     }
 }

@@ -22,7 +22,7 @@ use printyard_service::kv_watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::connection::{self, Connection};
+use crate::connection::Connection;
 use crate::store::FarmStore;
 
 pub struct Supervisor {
@@ -30,7 +30,7 @@ pub struct Supervisor {
     pub site: Site,
     pub instance: String,
     pub lease: Duration,
-    pub connection: Arc<connection::Settings>,
+    pub connection: Arc<crate::settings::Settings>,
     /// Live gateways of this site (itself included), as last counted.
     pub members: AtomicUsize,
 }

@@ -20,7 +20,7 @@ pub const TRANSFER_BUCKET: &str = "archive_transfer";
 /// The object store bucket through which a site's gateways hand 3MF files captured from its
 /// printers to `archive` (`archive_transfer_<site>`): a site's credentials reach its own
 /// bucket only. The `print_file` event names it (`data.bucket`).
-pub fn site_transfer_bucket(site: &crate::farm::Site) -> String {
+pub fn site_transfer_bucket(site: &crate::site::Site) -> String {
     format!("{TRANSFER_BUCKET}_{site}")
 }
 
