@@ -507,7 +507,7 @@ async fn a_gateway_killed_mid_print_is_replaced_without_a_second_connection_or_a
     let setup = setup(Model::P1S, 40.0).await;
     let mut config = setup.sim.gateway_config(&setup.env);
     config.gateway.lease_secs = 3;
-    let doomed = ChildGateway::spawn("child_gateway", &config);
+    let doomed = ChildGateway::spawn("gateway::child_gateway", &config);
     let printer = setup.sim.farm.printers[0].clone();
     let mut events = events(&setup).await;
     register(&setup, None).await;

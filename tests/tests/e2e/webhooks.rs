@@ -543,7 +543,7 @@ async fn a_notifier_killed_mid_delivery_loses_nothing() {
     let setup = setup().await;
     let receiver = Receiver::start(Behaviour::Slow(Duration::from_millis(1500))).await;
     let config = setup.env.notifier_config();
-    let child = ChildService::spawn_notifier("child_notifier", &config);
+    let child = ChildService::spawn_notifier("webhooks::child_notifier", &config);
     let body = json!({"url": receiver.url("/hook"), "events": ["printer_offline"]});
     let webhook = eventually(Duration::from_secs(30), "the notifier up", || async {
         let (status, created) = setup

@@ -222,7 +222,7 @@ async fn a_capture_lost_with_a_killed_gateway_is_resumed_by_the_next_one() {
         ftps_delay_ms: 30_000,
         ..Default::default()
     });
-    let doomed = ChildGateway::spawn("child_gateway", &setup.gateway_config());
+    let doomed = ChildGateway::spawn("unseen_ends::child_gateway", &setup.gateway_config());
     setup.wait_connected().await;
     setup.start_print();
     setup

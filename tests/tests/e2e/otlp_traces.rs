@@ -115,12 +115,12 @@ async fn a_pause_request_is_one_trace_from_the_api_through_nats_into_the_gateway
     let sim = SimFarm::start(&[Model::A1Mini], 20.0).await;
     let mut gateway = sim.gateway_config(&env);
     gateway.telemetry.otlp_endpoint = Some(collector.clone());
-    let _gateway = ChildService::spawn("child_gateway", &gateway);
+    let _gateway = ChildService::spawn("otlp_traces::child_gateway", &gateway);
     let mut api = env.api_config();
     let port = free_port();
     api.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     api.telemetry.otlp_endpoint = Some(collector);
-    let _api = ChildService::spawn_api("child_api", &api);
+    let _api = ChildService::spawn_api("otlp_traces::child_api", &api);
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let key = env
         .api_key(&[Permission::Read, Permission::Write, Permission::Control])

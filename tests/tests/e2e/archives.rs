@@ -12,7 +12,7 @@ use printyard_tests::{
 };
 use serde_json::{Value, json};
 
-const UNSLICED: &[u8] = include_bytes!("../fixtures/3mf/x1c-2plates-unsliced.3mf");
+const UNSLICED: &[u8] = include_bytes!("../../fixtures/3mf/x1c-2plates-unsliced.3mf");
 
 struct Library {
     env: TestEnv,
