@@ -662,7 +662,8 @@ async fn two_schedulers_one_killed_mid_dispatch_print_every_job_exactly_once() {
     }
     // The in-process scheduler steps aside: the doomed one, in a process of its own, claims.
     world.scheduler.take().unwrap().stop().await;
-    let doomed = ChildService::spawn_scheduler("queue::child_scheduler", &scheduler_config(&world.env));
+    let doomed =
+        ChildService::spawn_scheduler("queue::child_scheduler", &scheduler_config(&world.env));
     world.start_gateway().await;
     eventually(Duration::from_secs(30), "jobs dispatching", || async {
         let jobs = world.jobs().await;
