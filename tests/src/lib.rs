@@ -338,7 +338,10 @@ pub async fn spawn_api_with(config: printyard_api::Config) -> Running {
     let api = printyard_api::Api::start(config, token.clone())
         .await
         .expect("api starts");
-    let (admin, http) = (api.admin_addr(), api.http_addr());
+    let (admin, http) = (
+        api.admin_addr(),
+        api.http_addr().expect("the api serves HTTP"),
+    );
     Running::new(
         admin,
         Some(http),

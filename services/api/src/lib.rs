@@ -18,7 +18,6 @@ pub mod state;
 pub mod stats_answers;
 pub mod status_cache;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -28,7 +27,7 @@ use printyard_contracts::farm::{
 };
 use printyard_contracts::rpc::Empty;
 use printyard_contracts::{ErrorBody, ServiceName};
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use tokio_util::sync::CancellationToken;
 
 use auth::rate_limit::RateLimiter;
@@ -36,15 +35,13 @@ use auth::{access, key_cache, keys};
 pub use config::Config;
 use state::AppState;
 
-/// A started api service.
-pub struct Api {
-    runtime: Runtime,
-    http_addr: SocketAddr,
-}
+/// The api service.
+pub struct Api;
 
 impl Api {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let runtime = Runtime::start(
+    /// Starts the service; `shutdown` stops it. The runtime says where it serves HTTP.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
+        let mut runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Api,
                 description: "The /api/v1 HTTP edge",
@@ -199,20 +196,8 @@ impl Api {
             }
         });
         tracing::info!(http = %http_addr, "api listening");
-        Ok(Self { runtime, http_addr })
-    }
-
-    /// Where `/api/v1` is served.
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http_addr
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        runtime.set_http_addr(http_addr);
+        Ok(runtime)
     }
 }
 
@@ -237,10 +222,7 @@ pub async fn create_key(
 
 /// Runs the api service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Api::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Api::start(config, shutdown)).await
 }
 
 /// Creates the farm's buckets and stream that gateways use but, with credentials limited to

@@ -21,9 +21,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use printyard_contracts::farm::{EventKind, FarmEvent, event_id};
-use printyard_service::farm_events::ConsumerOptions;
+use printyard_service::farm_events::{ConsumerOptions, Delivery};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::intake::{Intake, IntakeError, PlateOf, Stored};
 use crate::plan::Plans;
@@ -51,24 +50,22 @@ pub enum Handled {
     Retry(String),
 }
 
-pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
-    let options = ConsumerOptions {
+/// The archive's durable consumer, `concurrency` lanes per replica.
+pub fn consumer(concurrency: usize) -> ConsumerOptions {
+    ConsumerOptions {
         name: CONSUMER,
         // A long intake (a 1 GiB file) keeps its event in hand meanwhile.
         ack_wait: Duration::from_secs(30),
         concurrency,
-    };
-    let jetstream = context.jetstream.clone();
-    printyard_service::farm_events::consume(jetstream, options, shutdown, |event, delivery| {
-        let context = context.clone();
-        async move {
-            match apply(&context, &event, delivery.patient()).await {
-                Handled::Done => Ok(()),
-                Handled::Retry(reason) => Err(reason),
-            }
-        }
-    })
-    .await
+    }
+}
+
+/// Handles one event for the consumer: `Err` asks for it again.
+pub async fn handle(context: Context, event: FarmEvent, delivery: Delivery) -> Result<(), String> {
+    match apply(&context, &event, delivery.patient()).await {
+        Handled::Done => Ok(()),
+        Handled::Retry(reason) => Err(reason),
+    }
 }
 
 /// An archive a print event created.

@@ -24,13 +24,11 @@ pub mod record;
 pub mod steps;
 pub mod storage;
 
-use std::net::SocketAddr;
-
 use printyard_bambu::threemf::Limits;
 use printyard_contracts::archive as contract;
 use printyard_contracts::system::{ARCHIVE_SUMMARY, ArchiveSummary};
 use printyard_contracts::{ErrorBody, ServiceName};
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -40,26 +38,12 @@ use crate::intake::Intake;
 use crate::library::Library;
 use crate::storage::Storage;
 
-/// A started archive service.
-pub struct Archive {
-    runtime: Runtime,
-}
-
-/// Serves `endpoint` with the [`Library`] method of the same request type.
-macro_rules! serve {
-    ($runtime:ident . $serve:ident, $library:expr, $endpoint:expr, $method:ident) => {{
-        let library = $library.clone();
-        $runtime
-            .$serve($endpoint, move |request| {
-                let library = library.clone();
-                async move { library.$method(request).await }
-            })
-            .await?;
-    }};
-}
+/// The archive service.
+pub struct Archive;
 
 impl Archive {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Starts the service; `shutdown` stops it.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
         let runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Archive,
@@ -71,10 +55,7 @@ impl Archive {
             shutdown.clone(),
         )
         .await?;
-        let pool = runtime
-            .db()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("archive needs a database"))?;
+        let pool = runtime.database()?;
         let storage = Storage::open(&config.archive)?;
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
         let bucket = printyard_service::nats::transfer_bucket(
@@ -113,68 +94,101 @@ impl Archive {
         };
 
         runtime
-            .serve(ARCHIVE_SUMMARY, {
-                let pool = pool.clone();
-                move |_| {
-                    let pool = pool.clone();
-                    async move { summary(&pool).await }
-                }
+            .serve_with(ARCHIVE_SUMMARY, &pool, |pool, _| async move {
+                summary(&pool).await
             })
             .await?;
-        serve!(runtime.serve, library, contract::LIST, list);
-        serve!(runtime.serve, library, contract::GET, get);
-        serve!(runtime.serve, library, contract::UPDATE, update);
-        serve!(runtime.serve, library, contract::DELETE, delete);
-        serve!(runtime.serve, library, contract::IMPORT, import);
-        serve!(runtime.serve, library, contract::FILE, file);
-        serve!(runtime.serve_bytes, library, contract::FILE_CHUNK, chunk);
-        serve!(runtime.serve, library, contract::PROJECT_LIST, projects);
-        serve!(runtime.serve, library, contract::PROJECT_GET, project);
-        serve!(
-            runtime.serve,
-            library,
-            contract::PROJECT_CREATE,
-            create_project
-        );
-        serve!(
-            runtime.serve,
-            library,
-            contract::PROJECT_UPDATE,
-            update_project
-        );
-        serve!(
-            runtime.serve,
-            library,
-            contract::PROJECT_DELETE,
-            delete_project
-        );
-
-        serve!(runtime.serve, plans, contract::PRINT_PLAN, print_plan);
+        let served = &library;
+        runtime
+            .serve_with(
+                contract::LIST,
+                served,
+                |l, r| async move { l.list(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::GET, served, |l, r| async move { l.get(r).await })
+            .await?;
+        runtime
+            .serve_with(
+                contract::UPDATE,
+                served,
+                |l, r| async move { l.update(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::DELETE,
+                served,
+                |l, r| async move { l.delete(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::IMPORT,
+                served,
+                |l, r| async move { l.import(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::FILE,
+                served,
+                |l, r| async move { l.file(r).await },
+            )
+            .await?;
+        runtime
+            .serve_bytes_with(contract::FILE_CHUNK, served, |l, r| async move {
+                l.chunk(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PROJECT_LIST, served, |l, r| async move {
+                l.projects(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PROJECT_GET, served, |l, r| async move {
+                l.project(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PROJECT_CREATE, served, |l, r| async move {
+                l.create_project(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PROJECT_UPDATE, served, |l, r| async move {
+                l.update_project(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PROJECT_DELETE, served, |l, r| async move {
+                l.delete_project(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::PRINT_PLAN, &plans, |p, r| async move {
+                p.print_plan(r).await
+            })
+            .await?;
 
         runtime.tasks().spawn(outbox::run(
             pool.clone(),
             jetstream.clone(),
             shutdown.clone(),
         ));
-        runtime.tasks().spawn(events::run(
-            events::Context {
-                jetstream,
-                pool,
-                intake,
-                plans,
-            },
-            config.archive.event_concurrency,
-            shutdown,
-        ));
-        Ok(Self { runtime })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        let context = events::Context {
+            jetstream,
+            pool,
+            intake,
+            plans,
+        };
+        runtime.consume_events(
+            events::consumer(config.archive.event_concurrency),
+            move |event, delivery| events::handle(context.clone(), event, delivery),
+        );
+        Ok(runtime)
     }
 }
 
@@ -188,8 +202,5 @@ async fn summary(pool: &PgPool) -> Result<ArchiveSummary, ErrorBody> {
 
 /// Runs the archive service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Archive::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Archive::start(config, shutdown)).await
 }

@@ -18,7 +18,6 @@ pub mod store;
 pub mod supervisor;
 pub mod tracker;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +25,7 @@ use printyard_bambu::tls::{BAMBU_CA_BUNDLE, trust_anchors};
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{Site, site_inbox_prefix};
 use printyard_service::config::{AdminConfig, HasTelemetry, NatsConfig, TelemetryConfig};
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -148,13 +147,12 @@ impl HasTelemetry for Config {
     }
 }
 
-/// A started gateway.
-pub struct Gateway {
-    runtime: Runtime,
-}
+/// The printer gateway.
+pub struct Gateway;
 
 impl Gateway {
-    pub async fn start(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Starts the gateway; `shutdown` stops it.
+    pub async fn start(mut config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
         let site =
             Site::parse(&config.gateway.site).map_err(|e| anyhow::anyhow!("gateway.site: {e}"))?;
         // Replies come back on the site's own inboxes: the only ones a site's credentials
@@ -245,24 +243,13 @@ impl Gateway {
         runtime
             .tasks()
             .spawn(supervisor.run(runtime.shutdown_token().clone()));
-        Ok(Self { runtime })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        Ok(runtime)
     }
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Gateway::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Gateway::start(config, shutdown)).await
 }
 
 /// Asks `api` to have `FARM_EVENTS` source this site's event stream, until it has said yes

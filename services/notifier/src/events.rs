@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, Operation};
 use printyard_contracts::farm::{EventKind, FarmEvent, PrinterRecord};
 use printyard_contracts::webhooks::{WebhookEvent, deliveries_due_subject};
-use printyard_service::farm_events::{self, ConsumerOptions};
+use printyard_service::farm_events::ConsumerOptions;
 use printyard_service::kv_watch::follow;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -65,19 +65,18 @@ pub struct Context {
     pub wake: Arc<Notify>,
 }
 
-/// Runs the durable consumer `notifier` until `shutdown`.
-pub async fn run(context: Context, shutdown: CancellationToken) {
-    let options = ConsumerOptions {
+/// The durable consumer `notifier`: one lane, so events are stored in the stream's order.
+pub fn consumer() -> ConsumerOptions {
+    ConsumerOptions {
         name: "notifier",
         ack_wait: Duration::from_secs(30),
         concurrency: 1,
-    };
-    let jetstream = context.jetstream.clone();
-    farm_events::consume(jetstream, options, shutdown, |event, _| {
-        let context = context.clone();
-        async move { apply(&context, event).await }
-    })
-    .await
+    }
+}
+
+/// Handles one event for the consumer: `Err` asks for it again.
+pub async fn handle(context: Context, event: FarmEvent) -> Result<(), String> {
+    apply(&context, event).await
 }
 
 fn text<'a>(data: &'a Value, key: &str) -> Option<&'a str> {

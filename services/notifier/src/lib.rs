@@ -15,39 +15,24 @@ pub mod signing;
 pub mod subscriptions;
 pub mod targets;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::PRINTER_REGISTRY_BUCKET;
 use printyard_contracts::webhooks::{self as contract, deliveries_due_subject};
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, NotifierConfig};
 
-/// A started notifier service.
-pub struct Notifier {
-    runtime: Runtime,
-}
-
-/// Serves `endpoint` with the [`subscriptions::Subscriptions`] method of the same request type.
-macro_rules! serve {
-    ($runtime:ident, $subscriptions:expr, $endpoint:expr, $method:ident) => {{
-        let subscriptions = $subscriptions.clone();
-        $runtime
-            .serve($endpoint, move |request| {
-                let subscriptions = subscriptions.clone();
-                async move { subscriptions.$method(request).await }
-            })
-            .await?;
-    }};
-}
+/// The notifier service.
+pub struct Notifier;
 
 impl Notifier {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Starts the service; `shutdown` stops it.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
         let runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Notifier,
@@ -62,10 +47,7 @@ impl Notifier {
             shutdown.clone(),
         )
         .await?;
-        let pool = runtime
-            .db()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the notifier needs a database"))?;
+        let pool = runtime.database()?;
         let settings = Arc::new(config.notifier.clone());
         let client = delivery::client(&settings)?;
 
@@ -74,13 +56,50 @@ impl Notifier {
             config: settings.clone(),
             client: client.clone(),
         };
-        serve!(runtime, subscriptions, contract::LIST, list);
-        serve!(runtime, subscriptions, contract::GET, get);
-        serve!(runtime, subscriptions, contract::CREATE, create);
-        serve!(runtime, subscriptions, contract::UPDATE, update);
-        serve!(runtime, subscriptions, contract::DELETE, delete);
-        serve!(runtime, subscriptions, contract::TEST, test);
-        serve!(runtime, subscriptions, contract::DELIVERIES, deliveries);
+        let served = &subscriptions;
+        runtime
+            .serve_with(
+                contract::LIST,
+                served,
+                |s, r| async move { s.list(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::GET, served, |s, r| async move { s.get(r).await })
+            .await?;
+        runtime
+            .serve_with(
+                contract::CREATE,
+                served,
+                |s, r| async move { s.create(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::UPDATE,
+                served,
+                |s, r| async move { s.update(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::DELETE,
+                served,
+                |s, r| async move { s.delete(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::TEST,
+                served,
+                |s, r| async move { s.test(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::DELIVERIES, served, |s, r| async move {
+                s.deliveries(r).await
+            })
+            .await?;
 
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
         let registry =
@@ -118,39 +137,23 @@ impl Notifier {
             names,
             wake,
         };
-        runtime
-            .tasks()
-            .spawn(events::run(context, shutdown.clone()));
-
-        let keep_days = settings.keep_log_days;
-        runtime.tasks().spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(600));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = every.tick() => {}
-                }
-                if let Err(err) = events::clean(&pool, keep_days).await {
-                    tracing::warn!(error = %err, "old deliveries not cleaned");
-                }
-            }
+        runtime.consume_events(events::consumer(), move |event, _| {
+            events::handle(context.clone(), event)
         });
-        Ok(Self { runtime })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        let keep_days = settings.keep_log_days;
+        runtime.every(
+            Duration::from_secs(600),
+            "old deliveries not cleaned",
+            move || {
+                let pool = pool.clone();
+                async move { events::clean(&pool, keep_days).await }
+            },
+        );
+        Ok(runtime)
     }
 }
 
 /// Runs the notifier service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Notifier::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Notifier::start(config, shutdown)).await
 }

@@ -21,7 +21,6 @@ use printyard_contracts::printer::PrinterState;
 use printyard_contracts::queue::job_of;
 use printyard_service::farm_events::ConsumerOptions;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, JobRow};
 use crate::farm::FarmView;
@@ -40,18 +39,18 @@ pub struct Context {
     pub farm: FarmView,
 }
 
-pub async fn run(context: Context, concurrency: usize, shutdown: CancellationToken) {
-    let options = ConsumerOptions {
+/// The scheduler's durable consumer, `concurrency` lanes per replica.
+pub fn consumer(concurrency: usize) -> ConsumerOptions {
+    ConsumerOptions {
         name: CONSUMER,
         ack_wait: Duration::from_secs(30),
         concurrency,
-    };
-    let jetstream = context.jetstream.clone();
-    printyard_service::farm_events::consume(jetstream, options, shutdown, |event, _| {
-        let context = context.clone();
-        async move { apply(&context, &event).await.map_err(|e| e.to_string()) }
-    })
-    .await
+    }
+}
+
+/// Handles one event for the consumer: `Err` asks for it again.
+pub async fn handle(context: Context, event: FarmEvent) -> Result<(), String> {
+    apply(&context, &event).await.map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -17,39 +17,24 @@ pub mod jobs;
 pub mod matching;
 pub mod queue;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET};
 use printyard_contracts::queue as contract;
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, SchedulerConfig};
 
-/// A started scheduler service.
-pub struct Scheduler {
-    runtime: Runtime,
-}
-
-/// Serves `endpoint` with the [`queue::Queue`] method of the same request type.
-macro_rules! serve {
-    ($runtime:ident, $queue:expr, $endpoint:expr, $method:ident) => {{
-        let queue = $queue.clone();
-        $runtime
-            .serve($endpoint, move |request| {
-                let queue = queue.clone();
-                async move { queue.$method(request).await }
-            })
-            .await?;
-    }};
-}
+/// The scheduler service.
+pub struct Scheduler;
 
 impl Scheduler {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Starts the service; `shutdown` stops it.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
         let runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Scheduler,
@@ -61,10 +46,7 @@ impl Scheduler {
             shutdown.clone(),
         )
         .await?;
-        let pool = runtime
-            .db()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the scheduler needs a database"))?;
+        let pool = runtime.database()?;
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
         let kv = |name| printyard_service::nats::kv_bucket(&jetstream, name, Duration::ZERO);
         let registry = kv(PRINTER_REGISTRY_BUCKET).await?;
@@ -82,11 +64,33 @@ impl Scheduler {
             rpc: runtime.rpc().clone(),
             farm: farm.clone(),
         };
-        serve!(runtime, queue, contract::LIST, list);
-        serve!(runtime, queue, contract::ADD, add);
-        serve!(runtime, queue, contract::REMOVE, remove);
-        serve!(runtime, queue, contract::REORDER, reorder);
-        serve!(runtime, queue, contract::CLEAR_PLATE, clear_plate);
+        runtime
+            .serve_with(
+                contract::LIST,
+                &queue,
+                |q, r| async move { q.list(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::ADD, &queue, |q, r| async move { q.add(r).await })
+            .await?;
+        runtime
+            .serve_with(
+                contract::REMOVE,
+                &queue,
+                |q, r| async move { q.remove(r).await },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::REORDER, &queue, |q, r| async move {
+                q.reorder(r).await
+            })
+            .await?;
+        runtime
+            .serve_with(contract::CLEAR_PLATE, &queue, |q, r| async move {
+                q.clear_plate(r).await
+            })
+            .await?;
 
         // A change anywhere (a job added, a plate cleared) wakes every replica's dispatcher.
         let wake = Arc::new(Notify::new());
@@ -113,39 +117,24 @@ impl Scheduler {
             pool,
             farm,
         };
-        runtime.tasks().spawn(events::run(
-            events.clone(),
-            config.scheduler.event_concurrency,
-            shutdown.clone(),
-        ));
-        runtime.tasks().spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = every.tick() => {}
-                }
-                if let Err(err) = events::reconcile_printing(&events).await {
-                    tracing::warn!(error = %err, "printing jobs not reconciled with their printers");
-                }
-            }
-        });
-        Ok(Self { runtime })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        let handled = events.clone();
+        runtime.consume_events(
+            events::consumer(config.scheduler.event_concurrency),
+            move |event, _| events::handle(handled.clone(), event),
+        );
+        runtime.every(
+            Duration::from_secs(5),
+            "printing jobs not reconciled with their printers",
+            move || {
+                let events = events.clone();
+                async move { events::reconcile_printing(&events).await }
+            },
+        );
+        Ok(runtime)
     }
 }
 
 /// Runs the scheduler service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Scheduler::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Scheduler::start(config, shutdown)).await
 }

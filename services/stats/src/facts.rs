@@ -19,7 +19,6 @@ use printyard_contracts::stats::CostSettings;
 use printyard_service::farm_events::ConsumerOptions;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio_util::sync::CancellationToken;
 
 use crate::costs;
 
@@ -29,22 +28,18 @@ pub const CONSUMER: &str = "stats";
 /// Advisory-lock namespace of one archive's facts.
 const ARCHIVE_LOCK: i32 = 0x5354;
 
-pub async fn run(
-    jetstream: async_nats::jetstream::Context,
-    pool: PgPool,
-    concurrency: usize,
-    shutdown: CancellationToken,
-) {
-    let options = ConsumerOptions {
+/// The stats service's durable consumer, `concurrency` lanes per replica.
+pub fn consumer(concurrency: usize) -> ConsumerOptions {
+    ConsumerOptions {
         name: CONSUMER,
         ack_wait: Duration::from_secs(30),
         concurrency,
-    };
-    printyard_service::farm_events::consume(jetstream, options, shutdown, |event, _| {
-        let pool = pool.clone();
-        async move { apply(&pool, &event).await.map_err(|e| e.to_string()) }
-    })
-    .await
+    }
+}
+
+/// Handles one event for the consumer: `Err` asks for it again.
+pub async fn handle(pool: PgPool, event: FarmEvent) -> Result<(), String> {
+    apply(&pool, &event).await.map_err(|e| e.to_string())
 }
 
 /// The prices of one print.

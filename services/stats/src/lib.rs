@@ -12,14 +12,12 @@ pub mod db;
 pub mod facts;
 pub mod query;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use printyard_contracts::ServiceName;
 use printyard_contracts::stats::{self as contract, CostSettings, ExportPage, StatsRequest};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use printyard_service::config::ServiceConfig;
-use printyard_service::{Runtime, RuntimeOptions, shutdown};
+use printyard_service::{Runtime, RuntimeOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -29,17 +27,16 @@ pub type Config = ServiceConfig;
 /// Farm events one replica handles at once.
 const EVENT_CONCURRENCY: usize = 8;
 
-/// A started stats service.
-pub struct Stats {
-    runtime: Runtime,
-}
+/// The stats service.
+pub struct Stats;
 
 async fn currency(pool: &PgPool) -> Result<String, printyard_contracts::ErrorBody> {
     Ok(costs::get(pool).await?.currency)
 }
 
 impl Stats {
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+    /// Starts the service; `shutdown` stops it.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Runtime> {
         let runtime = Runtime::start(
             RuntimeOptions {
                 service: ServiceName::Stats,
@@ -51,88 +48,62 @@ impl Stats {
             shutdown.clone(),
         )
         .await?;
-        let pool = runtime
-            .db()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("stats needs a database"))?;
+        let pool = runtime.database()?;
+        let answers = (pool.clone(), cache::AnswerCache::default());
         runtime
-            .serve_bytes(contract::STATISTICS.raw(), {
-                let pool = pool.clone();
-                let cache = cache::AnswerCache::default();
-                move |request: StatsRequest| {
-                    let pool = pool.clone();
-                    let cache = cache.clone();
-                    async move {
-                        let generation = cache::generation(&pool).await.map_err(db::unavailable)?;
-                        if request.unless == Some(generation) {
-                            return Ok(cache::reply(generation, None));
-                        }
-                        let key = cache::key(&request.filter);
-                        if let Some(answer) = cache.get(&key, generation) {
-                            return Ok(cache::reply(generation, Some(&answer)));
-                        }
-                        let currency = currency(&pool).await?;
-                        let answer = query::statistics(&pool, request.filter, currency).await?;
-                        let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| {
-                            tracing::error!(error = %e, "statistics not encodable");
-                            ErrorBody::new(ErrorCode::InternalError, "Internal server error")
-                        })?);
-                        cache.put(key, generation, answer.clone());
-                        Ok(cache::reply(generation, Some(&answer)))
+            .serve_bytes_with(
+                contract::STATISTICS.raw(),
+                &answers,
+                |(pool, cache), request: StatsRequest| async move {
+                    let generation = cache::generation(&pool).await.map_err(db::unavailable)?;
+                    if request.unless == Some(generation) {
+                        return Ok(cache::reply(generation, None));
                     }
-                }
-            })
-            .await?;
-        runtime
-            .serve(contract::EXPORT, {
-                let pool = pool.clone();
-                move |page: ExportPage| {
-                    let pool = pool.clone();
-                    async move {
-                        let currency = currency(&pool).await?;
-                        query::export(&pool, page, currency).await
+                    let key = cache::key(&request.filter);
+                    if let Some(answer) = cache.get(&key, generation) {
+                        return Ok(cache::reply(generation, Some(&answer)));
                     }
-                }
+                    let currency = currency(&pool).await?;
+                    let answer = query::statistics(&pool, request.filter, currency).await?;
+                    let answer = Bytes::from(serde_json::to_vec(&answer).map_err(|e| {
+                        tracing::error!(error = %e, "statistics not encodable");
+                        ErrorBody::new(ErrorCode::InternalError, "Internal server error")
+                    })?);
+                    cache.put(key, generation, answer.clone());
+                    Ok(cache::reply(generation, Some(&answer)))
+                },
+            )
+            .await?;
+        runtime
+            .serve_with(
+                contract::EXPORT,
+                &pool,
+                |pool, page: ExportPage| async move {
+                    let currency = currency(&pool).await?;
+                    query::export(&pool, page, currency).await
+                },
+            )
+            .await?;
+        runtime
+            .serve_with(contract::COSTS_GET, &pool, |pool, _| async move {
+                costs::get(&pool).await
             })
             .await?;
         runtime
-            .serve(contract::COSTS_GET, {
-                let pool = pool.clone();
-                move |_| {
-                    let pool = pool.clone();
-                    async move { costs::get(&pool).await }
-                }
-            })
+            .serve_with(
+                contract::COSTS_PUT,
+                &pool,
+                |pool, settings: CostSettings| async move { costs::put(&pool, settings).await },
+            )
             .await?;
-        runtime
-            .serve(contract::COSTS_PUT, {
-                let pool = pool.clone();
-                move |settings: CostSettings| {
-                    let pool = pool.clone();
-                    async move { costs::put(&pool, settings).await }
-                }
-            })
-            .await?;
-        let jetstream = async_nats::jetstream::new(runtime.nats().clone());
-        runtime
-            .tasks()
-            .spawn(facts::run(jetstream, pool, EVENT_CONCURRENCY, shutdown));
-        Ok(Self { runtime })
-    }
-
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.runtime.admin_addr()
-    }
-
-    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.runtime.run_until_stopped().await
+        runtime.consume_events(facts::consumer(EVENT_CONCURRENCY), move |event, _| {
+            facts::handle(pool.clone(), event)
+        });
+        Ok(runtime)
     }
 }
 
 /// Runs the stats service until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    Stats::start(config, shutdown::on_signal())
-        .await?
-        .run_until_stopped()
-        .await
+    printyard_service::run_until_signal(|shutdown| Stats::start(config, shutdown)).await
 }

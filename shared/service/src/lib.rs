@@ -23,4 +23,17 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use runtime::{Runtime, RuntimeOptions};
+
+/// Runs a service until SIGTERM or SIGINT, then stops it in order: every service binary's
+/// `run`, given the service's `start`.
+pub async fn run_until_signal<Start, Fut>(start: Start) -> anyhow::Result<()>
+where
+    Start: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Runtime>>,
+{
+    start(shutdown::on_signal())
+        .await?
+        .run_until_stopped()
+        .await
+}
 pub use secret::Secret;

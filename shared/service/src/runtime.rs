@@ -1,6 +1,9 @@
-//! The runtime every service is built on: connections, discovery, admin listener, and an
-//! orderly stop. A service adds its endpoints with [`Runtime::serve`] and its own long-running
-//! tasks to [`Runtime::tasks`], then hands control to [`Runtime::run_until_stopped`].
+//! The runtime every service is built on (the one skeleton of a service): connections,
+//! discovery, the admin listener, the database pool, the endpoints a service serves
+//! ([`Runtime::serve_with`]), its event consumer ([`Runtime::consume_events`]), its periodic
+//! work ([`Runtime::every`]) and an orderly stop. A service's `start` returns its runtime, and
+//! its binary hands control to [`crate::run_until_signal`]. A new service is its config, its
+//! handlers, and one `Runtime::start`.
 //!
 //! Stopping, in order: readiness turns false; endpoints unsubscribe (no new work); in-flight
 //! handlers and tasks finish (bounded by a grace period); NATS drains; the pool closes.
@@ -27,8 +30,10 @@ use tracing::Instrument;
 
 use crate::admin::Readiness;
 use crate::config::{AdminConfig, DatabaseConfig, NatsConfig};
+use crate::farm_events::{ConsumerOptions, Delivery};
 use crate::rpc::{RpcClient, error_reply};
 use crate::{db, nats};
+use printyard_contracts::farm::FarmEvent;
 
 /// How long in-flight work may take to finish after a stop was asked for.
 const GRACE_PERIOD: Duration = Duration::from_secs(25);
@@ -60,6 +65,8 @@ pub struct Runtime {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     admin_addr: SocketAddr,
+    /// Where the service serves HTTP, if it does (the api).
+    http_addr: Option<SocketAddr>,
     admin_stop: CancellationToken,
     admin_task: JoinHandle<()>,
 }
@@ -143,6 +150,7 @@ impl Runtime {
             shutdown,
             tasks: TaskTracker::new(),
             admin_addr,
+            http_addr: None,
             admin_stop,
             admin_task,
         })
@@ -166,6 +174,13 @@ impl Runtime {
         self.db.as_ref()
     }
 
+    /// The pool of a service started with a database.
+    pub fn database(&self) -> anyhow::Result<PgPool> {
+        self.db
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("{} needs a database", self.service.as_str()))
+    }
+
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.shutdown
     }
@@ -177,6 +192,94 @@ impl Runtime {
 
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
+    }
+
+    /// Where the service serves HTTP, once it said so.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Records where the service serves HTTP (the api, once it listens).
+    pub fn set_http_addr(&mut self, addr: SocketAddr) {
+        self.http_addr = Some(addr);
+    }
+
+    /// [`Runtime::serve`] with a handler of `state` (cloned for each request) and the request,
+    /// as a service serves its endpoints from the one object that owns them:
+    /// `runtime.serve_with(LIST, &library, |l, r| async move { l.list(r).await })`.
+    pub async fn serve_with<S, Req, Resp, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, Resp>,
+        state: &S,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        S: Clone + Send + Sync + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+        F: Fn(S, Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, ErrorBody>> + Send + 'static,
+    {
+        let state = state.clone();
+        self.serve(endpoint, move |request| handler(state.clone(), request))
+            .await
+    }
+
+    /// [`Runtime::serve_bytes`] with a handler of `state` and the request (see
+    /// [`Runtime::serve_with`]).
+    pub async fn serve_bytes_with<S, Req, F, Fut>(
+        &self,
+        endpoint: Endpoint<Req, ()>,
+        state: &S,
+        handler: F,
+    ) -> anyhow::Result<()>
+    where
+        S: Clone + Send + Sync + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        F: Fn(S, Req) -> Fut + Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<Bytes, ErrorBody>> + Send + 'static,
+    {
+        let state = state.clone();
+        self.serve_bytes(endpoint, move |request| handler(state.clone(), request))
+            .await
+    }
+
+    /// Consumes `FARM_EVENTS` with the service's durable consumer (see
+    /// [`crate::farm_events::consume`]) until the service stops.
+    pub fn consume_events<H, F>(&self, options: ConsumerOptions, handler: H)
+    where
+        H: Fn(FarmEvent, Delivery) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let jetstream = async_nats::jetstream::new(self.nats.clone());
+        self.tasks.spawn(crate::farm_events::consume(
+            jetstream,
+            options,
+            self.shutdown.clone(),
+            handler,
+        ));
+    }
+
+    /// Runs `work` every `period` until the service stops; a failure is logged with `what`.
+    pub fn every<W, Fut, E>(&self, period: Duration, what: &'static str, work: W)
+    where
+        W: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            let mut every = tokio::time::interval(period);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(err) = work().await {
+                    tracing::warn!(error = %err, "{what}");
+                }
+            }
+        });
     }
 
     /// Serves `endpoint` with `handler` until shutdown, each request in its own task, in the
