@@ -26,7 +26,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use super::{Connection, Settings};
+use async_nats::Client;
+use printyard_contracts::printer::PrinterStatus;
+
+use crate::settings::Settings;
 use crate::tracker::Sent;
 
 /// Bytes read from the archive per request while uploading, and requests ahead: a slow
@@ -44,19 +47,49 @@ pub(crate) struct UploadDone {
     result: Result<String, PrintOutcome>,
 }
 
-pub(crate) type UploadSender = mpsc::Sender<UploadDone>;
-pub(crate) type UploadReceiver = mpsc::Receiver<UploadDone>;
+type UploadSender = mpsc::Sender<UploadDone>;
+type UploadReceiver = mpsc::Receiver<UploadDone>;
 
-pub(crate) fn upload_channel() -> (UploadSender, UploadReceiver) {
-    mpsc::channel(64)
-}
-
-#[derive(Default)]
+/// The printer's print requests: those in flight, the outcomes of those done (for a repeated
+/// request), and the library files of the jobs started here.
 pub(crate) struct Dispatches {
+    record: PrinterRecord,
+    settings: Arc<Settings>,
+    client: Client,
     active: HashMap<i64, Dispatch>,
     finished: VecDeque<(i64, PrintOutcome, Instant)>,
     sent: HashMap<i64, Sent>,
     sent_order: VecDeque<i64>,
+    uploads: (UploadSender, UploadReceiver),
+}
+
+/// What the connection knows of the printer now, as a dispatch needs it.
+pub(crate) struct Printer<'a> {
+    pub status: Option<&'a PrinterStatus>,
+    /// Why it cannot be reached now; `None` while its session is up.
+    pub not_connected: Option<String>,
+    pub trust: TrustMode,
+}
+
+impl Printer<'_> {
+    /// Whether the printer's own state answers a request for `job`: already its print
+    /// (started), or busy with another.
+    fn shows(&self, job: i64) -> Option<PrintOutcome> {
+        let status = self.status?;
+        let ours = status.job_name.as_deref().and_then(job_of) == Some(job)
+            || status.gcode_file.as_deref().and_then(job_of) == Some(job);
+        match status.state {
+            PrinterState::Idle | PrinterState::Offline => None,
+            _ if ours => Some(PrintOutcome::Started),
+            PrinterState::Preparing | PrinterState::Printing | PrinterState::Paused => {
+                Some(PrintOutcome::Busy {
+                    state: format!("{:?}", status.state).to_lowercase(),
+                })
+            }
+            // Finished or failed: the plate is the scheduler's business; the printer accepts.
+            PrinterState::Finished | PrinterState::Failed => None,
+        }
+    }
 }
 
 struct Dispatch {
@@ -75,6 +108,24 @@ enum Phase {
 }
 
 impl Dispatches {
+    pub fn new(record: PrinterRecord, settings: Arc<Settings>, client: Client) -> Self {
+        Self {
+            record,
+            settings,
+            client,
+            active: HashMap::new(),
+            finished: VecDeque::new(),
+            sent: HashMap::new(),
+            sent_order: VecDeque::new(),
+            uploads: mpsc::channel(64),
+        }
+    }
+
+    /// The next upload that ended (never resolves while none runs).
+    pub async fn next_upload(&mut self) -> Option<UploadDone> {
+        self.uploads.1.recv().await
+    }
+
     /// The library file of a job this gateway started, or is starting: a printer may show
     /// the print running before the start is confirmed here.
     pub fn sent(&self, job_id: i64) -> Option<Sent> {
@@ -131,10 +182,11 @@ fn upload_deadline(size: u64) -> Duration {
     Duration::from_secs(60 + size / (32 * 1024))
 }
 
-impl Connection {
+impl Dispatches {
     /// Handles a print request; `session` is `None` while disconnected.
-    pub(super) async fn print_request(
+    pub async fn print_request(
         &mut self,
+        printer: &Printer<'_>,
         session: Option<&mut Session>,
         message: async_nats::Message,
     ) {
@@ -150,22 +202,23 @@ impl Connection {
             return self.reply_print(reply, &outcome).await;
         };
         let job = request.job_id;
-        if let Some(dispatch) = self.dispatches.active.get_mut(&job) {
+        if let Some(dispatch) = self.active.get_mut(&job) {
             dispatch.waiters.push(reply);
             return;
         }
-        if let Some(outcome) = self.dispatches.finished_outcome(job) {
+        if let Some(outcome) = self.finished_outcome(job) {
             return self.reply_print(reply, &outcome).await;
         }
-        if session.is_none() || !self.status.connected {
-            let reason = self.status.connection_error.clone();
+        let session_up = session.is_some() && printer.not_connected.is_none();
+        if !session_up {
+            let reason = printer.not_connected.clone();
             return self
                 .reply_print(reply, &PrintOutcome::NotConnected { reason })
                 .await;
         }
-        if let Some(outcome) = self.printer_shows(job) {
+        if let Some(outcome) = printer.shows(job) {
             if outcome == PrintOutcome::Started {
-                self.dispatches.remember_sent(&request);
+                self.remember_sent(&request);
             }
             return self.reply_print(reply, &outcome).await;
         }
@@ -181,12 +234,12 @@ impl Connection {
         );
         let task = tokio::spawn(upload(
             self.record.clone(),
-            self.trust_mode(),
+            printer.trust.clone(),
             self.settings.clone(),
             request.clone(),
             self.uploads.0.clone(),
         ));
-        self.dispatches.active.insert(
+        self.active.insert(
             job,
             Dispatch {
                 request,
@@ -197,45 +250,31 @@ impl Connection {
         );
     }
 
-    /// Whether the printer's own state answers a request for `job`: already its print
-    /// (started), or busy with another.
-    fn printer_shows(&self, job: i64) -> Option<PrintOutcome> {
-        let status = self.status.status.as_ref()?;
-        let ours = status.job_name.as_deref().and_then(job_of) == Some(job)
-            || status.gcode_file.as_deref().and_then(job_of) == Some(job);
-        match status.state {
-            PrinterState::Idle | PrinterState::Offline => None,
-            _ if ours => Some(PrintOutcome::Started),
-            PrinterState::Preparing | PrinterState::Printing | PrinterState::Paused => {
-                Some(PrintOutcome::Busy {
-                    state: format!("{:?}", status.state).to_lowercase(),
-                })
-            }
-            // Finished or failed: the plate is the scheduler's business; the printer accepts.
-            PrinterState::Finished | PrinterState::Failed => None,
-        }
-    }
-
     /// An upload ended: start the print, or answer with the failure.
-    pub(super) async fn upload_done(&mut self, session: Option<&mut Session>, done: UploadDone) {
+    pub async fn upload_done(
+        &mut self,
+        printer: &Printer<'_>,
+        session: Option<&mut Session>,
+        done: UploadDone,
+    ) {
         let job = done.job_id;
-        if !self.dispatches.active.contains_key(&job) {
+        if !self.active.contains_key(&job) {
             return;
         }
         let md5 = match done.result {
             Ok(md5) => md5,
             Err(outcome) => return self.finish_print(job, outcome).await,
         };
-        let Some(session) = session.filter(|_| self.status.connected) else {
+        let Some(session) = session.filter(|_| printer.not_connected.is_none()) else {
             let reason = Some("the connection to the printer was lost during the upload".into());
             return self
                 .finish_print(job, PrintOutcome::NotConnected { reason })
                 .await;
         };
-        if let Some(outcome) = self.printer_shows(job) {
+        if let Some(outcome) = printer.shows(job) {
             return self.finish_print(job, outcome).await;
         }
-        let Some(dispatch) = self.dispatches.active.get_mut(&job) else {
+        let Some(dispatch) = self.active.get_mut(&job) else {
             return;
         };
         let request = &dispatch.request;
@@ -264,12 +303,11 @@ impl Connection {
     }
 
     /// Matches an acknowledgement to a print being started; `true` when it was one.
-    pub(super) async fn print_acknowledged(&mut self, ack: &Ack) -> bool {
+    pub async fn print_acknowledged(&mut self, printer: &Printer<'_>, ack: &Ack) -> bool {
         let Some(sequence) = ack.sequence_id.as_deref() else {
             return false;
         };
         let Some(job) = self
-            .dispatches
             .active
             .iter()
             .find(|(_, d)| matches!(&d.phase, Phase::Starting(s) if s == sequence))
@@ -278,11 +316,11 @@ impl Connection {
             return false;
         };
         if ack.succeeded() {
-            if let Some(dispatch) = self.dispatches.active.get_mut(&job) {
+            if let Some(dispatch) = self.active.get_mut(&job) {
                 dispatch.phase = Phase::Confirming;
                 dispatch.deadline = Instant::now() + self.settings.print_start;
             }
-            self.print_observed().await;
+            self.print_observed(printer).await;
         } else {
             let reason = ack.reason.clone().unwrap_or_else(|| ack.result.clone());
             let outcome = PrintOutcome::Refused {
@@ -295,13 +333,12 @@ impl Connection {
     }
 
     /// A status arrived: prints the printer now shows are started.
-    pub(super) async fn print_observed(&mut self) {
+    pub async fn print_observed(&mut self, printer: &Printer<'_>) {
         let started: Vec<i64> = self
-            .dispatches
             .active
             .iter()
             .filter(|(_, d)| !matches!(d.phase, Phase::Uploading(_)))
-            .filter(|(job, _)| self.printer_shows(**job) == Some(PrintOutcome::Started))
+            .filter(|(job, _)| printer.shows(**job) == Some(PrintOutcome::Started))
             .map(|(job, _)| *job)
             .collect();
         for job in started {
@@ -310,9 +347,8 @@ impl Connection {
     }
 
     /// Firmware that wants signed commands refused the start with an HMS entry, not an ack.
-    pub(super) async fn print_refused_unsigned(&mut self) {
+    pub async fn print_refused_unsigned(&mut self) {
         let starting: Vec<i64> = self
-            .dispatches
             .active
             .iter()
             .filter(|(_, d)| matches!(d.phase, Phase::Starting(_)))
@@ -328,10 +364,9 @@ impl Connection {
     }
 
     /// Answers the prints whose deadline passed.
-    pub(super) async fn expire_prints(&mut self) {
+    pub async fn expire_prints(&mut self) {
         let now = Instant::now();
         let late: Vec<(i64, u64)> = self
-            .dispatches
             .active
             .iter()
             .filter(|(_, d)| d.deadline <= now)
@@ -351,9 +386,8 @@ impl Connection {
 
     /// The MQTT session ended: starts in flight cannot be confirmed on it. Uploads go on (FTPS
     /// is a connection of its own) and find out at their end.
-    pub(super) async fn prints_disconnected(&mut self, why: &str) {
+    pub async fn prints_disconnected(&mut self, why: &str) {
         let waiting: Vec<i64> = self
-            .dispatches
             .active
             .iter()
             .filter(|(_, d)| !matches!(d.phase, Phase::Uploading(_)))
@@ -369,8 +403,8 @@ impl Connection {
     }
 
     /// The gateway lets the printer go: every print in flight is answered.
-    pub(super) async fn prints_released(&mut self) {
-        let jobs: Vec<i64> = self.dispatches.active.keys().copied().collect();
+    pub async fn prints_released(&mut self) {
+        let jobs: Vec<i64> = self.active.keys().copied().collect();
         for job in jobs {
             let reason = Some("the gateway released the printer".into());
             self.finish_print(job, PrintOutcome::NotConnected { reason })
@@ -379,14 +413,14 @@ impl Connection {
     }
 
     async fn finish_print(&mut self, job: i64, outcome: PrintOutcome) {
-        let Some(dispatch) = self.dispatches.active.remove(&job) else {
+        let Some(dispatch) = self.active.remove(&job) else {
             return;
         };
         if let Phase::Uploading(task) = &dispatch.phase {
             task.abort();
         }
         if outcome == PrintOutcome::Started {
-            self.dispatches.remember_sent(&dispatch.request);
+            self.remember_sent(&dispatch.request);
         }
         let label = match &outcome {
             PrintOutcome::Started => "started",
@@ -398,8 +432,7 @@ impl Connection {
         // Only outcomes that are facts of the printer are repeated to a later request; a
         // transient one is tried afresh.
         if !outcome.is_transient() {
-            self.dispatches
-                .finished
+            self.finished
                 .push_back((job, outcome.clone(), Instant::now()));
         }
         for waiter in dispatch.waiters {
@@ -411,7 +444,7 @@ impl Connection {
         let Ok(payload) = serde_json::to_vec(outcome) else {
             return;
         };
-        if let Err(err) = self.store.client.publish(reply, payload.into()).await {
+        if let Err(err) = self.client.publish(reply, payload.into()).await {
             tracing::warn!(printer = self.record.id, error = %err, "print reply not sent");
         }
     }
