@@ -3,7 +3,10 @@
 //! restart. A write is committed only once the mirror has it.
 
 use async_nats::jetstream::kv;
-use printyard_contracts::farm::{PinLearned, PrinterRecord, Site, registry_key};
+use printyard_contracts::ErrorBody;
+use printyard_contracts::farm::{
+    PinLearned, PinsLearned, PinsStored, PrinterRecord, Site, registry_key,
+};
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::error::ApiError;
@@ -175,6 +178,23 @@ impl Registry {
         }
         self.mirror(tx, &row).await?;
         Ok(row)
+    }
+
+    /// Stores the pins gateways learned on first use (of `site`'s printers only, when a
+    /// site's gateway sent them).
+    pub async fn pins_learned(
+        &self,
+        learned: PinsLearned,
+        site: Option<Site>,
+    ) -> Result<PinsStored, ErrorBody> {
+        let stored = self
+            .keep_pins(&learned.pins, site.as_ref())
+            .await
+            .map_err(|e| e.body())?;
+        if !stored.is_empty() {
+            tracing::info!(site = ?site, printers = stored.len(), "certificates pinned on first use");
+        }
+        Ok(PinsStored { stored })
     }
 
     /// Keeps certificate pins gateways learned on first use, for printers that still have

@@ -58,29 +58,7 @@ impl Archive {
         let pool = runtime.database()?;
         let storage = Storage::open(&config.archive)?;
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
-        let bucket = printyard_service::nats::transfer_bucket(
-            &jetstream,
-            printyard_contracts::archive::TRANSFER_BUCKET,
-        )
-        .await?;
-        let work_dir = config
-            .archive
-            .work_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&work_dir)?;
-        let intake = Intake {
-            bucket,
-            jetstream: jetstream.clone(),
-            site_buckets: Default::default(),
-            storage: storage.clone(),
-            work_dir,
-            max_bytes: config.archive.max_file_bytes,
-            limits: Limits {
-                max_entry_bytes: config.archive.max_file_bytes.saturating_mul(8),
-                ..Limits::default()
-            },
-        };
+        let intake = intake(&config.archive, storage.clone(), jetstream.clone()).await?;
         tracing::info!(store = %storage.description, "archive storage opened");
         let library = Library {
             pool: pool.clone(),
@@ -92,87 +70,7 @@ impl Archive {
             work_dir: intake.work_dir.clone(),
             limits: intake.limits,
         };
-
-        runtime
-            .serve_with(ARCHIVE_SUMMARY, &pool, |pool, _| async move {
-                summary(&pool).await
-            })
-            .await?;
-        let served = &library;
-        runtime
-            .serve_with(
-                contract::LIST,
-                served,
-                |l, r| async move { l.list(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(contract::GET, served, |l, r| async move { l.get(r).await })
-            .await?;
-        runtime
-            .serve_with(
-                contract::UPDATE,
-                served,
-                |l, r| async move { l.update(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::DELETE,
-                served,
-                |l, r| async move { l.delete(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::IMPORT,
-                served,
-                |l, r| async move { l.import(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::FILE,
-                served,
-                |l, r| async move { l.file(r).await },
-            )
-            .await?;
-        runtime
-            .serve_bytes_with(contract::FILE_CHUNK, served, |l, r| async move {
-                l.chunk(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PROJECT_LIST, served, |l, r| async move {
-                l.projects(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PROJECT_GET, served, |l, r| async move {
-                l.project(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PROJECT_CREATE, served, |l, r| async move {
-                l.create_project(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PROJECT_UPDATE, served, |l, r| async move {
-                l.update_project(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PROJECT_DELETE, served, |l, r| async move {
-                l.delete_project(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::PRINT_PLAN, &plans, |p, r| async move {
-                p.print_plan(r).await
-            })
-            .await?;
-
+        serve(&runtime, &pool, &library, &plans).await?;
         runtime.tasks().spawn(outbox::run(
             pool.clone(),
             jetstream.clone(),
@@ -190,6 +88,122 @@ impl Archive {
         );
         Ok(runtime)
     }
+}
+
+/// Where files come in: the transfer buckets, the work directory, the storage and its limits.
+async fn intake(
+    config: &ArchiveConfig,
+    storage: Storage,
+    jetstream: async_nats::jetstream::Context,
+) -> anyhow::Result<Intake> {
+    let bucket = printyard_service::nats::transfer_bucket(
+        &jetstream,
+        printyard_contracts::archive::TRANSFER_BUCKET,
+    )
+    .await?;
+    let work_dir = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&work_dir)?;
+    Ok(Intake {
+        bucket,
+        jetstream,
+        site_buckets: Default::default(),
+        storage,
+        work_dir,
+        max_bytes: config.max_file_bytes,
+        limits: Limits {
+            max_entry_bytes: config.max_file_bytes.saturating_mul(8),
+            ..Limits::default()
+        },
+    })
+}
+
+/// Serves the archive's endpoints: the library of archives and projects, their files, and
+/// the print plans the queue asks for.
+async fn serve(
+    runtime: &Runtime,
+    pool: &PgPool,
+    library: &Library,
+    plans: &plan::Plans,
+) -> anyhow::Result<()> {
+    runtime
+        .serve_with(ARCHIVE_SUMMARY, pool, |pool, _| async move {
+            summary(&pool).await
+        })
+        .await?;
+    let served = library;
+    runtime
+        .serve_with(
+            contract::LIST,
+            served,
+            |l, r| async move { l.list(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(contract::GET, served, |l, r| async move { l.get(r).await })
+        .await?;
+    runtime
+        .serve_with(
+            contract::UPDATE,
+            served,
+            |l, r| async move { l.update(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::DELETE,
+            served,
+            |l, r| async move { l.delete(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::IMPORT,
+            served,
+            |l, r| async move { l.import(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::FILE,
+            served,
+            |l, r| async move { l.file(r).await },
+        )
+        .await?;
+    runtime
+        .serve_bytes_with(contract::FILE_CHUNK, served, |l, r| async move {
+            l.chunk(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PROJECT_LIST, served, |l, r| async move {
+            l.projects(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PROJECT_GET, served, |l, r| async move {
+            l.project(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PROJECT_CREATE, served, |l, r| async move {
+            l.create_project(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PROJECT_UPDATE, served, |l, r| async move {
+            l.update_project(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PROJECT_DELETE, served, |l, r| async move {
+            l.delete_project(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::PRINT_PLAN, plans, |p, r| async move {
+            p.print_plan(r).await
+        })
+        .await
 }
 
 async fn summary(pool: &PgPool) -> Result<ArchiveSummary, ErrorBody> {

@@ -404,6 +404,81 @@ async fn record_outcomes(
     }
 }
 
+/// A batch of outcomes as the columns of the statements that record them.
+#[derive(Default)]
+struct Columns {
+    ids: Vec<i64>,
+    states: Vec<&'static str>,
+    next: Vec<Option<DateTime<Utc>>>,
+    /// 1 where the attempt is not counted (postponed, never sent).
+    undo: Vec<i32>,
+    codes: Vec<Option<i32>>,
+    latencies: Vec<Option<i64>>,
+    errors: Vec<Option<String>>,
+    /// Webhooks that answered, that failed, and that failed for good (with the last error).
+    ok: Vec<i64>,
+    failing: Vec<i64>,
+    gave_up: Vec<i64>,
+    gave_up_errors: Vec<String>,
+}
+
+impl Columns {
+    /// What each outcome means at `now`: delivered, retried later (within `retry_for_secs`),
+    /// or failed for good.
+    fn of(batch: &[Outcome], config: &NotifierConfig, now: DateTime<Utc>) -> Self {
+        let retry_for = chrono::Duration::from_std(Duration::from_secs(config.retry_for_secs))
+            .unwrap_or(chrono::Duration::MAX);
+        let mut c = Columns::default();
+        for outcome in batch {
+            c.ids.push(outcome.delivery_id);
+            match &outcome.attempt {
+                Attempt::Postponed => {
+                    c.states.push("pending");
+                    c.next.push(Some(now + chrono::Duration::milliseconds(250)));
+                    c.undo.push(1);
+                    c.codes.push(None);
+                    c.latencies.push(None);
+                    c.errors.push(None);
+                }
+                Attempt::Delivered { code, latency_ms } => {
+                    c.states.push("delivered");
+                    c.next.push(None);
+                    c.undo.push(0);
+                    c.codes.push(Some(*code as i32));
+                    c.latencies.push(Some(*latency_ms));
+                    c.errors.push(None);
+                    if outcome.retry {
+                        c.ok.push(outcome.webhook_id);
+                    }
+                }
+                Attempt::Failed {
+                    code,
+                    latency_ms,
+                    error,
+                } => {
+                    let delay = config.retry_delay(outcome.attempts);
+                    let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
+                    let retried = outcome.retry && at - outcome.created_at <= retry_for;
+                    c.states.push(if retried { "pending" } else { "failed" });
+                    c.next.push(retried.then_some(at));
+                    c.undo.push(0);
+                    c.codes.push(code.map(i32::from));
+                    c.latencies.push(*latency_ms);
+                    c.errors.push(Some(error.clone()));
+                    if outcome.retry {
+                        c.failing.push(outcome.webhook_id);
+                        if !retried {
+                            c.gave_up.push(outcome.webhook_id);
+                            c.gave_up_errors.push(error.clone());
+                        }
+                    }
+                }
+            }
+        }
+        c
+    }
+}
+
 /// Records a batch of outcomes: delivered, retried later, or failed for good; and what they
 /// say of their webhooks (failing since when; disabled when failing for too long).
 pub async fn record(
@@ -411,64 +486,19 @@ pub async fn record(
     config: &NotifierConfig,
     batch: &[Outcome],
 ) -> Result<(), sqlx::Error> {
-    let now = Utc::now();
-    let retry_for = chrono::Duration::from_std(Duration::from_secs(config.retry_for_secs))
-        .unwrap_or(chrono::Duration::MAX);
-    let mut ids = Vec::new();
-    let mut states = Vec::new();
-    let mut next = Vec::<Option<DateTime<Utc>>>::new();
-    let mut undo = Vec::new();
-    let mut codes = Vec::<Option<i32>>::new();
-    let mut latencies = Vec::<Option<i64>>::new();
-    let mut errors = Vec::<Option<String>>::new();
-    let (mut ok, mut failing, mut gave_up, mut gave_up_errors) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for outcome in batch {
-        ids.push(outcome.delivery_id);
-        match &outcome.attempt {
-            Attempt::Postponed => {
-                states.push("pending");
-                next.push(Some(now + chrono::Duration::milliseconds(250)));
-                undo.push(1);
-                codes.push(None);
-                latencies.push(None);
-                errors.push(None);
-            }
-            Attempt::Delivered { code, latency_ms } => {
-                states.push("delivered");
-                next.push(None);
-                undo.push(0);
-                codes.push(Some(*code as i32));
-                latencies.push(Some(*latency_ms));
-                errors.push(None);
-                if outcome.retry {
-                    ok.push(outcome.webhook_id);
-                }
-            }
-            Attempt::Failed {
-                code,
-                latency_ms,
-                error,
-            } => {
-                let delay = config.retry_delay(outcome.attempts);
-                let at = now + chrono::Duration::from_std(delay).unwrap_or_default();
-                let retried = outcome.retry && at - outcome.created_at <= retry_for;
-                states.push(if retried { "pending" } else { "failed" });
-                next.push(retried.then_some(at));
-                undo.push(0);
-                codes.push(code.map(i32::from));
-                latencies.push(*latency_ms);
-                errors.push(Some(error.clone()));
-                if outcome.retry {
-                    failing.push(outcome.webhook_id);
-                    if !retried {
-                        gave_up.push(outcome.webhook_id);
-                        gave_up_errors.push(error.clone());
-                    }
-                }
-            }
-        }
-    }
+    let Columns {
+        ids,
+        states,
+        next,
+        undo,
+        codes,
+        latencies,
+        errors,
+        ok,
+        failing,
+        gave_up,
+        gave_up_errors,
+    } = Columns::of(batch, config, Utc::now());
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE notifier.deliveries d \

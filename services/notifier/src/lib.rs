@@ -56,51 +56,7 @@ impl Notifier {
             config: settings.clone(),
             client: client.clone(),
         };
-        let served = &subscriptions;
-        runtime
-            .serve_with(
-                contract::LIST,
-                served,
-                |s, r| async move { s.list(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(contract::GET, served, |s, r| async move { s.get(r).await })
-            .await?;
-        runtime
-            .serve_with(
-                contract::CREATE,
-                served,
-                |s, r| async move { s.create(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::UPDATE,
-                served,
-                |s, r| async move { s.update(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::DELETE,
-                served,
-                |s, r| async move { s.delete(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(
-                contract::TEST,
-                served,
-                |s, r| async move { s.test(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(contract::DELIVERIES, served, |s, r| async move {
-                s.deliveries(r).await
-            })
-            .await?;
-
+        serve(&runtime, &subscriptions).await?;
         let jetstream = async_nats::jetstream::new(runtime.nats().clone());
         let registry =
             printyard_service::nats::kv_bucket(&jetstream, PRINTER_REGISTRY_BUCKET, Duration::ZERO)
@@ -151,6 +107,58 @@ impl Notifier {
         );
         Ok(runtime)
     }
+}
+
+/// Serves the webhook subscriptions' endpoints: list, get, create, update, delete, test, and
+/// their deliveries.
+async fn serve(
+    runtime: &Runtime,
+    subscriptions: &subscriptions::Subscriptions,
+) -> anyhow::Result<()> {
+    let served = subscriptions;
+    runtime
+        .serve_with(
+            contract::LIST,
+            served,
+            |s, r| async move { s.list(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(contract::GET, served, |s, r| async move { s.get(r).await })
+        .await?;
+    runtime
+        .serve_with(
+            contract::CREATE,
+            served,
+            |s, r| async move { s.create(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::UPDATE,
+            served,
+            |s, r| async move { s.update(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::DELETE,
+            served,
+            |s, r| async move { s.delete(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(
+            contract::TEST,
+            served,
+            |s, r| async move { s.test(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(contract::DELIVERIES, served, |s, r| async move {
+            s.deliveries(r).await
+        })
+        .await
 }
 
 /// Runs the notifier service until SIGTERM or SIGINT.

@@ -64,33 +64,7 @@ impl Scheduler {
             rpc: runtime.rpc().clone(),
             farm: farm.clone(),
         };
-        runtime
-            .serve_with(
-                contract::LIST,
-                &queue,
-                |q, r| async move { q.list(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(contract::ADD, &queue, |q, r| async move { q.add(r).await })
-            .await?;
-        runtime
-            .serve_with(
-                contract::REMOVE,
-                &queue,
-                |q, r| async move { q.remove(r).await },
-            )
-            .await?;
-        runtime
-            .serve_with(contract::REORDER, &queue, |q, r| async move {
-                q.reorder(r).await
-            })
-            .await?;
-        runtime
-            .serve_with(contract::CLEAR_PLATE, &queue, |q, r| async move {
-                q.clear_plate(r).await
-            })
-            .await?;
+        serve(&runtime, &queue).await?;
 
         // A change anywhere (a job added, a plate cleared) wakes every replica's dispatcher.
         let wake = Arc::new(Notify::new());
@@ -132,6 +106,33 @@ impl Scheduler {
         );
         Ok(runtime)
     }
+}
+
+/// Serves the queue's endpoints: list, add, remove, reorder, and plate cleared.
+async fn serve(runtime: &Runtime, queue: &queue::Queue) -> anyhow::Result<()> {
+    runtime
+        .serve_with(contract::LIST, queue, |q, r| async move { q.list(r).await })
+        .await?;
+    runtime
+        .serve_with(contract::ADD, queue, |q, r| async move { q.add(r).await })
+        .await?;
+    runtime
+        .serve_with(
+            contract::REMOVE,
+            queue,
+            |q, r| async move { q.remove(r).await },
+        )
+        .await?;
+    runtime
+        .serve_with(contract::REORDER, queue, |q, r| async move {
+            q.reorder(r).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::CLEAR_PLATE, queue, |q, r| async move {
+            q.clear_plate(r).await
+        })
+        .await
 }
 
 /// Runs the scheduler service until SIGTERM or SIGINT.

@@ -7,8 +7,8 @@ use printyard_bambu::models;
 use printyard_contracts::archive::{self, PlanRequest};
 use printyard_contracts::farm::Site;
 use printyard_contracts::queue::{
-    AddJob, ClearPlate, JobId, JobList, JobRemoved, JobStatus, ListJobs, PlateCleared, QueueJob,
-    Reorder, queue_changed_subject,
+    AddJob, ClearPlate, JobId, JobList, JobRemoved, JobStatus, ListJobs, NewJob, PlateCleared,
+    QueueJob, Reorder, TargetPrinter, queue_changed_subject,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
 use printyard_service::rpc::RpcClient;
@@ -101,30 +101,7 @@ impl Queue {
 
     pub async fn add(&self, request: AddJob) -> Result<QueueJob, ErrorBody> {
         let AddJob { job, printer } = request;
-        let plate = job.plate.unwrap_or(1);
-        if !(1..=MAX_PLATE).contains(&plate) {
-            return Err(invalid(format!("Invalid field `plate`: 1 to {MAX_PLATE}")));
-        }
-        let model = job
-            .model
-            .as_deref()
-            .map(|m| {
-                models::canonical(m).ok_or_else(|| {
-                    invalid(format!(
-                        "Invalid field `model`: {m:?} is not a Bambu Lab printer model"
-                    ))
-                })
-            })
-            .transpose()?;
-        let site = job
-            .site
-            .as_deref()
-            .map(|s| {
-                Site::parse(s)
-                    .map(|s| s.as_str().to_owned())
-                    .map_err(|e| invalid(format!("Invalid field `site`: {e}")))
-            })
-            .transpose()?;
+        let (plate, model, site) = checked_fields(&job)?;
         if job.printer_id.is_some() && printer.is_none() {
             // `api` resolves the printer; a missing one is a 404 there.
             return Err(ErrorBody::new(
@@ -144,46 +121,12 @@ impl Queue {
             .await
             .map_err(|e| e.to_body())?;
         let model_id = plan.plate.printer_model_id.clone();
-        let sliced_for = model_id
-            .as_deref()
-            .map(|id| models::name_of_model_id(id).unwrap_or(id).to_owned());
-        let needs_other = |model: &str| {
-            let wanted = models::model_id(model);
-            matches!((wanted, model_id.as_deref()), (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b))
-        };
-        if let Some(model) = model
-            && needs_other(model)
-        {
-            return Err(invalid(format!(
-                "The file was sliced for the {} ({}), not for the {model}",
-                sliced_for.as_deref().unwrap_or("another model"),
-                model_id.as_deref().unwrap_or("?")
-            )));
-        }
-        if let Some(printer) = &printer {
-            let printer_model = printer.model.as_deref().and_then(models::canonical);
-            if let Some(printer_model) = printer_model
-                && needs_other(printer_model)
-            {
-                return Err(invalid(format!(
-                    "Printer {} ({}) is a {printer_model}; the file was sliced for the {} ({}): \
-                     choose a {} printer or slice the file for the {printer_model}",
-                    printer.id,
-                    printer.name,
-                    sliced_for.as_deref().unwrap_or("another model"),
-                    model_id.as_deref().unwrap_or("?"),
-                    sliced_for.as_deref().unwrap_or("matching"),
-                )));
-            }
-            if let Some(site) = &site
-                && *site != printer.site
-            {
-                return Err(invalid(format!(
-                    "Printer {} is in site {}, not {site}",
-                    printer.id, printer.site
-                )));
-            }
-        }
+        fits(
+            model_id.as_deref(),
+            model,
+            printer.as_ref(),
+            site.as_deref(),
+        )?;
         let needs: Vec<Need> = plan
             .plate
             .filaments
@@ -351,4 +294,82 @@ impl Queue {
             .publish(queue_changed_subject(), bytes::Bytes::new())
             .await;
     }
+}
+
+/// The job's own fields checked: its plate, model (canonical) and site.
+fn checked_fields(job: &NewJob) -> Result<(i32, Option<&'static str>, Option<String>), ErrorBody> {
+    let plate = job.plate.unwrap_or(1);
+    if !(1..=MAX_PLATE).contains(&plate) {
+        return Err(invalid(format!("Invalid field `plate`: 1 to {MAX_PLATE}")));
+    }
+    let model = job
+        .model
+        .as_deref()
+        .map(|m| {
+            models::canonical(m).ok_or_else(|| {
+                invalid(format!(
+                    "Invalid field `model`: {m:?} is not a Bambu Lab printer model"
+                ))
+            })
+        })
+        .transpose()?;
+    let site = job
+        .site
+        .as_deref()
+        .map(|s| {
+            Site::parse(s)
+                .map(|s| s.as_str().to_owned())
+                .map_err(|e| invalid(format!("Invalid field `site`: {e}")))
+        })
+        .transpose()?;
+    Ok((plate, model, site))
+}
+
+/// Whether a file sliced for `model_id` may be queued for `model`, for `printer`, and in
+/// `site` (the printer's site).
+fn fits(
+    model_id: Option<&str>,
+    model: Option<&str>,
+    printer: Option<&TargetPrinter>,
+    site: Option<&str>,
+) -> Result<(), ErrorBody> {
+    let sliced_for = model_id.map(|id| models::name_of_model_id(id).unwrap_or(id).to_owned());
+    let needs_other = |model: &str| {
+        let wanted = models::model_id(model);
+        matches!((wanted, model_id), (Some(a), Some(b)) if !a.eq_ignore_ascii_case(b))
+    };
+    if let Some(model) = model
+        && needs_other(model)
+    {
+        return Err(invalid(format!(
+            "The file was sliced for the {} ({}), not for the {model}",
+            sliced_for.as_deref().unwrap_or("another model"),
+            model_id.unwrap_or("?")
+        )));
+    }
+    if let Some(printer) = printer {
+        let printer_model = printer.model.as_deref().and_then(models::canonical);
+        if let Some(printer_model) = printer_model
+            && needs_other(printer_model)
+        {
+            return Err(invalid(format!(
+                "Printer {} ({}) is a {printer_model}; the file was sliced for the {} ({}): \
+                 choose a {} printer or slice the file for the {printer_model}",
+                printer.id,
+                printer.name,
+                sliced_for.as_deref().unwrap_or("another model"),
+                model_id.unwrap_or("?"),
+                sliced_for.as_deref().unwrap_or("matching"),
+            )));
+        }
+        if let Some(site) = site
+            && site != printer.site
+        {
+            return Err(invalid(format!(
+                "Printer {} is in site {}, not {site}",
+                printer.id, printer.site
+            )));
+        }
+    }
+    Ok(())
 }
