@@ -16,6 +16,8 @@ use printyard_contracts::{ErrorBody, ErrorCode};
 
 use crate::error::error_response;
 
+/// The built dashboard, inside the binary in every build (`debug-embed`: a debug build would
+/// otherwise read the folder at run time, and a container has no source tree).
 #[derive(rust_embed::Embed)]
 #[folder = "../../web/dist"]
 #[allow_missing = true]

@@ -173,6 +173,46 @@ fn compose_file_validates_with_docker_compose() {
     );
 }
 
+/// scripts/compose-check runs the user's docker-compose.yml with an override that may change
+/// images only: what it checks is the file users run.
+#[test]
+fn the_local_images_override_changes_images_only_and_replaces_every_hub_image() {
+    let doc = compose();
+    let text = std::fs::read_to_string(repo().join("scripts/compose/local-images.yml")).unwrap();
+    let over: Yaml = serde_norway::from_str(&text).expect("local-images.yml parses");
+    let top: Vec<&str> = over
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(top, ["services"], "the override has services only");
+    let replaced = over["services"].as_mapping().unwrap();
+    for (name, spec) in replaced {
+        let name = name.as_str().unwrap();
+        assert!(
+            doc["services"].get(name).is_some(),
+            "{name} is a service of docker-compose.yml"
+        );
+        let keys: Vec<&str> = spec
+            .as_mapping()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["image"], "the override changes {name}'s image only");
+    }
+    for (name, spec) in doc["services"].as_mapping().unwrap() {
+        let name = name.as_str().unwrap();
+        let image = spec.get("image").and_then(Yaml::as_str).unwrap_or("");
+        let ours = image == "printyard:local";
+        assert!(
+            ours || replaced.contains_key(name),
+            "{name} uses {image} from Docker Hub and the override gives no local image for it"
+        );
+    }
+}
+
 /// Every document of every manifest under k8s/, with the file it came from.
 fn manifests() -> Vec<(String, Yaml)> {
     let mut docs = Vec::new();
