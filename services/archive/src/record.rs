@@ -231,31 +231,8 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
             print_error,
         } => {
             let ending = seen_end(*outcome, *at, *progress, print_error);
-            match by_key(known, key) {
-                Some(archive) if archive.open => {
-                    vec![Step::Close(Target::Existing(archive.id), ending)]
-                }
-                // Closed from what happened after it, before this end was handled.
-                Some(archive) if archive.provisional => vec![Step::Correct(archive.id, ending)],
-                // Closed already by another witness: the end was announced then.
-                Some(_) => vec![],
-                // Its start (or the state that showed it) is on its way.
-                None if patient => vec![Step::Wait],
-                None => match open_of_job(known, job.as_deref(), task.as_deref(), key, *at) {
-                    Some(archive) => vec![Step::Close(Target::Existing(archive.id), ending)],
-                    // A print first heard of by its end.
-                    None => {
-                        let mut steps = vec![
-                            Step::Create {
-                                unseen_start: false,
-                            },
-                            Step::Close(Target::Created, ending),
-                        ];
-                        steps.extend(close_older(known, key, job.as_deref(), *at));
-                        steps
-                    }
-                },
-            }
+            let job = (job.as_deref(), task.as_deref());
+            ended(known, patient, key, job, *at, ending)
         }
         Input::File {
             key,
@@ -296,60 +273,115 @@ pub fn decide(input: &Input, known: &[Known], patient: bool) -> Vec<Step> {
                 // The end its gateway published before is on its way.
                 return vec![Step::Wait];
             }
-            let mut steps = Vec::new();
-            let mut followed = false;
-            let open = known.iter().filter(|a| a.open && a.since <= *at);
-            for archive in open {
-                let same = same_job(archive, job.as_deref(), task.as_deref());
-                if state.busy() && same {
-                    followed = true;
-                    // The gateway follows it by a key of its own: its events find it so.
-                    if let Some(key) = key
-                        && !archive.has_key(key)
-                    {
-                        steps.push(Step::Alias(archive.id));
-                    }
-                    continue;
-                }
-                steps.push(Step::Close(
-                    Target::Existing(archive.id),
-                    seen_again(*state, same, job.as_deref(), *progress, print_error, *at),
-                ));
-            }
-            // A print running that no archive follows started while no gateway watched: it is
-            // archived under the key the gateway follows it by (its file and end come under
-            // that key). One preparing is not: its start will be seen. Nor is one older than a
-            // print already archived (this state was handled late: that one came after it).
-            let running = matches!(state, Shown::Printing | Shown::Paused);
-            let newer = known.iter().any(|a| a.open && a.since > *at);
-            if let Some(key) = key
-                && running
-                && !followed
-                && !newer
-                && by_key(known, key).is_none()
-            {
-                steps.push(Step::Create { unseen_start: true });
-            }
-            steps
+            let job = (job.as_deref(), task.as_deref());
+            let ending = |same| seen_again(*state, same, job.0, *progress, print_error, *at);
+            seen(known, *at, *state, job, key.as_deref(), ending)
         }
-        Input::Removed { at } => known
-            .iter()
-            .filter(|a| a.open)
-            .map(|a| {
-                Step::Close(
-                    Target::Existing(a.id),
-                    Ending {
-                        status: ArchiveStatus::Unknown,
-                        at: *at,
-                        fraction: None,
-                        print_error: None,
-                        witness: EndWitness::PrinterDeleted,
-                        reason: Some("the printer was deleted while it printed".into()),
-                    },
-                )
-            })
-            .collect(),
+        Input::Removed { at } => removed(known, *at),
     }
+}
+
+/// A print's end its gateway saw: closes its archive (or corrects one closed provisionally),
+/// waits for its start when `patient`, or archives a print first heard of by its end.
+fn ended(
+    known: &[Known],
+    patient: bool,
+    key: &str,
+    job: (Option<&str>, Option<&str>),
+    at: DateTime<Utc>,
+    ending: Ending,
+) -> Vec<Step> {
+    match by_key(known, key) {
+        Some(archive) if archive.open => {
+            vec![Step::Close(Target::Existing(archive.id), ending)]
+        }
+        // Closed from what happened after it, before this end was handled.
+        Some(archive) if archive.provisional => vec![Step::Correct(archive.id, ending)],
+        // Closed already by another witness: the end was announced then.
+        Some(_) => vec![],
+        // Its start (or the state that showed it) is on its way.
+        None if patient => vec![Step::Wait],
+        None => match open_of_job(known, job.0, job.1, key, at) {
+            Some(archive) => vec![Step::Close(Target::Existing(archive.id), ending)],
+            // A print first heard of by its end.
+            None => {
+                let mut steps = vec![
+                    Step::Create {
+                        unseen_start: false,
+                    },
+                    Step::Close(Target::Created, ending),
+                ];
+                steps.extend(close_older(known, key, job.0, at));
+                steps
+            }
+        },
+    }
+}
+
+/// What a printer showed when a gateway started holding it: the open archives it no longer
+/// shows are closed (`ending` says how, given whether it shows the same job), the one it does
+/// is followed, and a print running that none follows is archived.
+fn seen(
+    known: &[Known],
+    at: DateTime<Utc>,
+    state: Shown,
+    job: (Option<&str>, Option<&str>),
+    key: Option<&str>,
+    ending: impl Fn(bool) -> Ending,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut followed = false;
+    let open = known.iter().filter(|a| a.open && a.since <= at);
+    for archive in open {
+        let same = same_job(archive, job.0, job.1);
+        if state.busy() && same {
+            followed = true;
+            // The gateway follows it by a key of its own: its events find it so.
+            if let Some(key) = key
+                && !archive.has_key(key)
+            {
+                steps.push(Step::Alias(archive.id));
+            }
+            continue;
+        }
+        steps.push(Step::Close(Target::Existing(archive.id), ending(same)));
+    }
+    // A print running that no archive follows started while no gateway watched: it is
+    // archived under the key the gateway follows it by (its file and end come under
+    // that key). One preparing is not: its start will be seen. Nor is one older than a
+    // print already archived (this state was handled late: that one came after it).
+    let running = matches!(state, Shown::Printing | Shown::Paused);
+    let newer = known.iter().any(|a| a.open && a.since > at);
+    if let Some(key) = key
+        && running
+        && !followed
+        && !newer
+        && by_key(known, key).is_none()
+    {
+        steps.push(Step::Create { unseen_start: true });
+    }
+    steps
+}
+
+/// The printer was deleted: its open prints end unknown.
+fn removed(known: &[Known], at: DateTime<Utc>) -> Vec<Step> {
+    known
+        .iter()
+        .filter(|a| a.open)
+        .map(|a| {
+            Step::Close(
+                Target::Existing(a.id),
+                Ending {
+                    status: ArchiveStatus::Unknown,
+                    at,
+                    fraction: None,
+                    print_error: None,
+                    witness: EndWitness::PrinterDeleted,
+                    reason: Some("the printer was deleted while it printed".into()),
+                },
+            )
+        })
+        .collect()
 }
 
 /// How a print ended that its gateway saw end.

@@ -141,53 +141,14 @@ pub async fn stream(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let filter = Filter::parse(query)?;
-    let last_id = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        ErrorCode::ValidationError,
-                        "Invalid header `Last-Event-ID`: the id of an event of this stream",
-                    )
-                })?,
-        ),
-    };
-    let unavailable = |e: &dyn std::fmt::Display| {
-        tracing::warn!(error = %e, "event stream not opened");
-        ApiError::new(
-            ErrorCode::ServiceUnavailable,
-            "The event stream is unavailable",
-        )
-    };
+    let last_id = last_event_id(&headers)?;
     // Status changes are subscribed to before the snapshot is taken: none falls in between.
-    let mut statuses = state.statuses.subscribe();
+    let statuses = state.statuses.subscribe();
     let messages = if filter.events.is_empty() {
         None
     } else {
-        let stream = printyard_service::nats::farm_events_stream(&state.registry.jetstream)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        let deliver_policy = match last_id {
-            Some(last) => DeliverPolicy::ByStartSequence {
-                start_sequence: last.saturating_add(1),
-            },
-            None => DeliverPolicy::New,
-        };
-        let consumer = stream
-            .create_consumer(pull::OrderedConfig {
-                filter_subjects: filter.subjects(),
-                deliver_policy,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Some(consumer.messages().await.map_err(|e| unavailable(&e))?)
+        Some(farm_events_after(&state, &filter, last_id).await?)
     };
-
     let (sender, receiver) = mpsc::channel::<Result<Event, Infallible>>(BUFFER);
     let snapshot: Vec<StatusRecord> = state
         .statuses
@@ -195,59 +156,143 @@ pub async fn stream(
         .into_iter()
         .filter(|r| filter.wants_status(&state, r))
         .collect();
-    tokio::spawn(async move {
-        let send = |event: Event| match sender.try_send(Ok(event)) {
+    tokio::spawn(forward(
+        Client {
+            state,
+            filter,
+            sender,
+        },
+        snapshot,
+        statuses,
+        messages,
+    ));
+    let mut receiver = receiver;
+    let events = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+/// The `Last-Event-ID` a reconnecting client sends: the stream sequence of its last event.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get("last-event-id") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ValidationError,
+                "Invalid header `Last-Event-ID`: the id of an event of this stream",
+            )
+        })
+}
+
+/// The farm events the filter wants, from after `last_id` (from now without one), through an
+/// ordered consumer of this replica.
+async fn farm_events_after(
+    state: &AppState,
+    filter: &Filter,
+    last_id: Option<u64>,
+) -> Result<pull::Ordered, ApiError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, "event stream not opened");
+        ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "The event stream is unavailable",
+        )
+    };
+    let stream = printyard_service::nats::farm_events_stream(&state.registry.jetstream)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    let deliver_policy = match last_id {
+        Some(last) => DeliverPolicy::ByStartSequence {
+            start_sequence: last.saturating_add(1),
+        },
+        None => DeliverPolicy::New,
+    };
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subjects: filter.subjects(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| unavailable(&e))?;
+    consumer.messages().await.map_err(|e| unavailable(&e))
+}
+
+/// One client of the stream: what it asked for, and where its events go.
+struct Client {
+    state: AppState,
+    filter: Filter,
+    sender: mpsc::Sender<Result<Event, Infallible>>,
+}
+
+impl Client {
+    /// Queues an event; `false` once the client is gone or too slow (it is then let go).
+    fn send(&self, event: Event) -> bool {
+        match self.sender.try_send(Ok(event)) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 tracing::info!("event stream client too slow: disconnected");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
-        };
-        for record in &snapshot {
-            if !send(status_event(record)) {
-                return;
-            }
         }
-        let mut messages = messages;
-        loop {
-            tokio::select! {
-                _ = sender.closed() => return,
-                message = async {
-                    match messages.as_mut() {
-                        Some(messages) => messages.next().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let Some(Ok(message)) = message else {
-                        tracing::debug!("event stream consumer ended");
-                        return;
-                    };
-                    let Ok(info) = message.info() else { continue };
-                    let sequence = info.stream_sequence;
-                    let Ok(event) = serde_json::from_slice::<FarmEvent>(&message.payload) else {
-                        continue;
-                    };
-                    if !send(farm_event(sequence, &event)) {
+    }
+}
+
+/// Sends the client the status snapshot, then farm events and status changes as they come,
+/// until it goes away or falls behind.
+async fn forward(
+    client: Client,
+    snapshot: Vec<StatusRecord>,
+    mut statuses: broadcast::Receiver<StatusRecord>,
+    mut messages: Option<pull::Ordered>,
+) {
+    for record in &snapshot {
+        if !client.send(status_event(record)) {
+            return;
+        }
+    }
+    loop {
+        tokio::select! {
+            _ = client.sender.closed() => return,
+            message = async {
+                match messages.as_mut() {
+                    Some(messages) => messages.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let Some(Ok(message)) = message else {
+                    tracing::debug!("event stream consumer ended");
+                    return;
+                };
+                let Ok(info) = message.info() else { continue };
+                let sequence = info.stream_sequence;
+                let Ok(event) = serde_json::from_slice::<FarmEvent>(&message.payload) else {
+                    continue;
+                };
+                if !client.send(farm_event(sequence, &event)) {
+                    return;
+                }
+            }
+            status = statuses.recv(), if client.filter.status => match status {
+                Ok(record) => {
+                    if client.filter.wants_status(&client.state, &record)
+                        && !client.send(status_event(&record))
+                    {
                         return;
                     }
                 }
-                status = statuses.recv(), if filter.status => match status {
-                    Ok(record) => {
-                        if filter.wants_status(&state, &record) && !send(status_event(&record)) {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        tracing::info!("event stream client lagged behind status changes: disconnected");
-                        return;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-            }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    tracing::info!("event stream client lagged behind status changes: disconnected");
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
         }
-    });
-    let mut receiver = receiver;
-    let events = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    }
 }

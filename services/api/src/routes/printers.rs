@@ -431,47 +431,54 @@ async fn command(
     let row = state.registry.get(id).await?;
     let site = Site::parse(&row.site).unwrap_or_default();
     let deadline = state.http.command_deadline();
-    let not_connected = |why: &str| {
-        ApiError::new(
-            ErrorCode::PrinterNotConnected,
-            format!("Printer {id} is not connected: {why}"),
-        )
-    };
-    let asked = state
+    let outcome = state
         .rpc
         .call_printer(COMMAND, &site, id, &CommandRequest { command }, deadline)
-        .await;
-    let outcome = match asked {
-        Ok(outcome) => outcome,
-        Err(PrinterCallError::NoGateway { .. }) => {
-            return Err(not_connected(&format!(
-                "no gateway of site `{site}` holds it"
-            )));
+        .await
+        .map_err(|err| call_failed(id, &site, err))?;
+    command_answered(id, command, outcome)
+}
+
+fn not_connected(id: i64, why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::PrinterNotConnected,
+        format!("Printer {id} is not connected: {why}"),
+    )
+}
+
+/// A printer call that got no answer from a gateway, as the API says it.
+fn call_failed(id: i64, site: &Site, err: PrinterCallError) -> ApiError {
+    match err {
+        PrinterCallError::NoGateway { .. } => {
+            not_connected(id, &format!("no gateway of site `{site}` holds it"))
         }
-        Err(PrinterCallError::TimedOut(deadline)) => {
-            return Err(ApiError::new(
-                ErrorCode::PrinterTimeout,
-                format!(
-                    "Printer {id} did not answer within {} s",
-                    deadline.as_secs()
-                ),
-            ));
-        }
-        Err(PrinterCallError::Unreachable(err)) => {
+        PrinterCallError::TimedOut(deadline) => ApiError::new(
+            ErrorCode::PrinterTimeout,
+            format!(
+                "Printer {id} did not answer within {} s",
+                deadline.as_secs()
+            ),
+        ),
+        PrinterCallError::Unreachable(err) => {
             tracing::warn!(printer = id, error = %err, "command request failed");
-            return Err(ApiError::new(
+            ApiError::new(
                 ErrorCode::ServiceUnavailable,
                 "The printer gateway is unavailable, try again shortly",
-            ));
+            )
         }
-        Err(PrinterCallError::Unreadable(err)) => {
+        PrinterCallError::Unreadable(err) => {
             tracing::error!(printer = id, error = %err, "unreadable command answer");
-            return Err(ApiError::new(
-                ErrorCode::InternalError,
-                "Internal server error",
-            ));
+            ApiError::new(ErrorCode::InternalError, "Internal server error")
         }
-    };
+    }
+}
+
+/// The gateway's answer to a command, as the API says it.
+fn command_answered(
+    id: i64,
+    command: PrinterCommand,
+    outcome: CommandOutcome,
+) -> Result<Json<CommandAccepted>, ApiError> {
     match outcome {
         CommandOutcome::Accepted => {
             tracing::info!(
@@ -486,6 +493,7 @@ async fn command(
             Ok(Json(CommandAccepted { status }))
         }
         CommandOutcome::NotConnected { reason } => Err(not_connected(
+            id,
             reason.as_deref().unwrap_or("it has not connected yet"),
         )),
         CommandOutcome::Refused {
