@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked \
       -p printyard-api -p printyard-gateway -p printyard-archive \
-      -p printyard-scheduler -p printyard-stats -p printyard-notifier \
+      -p printyard-scheduler -p printyard-stats -p printyard-notifier -p printyard-filament \
  && mkdir -p /out \
  && find target/release -maxdepth 1 -type f -executable -name 'printyard-*' -exec cp {} /out/ \;
 

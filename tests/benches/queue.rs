@@ -230,10 +230,12 @@ fn idle_p1s(id: i64) -> PrinterView {
                     color: Some("FFFFFFFF".into()),
                     remain: Some(100),
                     external: false,
+                    ..Default::default()
                 }],
                 has_ams: true,
             }),
         }),
+        spools: Default::default(),
     }
 }
 
@@ -257,6 +259,7 @@ async fn bench_claim() {
     let occupancy = Occupancy {
         plates_to_clear: &none,
         taken: &none,
+        filament_margin_g: 20.0,
     };
     for (shape, target) in [
         ("any printer", "NULL"),

@@ -203,6 +203,17 @@ impl TestEnv {
         }
     }
 
+    /// The filament service's configuration (spools under 150 g are low, as by default).
+    pub fn filament_config(&self) -> printyard_filament::Config {
+        printyard_filament::Config {
+            nats: self.nats_config(),
+            database: self.database_config(),
+            admin: self.admin_config(),
+            telemetry: TelemetryConfig::default(),
+            filament: Default::default(),
+        }
+    }
+
     pub fn gateway_config(&self) -> printyard_gateway::Config {
         printyard_gateway::Config {
             nats: self.nats_config(),
@@ -422,6 +433,13 @@ spawners!(
     notifier_config,
     printyard_notifier,
     Notifier
+);
+spawners!(
+    spawn_filament,
+    spawn_filament_with,
+    filament_config,
+    printyard_filament,
+    Filament
 );
 
 /// Puts `printers` into the `printer_registry` bucket of `env` as a gateway of the default site
@@ -736,7 +754,7 @@ impl SimFarm {
     }
 }
 
-/// All six services, each once.
+/// All seven services, each once.
 pub struct Farm {
     pub api: Running,
     pub gateway: Running,
@@ -744,6 +762,7 @@ pub struct Farm {
     pub scheduler: Running,
     pub stats: Running,
     pub notifier: Running,
+    pub filament: Running,
 }
 
 impl Farm {
@@ -754,6 +773,7 @@ impl Farm {
             scheduler: spawn_scheduler(env).await,
             stats: spawn_stats(env).await,
             notifier: spawn_notifier(env).await,
+            filament: spawn_filament(env).await,
             gateway: spawn_gateway(env).await,
             api: spawn_api(env).await,
         }

@@ -17,7 +17,7 @@ pub struct Slicing<'a> {
     pub title: &'a str,
     /// Incompressible bytes stored in an extra entry, to make the file this much larger.
     pub padding: usize,
-    /// The plate's planned filament weight, grams.
+    /// The plate's planned filament weight, grams (shared evenly by its filaments).
     pub weight: f64,
     /// Sliced plates, 1 to `plates`; plate `n` plans `n` × `weight` grams (so a record of the
     /// wrong plate shows), with the fixture's G-code and thumbnail as its own.
@@ -133,14 +133,17 @@ fn reslice(xml: &str, slicing: &Slicing) -> String {
     );
     let start = xml.find("<filament ").expect("a filament line");
     let end = start + xml[start..].find("/>").expect("its end") + 2;
+    // The plate's weight is shared evenly by its filaments.
+    let grams = |plate: u32| slicing.weight * f64::from(plate) / slicing.filaments.len() as f64;
     let filaments: Vec<String> = slicing
         .filaments
         .iter()
         .enumerate()
         .map(|(i, (kind, color))| {
             format!(
-                "<filament id=\"{}\" type=\"{kind}\" color=\"{color}\" used_m=\"0.93\" used_g=\"2.83\"/>",
-                i + 1
+                "<filament id=\"{}\" type=\"{kind}\" color=\"{color}\" used_m=\"0.93\" used_g=\"{}\"/>",
+                i + 1,
+                grams(1)
             )
         })
         .collect();
@@ -169,6 +172,10 @@ fn reslice(xml: &str, slicing: &Slicing) -> String {
                     .replace(
                         &format!("<metadata key=\"weight\" value=\"{}\"/>", slicing.weight),
                         &format!("<metadata key=\"weight\" value=\"{weight}\"/>"),
+                    )
+                    .replace(
+                        &format!("used_g=\"{}\"", grams(1)),
+                        &format!("used_g=\"{}\"", grams(plate)),
                     )
             )
         })

@@ -237,6 +237,42 @@ try {
     assert.equal(await page.locator("table").first().locator("tbody tr").count(), totals.by_printer.length, "a row per printer");
   }
   await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
+
+  // Filament: the X1C's tagged spools registered themselves; one row each, a card per material;
+  // a spool added in the page and loaded into a tray there.
+  const tagged = await until("the AMS's spools in the inventory", async () => {
+    const list = await apiGet("/spools?limit=1000");
+    return list.spools.filter((s) => s.tag).length >= 12 && list;
+  });
+  await page.goto(`${base}/#/filament`);
+  await page.locator("table.spools tbody tr").nth(tagged.total - 1).waitFor();
+  assert.equal(await page.locator("table.spools tbody tr").count(), tagged.total, "a row per spool");
+  const stock = await apiGet("/spools/summary");
+  assert.equal(await page.locator(".card.material").count(), stock.materials.length, "a card per material and colour");
+  const amsPrinter = tagged.spools.find((s) => s.tag).printer_id;
+  const amsTile = await apiGet(`/printers/${amsPrinter}/status`);
+  const addForm = page.locator("form.add-spool");
+  await addForm.locator("input[name=material]").fill("PETG");
+  await addForm.locator("input[name=grams]").fill("250");
+  await addForm.getByRole("button", { name: "Add spool" }).click();
+  const added = await until("the spool added in the page", async () =>
+    (await apiGet("/spools?material=PETG")).spools.find((s) => s.nominal_g === 250),
+  );
+  const spoolRow = page.locator(`tr[data-spool-id="${added.id}"]`);
+  await spoolRow.locator("select[name=printer]").selectOption(String(amsPrinter));
+  await spoolRow.locator("select[name=tray]").selectOption("254");
+  await spoolRow.getByRole("button", { name: "Load" }).click();
+  await until("the spool loaded", async () => {
+    const spool = await apiGet(`/spools/${added.id}`);
+    return spool.printer_id === amsPrinter && spool.tray === 254;
+  });
+  await until("its row saying where", async () => (await spoolRow.locator("td.where").textContent()).includes("external"));
+  await page.screenshot({ path: join(shots, "filament.png"), fullPage: true });
+  step(`filament: ${tagged.total} spools (the AMS's tags registered), ${stock.materials.length} materials; a spool added and loaded from the page`);
+  await page.goto(`${base}/#/wall`);
+  const trays = page.locator(`article.tile[data-printer-id="${amsPrinter}"] ul.trays li`);
+  await until("the AMS tile's trays", async () => (await trays.count()) === amsTile.filaments.length);
+  step(`wall: the AMS printer's tile shows its ${amsTile.filaments.length} trays`);
   await page.goto(`${base}/#/settings`);
   // A key made in the page is shown once, works, and is revoked from the page.
   const keys = page.locator("section[aria-label='API keys']");
@@ -277,6 +313,9 @@ try {
     await page.goto(`${base}/#/settings`);
     await page.locator("section[aria-label='Costs']").waitFor();
     assert.equal(await page.locator("section[aria-label='API keys']").count(), 0, "no key management for a read key");
+    await page.goto(`${base}/#/filament`);
+    await page.locator("table.spools tbody tr").first().waitFor();
+    assert.equal(await page.locator("form.add-spool, form.assign").count(), 0, "no spool editing for a read key");
     step("read-only key: no control, upload, edit or key management");
     await context.close();
   }

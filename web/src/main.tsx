@@ -5,6 +5,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, grants, must, onKeyRefused, storeKey, storedKey, type ApiKey } from "./api/client";
 import { Archives } from "./pages/archive";
 import { Cameras } from "./pages/cameras";
+import { Filament } from "./pages/filament";
 import { Queue } from "./pages/queue";
 import { Settings } from "./pages/settings";
 import { Stats } from "./pages/stats";
@@ -17,6 +18,7 @@ const SCREENS = [
   { path: "cameras", title: "Cameras", need: "read" },
   { path: "archive", title: "Archive", need: "read" },
   { path: "queue", title: "Queue", need: "read" },
+  { path: "filament", title: "Filament", need: "read" },
   { path: "statistics", title: "Statistics", need: "read" },
   { path: "settings", title: "Settings", need: "read" },
 ] as const;
@@ -158,6 +160,7 @@ function App() {
         {screen.path === "cameras" && <Cameras />}
         {screen.path === "archive" && <Archives session={session} />}
         {screen.path === "queue" && <Queue session={session} preset={route.query.get("archive")} />}
+        {screen.path === "filament" && <Filament session={session} />}
         {screen.path === "statistics" && <Stats />}
         {screen.path === "settings" && <Settings session={session} me={me} />}
       </main>

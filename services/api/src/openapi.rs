@@ -35,6 +35,7 @@ use utoipa::{Modify, OpenApi};
         (name = "webhooks", description = "Signed webhooks of the farm's events (admin)"),
         (name = "events", description = "The live event stream (server-sent events)"),
         (name = "camera", description = "Printer cameras: MJPEG streams and snapshots"),
+        (name = "filament", description = "The spool inventory: spools, where they are loaded, what prints used"),
     )
 )]
 pub struct ApiDoc;

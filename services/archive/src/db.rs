@@ -18,7 +18,7 @@ macro_rules! select_archives {
              completed_at, duration, filament_used, filament_type, notes, tags, project_id, \
              progress, plates, plate, print_time_estimate, weight, filaments, printer_model_id, \
              file_key, file_size, file_sha256, thumbnail_key, file_error, queue_job_id, \
-             source_archive_id, end_reason, site, revision FROM archive.archives ",
+             source_archive_id, end_reason, site, revision, ams_mapping FROM archive.archives ",
             $tail
         )
     };
@@ -58,6 +58,7 @@ pub struct ArchiveRow {
     pub end_reason: Option<String>,
     pub site: Option<String>,
     pub revision: i64,
+    pub ams_mapping: Option<sqlx::types::Json<Vec<i32>>>,
 }
 
 impl ArchiveRow {
@@ -80,6 +81,9 @@ impl ArchiveRow {
             filament_type: self.filament_type.clone(),
             printer_model_id: self.printer_model_id.clone(),
             queue_job_id: self.queue_job_id,
+            filaments: self.filaments.0.clone(),
+            progress: self.progress,
+            ams_mapping: self.ams_mapping.as_ref().map(|m| m.0.clone()),
         }
     }
 
@@ -439,6 +443,7 @@ impl FileFields<'_> {
                 p.filaments
                     .iter()
                     .map(|f| FilamentUse {
+                        slot: Some(f.id),
                         kind: f.kind.clone(),
                         color: f.color.clone(),
                         grams: f.used_g,

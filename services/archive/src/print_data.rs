@@ -46,6 +46,8 @@ pub struct PrintData {
     pub outcome: Option<SeenOutcome>,
     /// The printer's task id of the print, when it has one.
     pub task_id: Option<String>,
+    /// `print_started` of a print the queue sent: the AMS mapping it was sent with.
+    pub ams_mapping: Option<Vec<i32>>,
 }
 
 impl PrintData {

@@ -110,10 +110,10 @@ pub async fn create(tx: &mut Tx<'_>, print: &NewPrint<'_>) -> Result<(i64, bool)
     sqlx::query_as(
         "INSERT INTO archive.archives \
            (print_key, name, filename, printer_id, printer_name, status, created_at, started_at, \
-            queue_job_id, job_name, site, end_reason, task_id) \
+            queue_job_id, job_name, site, end_reason, task_id, ams_mapping) \
          VALUES ($1, $2, $3, $4, $5, 'printing', $6, CASE WHEN $7 THEN $6 END, $8, $9, $10, \
            CASE WHEN $11 THEN 'it started while no gateway watched the printer; the start is \
-             when it was seen' END, $12) \
+             when it was seen' END, $12, $13) \
          ON CONFLICT (print_key) DO UPDATE SET print_key = EXCLUDED.print_key \
          RETURNING id, (xmax = 0)",
     )
@@ -129,6 +129,7 @@ pub async fn create(tx: &mut Tx<'_>, print: &NewPrint<'_>) -> Result<(i64, bool)
     .bind(print.site)
     .bind(print.unseen_start)
     .bind(&data.task_id)
+    .bind(data.ams_mapping.clone().map(sqlx::types::Json))
     .fetch_one(&mut **tx)
     .await
 }
@@ -144,7 +145,8 @@ pub async fn fill_start(
         "UPDATE archive.archives SET \
            started_at = coalesce(started_at, $2), created_at = least(created_at, $2), \
            printer_name = coalesce(printer_name, $3), queue_job_id = coalesce(queue_job_id, $4), \
-           job_name = coalesce(job_name, $5), task_id = coalesce(task_id, $6) \
+           job_name = coalesce(job_name, $5), task_id = coalesce(task_id, $6), \
+           ams_mapping = coalesce(ams_mapping, $7) \
          WHERE id = $1",
     )
     .bind(id)
@@ -153,6 +155,7 @@ pub async fn fill_start(
     .bind(data.queue_job())
     .bind(&data.job_name)
     .bind(&data.task_id)
+    .bind(data.ams_mapping.clone().map(sqlx::types::Json))
     .execute(&mut **tx)
     .await?;
     Ok(())

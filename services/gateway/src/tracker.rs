@@ -24,6 +24,8 @@ pub struct Sent {
     pub archive_id: i64,
     pub plate: u32,
     pub file_name: String,
+    /// The AMS mapping the print was sent with (empty: fed from the external spool).
+    pub ams_mapping: Vec<i32>,
 }
 
 /// What to fetch from the printer for the archive.
@@ -155,6 +157,8 @@ impl Tracker {
                     "plate": plate_of(status),
                     // The print before it on this printer, whose end this gateway published.
                     "previous": self.last_ended,
+                    // Which tray feeds each filament, for a print this gateway sent.
+                    "ams_mapping": queue_job.and_then(sent).map(|s| s.ams_mapping),
                 });
                 acts.push(publish(EventKind::PrintStarted, format!("{key}."), data));
                 acts.push(file_of(
@@ -402,6 +406,7 @@ mod tests {
                 archive_id: 3,
                 plate: 2,
                 file_name: "cube-pyq7.gcode.3mf".into(),
+                ams_mapping: vec![-1, 5],
             })
         };
         let now = Utc::now();
@@ -414,6 +419,11 @@ mod tests {
             (json!(3), json!(2))
         );
         assert_eq!(data_of(&started, EventKind::PrintStarted)["queue_job"], 7);
+        assert_eq!(
+            data_of(&started, EventKind::PrintStarted)["ams_mapping"],
+            json!([-1, 5]),
+            "the archive learns which tray fed each filament"
+        );
     }
 
     #[test]

@@ -141,6 +141,20 @@ impl EventFacts {
                     }
                 }
             }
+            "spool_low" => {
+                let keys = [
+                    "spool_id",
+                    "material",
+                    "color",
+                    "brand",
+                    "remaining_g",
+                    "threshold_g",
+                    "tray",
+                ];
+                for key in keys {
+                    put(key, self.data.get(key).cloned().into());
+                }
+            }
             "test" => put("message", "A test delivery from Printyard".into()),
             _ => {}
         }
@@ -176,6 +190,7 @@ impl EventFacts {
             "queue_job_started" => "Queue job started",
             "queue_job_completed" => "Queue job completed",
             "queue_job_failed" => "Queue job failed",
+            "spool_low" => "Filament low",
             "test" => "Test",
             _ => "Event",
         };
@@ -200,6 +215,19 @@ impl EventFacts {
                 text(&self.data, "code").unwrap_or_default()
             ),
             "archive_created" => format!("{printer}: {file} archived"),
+            "spool_low" => format!(
+                "spool {} ({} {}) has {:.0} g left",
+                self.data
+                    .get("spool_id")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                text(&self.data, "brand").unwrap_or_default(),
+                text(&self.data, "material").unwrap_or_default(),
+                self.data
+                    .get("remaining_g")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+            ),
             "test" => "A test delivery from Printyard".into(),
             _ => format!("{printer}: {title}"),
         };
@@ -214,6 +242,7 @@ impl EventFacts {
                 | "printer_error"
                 | "printer_offline"
                 | "queue_job_failed"
+                | "spool_low"
         )
     }
 

@@ -46,6 +46,9 @@ pub struct SchedulerConfig {
     pub print_start_secs: u64,
     /// Farm events one replica handles at once.
     pub event_concurrency: usize,
+    /// Grams a tray must hold beyond what a job's plate needs for the job to be sent to it
+    /// (the slicer's estimate is not exact, and a spool's last grams may not feed).
+    pub filament_margin_g: f64,
 }
 
 impl Default for SchedulerConfig {
@@ -59,6 +62,7 @@ impl Default for SchedulerConfig {
             retry_backoff_max_secs: 600,
             print_start_secs: 120,
             event_concurrency: 8,
+            filament_margin_g: 20.0,
         }
     }
 }

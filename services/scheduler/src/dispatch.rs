@@ -148,6 +148,7 @@ impl Dispatcher {
         let occupancy = Occupancy {
             plates_to_clear: &plates,
             taken: &taken,
+            filament_margin_g: self.config.filament_margin_g,
         };
         let free: Vec<PrinterView> = printers
             .into_iter()

@@ -2,12 +2,13 @@
 //! printer's live status, kept by watching their KV buckets, so that matching jobs to printers
 //! never waits on a printer, a gateway or another service.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_nats::jetstream::kv::{self, Operation};
 use printyard_bambu::models;
 use printyard_contracts::farm::{PrinterRecord, StatusRecord};
+use printyard_contracts::filament::{TraySpool, parse_tray_key};
 use printyard_contracts::printer::{LoadedFilament, PrinterState};
 use printyard_service::kv_watch::follow;
 use tokio::sync::Notify;
@@ -18,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 pub struct PrinterView {
     pub record: PrinterRecord,
     pub status: Option<StatusRecord>,
+    /// The spool the inventory knows in each tray (the `tray_spools` bucket).
+    pub spools: BTreeMap<i32, TraySpool>,
 }
 
 impl PrinterView {
@@ -72,6 +75,22 @@ impl PrinterView {
             .map_or(&[], |s| s.filaments.as_slice())
     }
 
+    /// Grams left in a tray, and the spool, when known: the inventory's spool, else the
+    /// printer's own measure of a Bambu spool.
+    pub fn stock(&self, tray: u16) -> Option<Stock> {
+        if let Some(spool) = self.spools.get(&i32::from(tray)) {
+            return Some(Stock {
+                grams: spool.remaining_g,
+                spool: Some(spool.spool_id),
+            });
+        }
+        self.filaments()
+            .iter()
+            .find(|f| f.tray == tray)
+            .and_then(LoadedFilament::measured_g)
+            .map(|grams| Stock { grams, spool: None })
+    }
+
     pub fn has_ams(&self) -> bool {
         self.status
             .as_ref()
@@ -88,10 +107,28 @@ impl PrinterView {
     }
 }
 
+/// What a tray holds, as far as anyone knows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stock {
+    pub grams: f64,
+    pub spool: Option<i64>,
+}
+
 #[derive(Default)]
 struct Inner {
     printers: HashMap<i64, PrinterRecord>,
     statuses: HashMap<i64, StatusRecord>,
+    spools: HashMap<i64, BTreeMap<i32, TraySpool>>,
+}
+
+impl Inner {
+    fn view(&self, record: &PrinterRecord) -> PrinterView {
+        PrinterView {
+            status: self.statuses.get(&record.id).cloned(),
+            spools: self.spools.get(&record.id).cloned().unwrap_or_default(),
+            record: record.clone(),
+        }
+    }
 }
 
 /// The watched registry and status buckets; `changed` is notified when a printer appears,
@@ -105,11 +142,7 @@ pub struct FarmView {
 impl FarmView {
     pub fn printer(&self, id: i64) -> Option<PrinterView> {
         let inner = self.inner.read().ok()?;
-        let record = inner.printers.get(&id)?.clone();
-        Some(PrinterView {
-            status: inner.statuses.get(&id).cloned(),
-            record,
-        })
+        Some(inner.view(inner.printers.get(&id)?))
     }
 
     /// Every registered printer, by id.
@@ -117,14 +150,7 @@ impl FarmView {
         let Ok(inner) = self.inner.read() else {
             return Vec::new();
         };
-        let mut all: Vec<PrinterView> = inner
-            .printers
-            .values()
-            .map(|record| PrinterView {
-                status: inner.statuses.get(&record.id).cloned(),
-                record: record.clone(),
-            })
-            .collect();
+        let mut all: Vec<PrinterView> = inner.printers.values().map(|r| inner.view(r)).collect();
         all.sort_by_key(PrinterView::id);
         all
     }
@@ -180,6 +206,34 @@ impl FarmView {
             };
             drop(inner);
             if matters {
+                self.changed.notify_waiters();
+            }
+        })
+        .await
+    }
+}
+
+impl FarmView {
+    /// Follows the inventory's spools in trays (the `tray_spools` bucket): a spool's weight
+    /// decides whether a printer has enough for a job.
+    pub async fn follow_spools(self, bucket: kv::Store, stop: CancellationToken) {
+        follow(bucket, stop, move |entry| {
+            let Some((printer, tray)) = parse_tray_key(&entry.key) else {
+                return;
+            };
+            let Ok(mut inner) = self.inner.write() else {
+                return;
+            };
+            let trays = inner.spools.entry(printer).or_default();
+            let spool = (entry.operation == Operation::Put)
+                .then(|| serde_json::from_slice::<TraySpool>(&entry.value).ok())
+                .flatten();
+            let changed = match spool {
+                Some(spool) => trays.insert(tray, spool.clone()).as_ref() != Some(&spool),
+                None => trays.remove(&tray).is_some(),
+            };
+            drop(inner);
+            if changed {
                 self.changed.notify_waiters();
             }
         })

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use printyard_contracts::ServiceName;
 use printyard_contracts::farm::{PRINTER_REGISTRY_BUCKET, PRINTER_STATUS_BUCKET};
+use printyard_contracts::filament::TRAY_SPOOLS_BUCKET;
 use printyard_contracts::queue as contract;
 use printyard_service::{Runtime, RuntimeOptions};
 use tokio::sync::Notify;
@@ -51,7 +52,11 @@ impl Scheduler {
         let kv = |name| printyard_service::nats::kv_bucket(&jetstream, name, Duration::ZERO);
         let registry = kv(PRINTER_REGISTRY_BUCKET).await?;
         let status = kv(PRINTER_STATUS_BUCKET).await?;
+        let spools = kv(TRAY_SPOOLS_BUCKET).await?;
         let farm = farm::FarmView::default();
+        runtime
+            .tasks()
+            .spawn(farm.clone().follow_spools(spools, shutdown.clone()));
         runtime
             .tasks()
             .spawn(farm.clone().follow_registry(registry, shutdown.clone()));
@@ -63,6 +68,7 @@ impl Scheduler {
             pool: pool.clone(),
             rpc: runtime.rpc().clone(),
             farm: farm.clone(),
+            filament_margin_g: config.scheduler.filament_margin_g,
         };
         serve(&runtime, &queue).await?;
 

@@ -7,14 +7,14 @@
 //! loaded (AMS trays, or the external spool). The AMS mapping is built from the loaded trays by
 //! type, preferring the slicer's colour.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use printyard_bambu::models;
 use printyard_contracts::printer::LoadedFilament;
 use serde::{Deserialize, Serialize};
 
-use crate::farm::PrinterView;
+use crate::farm::{PrinterView, Stock};
 
 /// A filament a plate needs (`id` is 1-based and indexes the AMS mapping).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct Need {
     pub kind: String,
     /// `#RRGGBB` as the slicer wrote it.
     pub color: String,
+    /// Grams the plate takes of it (0: not known, as for jobs queued before it was kept).
+    #[serde(default)]
+    pub grams: f64,
 }
 
 /// What a job asks of a printer.
@@ -47,38 +50,107 @@ pub struct Mapping {
     pub ams_mapping: Vec<i32>,
 }
 
+/// Why a printer's filaments cannot feed a job, in the order of how close it came.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shortfall {
+    /// No AMS where one is asked for, or types not loaded ("PETG not loaded").
+    Missing(String),
+    /// The type is loaded, but no tray of it holds what the plate needs plus the margin; the
+    /// fullest of them is told of (grams rounded up).
+    Short {
+        kind: String,
+        tray: u16,
+        spool: Option<i64>,
+        have_g: i64,
+        need_g: i64,
+        margin_g: i64,
+    },
+}
+
+impl Shortfall {
+    /// For a person, naming the printer.
+    pub fn describe(&self, printer: &str) -> String {
+        match self {
+            Shortfall::Missing(what) => format!("{what} on {printer}"),
+            Shortfall::Short {
+                kind,
+                tray,
+                spool,
+                have_g,
+                need_g,
+                margin_g,
+            } => {
+                let spool = spool.map(|id| format!(" (spool {id})")).unwrap_or_default();
+                let missing = need_g + margin_g - have_g;
+                format!(
+                    "not enough {kind} on {printer}: {}{spool} holds {have_g} g, the plate \
+                     needs {need_g} g + {margin_g} g margin ({missing} g missing)",
+                    tray_name(*tray)
+                )
+            }
+        }
+    }
+}
+
+/// A global tray id as the printer's screen shows it: `A1`–`D4` for AMS trays, `HT1`… for
+/// single-slot units, the external spool.
+pub fn tray_name(tray: u16) -> String {
+    match tray {
+        0..=15 => format!(
+            "tray {}{}",
+            char::from(b'A' + (tray / 4) as u8),
+            tray % 4 + 1
+        ),
+        128..=253 => format!("tray HT{}", tray - 127),
+        _ => "the external spool".into(),
+    }
+}
+
 /// Where each of `needs` comes from on a printer with `loaded` filaments, or what is missing
-/// ("PETG not loaded").
+/// ("PETG not loaded") or short. `stock` tells what a tray holds when it is known; a tray of
+/// unknown weight is taken to hold enough.
 pub fn map_filaments(
     needs: &[Need],
     loaded: &[LoadedFilament],
     has_ams: bool,
     use_ams: Option<bool>,
-) -> Result<Mapping, String> {
+    stock: impl Fn(u16) -> Option<Stock>,
+    margin_g: f64,
+) -> Result<Mapping, Shortfall> {
     let ams_loaded = loaded.iter().any(|f| !f.external);
     let use_ams = use_ams.unwrap_or(has_ams && ams_loaded);
     if use_ams && !has_ams {
-        return Err("the printer has no AMS".into());
+        return Err(Shortfall::Missing("the printer has no AMS".into()));
     }
     let sources: Vec<&LoadedFilament> = loaded.iter().filter(|f| f.external != use_ams).collect();
     let mut mapping = vec![-1; needs.iter().map(|n| n.id as usize).max().unwrap_or(0)];
     let mut used: HashSet<u16> = HashSet::new();
+    // Grams already planned from each tray by this job's other filaments.
+    let mut planned: HashMap<u16, f64> = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
+    let mut short: Option<Shortfall> = None;
     for need in needs {
         let fits: Vec<&&LoadedFilament> = sources
             .iter()
             .filter(|f| f.kind.eq_ignore_ascii_case(need.kind.trim()))
             .collect();
+        let enough = |f: &&&LoadedFilament| {
+            need.grams <= 0.0
+                || stock(f.tray).is_none_or(|s| {
+                    s.grams - planned.get(&f.tray).copied().unwrap_or(0.0) >= need.grams + margin_g
+                })
+        };
         let same_color =
             |f: &&&LoadedFilament| f.color.as_deref().is_some_and(|c| same_rgb(c, &need.color));
         let pick = fits
             .iter()
-            .find(|f| same_color(f) && !used.contains(&f.tray))
-            .or_else(|| fits.iter().find(|f| !used.contains(&f.tray)))
-            .or_else(|| fits.first());
+            .find(|f| same_color(f) && !used.contains(&f.tray) && enough(f))
+            .or_else(|| fits.iter().find(|f| !used.contains(&f.tray) && enough(f)))
+            .or_else(|| fits.iter().find(|f| enough(f)));
         match pick {
             Some(f) => {
                 used.insert(f.tray);
+                *planned.entry(f.tray).or_default() += need.grams.max(0.0);
                 if let Some(slot) = mapping.get_mut(need.id.saturating_sub(1) as usize) {
                     *slot = i32::from(f.tray);
                 }
@@ -87,15 +159,37 @@ pub fn map_filaments(
                 // No type set on the external spool: the printer does not know what is loaded,
                 // so neither can we. Printed as sliced.
             }
-            None => {
+            None if fits.is_empty() => {
                 if !missing.iter().any(|m| m.eq_ignore_ascii_case(&need.kind)) {
                     missing.push(need.kind.clone());
+                }
+            }
+            None => {
+                let fullest = fits
+                    .iter()
+                    .filter_map(|f| stock(f.tray).map(|s| (f, s)))
+                    .max_by(|a, b| a.1.grams.total_cmp(&b.1.grams));
+                if let (None, Some((f, s))) = (&short, fullest) {
+                    short = Some(Shortfall::Short {
+                        kind: f.kind.clone(),
+                        tray: f.tray,
+                        spool: s.spool,
+                        have_g: s.grams.max(0.0).floor() as i64,
+                        need_g: need.grams.ceil() as i64,
+                        margin_g: margin_g.max(0.0).ceil() as i64,
+                    });
                 }
             }
         }
     }
     if !missing.is_empty() {
-        return Err(format!("{} not loaded", missing.join(", ")));
+        return Err(Shortfall::Missing(format!(
+            "{} not loaded",
+            missing.join(", ")
+        )));
+    }
+    if let Some(short) = short {
+        return Err(short);
     }
     if !use_ams {
         mapping.clear();
@@ -121,7 +215,7 @@ enum Stage {
     Offline,
     Busy,
     PlateNotCleared,
-    Filaments(String),
+    Filaments(Shortfall),
     Ready,
 }
 
@@ -130,6 +224,8 @@ enum Stage {
 pub struct Occupancy<'a> {
     pub plates_to_clear: &'a HashSet<i64>,
     pub taken: &'a HashSet<i64>,
+    /// Grams a tray must hold beyond the plate's need.
+    pub filament_margin_g: f64,
 }
 
 fn is_target(wants: &Wants, printer: &PrinterView) -> bool {
@@ -162,15 +258,21 @@ fn stage(wants: &Wants, printer: &PrinterView, occupancy: &Occupancy) -> Stage {
     if occupancy.plates_to_clear.contains(&printer.id()) && !printer.record.auto_clear_plate {
         return Stage::PlateNotCleared;
     }
-    match map_filaments(
+    match feed(wants, printer, occupancy) {
+        Ok(_) => Stage::Ready,
+        Err(reason) => Stage::Filaments(reason),
+    }
+}
+
+fn feed(wants: &Wants, printer: &PrinterView, occupancy: &Occupancy) -> Result<Mapping, Shortfall> {
+    map_filaments(
         wants.filaments,
         printer.filaments(),
         printer.has_ams(),
         wants.use_ams,
-    ) {
-        Ok(_) => Stage::Ready,
-        Err(reason) => Stage::Filaments(reason),
-    }
+        |tray| printer.stock(tray),
+        occupancy.filament_margin_g,
+    )
 }
 
 /// Whether `printer` can take the job now, and how its filaments are fed.
@@ -178,13 +280,7 @@ pub fn fits(wants: &Wants, printer: &PrinterView, occupancy: &Occupancy) -> Opti
     if stage(wants, printer, occupancy) != Stage::Ready {
         return None;
     }
-    map_filaments(
-        wants.filaments,
-        printer.filaments(),
-        printer.has_ams(),
-        wants.use_ams,
-    )
-    .ok()
+    feed(wants, printer, occupancy).ok()
 }
 
 /// Why a pending job has not started, for a person: its time, its retry wait, or what the
@@ -228,7 +324,7 @@ pub fn waiting_reason(
             Stage::Offline => format!("{name} is offline"),
             Stage::Busy => format!("{name} is busy ({})", state_word(printer)),
             Stage::PlateNotCleared => format!("plate not cleared on {name}"),
-            Stage::Filaments(reason) => format!("{reason} on {name}"),
+            Stage::Filaments(reason) => reason.describe(name),
             Stage::Ready => "next in line".into(),
         };
     }
@@ -260,7 +356,11 @@ pub fn waiting_reason(
         Stage::Offline => format!("no {kind} online"),
         Stage::Busy => format!("no idle {kind}"),
         Stage::PlateNotCleared => format!("plate not cleared on {}", names(&best)),
-        Stage::Filaments(reason) => reason,
+        Stage::Filaments(Shortfall::Missing(what)) => what,
+        Stage::Filaments(ref short) => match staged.iter().find(|(s, _)| *s == best) {
+            Some((_, printer)) => short.describe(&printer.record.name),
+            None => short.describe("a printer"),
+        },
         Stage::Ready => "next in line".into(),
     }
 }
@@ -282,7 +382,12 @@ mod tests {
             color: Some(color.into()),
             remain: None,
             external: tray >= 254,
+            ..Default::default()
         }
+    }
+
+    fn unknown(_: u16) -> Option<Stock> {
+        None
     }
 
     fn need(id: u32, kind: &str, color: &str) -> Need {
@@ -290,6 +395,7 @@ mod tests {
             id,
             kind: kind.into(),
             color: color.into(),
+            grams: 0.0,
         }
     }
 
@@ -337,6 +443,7 @@ mod tests {
                     filaments: loaded,
                 }),
             }),
+            spools: Default::default(),
         }
     }
 
@@ -349,7 +456,7 @@ mod tests {
             tray(254, "PLA", "FFFFFFFF"),
         ];
         let needs = [need(1, "PLA", "#000000"), need(3, "PETG", "#123456")];
-        let mapping = map_filaments(&needs, &loaded, true, None).unwrap();
+        let mapping = map_filaments(&needs, &loaded, true, None, unknown, 20.0).unwrap();
         assert_eq!(
             mapping,
             Mapping {
@@ -360,7 +467,7 @@ mod tests {
         // Two PLA filaments take two trays when there are two.
         let two = [need(1, "PLA", "#000000"), need(2, "PLA", "#000000")];
         assert_eq!(
-            map_filaments(&two, &loaded, true, None)
+            map_filaments(&two, &loaded, true, None, unknown, 20.0)
                 .unwrap()
                 .ams_mapping,
             vec![1, 0]
@@ -372,10 +479,10 @@ mod tests {
         let loaded = [tray(0, "PLA", "FF0000FF"), tray(254, "PETG", "FFFFFFFF")];
         let needs = [need(1, "PETG", "#FFFFFF")];
         assert_eq!(
-            map_filaments(&needs, &loaded, true, None).unwrap_err(),
-            "PETG not loaded"
+            map_filaments(&needs, &loaded, true, None, unknown, 20.0).unwrap_err(),
+            Shortfall::Missing("PETG not loaded".into())
         );
-        let spool = map_filaments(&needs, &loaded, true, Some(false)).unwrap();
+        let spool = map_filaments(&needs, &loaded, true, Some(false), unknown, 20.0).unwrap();
         assert_eq!(
             spool,
             Mapping {
@@ -384,11 +491,11 @@ mod tests {
             }
         );
         assert_eq!(
-            map_filaments(&needs, &loaded[1..], false, Some(true)).unwrap_err(),
-            "the printer has no AMS"
+            map_filaments(&needs, &loaded[1..], false, Some(true), unknown, 20.0).unwrap_err(),
+            Shortfall::Missing("the printer has no AMS".into())
         );
         // An external spool of unknown type cannot be checked: it is taken as sliced.
-        assert!(map_filaments(&needs, &[], false, None).is_ok());
+        assert!(map_filaments(&needs, &[], false, None, unknown, 20.0).is_ok());
     }
 
     #[test]
@@ -397,6 +504,7 @@ mod tests {
         let occupancy = Occupancy {
             plates_to_clear: &none,
             taken: &none,
+            filament_margin_g: 20.0,
         };
         let now = Utc::now();
         let pla = [need(1, "PLA", "#FFFFFF")];
@@ -463,6 +571,7 @@ mod tests {
         let dirty = Occupancy {
             plates_to_clear: &cleared,
             taken: &none,
+            filament_margin_g: 20.0,
         };
         let pla_p1s = Wants {
             model_id: Some("C12"),
@@ -484,5 +593,72 @@ mod tests {
         let later = now + chrono::Duration::hours(1);
         let reason = waiting_reason(&pla_p1s, Some(later), None, None, now, &[p1s], &occupancy);
         assert!(reason.starts_with("scheduled for "), "{reason}");
+    }
+
+    #[test]
+    fn a_tray_short_of_the_plate_and_margin_is_passed_over_and_named() {
+        let loaded = [tray(0, "PLA", "000000FF"), tray(1, "PLA", "FFFFFFFF")];
+        let mut needs = [need(1, "PLA", "#000000")];
+        needs[0].grams = 50.0;
+        let stock = |grams: [f64; 2]| {
+            move |tray: u16| {
+                Some(Stock {
+                    grams: grams[usize::from(tray)],
+                    spool: Some(10 + i64::from(tray)),
+                })
+            }
+        };
+        // The black tray has 60 g (< 50 + 20): the white one with enough is taken instead.
+        let mapping = map_filaments(&needs, &loaded, true, None, stock([60.0, 500.0]), 20.0);
+        assert_eq!(mapping.unwrap().ams_mapping, vec![1]);
+        // Exactly the need and margin is enough.
+        let mapping = map_filaments(&needs, &loaded, true, None, stock([70.0, 0.0]), 20.0);
+        assert_eq!(mapping.unwrap().ams_mapping, vec![0]);
+        // Neither: the fullest is named with what is missing.
+        let short = map_filaments(&needs, &loaded, true, None, stock([35.0, 12.0]), 20.0);
+        assert_eq!(
+            short.unwrap_err(),
+            Shortfall::Short {
+                kind: "PLA".into(),
+                tray: 0,
+                spool: Some(10),
+                have_g: 35,
+                need_g: 50,
+                margin_g: 20
+            }
+        );
+        // Two filaments from one tray need their sum.
+        let mut two = [need(1, "PLA", "#000000"), need(2, "PLA", "#000000")];
+        two[0].grams = 40.0;
+        two[1].grams = 40.0;
+        let one_tray = [tray(0, "PLA", "000000FF")];
+        let stocked = |grams: f64| move |_: u16| Some(Stock { grams, spool: None });
+        assert!(map_filaments(&two, &one_tray, true, None, stocked(85.0), 10.0).is_err());
+        assert!(map_filaments(&two, &one_tray, true, None, stocked(90.0), 10.0).is_ok());
+        // A tray of unknown weight, or a plate of unknown grams, is not held back.
+        assert!(map_filaments(&needs, &loaded, true, None, unknown, 20.0).is_ok());
+        needs[0].grams = 0.0;
+        assert!(map_filaments(&needs, &loaded, true, None, stock([1.0, 1.0]), 20.0).is_ok());
+    }
+
+    #[test]
+    fn a_short_tray_is_told_with_the_printer_tray_spool_and_grams() {
+        let short = Shortfall::Short {
+            kind: "PETG".into(),
+            tray: 5,
+            spool: Some(17),
+            have_g: 35,
+            need_g: 50,
+            margin_g: 20,
+        };
+        assert_eq!(
+            short.describe("Desk X1C"),
+            "not enough PETG on Desk X1C: tray B2 (spool 17) holds 35 g, the plate needs 50 g \
+             + 20 g margin (35 g missing)"
+        );
+        assert_eq!(tray_name(0), "tray A1");
+        assert_eq!(tray_name(15), "tray D4");
+        assert_eq!(tray_name(128), "tray HT1");
+        assert_eq!(tray_name(254), "the external spool");
     }
 }

@@ -28,6 +28,8 @@ pub struct Queue {
     pub pool: PgPool,
     pub rpc: RpcClient,
     pub farm: FarmView,
+    /// See `SchedulerConfig::filament_margin_g`.
+    pub filament_margin_g: f64,
 }
 
 fn invalid(detail: impl Into<String>) -> ErrorBody {
@@ -72,6 +74,7 @@ impl Queue {
         let occupancy = Occupancy {
             plates_to_clear: &plates,
             taken: &taken,
+            filament_margin_g: self.filament_margin_g,
         };
         let printers = self.farm.printers();
         let now = Utc::now();
@@ -135,6 +138,7 @@ impl Queue {
                 id: f.id,
                 kind: f.kind.clone(),
                 color: f.color.clone(),
+                grams: f.grams,
             })
             .collect();
         let row: JobRow = sqlx::query_as(concat!(

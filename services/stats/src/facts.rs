@@ -290,6 +290,9 @@ mod tests {
             filament_type: Some("PETG".into()),
             printer_model_id: Some("C12".into()),
             queue_job_id: None,
+            filaments: Vec::new(),
+            progress: None,
+            ams_mapping: None,
         }
     }
 

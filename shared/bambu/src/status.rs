@@ -135,12 +135,22 @@ fn filament(tray: &Value, id: u16, external: bool) -> Option<LoadedFilament> {
     let remain = number(tray.get("remain"))
         .filter(|r| (0.0..=100.0).contains(r))
         .map(|r| r as i32);
+    // Spools without a tag report zeros (`0000…`, weight `0`, diameter `0.00`).
+    let tag = text(tray.get("tray_uuid")).filter(|t| t.bytes().any(|b| b != b'0'));
+    let weight_g = number(tray.get("tray_weight"))
+        .filter(|w| *w > 0.0 && *w <= 100_000.0)
+        .map(|w| w as u32);
+    let diameter = number(tray.get("tray_diameter")).filter(|d| *d > 0.0 && *d < 10.0);
     Some(LoadedFilament {
         tray: id,
         kind,
         color,
         remain,
         external,
+        sub_brand: text(tray.get("tray_sub_brands")).filter(|_| tag.is_some()),
+        tag,
+        weight_g,
+        diameter,
     })
 }
 

@@ -162,6 +162,33 @@ fn loaded_filaments_come_from_the_ams_trays_and_the_external_spool() {
     assert_eq!(x1c.filaments[4].kind, "ABS");
     assert_eq!(x1c.filaments.last().unwrap().kind, "PA-CF");
     assert_eq!(x1c.filaments[0].remain, Some(93));
+    // Bambu spools carry their tag, product line and weight; 93 % of 1 kg is measured.
+    let first = &x1c.filaments[0];
+    assert_eq!(
+        first.tag.as_deref(),
+        Some("5F3D8925633343C29FB9A97FA9125971")
+    );
+    assert_eq!(first.sub_brand.as_deref(), Some("PLA Matte"));
+    assert_eq!((first.weight_g, first.diameter), (Some(1000), Some(1.75)));
+    assert_eq!(first.measured_g(), Some(930.0));
+    let tags: std::collections::HashSet<_> =
+        x1c.filaments.iter().filter_map(|f| f.tag.clone()).collect();
+    assert_eq!(
+        tags.len(),
+        x1c.filaments.len(),
+        "every tag is its own spool"
+    );
+
+    // An A1's AMS lite with third-party spools: no tag (all zeros), nothing measured.
+    let a1 = loaded("a1.json");
+    assert!(!a1.filaments.is_empty());
+    assert!(
+        a1.filaments
+            .iter()
+            .all(|f| f.tag.is_none() && f.sub_brand.is_none() && f.measured_g().is_none()),
+        "{:?}",
+        a1.filaments
+    );
 
     // P1P without an AMS: the external spool only.
     let p1p = loaded("p1p-no-ams.json");

@@ -73,6 +73,10 @@ impl ArchiveStatus {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FilamentUse {
+    /// The 3MF's filament id (1-based; its place in the AMS mapping). `null` on archives
+    /// stored before it was kept.
+    #[serde(default)]
+    pub slot: Option<u32>,
     #[serde(rename = "type")]
     pub kind: String,
     pub color: String,
@@ -465,6 +469,17 @@ pub struct ArchiveFacts {
     pub filament_type: Option<String>,
     pub printer_model_id: Option<String>,
     pub queue_job_id: Option<i64>,
+    /// The printed plate's filaments with their planned grams (the spool inventory counts
+    /// what each print used from them).
+    #[serde(default)]
+    pub filaments: Vec<FilamentUse>,
+    /// Percent reached, for an ended print.
+    #[serde(default)]
+    pub progress: Option<i32>,
+    /// The AMS mapping the queue sent with the print (one global tray id, or -1, per filament
+    /// id); `None` for prints the farm did not send.
+    #[serde(default)]
+    pub ams_mapping: Option<Vec<i32>>,
 }
 
 /// `archive_deleted`: the archive is gone (`revision` is past its last update).

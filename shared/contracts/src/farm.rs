@@ -177,6 +177,9 @@ pub enum EventKind {
     QueueJobStarted,
     QueueJobCompleted,
     QueueJobFailed,
+    /// `filament`: a spool went under its material's low-stock threshold
+    /// ([`crate::filament::SpoolLow`]).
+    SpoolLow,
 }
 
 impl EventKind {
@@ -201,6 +204,7 @@ impl EventKind {
             EventKind::QueueJobStarted => "queue_job_started",
             EventKind::QueueJobCompleted => "queue_job_completed",
             EventKind::QueueJobFailed => "queue_job_failed",
+            EventKind::SpoolLow => "spool_low",
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod camera;
 pub mod error;
 pub mod farm;
+pub mod filament;
 pub mod printer;
 pub mod prints;
 pub mod queue;

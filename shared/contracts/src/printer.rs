@@ -92,7 +92,7 @@ pub struct PrinterStatus {
 }
 
 /// A filament the printer has loaded, where a print can take it from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoadedFilament {
     /// The global tray id `project_file`'s `ams_mapping` uses: `ams * 4 + slot` for AMS units
@@ -108,4 +108,26 @@ pub struct LoadedFilament {
     pub remain: Option<i32>,
     /// On the external spool holder, not in an AMS.
     pub external: bool,
+    /// The RFID tag of a Bambu spool (`tray_uuid`; absent for spools without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The product line a Bambu spool's tag names (`tray_sub_brands`: "PLA Matte").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_brand: Option<String>,
+    /// Grams on a full spool, as its tag says (`tray_weight`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_g: Option<u32>,
+    /// Millimetres, as its tag says (`tray_diameter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diameter: Option<f64>,
+}
+
+impl LoadedFilament {
+    /// Grams left by the printer's own measure: a tagged spool's `remain` percent of its
+    /// weight (`None` for spools the AMS cannot measure).
+    pub fn measured_g(&self) -> Option<f64> {
+        let weight = f64::from(self.weight_g?);
+        self.tag.as_ref()?;
+        Some(weight * f64::from(self.remain?) / 100.0)
+    }
 }

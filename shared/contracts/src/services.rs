@@ -1,4 +1,4 @@
-//! The six services and their names as they appear on NATS (discovery, queue groups).
+//! The seven services and their names as they appear on NATS (discovery, queue groups).
 
 use std::fmt;
 
@@ -11,17 +11,19 @@ pub enum ServiceName {
     Scheduler,
     Stats,
     Notifier,
+    Filament,
 }
 
 impl ServiceName {
     /// Every service, in the order health reports list them.
-    pub const ALL: [ServiceName; 6] = [
+    pub const ALL: [ServiceName; 7] = [
         ServiceName::Api,
         ServiceName::Gateway,
         ServiceName::Archive,
         ServiceName::Scheduler,
         ServiceName::Stats,
         ServiceName::Notifier,
+        ServiceName::Filament,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -32,6 +34,7 @@ impl ServiceName {
             ServiceName::Scheduler => "scheduler",
             ServiceName::Stats => "stats",
             ServiceName::Notifier => "notifier",
+            ServiceName::Filament => "filament",
         }
     }
 
@@ -45,6 +48,7 @@ impl ServiceName {
             ServiceName::Scheduler => Some("queue"),
             ServiceName::Stats => Some("stats"),
             ServiceName::Notifier => Some("notifier"),
+            ServiceName::Filament => Some("filament"),
         }
     }
 }
@@ -64,7 +68,7 @@ mod tests {
         let mut schemas: Vec<_> = ServiceName::ALL.iter().filter_map(|s| s.schema()).collect();
         schemas.sort();
         schemas.dedup();
-        assert_eq!(schemas.len(), 5);
+        assert_eq!(schemas.len(), 6);
         assert_eq!(ServiceName::Gateway.schema(), None);
     }
 }

@@ -32,10 +32,12 @@ pub enum WebhookEvent {
     QueueJobStarted,
     QueueJobCompleted,
     QueueJobFailed,
+    /// A spool went under its material's low-stock threshold.
+    SpoolLow,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 13] = [
+    pub const ALL: [WebhookEvent; 14] = [
         WebhookEvent::PrintStarted,
         WebhookEvent::PrintProgress,
         WebhookEvent::PrintComplete,
@@ -49,6 +51,7 @@ impl WebhookEvent {
         WebhookEvent::QueueJobStarted,
         WebhookEvent::QueueJobCompleted,
         WebhookEvent::QueueJobFailed,
+        WebhookEvent::SpoolLow,
     ];
 
     /// The farm event it is.
@@ -67,6 +70,7 @@ impl WebhookEvent {
             WebhookEvent::QueueJobStarted => EventKind::QueueJobStarted,
             WebhookEvent::QueueJobCompleted => EventKind::QueueJobCompleted,
             WebhookEvent::QueueJobFailed => EventKind::QueueJobFailed,
+            WebhookEvent::SpoolLow => EventKind::SpoolLow,
         }
     }
 

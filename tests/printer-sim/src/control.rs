@@ -22,7 +22,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use serde::Deserialize;
 
-use crate::printer::{Faults, Printer, Snapshot};
+use crate::printer::{Faults, Printer, Snapshot, Spool};
 
 type Printers = Arc<Vec<Arc<Printer>>>;
 
@@ -37,7 +37,10 @@ pub fn router(printers: Vec<Arc<Printer>>) -> Router {
         .route("/printers/{serial}/garbage", post(garbage))
         .route("/printers/{serial}/files/{*path}", put(put_file))
         .route("/printers/{serial}/start", post(start))
-        .route("/printers/{serial}/trays/{tray}", put(load_filament))
+        .route(
+            "/printers/{serial}/trays/{tray}",
+            put(load_filament).delete(unload),
+        )
         .with_state(Arc::new(printers))
 }
 
@@ -163,11 +166,17 @@ async fn start(
     Ok(Json(printer.snapshot()))
 }
 
+/// A spool a person loads: type and colour as set on the printer; a Bambu spool also brings
+/// its RFID tag, weight, product line and what is left (as the AMS reads them).
 #[derive(Deserialize)]
 struct Filament {
     #[serde(rename = "type")]
     kind: String,
     color: String,
+    tag: Option<String>,
+    weight: Option<u32>,
+    sub_brand: Option<String>,
+    remain: Option<f64>,
 }
 
 async fn load_filament(
@@ -184,6 +193,40 @@ async fn load_filament(
             "type must be set and color be RRGGBBAA".to_owned(),
         ));
     }
-    printer.load_filament(tray, filament.kind.trim(), &filament.color);
+    let tag = filament.tag.filter(|t| !t.is_empty());
+    if tag
+        .as_ref()
+        .is_some_and(|t| t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "tag must be 32 hexadecimal digits (a tray_uuid)".to_owned(),
+        ));
+    }
+    let remain = filament
+        .remain
+        .unwrap_or(if tag.is_some() { 100.0 } else { -1.0 });
+    printer.load_spool(
+        tray,
+        Spool {
+            kind: filament.kind.trim().to_owned(),
+            color: filament.color.to_ascii_uppercase(),
+            weight_g: filament
+                .weight
+                .unwrap_or(if tag.is_some() { 1000 } else { 0 }),
+            tag: tag.map(|t| t.to_ascii_uppercase()),
+            sub_brand: filament.sub_brand,
+            remain: remain.clamp(-1.0, 100.0),
+        },
+    );
+    Ok(Json(printer.snapshot()))
+}
+
+async fn unload(
+    State(printers): State<Printers>,
+    Path((serial, tray)): Path<(String, u16)>,
+) -> Result<Json<Snapshot>, Refusal> {
+    let printer = find(&printers, &serial)?;
+    printer.unload(tray);
     Ok(Json(printer.snapshot()))
 }

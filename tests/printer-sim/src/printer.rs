@@ -109,8 +109,26 @@ struct Job {
     subtask_id: String,
     elapsed: f64,
     prepare: f64,
-    /// AMS `remain` of each tray when the print started.
-    remain_at_start: Vec<i64>,
+    /// AMS `remain` (percent) of each tray when the print started.
+    remain_at_start: BTreeMap<u16, f64>,
+    /// Which tray feeds how many grams of the plate (from the AMS mapping it was sent with, or
+    /// chosen by type and colour as the printer does for a print started on its screen).
+    feeds: Vec<(u16, f64)>,
+}
+
+/// A spool a person put in a tray.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spool {
+    pub kind: String,
+    /// `RRGGBBAA`.
+    pub color: String,
+    /// A Bambu spool's RFID tag (`tray_uuid`); `None` for a spool without one.
+    pub tag: Option<String>,
+    /// Grams on the full spool, as its tag says (0 without a tag).
+    pub weight_g: u32,
+    pub sub_brand: Option<String>,
+    /// Percent left, as the AMS reads it from the tag.
+    pub remain: f64,
 }
 
 #[derive(Debug)]
@@ -124,11 +142,11 @@ struct State {
     print_error: u32,
     hms: Vec<(u32, u32)>,
     spd_lvl: u8,
-    /// AMS `remain` per tray, in template order.
-    remain: Vec<i64>,
-    /// Filament a person loaded, by global tray id (`ams * 4 + slot`, 254 for the external
-    /// spool): `(tray_type, tray_color)` replacing what the capture had.
-    loaded: BTreeMap<u16, (String, String)>,
+    /// AMS `remain` (percent) per global tray id.
+    remain: BTreeMap<u16, f64>,
+    /// What a person did to a tray, by global tray id (`ams * 4 + slot`, 254 for the external
+    /// spool): a spool loaded in place of the capture's, or the tray emptied (`None`).
+    loaded: BTreeMap<u16, Option<Spool>>,
     /// Every print started, by job name, oldest first (a test proves "printed once" with it).
     started: Vec<String>,
     /// The last `project_file` request accepted, as sent.
@@ -193,9 +211,29 @@ impl Printer {
                 template.insert(key.to_owned(), value);
             }
         }
-        let remain = trays(&template)
-            .map(|t| t.get("remain").and_then(Value::as_i64).unwrap_or(-1))
-            .map(|r| if r < 0 { r } else { 100 - (r % 7) * 5 })
+        // Every printer has spools of its own: the capture's tags made this printer's.
+        for tray in trays_mut(&mut template) {
+            for (key, len) in [("tray_uuid", 32), ("tag_uid", 16)] {
+                if let Some(tag) = tray.get(key).and_then(Value::as_str)
+                    && tag.bytes().any(|b| b != b'0')
+                {
+                    let own = md5_hex(format!("{}{tag}", spec.serial).as_bytes());
+                    tray[key] = json!(own[..len].to_ascii_uppercase());
+                }
+            }
+        }
+        let remain = global_trays(&template)
+            .filter_map(|(id, t)| {
+                let r = t.get("remain").and_then(Value::as_i64)?;
+                Some((
+                    id,
+                    if r < 0 {
+                        -1.0
+                    } else {
+                        (100 - (r % 7) * 5) as f64
+                    },
+                ))
+            })
             .collect();
         let (reports, _) = broadcast::channel(256);
         let (kick, _) = watch::channel(0);
@@ -533,6 +571,12 @@ impl Printer {
             }
         }
         let data = self.stored(&path)?;
+        let use_ams = body.get("use_ams").and_then(Value::as_bool).unwrap_or(true);
+        let ams_mapping = body
+            .get("ams_mapping")
+            .and_then(Value::as_array)
+            .map(|m| m.iter().map(|t| t.as_i64().unwrap_or(-1)).collect())
+            .unwrap_or_default();
         self.start_job(
             data,
             &path,
@@ -540,6 +584,7 @@ impl Printer {
             subtask_name,
             text("task_id"),
             text("subtask_id"),
+            Some((use_ams, ams_mapping)),
         )?;
         self.state.lock().unwrap().last_project_file = Some(body.clone());
         Ok(())
@@ -548,12 +593,101 @@ impl Printer {
     /// A person loads filament into tray `tray` (global id, 254 for the external spool) and
     /// sets its type and colour (`RRGGBBAA`) on the printer.
     pub fn load_filament(&self, tray: u16, kind: &str, color: &str) {
-        self.state
-            .lock()
-            .unwrap()
-            .loaded
-            .insert(tray, (kind.to_owned(), color.to_ascii_uppercase()));
+        self.load_spool(
+            tray,
+            Spool {
+                kind: kind.to_owned(),
+                color: color.to_ascii_uppercase(),
+                tag: None,
+                weight_g: 0,
+                sub_brand: None,
+                remain: -1.0,
+            },
+        );
+    }
+
+    /// A person puts `spool` in tray `tray` (a Bambu spool's tag is read by the AMS, with its
+    /// weight and what is left).
+    pub fn load_spool(&self, tray: u16, spool: Spool) {
+        let mut s = self.state.lock().unwrap();
+        s.remain.insert(tray, spool.remain);
+        s.loaded.insert(tray, Some(spool));
+        drop(s);
         self.publish_changes();
+    }
+
+    /// A person takes the spool out of tray `tray`.
+    pub fn unload(&self, tray: u16) {
+        let mut s = self.state.lock().unwrap();
+        s.remain.remove(&tray);
+        s.loaded.insert(tray, None);
+        drop(s);
+        self.publish_changes();
+    }
+
+    /// What tray `tray` holds now: type, colour and grams on a full spool (1 kg when unknown).
+    fn tray_filament(&self, s: &State, tray: u16) -> Option<(String, String, f64)> {
+        let weight = |w: u32| if w == 0 { 1000.0 } else { f64::from(w) };
+        if let Some(loaded) = s.loaded.get(&tray) {
+            return loaded
+                .as_ref()
+                .map(|l| (l.kind.clone(), l.color.clone(), weight(l.weight_g)));
+        }
+        let captured = if tray >= 254 {
+            self.template.get("vt_tray")
+        } else {
+            global_trays(&self.template)
+                .find(|(id, _)| *id == tray)
+                .map(|(_, t)| t)
+        }?;
+        let text = |key: &str| captured.get(key).and_then(Value::as_str).unwrap_or("");
+        let kind = text("tray_type");
+        (!kind.is_empty()).then(|| {
+            let grams = text("tray_weight").parse::<f64>().unwrap_or(0.0) as u32;
+            (
+                kind.to_owned(),
+                text("tray_color").to_owned(),
+                weight(grams),
+            )
+        })
+    }
+
+    /// Which tray feeds each filament of `plan`: the mapping sent with the print, else (a
+    /// print started on the screen) the tray of the filament's type and colour, else of its
+    /// type, as the printer matches them.
+    fn feeds(
+        &self,
+        s: &State,
+        plan: &PlateJob,
+        mapping: Option<(bool, Vec<i64>)>,
+    ) -> Vec<(u16, f64)> {
+        let mut feeds = Vec::new();
+        for filament in &plan.filaments {
+            let tray = match &mapping {
+                Some((false, _)) => Some(254),
+                Some((true, mapping)) => mapping
+                    .get(filament.id as usize - 1)
+                    .and_then(|t| u16::try_from(*t).ok()),
+                None => {
+                    let candidates: Vec<(u16, String, String)> = (0..16)
+                        .chain(128..136)
+                        .chain([254])
+                        .filter_map(|t| self.tray_filament(s, t).map(|(k, c, _)| (t, k, c)))
+                        .filter(|(_, k, _)| k.eq_ignore_ascii_case(&filament.kind))
+                        .collect();
+                    let rgb = filament.color.trim_start_matches('#').to_ascii_uppercase();
+                    candidates
+                        .iter()
+                        .find(|(_, _, c)| c.starts_with(&rgb))
+                        .or(candidates.first())
+                        .map(|(t, _, _)| *t)
+                }
+            };
+            if let Some(tray) = tray {
+                feeds.push((tray, filament.grams));
+            }
+        }
+        feeds
     }
 
     /// Starts a print of a file already in storage, as the touchscreen (or a slicer sending
@@ -565,7 +699,7 @@ impl Printer {
             format!("/{path}")
         };
         let data = self.stored(&path)?;
-        self.start_job(data, &path, plate, None, "0".into(), "0".into())?;
+        self.start_job(data, &path, plate, None, "0".into(), "0".into(), None)?;
         self.publish_changes();
         Ok(())
     }
@@ -582,6 +716,7 @@ impl Printer {
             Some(name.to_owned()),
             "0".into(),
             "0".into(),
+            None,
         )?;
         self.publish_changes();
         Ok(())
@@ -594,6 +729,7 @@ impl Printer {
             .ok_or_else(|| format!("file {path} not found on the printer"))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_job(
         &self,
         data: Bytes,
@@ -602,6 +738,7 @@ impl Printer {
         subtask_name: Option<String>,
         task_id: String,
         subtask_id: String,
+        mapping: Option<(bool, Vec<i64>)>,
     ) -> Result<(), String> {
         if self.state.lock().unwrap().gcode_state.busy() {
             return Err("the printer is busy".to_owned());
@@ -618,6 +755,7 @@ impl Printer {
             return Err("the printer is busy".to_owned());
         }
         s.started.push(subtask_name.clone());
+        let feeds = self.feeds(&s, &plan, mapping);
         s.job = Some(Job {
             plan,
             file,
@@ -627,6 +765,7 @@ impl Printer {
             elapsed: 0.0,
             prepare: 0.0,
             remain_at_start: s.remain.clone(),
+            feeds,
         });
         s.gcode_state = GcodeState::Prepare;
         s.print_error = 0;
@@ -669,18 +808,28 @@ impl Printer {
                     _ => 1.0,
                 };
                 let mut finished = false;
-                let mut used = 0.0;
+                let mut fraction = 0.0;
                 if let Some(job) = s.job.as_mut() {
                     job.elapsed += dt * factor;
                     let total = job.plan.prediction_secs.max(1) as f64;
                     finished = job.elapsed >= total;
-                    used = (job.elapsed / total).min(1.0) * job.plan.weight_g;
+                    fraction = (job.elapsed / total).min(1.0);
                 }
-                // Spools lose weight as the print goes (1 kg spools; the first loaded tray feeds).
-                if let Some(job) = &s.job {
-                    let start = job.remain_at_start.clone();
-                    if let Some(i) = start.iter().position(|r| *r > 0) {
-                        s.remain[i] = (start[i] as f64 - used / 10.0).round().max(0.0) as i64;
+                // Each feeding tray's spool loses its share of the plate's grams as the print
+                // goes; the AMS counts it down for the spools it measures.
+                if let Some(job) = s.job.clone() {
+                    let mut per_tray: BTreeMap<u16, f64> = BTreeMap::new();
+                    for (tray, grams) in &job.feeds {
+                        *per_tray.entry(*tray).or_default() += grams;
+                    }
+                    for (tray, grams) in per_tray {
+                        let Some(start) = job.remain_at_start.get(&tray).filter(|r| **r >= 0.0)
+                        else {
+                            continue;
+                        };
+                        let weight = self.tray_filament(&s, tray).map_or(1000.0, |f| f.2);
+                        let left = (start - fraction * grams / weight * 100.0).max(0.0);
+                        s.remain.insert(tray, left);
                     }
                 }
                 if finished {
@@ -871,7 +1020,6 @@ impl Printer {
                 .collect(),
         );
         put(r, &mut changed, "hms", hms, true);
-        let mut i = 0;
         let mut ams_changed = false;
         if let Some(units) = r
             .get_mut("ams")
@@ -889,10 +1037,6 @@ impl Printer {
                     .into_iter()
                     .flatten()
                 {
-                    if let Some(remain) = tray.get_mut("remain") {
-                        ams_changed |=
-                            assign(remain, json!(s.remain.get(i).copied().unwrap_or(-1)));
-                    }
                     let slot = tray
                         .get("id")
                         .and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
@@ -902,24 +1046,31 @@ impl Printer {
                     } else {
                         unit_id
                     };
-                    if let Some((kind, color)) = s.loaded.get(&global) {
-                        ams_changed |= assign_field(tray, "tray_type", json!(kind));
-                        ams_changed |= assign_field(tray, "tray_color", json!(color));
+                    match s.loaded.get(&global) {
+                        Some(Some(spool)) => ams_changed |= show_spool(tray, spool),
+                        Some(None) => ams_changed |= show_empty(tray),
+                        None => {}
                     }
-                    i += 1;
+                    if let (Some(remain), Some(left)) =
+                        (tray.get_mut("remain"), s.remain.get(&global))
+                    {
+                        ams_changed |= assign(remain, json!(left.round() as i64));
+                    }
                 }
             }
         }
         if ams_changed && let Some(ams) = r.get("ams") {
             changed.insert("ams".into(), ams.clone());
         }
-        if let Some((kind, color)) = s.loaded.get(&254)
-            && let Some(spool) = r.get_mut("vt_tray")
+        if let Some(loaded) = s.loaded.get(&254)
+            && let Some(holder) = r.get_mut("vt_tray")
         {
-            let spool_changed = assign_field(spool, "tray_type", json!(kind))
-                | assign_field(spool, "tray_color", json!(color));
+            let spool_changed = match loaded {
+                Some(spool) => show_spool(holder, spool),
+                None => assign_field(holder, "tray_type", json!("")),
+            };
             if spool_changed {
-                changed.insert("vt_tray".into(), spool.clone());
+                changed.insert("vt_tray".into(), holder.clone());
             }
         }
         changed
@@ -968,16 +1119,86 @@ fn assign_field(object: &mut Value, key: &str, value: Value) -> bool {
     }
 }
 
-fn trays(template: &Map<String, Value>) -> impl Iterator<Item = &Value> {
+/// A tray shows a spool a person loaded: its type and colour, and a Bambu spool's tag, weight
+/// and product line (zeros for a spool without a tag, as printers send them).
+fn show_spool(tray: &mut Value, spool: &Spool) -> bool {
+    let (uuid, uid) = match &spool.tag {
+        Some(tag) => (tag.clone(), tag.chars().take(16).collect::<String>()),
+        None => ("0".repeat(32), "0".repeat(16)),
+    };
+    let mut changed = false;
+    for (key, value) in [
+        ("tray_type", json!(spool.kind)),
+        ("tray_color", json!(spool.color)),
+        ("tray_uuid", json!(uuid)),
+        ("tag_uid", json!(uid)),
+        ("tray_weight", json!(spool.weight_g.to_string())),
+        (
+            "tray_sub_brands",
+            json!(spool.sub_brand.clone().unwrap_or_default()),
+        ),
+        (
+            "tray_diameter",
+            json!(if spool.tag.is_some() { "1.75" } else { "0.00" }),
+        ),
+        ("remain", json!(spool.remain.round() as i64)),
+    ] {
+        changed |= assign_field(tray, key, value);
+    }
+    changed
+}
+
+/// An empty tray: the AMS reports its id alone.
+fn show_empty(tray: &mut Value) -> bool {
+    let Some(object) = tray.as_object_mut() else {
+        return false;
+    };
+    let before = object.len();
+    object.retain(|key, _| key == "id");
+    object.len() != before
+}
+
+/// The AMS trays of a report with their global ids (`ams * 4 + slot`; the unit id for
+/// single-slot units).
+fn global_trays(template: &Map<String, Value>) -> impl Iterator<Item = (u16, &Value)> {
+    let number = |v: Option<&Value>| {
+        v.and_then(|v| v.as_str().and_then(|s| s.parse().ok()).or(v.as_u64()))
+            .unwrap_or(0) as u16
+    };
     template
         .get("ams")
         .and_then(|a| a.get("ams"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .flat_map(|unit| {
+        .flat_map(move |unit| {
+            let unit_id = number(unit.get("id"));
             unit.get("tray")
                 .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |tray| {
+                    let slot = number(tray.get("id"));
+                    let id = if unit_id < 128 {
+                        unit_id * 4 + slot
+                    } else {
+                        unit_id
+                    };
+                    (id, tray)
+                })
+        })
+}
+
+fn trays_mut(template: &mut Map<String, Value>) -> impl Iterator<Item = &mut Value> {
+    template
+        .get_mut("ams")
+        .and_then(|a| a.get_mut("ams"))
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .flat_map(|unit| {
+            unit.get_mut("tray")
+                .and_then(Value::as_array_mut)
                 .into_iter()
                 .flatten()
         })

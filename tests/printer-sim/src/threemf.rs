@@ -11,6 +11,17 @@ pub struct PlateJob {
     pub total_layers: u32,
     pub weight_g: f64,
     pub model_id: Option<String>,
+    /// The plate's filaments: id (1-based, the AMS mapping's index), type, `#RRGGBB`, grams.
+    pub filaments: Vec<PlateFilament>,
+}
+
+/// One filament a plate uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlateFilament {
+    pub id: u32,
+    pub kind: String,
+    pub color: String,
+    pub grams: f64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +44,7 @@ pub fn read_plate(file: &[u8], plate: u32) -> Result<PlateJob, JobError> {
         .take(MAX_ENTRY)
         .read_to_string(&mut slice_info)
         .map_err(|e| JobError::NotZip(e.to_string()))?;
-    let (prediction, weight, model_id) =
+    let (prediction, weight, model_id, filaments) =
         plate_metadata(&slice_info, plate).ok_or(JobError::NoPlate(plate))?;
 
     let layers;
@@ -56,25 +67,51 @@ pub fn read_plate(file: &[u8], plate: u32) -> Result<PlateJob, JobError> {
         total_layers: layers.max(1),
         weight_g: weight,
         model_id,
+        filaments,
     })
 }
 
-fn plate_metadata(xml: &str, wanted: u32) -> Option<(u64, f64, Option<String>)> {
+type Metadata = (u64, f64, Option<String>, Vec<PlateFilament>);
+
+fn plate_metadata(xml: &str, wanted: u32) -> Option<Metadata> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(xml);
     let mut in_plate = false;
     let (mut index, mut prediction, mut weight, mut model) = (None, None, 0.0, None);
+    let mut filaments = Vec::new();
     loop {
         match reader.read_event().ok()? {
             Event::Start(e) if e.name().as_ref() == "plate" => {
                 in_plate = true;
                 (index, prediction, weight, model) = (None, None, 0.0, None);
+                filaments.clear();
             }
             Event::End(e) if e.name().as_ref() == "plate" => {
                 if index == Some(wanted) {
-                    return Some((prediction?, weight, model));
+                    return Some((prediction?, weight, model, filaments));
                 }
                 in_plate = false;
+            }
+            Event::Empty(e) | Event::Start(e) if in_plate && e.name().as_ref() == "filament" => {
+                let mut filament = PlateFilament {
+                    id: 0,
+                    kind: String::new(),
+                    color: String::new(),
+                    grams: 0.0,
+                };
+                for attr in e.attributes().flatten() {
+                    let v = attr.value.to_string();
+                    match attr.key.as_ref() {
+                        "id" => filament.id = v.parse().unwrap_or(0),
+                        "type" => filament.kind = v,
+                        "color" => filament.color = v,
+                        "used_g" => filament.grams = v.parse().unwrap_or(0.0),
+                        _ => {}
+                    }
+                }
+                if filament.id > 0 {
+                    filaments.push(filament);
+                }
             }
             Event::Empty(e) | Event::Start(e) if in_plate && e.name().as_ref() == "metadata" => {
                 let mut key = String::new();
@@ -115,6 +152,15 @@ mod tests {
         assert_eq!(job.total_layers, 90);
         assert!((job.weight_g - 2.83).abs() < 1e-9);
         assert_eq!(job.model_id.as_deref(), Some("N1"));
+        assert_eq!(
+            job.filaments,
+            [PlateFilament {
+                id: 1,
+                kind: "PLA".into(),
+                color: "#00AE42".into(),
+                grams: 2.83
+            }]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ async fn every_service_is_alive_and_ready_with_its_dependencies_checked() {
         ("scheduler", &farm.scheduler, true),
         ("stats", &farm.stats, true),
         ("notifier", &farm.notifier, true),
+        ("filament", &farm.filament, true),
     ];
     for (name, service, has_database) in services {
         let alive = client

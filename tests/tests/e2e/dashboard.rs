@@ -15,8 +15,8 @@ use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::GcodeState;
 use printyard_tests::{
     SimFarm, TestEnv, add_printer, eventually, get_json, http, keyed_http, spawn_api,
-    spawn_archive, spawn_gateway_with, spawn_notifier, spawn_scheduler, spawn_stats,
-    wait_connected,
+    spawn_archive, spawn_filament, spawn_gateway_with, spawn_notifier, spawn_scheduler,
+    spawn_stats, wait_connected,
 };
 
 fn web_dir() -> PathBuf {
@@ -168,6 +168,7 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
     let _scheduler = spawn_scheduler(&env).await;
     let _stats = spawn_stats(&env).await;
     let _notifier = spawn_notifier(&env).await;
+    let _filament = spawn_filament(&env).await;
     let _gateway = spawn_gateway_with(sim.gateway_config(&env)).await;
     let api = spawn_api(&env).await;
     let admin = env.api_key(&[Permission::Admin]).await;

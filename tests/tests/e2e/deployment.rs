@@ -8,13 +8,14 @@ use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
 
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "api",
     "gateway",
     "archive",
     "scheduler",
     "stats",
     "notifier",
+    "filament",
 ];
 
 fn repo() -> PathBuf {
@@ -30,6 +31,7 @@ fn known_keys(service: &str) -> BTreeSet<String> {
         "scheduler" => serde_json::to_value(printyard_scheduler::Config::default()),
         "stats" => serde_json::to_value(printyard_stats::Config::default()),
         "notifier" => serde_json::to_value(printyard_notifier::Config::default()),
+        "filament" => serde_json::to_value(printyard_filament::Config::default()),
         other => panic!("unknown service {other}"),
     }
     .unwrap();

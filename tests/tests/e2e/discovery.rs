@@ -29,6 +29,7 @@ async fn every_service_answers_ping_info_and_stats() {
         "scheduler",
         "stats",
         "notifier",
+        "filament",
     ] {
         let ping = ask(&nats, format!("$SRV.PING.{service}")).await;
         assert_eq!(ping["name"], service);

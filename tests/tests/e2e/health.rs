@@ -32,6 +32,7 @@ async fn health_is_healthy_with_database_nats_and_every_service_up() {
         "scheduler",
         "stats",
         "notifier",
+        "filament",
     ] {
         assert_eq!(
             body["services"][service]["status"], "up",

@@ -17,6 +17,7 @@ mod dashboard;
 mod deployment;
 mod discovery;
 mod errors;
+mod filament;
 mod gateway;
 mod health;
 mod input_errors;

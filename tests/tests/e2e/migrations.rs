@@ -51,7 +51,10 @@ async fn every_central_service_has_its_own_schema_and_history_and_nothing_in_pub
     .fetch_all(&pool)
     .await
     .unwrap();
-    assert_eq!(schemas, ["api", "archive", "notifier", "queue", "stats"]);
+    assert_eq!(
+        schemas,
+        ["api", "archive", "filament", "notifier", "queue", "stats"]
+    );
 
     let in_public: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'",

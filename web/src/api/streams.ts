@@ -19,8 +19,24 @@ export interface StatusRecord {
         job_name?: string | null;
         gcode_file?: string | null;
         print_error?: string | null;
+        /** What is loaded: AMS trays (`ams * 4 + slot`) and the external spool (254/255). */
+        filaments?: LoadedFilament[];
       })
     | null;
+}
+
+/** A filament a printer has loaded, as its status reports it. */
+export interface LoadedFilament {
+  tray: number;
+  type: string;
+  /** `RRGGBBAA`. */
+  color?: string | null;
+  /** Percent left, when the AMS measures it. */
+  remain?: number | null;
+  external: boolean;
+  /** A Bambu spool's RFID tag, and its weight in grams. */
+  tag?: string | null;
+  weight_g?: number | null;
 }
 
 /** A farm event (`print_started`, `printer_offline`, …) as `/events` sends it. */

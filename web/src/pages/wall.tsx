@@ -6,6 +6,7 @@ import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
 import { api, must, type Archive, type Printer } from "../api/client";
 import { followEvents, type StatusRecord } from "../api/streams";
 import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEvery, type Session } from "../ui";
+import { Swatch, trayName } from "./filament";
 
 /** Why a printer needs someone, or `undefined` when it does not. */
 export function problemOf(printer: Printer, record: StatusRecord | undefined): string | undefined {
@@ -78,6 +79,22 @@ export function Wall({ session }: { session: Session }) {
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
   const markCleared = useCallback((id: number) => setCleared((old) => new Set(old).add(id)), []);
+  // The inventory's grams in each loaded tray (spools without a tag have no other measure).
+  const loaded = useAnswer(
+    () => must(api.GET("/spools", { params: { query: { loaded: true, limit: 1000 } } })).catch(() => undefined),
+    [],
+  );
+  useEvery(30_000, loaded.reload);
+  const stock = useMemo(() => {
+    const byPrinter = new Map<number, Map<number, number>>();
+    for (const spool of loaded.data?.spools ?? []) {
+      if (spool.printer_id == null || spool.tray == null) continue;
+      const trays = byPrinter.get(spool.printer_id) ?? new Map<number, number>();
+      trays.set(spool.tray, spool.remaining_g);
+      byPrinter.set(spool.printer_id, trays);
+    }
+    return byPrinter;
+  }, [loaded.data]);
   // New and removed printers; statuses too, when the stream is down.
   useEvery(live ? 30_000 : 5_000, printers.reload);
 
@@ -143,6 +160,7 @@ export function Wall({ session }: { session: Session }) {
             state={state}
             problem={problem}
             archive={current.get(printer.id)}
+            stock={stock.get(printer.id)}
             session={session}
             onCleared={markCleared}
           />
@@ -160,6 +178,8 @@ const Tile = memo(function Tile(props: {
   state: string;
   problem?: string;
   archive?: Archive;
+  /** Grams the inventory knows in each tray. */
+  stock?: Map<number, number>;
   session: Session;
   onCleared: (id: number) => void;
 }) {
@@ -207,6 +227,20 @@ const Tile = memo(function Tile(props: {
                 )}
               </p>
             </>
+          )}
+          {status?.filaments && status.filaments.length > 0 && (
+            <ul class="trays" aria-label={`${printer.name} trays`}>
+              {status.filaments.map((f) => {
+                const grams = props.stock?.get(f.tray) ?? (f.weight_g && f.remain != null ? (f.weight_g * f.remain) / 100 : undefined);
+                const left = grams != null ? `${Math.round(grams)} g` : f.remain != null ? `${f.remain}%` : "";
+                return (
+                  <li data-tray={f.tray} title={`${trayName(f.tray)}: ${f.type}${left ? `, ${left} left` : ""}`}>
+                    <Swatch color={f.color} />
+                    {f.type} {left}
+                  </li>
+                );
+              })}
+            </ul>
           )}
           {status && state !== "offline" && (
             <p class="temps">

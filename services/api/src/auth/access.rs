@@ -129,6 +129,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Key(P::Admin, C::Read),
     ),
     ("GET", "/api/v1/events", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/spools", Key(P::Read, C::Read)),
+    ("POST", "/api/v1/spools", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/spools/summary", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/spools/usage", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/spools/{id}", Key(P::Read, C::Read)),
+    ("PATCH", "/api/v1/spools/{id}", Key(P::Write, C::Write)),
+    ("DELETE", "/api/v1/spools/{id}", Key(P::Write, C::Write)),
 ];
 
 /// The protection of `method` on the route template `path`.

@@ -10,6 +10,7 @@ mod health;
 mod printers;
 mod projects;
 mod queue;
+mod spools;
 mod statistics;
 mod system;
 mod webhooks;
@@ -73,6 +74,10 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::test))
         .routes(routes!(webhooks::deliveries))
+        .routes(routes!(spools::list, spools::create))
+        .routes(routes!(spools::summary))
+        .routes(routes!(spools::usage))
+        .routes(routes!(spools::get, spools::update, spools::archive))
         .routes(routes!(events::stream));
     let (router, mut openapi) = router.split_for_parts();
     crate::openapi::finish_document(&mut openapi);

@@ -167,6 +167,7 @@ fn sent_of(request: &PrintRequest) -> Sent {
         archive_id: request.archive_id,
         plate: request.plate,
         file_name: file_name(request),
+        ams_mapping: request.ams_mapping.clone(),
     }
 }
 
