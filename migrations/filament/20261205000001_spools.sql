@@ -14,6 +14,8 @@ CREATE TABLE filament.spools (
     price           DOUBLE PRECISION,
     -- A Bambu spool's RFID tag (`tray_uuid`): the same tag anywhere is the same spool.
     tag             TEXT UNIQUE,
+    -- The spool's id in Spoolman, when the farm keeps its inventory there.
+    spoolman_id     BIGINT UNIQUE,
     -- Where it is loaded (both or neither).
     printer_id      BIGINT,
     tray            INT,
@@ -54,6 +56,8 @@ CREATE TABLE filament.usage (
     -- first charged), and the grams taken off its remaining_g for it.
     charged    BOOLEAN          NOT NULL DEFAULT false,
     deducted   DOUBLE PRECISION NOT NULL DEFAULT 0,
+    -- Grams written back to Spoolman for it (its spool is Spoolman's).
+    reported   DOUBLE PRECISION NOT NULL DEFAULT 0,
     at         TIMESTAMPTZ      NOT NULL,
     PRIMARY KEY (archive_id, slot)
 );
@@ -61,8 +65,15 @@ CREATE INDEX usage_by_spool ON filament.usage (spool_id, at DESC);
 CREATE INDEX usage_by_time ON filament.usage (at);
 
 -- The newest revision of each archive's facts applied (redeliveries and older facts change
--- nothing).
+-- nothing), and the newest whose spool-priced cost was announced (`filament_used`): a revision
+-- that changed the print's usage is announced after its transaction, and one a dead replica
+-- left is announced by the next sweep.
 CREATE TABLE filament.archives_applied (
     archive_id BIGINT PRIMARY KEY,
-    revision   BIGINT NOT NULL
+    revision   BIGINT NOT NULL,
+    printer_id BIGINT,
+    site       TEXT,
+    announced  BIGINT NOT NULL DEFAULT 0
 );
+CREATE INDEX archives_unannounced ON filament.archives_applied (archive_id)
+    WHERE announced < revision;

@@ -32,6 +32,8 @@ pub struct FilamentConfig {
     /// ...unless its material has its own threshold here (`{"PETG": 200}`; material names
     /// as printers report them, any case).
     pub low_g_by_material: BTreeMap<String, f64>,
+    /// Spoolman as the one inventory (off without a URL).
+    pub spoolman: SpoolmanConfig,
 }
 
 impl Default for FilamentConfig {
@@ -39,6 +41,29 @@ impl Default for FilamentConfig {
         Self {
             low_g: 150.0,
             low_g_by_material: BTreeMap::new(),
+            spoolman: SpoolmanConfig::default(),
+        }
+    }
+}
+
+/// `filament.spoolman.*`: where Spoolman is and how often it is synced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpoolmanConfig {
+    /// Spoolman's address (`http://spoolman:7912`); none: no sync.
+    pub url: Option<String>,
+    /// Seconds between syncs.
+    pub poll_secs: u64,
+    /// Deadline of one call to Spoolman.
+    pub timeout_ms: u64,
+}
+
+impl Default for SpoolmanConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            poll_secs: 60,
+            timeout_ms: 5_000,
         }
     }
 }
@@ -71,6 +96,7 @@ mod tests {
         let config = FilamentConfig {
             low_g: 100.0,
             low_g_by_material: [("petg".to_owned(), 250.0)].into(),
+            ..FilamentConfig::default()
         };
         assert_eq!(config.threshold("PETG"), 250.0);
         assert_eq!(config.threshold("PLA"), 100.0);

@@ -14,7 +14,7 @@ pub type Tx<'a> = Transaction<'a, Postgres>;
 /// The columns of [`SpoolRow`], in order.
 pub const SPOOL_COLUMNS: &str = "id, material, color, brand, sub_brand, diameter, nominal_g, \
      remaining_g, price, tag, printer_id, tray, location, measured, archived, first_used, \
-     last_used, notes, created_at, placed_at";
+     last_used, notes, created_at, placed_at, spoolman_id";
 
 /// The low-stock threshold of the row's material, from the binds `$thresholds` (JSON object of
 /// per-material grams) and `$default`.
@@ -44,6 +44,7 @@ pub struct SpoolRow {
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
     pub placed_at: Option<DateTime<Utc>>,
+    pub spoolman_id: Option<i64>,
 }
 
 impl SpoolRow {
@@ -80,6 +81,7 @@ impl SpoolRow {
             last_used: self.last_used,
             notes: self.notes,
             created_at: self.created_at,
+            spoolman_id: self.spoolman_id,
         }
     }
 }

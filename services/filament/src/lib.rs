@@ -7,10 +7,12 @@
 //!   spool, and the spools' weights moved by it.
 //! - [`low`]: `spool_low` when a spool goes under its material's threshold.
 //! - [`spools`]: the endpoints (list, get, create, update, archive, summary, usage).
+//! - [`spoolman`]: Spoolman as the one inventory, when `filament.spoolman.url` is set.
 
 pub mod config;
 pub mod db;
 pub mod low;
+pub mod spoolman;
 pub mod spools;
 pub mod trays;
 pub mod usage;
@@ -26,7 +28,7 @@ use printyard_service::{Runtime, RuntimeOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, FilamentConfig};
+pub use config::{Config, FilamentConfig, SpoolmanConfig};
 
 /// What the event handler needs.
 #[derive(Clone)]
@@ -86,6 +88,16 @@ impl Filament {
             low: low.clone(),
         };
         serve(&runtime, &spools).await?;
+
+        if config.filament.spoolman.url.is_some() {
+            let sync = spoolman::Sync::new(
+                pool.clone(),
+                settings.clone(),
+                config.filament.spoolman.clone(),
+                trays.clone(),
+            )?;
+            tasks.spawn(sync.run(shutdown.clone()));
+        }
 
         let context = Context {
             pool,

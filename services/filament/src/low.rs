@@ -1,15 +1,20 @@
-//! `spool_low`: a spool's fall under its material's threshold is counted with the change that
-//! makes it (`low_falls`, in [`crate::db`]); this announcer publishes the falls not yet
-//! announced, each under its own event id (so a publish repeated after a crash is stored once),
-//! and then marks them announced. It runs when woken by a change and every few seconds, so a
-//! fall is announced even when the replica that recorded it died before publishing.
+//! What the inventory announces on `FARM_EVENTS`, each recorded in the transaction of the change
+//! that makes it and published afterwards under an id of its own (so a publish repeated after a
+//! crash is stored once), then marked announced. The announcer runs when woken by a change and
+//! every few seconds, so nothing is lost when the replica that recorded it died before publishing.
+//!
+//! - `spool_low`: a spool's fall under its material's threshold (`low_falls`, counted in
+//!   [`crate::db`]).
+//! - `filament_used`: the spool-priced part of a print's filament, after each revision of the
+//!   archive that changed its usage (`filament.archives_applied.announced`), for statistics.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use printyard_contracts::farm::Site;
 use printyard_contracts::farm::{EventKind, FarmEvent};
-use printyard_contracts::filament::{SpoolLow, spool_low_id};
+use printyard_contracts::filament::{FilamentUsed, SpoolLow, filament_used_id, spool_low_id};
 use printyard_service::backoff::Backoff;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -56,7 +61,11 @@ impl Announcer {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(SWEEP) => {}
             }
-            match self.announce().await {
+            let announced = match self.announce().await {
+                Ok(()) => self.announce_usage().await,
+                Err(err) => Err(err),
+            };
+            match announced {
                 Ok(()) => backoff.reset(),
                 Err(err) => {
                     tracing::warn!(error = %err, "low spools not announced; retrying");
@@ -87,6 +96,58 @@ impl Announcer {
             )
             .bind(fall.id)
             .bind(fall.low_falls)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the spool-priced cost of every print whose usage changed and was not announced.
+    pub async fn announce_usage(&self) -> Result<(), String> {
+        let changed: Vec<(i64, i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT archive_id, revision, printer_id, site FROM filament.archives_applied \
+             WHERE announced < revision ORDER BY archive_id LIMIT 500",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| e.to_string())?;
+        for (archive_id, revision, printer_id, site) in changed {
+            let (priced_g, cost): (f64, f64) = sqlx::query_as(
+                "SELECT coalesce(sum(u.grams), 0)::float8, \
+                   coalesce(sum(u.grams * s.price / s.nominal_g), 0)::float8 \
+                 FROM filament.usage u JOIN filament.spools s ON s.id = u.spool_id \
+                 WHERE u.archive_id = $1 AND s.price IS NOT NULL AND s.nominal_g > 0",
+            )
+            .bind(archive_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| e.to_string())?;
+            let used = FilamentUsed {
+                archive_id,
+                revision,
+                priced_g: crate::db::round(priced_g, 3),
+                cost: crate::db::round(cost, 6),
+            };
+            let event = FarmEvent {
+                id: filament_used_id(archive_id, revision),
+                kind: EventKind::FilamentUsed,
+                site: site
+                    .as_deref()
+                    .and_then(|s| Site::parse(s).ok())
+                    .unwrap_or_default(),
+                printer_id: printer_id.unwrap_or(0),
+                serial: String::new(),
+                at: Utc::now(),
+                data: serde_json::to_value(used).unwrap_or_default(),
+            };
+            printyard_service::farm_events::publish(&self.jetstream, &event).await?;
+            sqlx::query(
+                "UPDATE filament.archives_applied SET announced = greatest(announced, $2) \
+                 WHERE archive_id = $1",
+            )
+            .bind(archive_id)
+            .bind(revision)
             .execute(&self.pool)
             .await
             .map_err(|e| e.to_string())?;

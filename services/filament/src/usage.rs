@@ -107,11 +107,15 @@ pub async fn record(
         return Ok(None);
     }
     sqlx::query(
-        "INSERT INTO filament.archives_applied (archive_id, revision) VALUES ($1, $2) \
-         ON CONFLICT (archive_id) DO UPDATE SET revision = EXCLUDED.revision",
+        "INSERT INTO filament.archives_applied (archive_id, revision, printer_id, site) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (archive_id) DO UPDATE SET revision = EXCLUDED.revision, \
+           printer_id = EXCLUDED.printer_id, site = EXCLUDED.site",
     )
     .bind(facts.archive_id)
     .bind(facts.revision)
+    .bind(facts.printer_id)
+    .bind(&facts.site)
     .execute(&mut *tx)
     .await?;
     let printer = facts.printer_id;
@@ -144,6 +148,15 @@ pub async fn record(
         _ => Vec::new(),
     };
     let mut moved = false;
+    if before.is_empty() && used.is_empty() {
+        // Nothing used, before or now: nothing to announce.
+        sqlx::query(
+            "UPDATE filament.archives_applied SET announced = revision WHERE archive_id = $1",
+        )
+        .bind(facts.archive_id)
+        .execute(&mut *tx)
+        .await?;
+    }
     // Filaments an earlier revision counted and these facts do not: given back.
     for old in before
         .iter()
@@ -323,6 +336,7 @@ mod tests {
             notes: None,
             created_at: Utc::now(),
             placed_at: None,
+            spoolman_id: None,
         }
     }
 

@@ -8,6 +8,10 @@
 //! settings in force when it first counts, and keeps that version (priced at print time): a
 //! change of prices applies to prints from then on, and a print's later corrections (a file
 //! arriving late with its weight) are priced with its own version.
+//!
+//! The grams a print took from spools with a price (`filament_used`, from the filament service)
+//! are priced at those spools' prices, the rest per kg; whichever of the two events comes first,
+//! the fact is priced again when the other arrives.
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use chrono::{DateTime, Utc};
 use printyard_bambu::models;
 use printyard_contracts::archive::{ArchiveFacts, ArchiveGone, ArchiveStatus};
 use printyard_contracts::farm::{EventKind, FarmEvent};
+use printyard_contracts::filament::FilamentUsed;
 use printyard_contracts::stats::CostSettings;
 use printyard_service::farm_events::ConsumerOptions;
 use serde::{Deserialize, Serialize};
@@ -71,8 +76,30 @@ pub struct Fact {
     pub priced_with: Option<i64>,
 }
 
-/// What an archive's facts count as, priced with `priced` (from settings version `version`).
-pub fn fact(facts: &ArchiveFacts, priced: Priced, version: i64) -> Fact {
+/// The grams of a print its spools priced, and what they cost (`filament_used`).
+#[derive(Debug, Clone, Copy, PartialEq, sqlx::FromRow)]
+pub struct SpoolPriced {
+    pub priced_g: f64,
+    pub cost: f64,
+}
+
+/// What `filament_g` grams of filament cost: the spool-priced part at its spools' prices, the
+/// rest per kg.
+pub fn filament_cost(filament_g: f64, per_kg: f64, spools: Option<SpoolPriced>) -> f64 {
+    match spools {
+        Some(s) => s.cost + (filament_g - s.priced_g).max(0.0) / 1000.0 * per_kg,
+        None => filament_g / 1000.0 * per_kg,
+    }
+}
+
+/// What an archive's facts count as, priced with `priced` (from settings version `version`)
+/// and, for the grams its spools priced, with those (`spools`).
+pub fn fact(
+    facts: &ArchiveFacts,
+    priced: Priced,
+    version: i64,
+    spools: Option<SpoolPriced>,
+) -> Fact {
     let counted = matches!(
         facts.status,
         ArchiveStatus::Success
@@ -99,7 +126,7 @@ pub fn fact(facts: &ArchiveFacts, priced: Priced, version: i64) -> Fact {
         created_at: facts.created_at,
         duration,
         filament_g,
-        filament_cost: filament_g / 1000.0 * priced.filament_per_kg,
+        filament_cost: filament_cost(filament_g, priced.filament_per_kg, spools),
         energy_kwh,
         energy_cost: energy_kwh * priced.per_kwh,
         priced_with: counted.then_some(version),
@@ -123,6 +150,13 @@ pub async fn apply(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error> 
                 return Ok(());
             };
             record(pool, &facts).await
+        }
+        EventKind::FilamentUsed => {
+            let Ok(used) = serde_json::from_value::<FilamentUsed>(event.data.clone()) else {
+                tracing::warn!(event = %event.id, "unreadable filament use skipped");
+                return Ok(());
+            };
+            price_by_spools(pool, &used).await
         }
         EventKind::ArchiveDeleted => {
             let Ok(gone) = serde_json::from_value::<ArchiveGone>(event.data.clone()) else {
@@ -155,7 +189,8 @@ pub async fn record(pool: &PgPool, facts: &ArchiveFacts) -> Result<(), sqlx::Err
         facts.filament_type.as_deref().unwrap_or(""),
         model,
     );
-    let new = fact(facts, priced, version);
+    let spools = spool_priced(&mut tx, facts.archive_id).await?;
+    let new = fact(facts, priced, version, spools);
     if let Some(old) = old.as_ref().filter(|o| o.counted) {
         contribute(&mut tx, old, -1).await?;
     }
@@ -194,6 +229,73 @@ pub async fn record(pool: &PgPool, facts: &ArchiveFacts) -> Result<(), sqlx::Err
     .bind(new.priced_with)
     .execute(&mut *tx)
     .await?;
+    crate::cache::bump(&mut tx).await?;
+    tx.commit().await
+}
+
+/// What the spools priced of an archive's filament, when the filament service said.
+async fn spool_priced(
+    tx: &mut Transaction<'_, Postgres>,
+    archive_id: i64,
+) -> Result<Option<SpoolPriced>, sqlx::Error> {
+    sqlx::query_as("SELECT priced_g, cost FROM stats.spool_prices WHERE archive_id = $1")
+        .bind(archive_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Keeps what the spools priced of a print (if newer than what is kept) and prices its fact
+/// again with it: the summaries move by the difference, in the same transaction.
+pub async fn price_by_spools(pool: &PgPool, used: &FilamentUsed) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let old = locked(&mut tx, used.archive_id).await?;
+    let kept: Option<i64> =
+        sqlx::query_scalar("SELECT revision FROM stats.spool_prices WHERE archive_id = $1")
+            .bind(used.archive_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    if kept.is_some_and(|r| r >= used.revision) {
+        return tx.commit().await;
+    }
+    sqlx::query(
+        "INSERT INTO stats.spool_prices (archive_id, revision, priced_g, cost) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (archive_id) DO UPDATE SET revision = EXCLUDED.revision, \
+           priced_g = EXCLUDED.priced_g, cost = EXCLUDED.cost",
+    )
+    .bind(used.archive_id)
+    .bind(used.revision)
+    .bind(used.priced_g)
+    .bind(used.cost)
+    .execute(&mut *tx)
+    .await?;
+    let Some(old) = old.filter(|o| o.counted) else {
+        // Not counted (yet): its fact is priced with this when it is.
+        return tx.commit().await;
+    };
+    let settings = match old.priced_with {
+        Some(version) => costs::version(&mut tx, version).await?,
+        None => costs::current(&mut tx).await?.1,
+    };
+    let per_kg = prices(&settings, &old.filament_type, old.model.as_deref()).filament_per_kg;
+    let spools = SpoolPriced {
+        priced_g: used.priced_g,
+        cost: used.cost,
+    };
+    let new = Fact {
+        filament_cost: filament_cost(old.filament_g, per_kg, Some(spools)),
+        ..old.clone()
+    };
+    if (new.filament_cost - old.filament_cost).abs() < 1e-12 {
+        return tx.commit().await;
+    }
+    contribute(&mut tx, &old, -1).await?;
+    contribute(&mut tx, &new, 1).await?;
+    sqlx::query("UPDATE stats.prints SET filament_cost = $2 WHERE archive_id = $1")
+        .bind(used.archive_id)
+        .bind(new.filament_cost)
+        .execute(&mut *tx)
+        .await?;
     crate::cache::bump(&mut tx).await?;
     tx.commit().await
 }
@@ -300,7 +402,7 @@ mod tests {
     fn an_ended_print_is_costed_by_weight_and_energy() {
         let settings = CostSettings::default();
         let priced = prices(&settings, "PETG", Some("P1S"));
-        let fact = fact(&facts(ArchiveStatus::Success), priced, 0);
+        let fact = fact(&facts(ArchiveStatus::Success), priced, 0, None);
         assert!(fact.counted);
         assert_eq!(fact.model.as_deref(), Some("P1S"));
         // 50 g of PETG at 22/kg, and 2 h × 120 W = 0.24 kWh at 0.30.
@@ -310,10 +412,33 @@ mod tests {
     }
 
     #[test]
+    fn grams_from_priced_spools_cost_their_price_and_the_rest_the_per_kg_setting() {
+        let settings = CostSettings::default();
+        let priced = prices(&settings, "PETG", Some("P1S"));
+        // 30 of the 50 g came from a spool at 0.05 a gram: 1.5, and 20 g at 22/kg: 0.44.
+        let spools = SpoolPriced {
+            priced_g: 30.0,
+            cost: 1.5,
+        };
+        let fact = fact(&facts(ArchiveStatus::Success), priced, 0, Some(spools));
+        assert!(
+            (fact.filament_cost - 1.94).abs() < 1e-9,
+            "{}",
+            fact.filament_cost
+        );
+        // More priced than the archive says was used: the spools' price alone.
+        let over = SpoolPriced {
+            priced_g: 60.0,
+            cost: 3.0,
+        };
+        assert!((filament_cost(50.0, 22.0, Some(over)) - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn prints_under_way_and_uploads_do_not_count() {
         let priced = prices(&CostSettings::default(), "PLA", None);
-        assert!(!fact(&facts(ArchiveStatus::Printing), priced, 0).counted);
-        assert!(!fact(&facts(ArchiveStatus::Uploaded), priced, 0).counted);
-        assert!(fact(&facts(ArchiveStatus::Unknown), priced, 0).counted);
+        assert!(!fact(&facts(ArchiveStatus::Printing), priced, 0, None).counted);
+        assert!(!fact(&facts(ArchiveStatus::Uploaded), priced, 0, None).counted);
+        assert!(fact(&facts(ArchiveStatus::Unknown), priced, 0, None).counted);
     }
 }

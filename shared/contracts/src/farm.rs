@@ -180,6 +180,9 @@ pub enum EventKind {
     /// `filament`: a spool went under its material's low-stock threshold
     /// ([`crate::filament::SpoolLow`]).
     SpoolLow,
+    /// `filament`: the part of a print's filament priced by its spools
+    /// ([`crate::filament::FilamentUsed`]; statistics price the rest per kg).
+    FilamentUsed,
 }
 
 impl EventKind {
@@ -205,6 +208,7 @@ impl EventKind {
             EventKind::QueueJobCompleted => "queue_job_completed",
             EventKind::QueueJobFailed => "queue_job_failed",
             EventKind::SpoolLow => "spool_low",
+            EventKind::FilamentUsed => "filament_used",
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Spool {
     pub last_used: Option<DateTime<Utc>>,
     pub notes: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Its id in Spoolman, for a spool Spoolman keeps (`filament.spoolman.url`).
+    pub spoolman_id: Option<i64>,
 }
 
 /// `POST /spools`.
@@ -255,6 +257,23 @@ pub struct SpoolLow {
 /// new event; a redelivery of the same fall is not).
 pub fn spool_low_id(spool_id: i64, fall: i64) -> String {
     format!("filament.spool_low.{spool_id}.{fall}")
+}
+
+/// `filament_used`: what a print's filament cost by the spools it came from, after the
+/// archive's revision `revision` was applied: `priced_g` grams came from spools with a price,
+/// costing `cost` (in the cost settings' currency); statistics price the rest of the print's
+/// grams per kg. A newer revision replaces an older one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilamentUsed {
+    pub archive_id: i64,
+    pub revision: i64,
+    pub priced_g: f64,
+    pub cost: f64,
+}
+
+/// The event id of archive `archive_id`'s `filament_used` after revision `revision`.
+pub fn filament_used_id(archive_id: i64, revision: i64) -> String {
+    format!("filament.used.{archive_id}.{revision}")
 }
 
 /// Whether `tray` is a tray id printers use: AMS trays 0–15, single-slot units 128–135, the

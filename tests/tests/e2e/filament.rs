@@ -12,7 +12,8 @@ use printyard_tests::receiver::{Behaviour, Receiver};
 use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
     Running, SimFarm, TestEnv, eventually, keyed_http, spawn_api_and_client, spawn_archive,
-    spawn_filament, spawn_gateway_with, spawn_notifier, spawn_scheduler, upload_file,
+    spawn_filament, spawn_filament_with, spawn_gateway_with, spawn_notifier, spawn_scheduler,
+    spawn_stats, upload_file,
 };
 use proptest::prelude::any;
 use serde_json::{Value, json};
@@ -25,15 +26,26 @@ struct World {
     _services: Vec<Running>,
 }
 
-/// Every service but the notifier, and a simulated farm of `models` added through the API
-/// (ids 1, 2, … in order), connected.
+/// Every service but the notifier and stats, and a simulated farm of `models` added through
+/// the API (ids 1, 2, … in order), connected.
 async fn world(models: &[Model], speed: f64) -> World {
+    world_with(models, speed, |_| {}).await
+}
+
+/// [`world`] with the filament service's configuration changed by `configure`.
+async fn world_with(
+    models: &[Model],
+    speed: f64,
+    configure: impl FnOnce(&mut printyard_filament::Config),
+) -> World {
     let env = TestEnv::new().await;
     let sim = SimFarm::start(models, speed).await;
+    let mut filament = env.filament_config();
+    configure(&mut filament);
     let services = vec![
         spawn_archive(&env).await,
         spawn_scheduler(&env).await,
-        spawn_filament(&env).await,
+        spawn_filament_with(filament).await,
         spawn_gateway_with(sim.gateway_config(&env)).await,
     ];
     let (api, client) = spawn_api_and_client(&env).await;
@@ -255,6 +267,7 @@ async fn bambu_spools_register_by_their_tag_and_stay_one_spool_when_moved() {
 async fn a_print_takes_its_grams_from_the_spools_that_fed_it_and_a_low_one_reaches_a_webhook() {
     let world = world(&[Model::A1], 200.0).await;
     let _notifier = spawn_notifier(&world.env).await;
+    let _stats = spawn_stats(&world.env).await;
     let admin = keyed_http(&world.env.api_key(&[Permission::Admin]).await);
     let receiver = Receiver::start(Behaviour::Correct).await;
     let (status, hook) = world
@@ -365,6 +378,15 @@ async fn a_print_takes_its_grams_from_the_spools_that_fed_it_and_a_low_one_reach
         .clone();
     assert_eq!(petg_stock["used_30d_g"], 40.0, "{summary}");
     assert_eq!(petg_stock["low"], 1);
+    // Costs: each print's PLA came from a spool at 25 a kilo (20 g: 0.50), its PETG from a spool
+    // without a price, priced per kg by the settings (20 g at 22: 0.44).
+    let stats = eventually(Duration::from_secs(30), "spool-priced costs", || async {
+        let stats = world.get("/statistics").await;
+        let cost = stats["filament_cost"].as_f64()?;
+        ((cost - 2.0 * 0.94).abs() < 0.006).then_some(stats)
+    })
+    .await;
+    assert_eq!(stats["total_prints"], 2, "{stats}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(receiver.requests().len(), 1, "one fall, one event");
 }
@@ -655,4 +677,150 @@ async fn usage_follows_the_newest_revision_whatever_order_the_facts_come_in() {
         };
         assert_eq!(rows, want, "{context}");
     }
+}
+
+/// A stand-in for Spoolman serving the two endpoints Printyard uses, shaped from Spoolman's
+/// published API (`GET /api/v1/spool` with its `Spool` model, `PUT /api/v1/spool/{id}/use`
+/// with `use_weight`): the Spoolman server is not installable from the registries this project
+/// uses. It keeps its spools' weights as Spoolman does: a use takes grams off `remaining_weight`.
+struct StandIn {
+    url: String,
+    spools: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+    uses: std::sync::Arc<std::sync::Mutex<Vec<(i64, f64)>>>,
+}
+
+impl StandIn {
+    async fn start(spools: Vec<Value>) -> StandIn {
+        use axum::extract::{Path, State};
+        use axum::routing::{get, put};
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+            std::sync::Arc<std::sync::Mutex<Vec<(i64, f64)>>>,
+        );
+        let shared: Shared = (Default::default(), Default::default());
+        *shared.0.lock().unwrap() = spools;
+        let app = axum::Router::new()
+            .route(
+                "/api/v1/spool",
+                get(|State((spools, _)): State<Shared>| async move {
+                    axum::Json(Value::Array(spools.lock().unwrap().clone()))
+                }),
+            )
+            .route(
+                "/api/v1/spool/{id}/use",
+                put(
+                    |State((spools, uses)): State<Shared>,
+                     Path(id): Path<i64>,
+                     axum::Json(body): axum::Json<Value>| async move {
+                        let grams = body["use_weight"].as_f64().unwrap_or(0.0);
+                        uses.lock().unwrap().push((id, grams));
+                        let mut spools = spools.lock().unwrap();
+                        let spool = spools.iter_mut().find(|s| s["id"] == id).unwrap();
+                        let left = spool["remaining_weight"].as_f64().unwrap() - grams;
+                        spool["remaining_weight"] = json!(left);
+                        axum::Json(spool.clone())
+                    },
+                ),
+            )
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        StandIn {
+            url,
+            spools: shared.0,
+            uses: shared.1,
+        }
+    }
+}
+
+#[tokio::test]
+async fn spoolman_keeps_the_inventory_and_gets_what_prints_used() {
+    let spoolman = StandIn::start(vec![
+        json!({"id": 7, "registered": "2026-11-01T10:00:00Z",
+            "filament": {"id": 1, "registered": "2026-11-01T10:00:00Z", "name": "PolyTerra PLA",
+                "vendor": {"id": 1, "registered": "2026-11-01T10:00:00Z", "name": "Polymaker"},
+                "material": "PLA", "price": 22.0, "density": 1.24, "diameter": 1.75,
+                "weight": 1000.0, "color_hex": "000000"},
+            "price": 25.0, "remaining_weight": 500.0, "used_weight": 500.0,
+            "location": "Shelf A", "archived": false, "extra": {}}),
+        json!({"id": 8, "registered": "2026-11-01T10:00:00Z",
+            "filament": {"id": 2, "registered": "2026-11-01T10:00:00Z", "material": "PETG",
+                "density": 1.27, "diameter": 1.75, "weight": 1000.0},
+            "remaining_weight": 0.0, "used_weight": 1000.0, "archived": true, "extra": {}}),
+    ])
+    .await;
+    let url = spoolman.url.clone();
+    let world = world_with(&[Model::A1], 200.0, |config| {
+        config.filament.spoolman.url = Some(url);
+        config.filament.spoolman.poll_secs = 1;
+    })
+    .await;
+
+    // Spoolman's spools are the inventory's.
+    let spool = eventually(Duration::from_secs(30), "Spoolman's spool", || async {
+        world
+            .spools("")
+            .await
+            .into_iter()
+            .find(|s| s["spoolman_id"] == 7)
+    })
+    .await;
+    assert_eq!(
+        (&spool["material"], &spool["brand"], &spool["sub_brand"]),
+        (&json!("PLA"), &json!("Polymaker"), &json!("PolyTerra PLA"))
+    );
+    assert_eq!(
+        (&spool["remaining_g"], &spool["price"], &spool["location"]),
+        (&json!(500.0), &json!(25.0), &json!("Shelf A"))
+    );
+    assert_eq!(spool["color"], "000000FF");
+    let archived = world.spools("archived=true").await;
+    assert!(
+        archived.iter().any(|s| s["spoolman_id"] == 8),
+        "{archived:?}"
+    );
+
+    // Loaded and printed from: the grams go back to Spoolman, once.
+    world.load_third_party(1, &[(0, "PLA", "000000FF")]).await;
+    let id = spool["id"].as_i64().unwrap();
+    let (status, loaded) = world
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/spools/{id}"),
+            Some(json!({"printer_id": 1, "tray": 0})),
+        )
+        .await;
+    assert_eq!(status, 200, "{loaded}");
+    let file = sliced_3mf(&Slicing {
+        model_id: "N2S",
+        filaments: &[("PLA", "#000000")],
+        title: "Clip",
+        weight: 10.0,
+        ..Default::default()
+    });
+    let archive = world.upload(file, "clip.gcode.3mf").await;
+    let job = world.queued(json!({"archive_id": archive})).await;
+    world
+        .job_where(job, "the job completed", |j| j["status"] == "completed")
+        .await;
+    eventually(Duration::from_secs(30), "the use written back", || async {
+        (!spoolman.uses.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+    world
+        .spool_where(id, "Spoolman's weight after the use", |s| {
+            s["remaining_g"] == 490.0
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        *spoolman.uses.lock().unwrap(),
+        [(7, 10.0)],
+        "written back once, whatever the polls"
+    );
+    assert_eq!(
+        spoolman.spools.lock().unwrap()[0]["remaining_weight"],
+        490.0
+    );
 }

@@ -1307,6 +1307,11 @@ export interface components {
              * @description Grams left.
              */
             remaining_g: number;
+            /**
+             * Format: int64
+             * @description Its id in Spoolman, for a spool Spoolman keeps (`filament.spoolman.url`).
+             */
+            spoolman_id?: number | null;
             /** @description The product line (`PLA Matte`), as a Bambu spool's tag says. */
             sub_brand?: string | null;
             /** @description The RFID tag (`tray_uuid`) of a Bambu spool. */
