@@ -9,19 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use printyard_api::auth::Permission;
+use printyard_tests::bench::{env_number, percentile};
 use printyard_tests::{TestEnv, keyed_http, spawn_api_with, spawn_filament};
-
-fn env_number(name: &str, default: i64) -> i64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
-}
 
 async fn seed(env: &TestEnv, spools: i64, prints: i64) {
     let pool = env.pool().await;
@@ -132,6 +121,7 @@ fn main() {
                 ("one material", "/spools?material=PETG&limit=100".to_owned()),
                 ("low", "/spools?low=true&limit=100".to_owned()),
                 ("one printer", "/spools?printer_id=1234".to_owned()),
+                ("loaded", "/spools?loaded=true&limit=100".to_owned()),
                 ("loaded, 1000", "/spools?loaded=true&limit=1000".to_owned()),
                 ("one spool", "/spools/4321".to_owned()),
                 ("summary", "/spools/summary".to_owned()),

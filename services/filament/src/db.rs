@@ -17,9 +17,14 @@ pub const SPOOL_COLUMNS: &str = "id, material, color, brand, sub_brand, diameter
      last_used, notes, created_at, placed_at, spoolman_id";
 
 /// The low-stock threshold of the row's material, from the binds `$thresholds` (JSON object of
-/// per-material grams) and `$default`.
-pub fn threshold_sql(thresholds: usize, default: usize) -> String {
-    format!("coalesce((${thresholds}::jsonb ->> upper(material))::float8, ${default}::float8)")
+/// per-material grams) and `$default`. Without per-material thresholds (`config`'s are empty)
+/// no row's material is looked up in the JSON: the default alone, a constant of the statement.
+pub fn threshold_sql(config: &FilamentConfig, thresholds: usize, default: usize) -> String {
+    if config.low_g_by_material.is_empty() {
+        format!("coalesce((${thresholds}::jsonb ->> '')::float8, ${default}::float8)")
+    } else {
+        format!("coalesce((${thresholds}::jsonb ->> upper(material))::float8, ${default}::float8)")
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -208,7 +213,7 @@ async fn change_remaining(
     new: &str,
     grams: f64,
 ) -> Result<(), sqlx::Error> {
-    let threshold = threshold_sql(3, 4);
+    let threshold = threshold_sql(config, 3, 4);
     let sql = format!(
         "UPDATE filament.spools SET remaining_g = greatest(0, {new}), \
            low_falls = low_falls + CASE WHEN NOT archived AND remaining_g >= {threshold} \

@@ -86,6 +86,7 @@ impl Filament {
             config: settings.clone(),
             trays: trays.clone(),
             low: low.clone(),
+            summary: Arc::default(),
         };
         serve(&runtime, &spools).await?;
 

@@ -2,13 +2,14 @@
 //! summary and the usage of prints.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use printyard_contracts::filament::{
     ListSpools, ListUsage, MaterialStock, MaterialSummary, NewSpool, Spool, SpoolId, SpoolList,
     SpoolPatch, SpoolUsage, UpdateSpool, UsageList, valid_tray,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool, Row};
 
 use crate::config::FilamentConfig;
 use crate::db::{self, SPOOL_COLUMNS, SpoolRow, Tx, unavailable};
@@ -22,7 +23,13 @@ pub struct Spools {
     pub config: Arc<FilamentConfig>,
     pub trays: Trays,
     pub low: Announcer,
+    /// The material summary as last computed, and when: a dashboard asks it every few seconds
+    /// from every screen, and an answer a second old is as good.
+    pub summary: Arc<std::sync::Mutex<Option<(Instant, MaterialSummary)>>>,
 }
+
+/// How long a computed material summary is answered again.
+const SUMMARY_FRESH: Duration = Duration::from_secs(1);
 
 fn invalid(detail: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::ValidationError, detail)
@@ -92,52 +99,46 @@ impl Spools {
     }
 
     pub async fn list(&self, filter: ListSpools) -> Result<SpoolList, ErrorBody> {
-        let low = db::threshold_sql(6, 7);
-        let sql = format!(
-            "SELECT {SPOOL_COLUMNS}, count(*) OVER () AS total FROM filament.spools \
+        // The page walks the primary key and stops at its end; the total is counted apart
+        // (a count reads no row's columns), rather than both from one window over every match.
+        let low = db::threshold_sql(&self.config, 6, 7);
+        let matching = format!(
+            "FROM filament.spools \
              WHERE ($1::text IS NULL OR material = upper($1)) \
                AND ($2::bigint IS NULL OR printer_id = $2) \
                AND ($3::bool IS NULL OR (printer_id IS NOT NULL) = $3) \
                AND ($4::bool IS NULL OR (NOT archived AND remaining_g < {low}) = $4) \
-               AND archived = $5 \
-             ORDER BY id LIMIT $8 OFFSET $9"
+               AND archived = $5"
         );
-        #[derive(sqlx::FromRow)]
-        struct Counted {
-            #[sqlx(flatten)]
-            row: SpoolRow,
-            total: i64,
-        }
-        let rows: Vec<Counted> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(&filter.material)
-            .bind(filter.printer_id)
-            .bind(filter.loaded)
-            .bind(filter.low)
-            .bind(filter.archived.unwrap_or(false))
-            .bind(self.config.thresholds_json())
-            .bind(self.config.low_g)
-            .bind(filter.limit.clamp(1, 1000))
-            .bind(filter.offset.max(0))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        let total = match rows.first() {
-            Some(r) => r.total,
-            None if filter.offset > 0 => self.count(&filter).await?,
-            None => 0,
+        let page = format!("SELECT {SPOOL_COLUMNS} {matching} ORDER BY id LIMIT $8 OFFSET $9");
+        // $6 to $9 are bound for both, so both statements take the same binds.
+        let count = format!(
+            "SELECT count(*) {matching} AND $8::bigint IS NOT NULL AND $9::bigint IS NOT NULL"
+        );
+        let bind = |sql: String| {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(filter.material.clone())
+                .bind(filter.printer_id)
+                .bind(filter.loaded)
+                .bind(filter.low)
+                .bind(filter.archived.unwrap_or(false))
+                .bind(self.config.thresholds_json())
+                .bind(self.config.low_g)
+                .bind(filter.limit.clamp(1, 1000))
+                .bind(filter.offset.max(0))
         };
-        Ok(SpoolList {
-            spools: rows.into_iter().map(|r| r.row.view(&self.config)).collect(),
-            total,
-        })
-    }
-
-    /// The total of a listing whose page is past its end.
-    async fn count(&self, filter: &ListSpools) -> Result<i64, ErrorBody> {
-        let mut all = filter.clone();
-        all.offset = 0;
-        all.limit = 1;
-        Box::pin(self.list(all)).await.map(|l| l.total)
+        let (rows, total) = tokio::join!(
+            bind(page).fetch_all(&self.pool),
+            bind(count).fetch_one(&self.pool)
+        );
+        let rows = rows.map_err(unavailable)?;
+        let total: i64 = total.and_then(|r| r.try_get(0)).map_err(unavailable)?;
+        let spools = rows
+            .iter()
+            .map(|r| SpoolRow::from_row(r).map(|row| row.view(&self.config)))
+            .collect::<Result<Vec<Spool>, _>>()
+            .map_err(unavailable)?;
+        Ok(SpoolList { spools, total })
     }
 
     pub async fn create(&self, new: NewSpool) -> Result<Spool, ErrorBody> {
@@ -325,6 +326,9 @@ impl Spools {
     /// After a change: the trays of the printers involved are published again, and a fall
     /// under the threshold is announced.
     async fn changed(&self, before: Option<i64>, after: Option<i64>) {
+        if let Ok(mut kept) = self.summary.lock() {
+            *kept = None;
+        }
         for printer in [before, after].into_iter().flatten() {
             if let Err(err) = self.trays.refresh(printer).await {
                 tracing::warn!(printer, error = %err, "trays not republished");
@@ -333,8 +337,24 @@ impl Spools {
         self.low.wake();
     }
 
+    /// The material summary, computed at most once a second by this replica (and again at once
+    /// after a change made through it).
     pub async fn summary(&self) -> Result<MaterialSummary, ErrorBody> {
-        let low = db::threshold_sql(1, 2);
+        if let Ok(kept) = self.summary.lock()
+            && let Some((at, summary)) = kept.as_ref()
+            && at.elapsed() < SUMMARY_FRESH
+        {
+            return Ok(summary.clone());
+        }
+        let summary = self.compute_summary().await?;
+        if let Ok(mut kept) = self.summary.lock() {
+            *kept = Some((Instant::now(), summary.clone()));
+        }
+        Ok(summary)
+    }
+
+    async fn compute_summary(&self) -> Result<MaterialSummary, ErrorBody> {
+        let low = db::threshold_sql(&self.config, 1, 2);
         let sql = format!(
             "WITH stock AS ( \
                SELECT material, color, count(*) AS spools, count(printer_id) AS in_use, \
@@ -342,12 +362,12 @@ impl Spools {
                  count(*) FILTER (WHERE remaining_g < {low}) AS low \
                FROM filament.spools WHERE NOT archived GROUP BY material, color), \
              used AS ( \
-               SELECT material, color, sum(grams) AS grams FROM filament.usage \
-               WHERE at > now() - interval '30 days' GROUP BY material, color) \
+               SELECT material, color, sum(grams) AS grams FROM filament.usage_days \
+               WHERE day > (now() AT TIME ZONE 'UTC')::date - 30 GROUP BY material, color) \
              SELECT s.material, s.color, s.spools, s.in_use, s.remaining_g, s.low, \
                coalesce(u.grams, 0) AS used_30d_g \
              FROM stock s LEFT JOIN used u \
-               ON u.material = s.material AND u.color IS NOT DISTINCT FROM s.color \
+               ON u.material = s.material AND u.color = coalesce(s.color, '') \
              ORDER BY s.material, s.color"
         );
         let rows: Vec<StockRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -1270,4 +1270,61 @@ mod tests {
         assert_eq!(storage_path("ftp:///../etc/passwd"), None);
         assert_eq!(plate_number("Metadata/plate_3.gcode"), Some(3));
     }
+
+    /// The `remain` each AMS tray reports, by global tray id.
+    fn remains(printer: &Printer) -> BTreeMap<u16, i64> {
+        let report = printer.full_report();
+        global_trays(&report)
+            .filter_map(|(id, t)| Some((id, t.get("remain")?.as_i64()?)))
+            .collect()
+    }
+
+    #[test]
+    fn the_tray_the_mapping_names_loses_the_plates_grams_and_the_others_keep_theirs() {
+        let printer = Printer::new(
+            PrinterSpec {
+                name: "A1 mini".into(),
+                serial: "0309CA000000001".into(),
+                access_code: "12345678".into(),
+                model: Model::A1Mini,
+                ip: Ipv4Addr::LOCALHOST,
+            },
+            1.0,
+        );
+        // A 10 g sample spool in A2, so the plate's 2.83 g show: 28.3 % of it.
+        printer.load_spool(
+            1,
+            Spool {
+                kind: "PLA".into(),
+                color: "00AE42FF".into(),
+                tag: Some("0123456789ABCDEF0123456789ABCDEF".into()),
+                weight_g: 10,
+                sub_brand: None,
+                remain: 100.0,
+            },
+        );
+        let before = remains(&printer);
+        printer.store(
+            crate::farm::DEMO_PATH,
+            Bytes::from_static(crate::farm::DEMO_3MF),
+        );
+        let request = json!({"print": {"command": "project_file", "sequence_id": "1",
+            "url": format!("file:///sdcard{}", crate::farm::DEMO_PATH),
+            "param": "Metadata/plate_1.gcode", "use_ams": true, "ams_mapping": [1], "md5": ""}});
+        printer.handle_request(request.to_string().as_bytes());
+        for _ in 0..3000 {
+            printer.tick(Duration::from_secs(1));
+        }
+        assert_eq!(printer.snapshot().gcode_state, GcodeState::Finish);
+        let after = remains(&printer);
+        assert_eq!(after[&1], 72, "100 % less 2.83 g of 10 g");
+        for (tray, remain) in &before {
+            if *tray != 1 {
+                assert_eq!(after[tray], *remain, "tray {tray} did not feed");
+            }
+        }
+        // Taken out: the tray reports its id alone; put back, what is left.
+        printer.unload(1);
+        assert!(!remains(&printer).contains_key(&1));
+    }
 }
