@@ -267,8 +267,19 @@ try {
     return spool.printer_id === amsPrinter && spool.tray === 254;
   });
   await until("its row saying where", async () => (await spoolRow.locator("td.where").textContent()).includes("external"));
+  // Weighed and corrected in the page: under 150 g it is low.
+  await spoolRow.getByRole("button", { name: "Edit" }).click();
+  const edit = page.locator(`form[aria-label="Edit spool ${added.id}"]`);
+  await edit.locator("input[name=remaining]").fill("120");
+  await edit.locator("input[name=price]").fill("18.5");
+  await edit.getByRole("button", { name: "Save" }).click();
+  await until("the edit saved", async () => {
+    const spool = await apiGet(`/spools/${added.id}`);
+    return spool.remaining_g === 120 && spool.price === 18.5 && spool.low;
+  });
+  await spoolRow.locator(".badge.low").waitFor();
   await page.screenshot({ path: join(shots, "filament.png"), fullPage: true });
-  step(`filament: ${tagged.total} spools (the AMS's tags registered), ${stock.materials.length} materials; a spool added and loaded from the page`);
+  step(`filament: ${tagged.total} spools (the AMS's tags registered), ${stock.materials.length} materials; a spool added, loaded and corrected from the page`);
   await page.goto(`${base}/#/wall`);
   const trays = page.locator(`article.tile[data-printer-id="${amsPrinter}"] ul.trays li`);
   await until("the AMS tile's trays", async () => (await trays.count()) === amsTile.filaments.length);
@@ -316,6 +327,7 @@ try {
     await page.goto(`${base}/#/filament`);
     await page.locator("table.spools tbody tr").first().waitFor();
     assert.equal(await page.locator("form.add-spool, form.assign").count(), 0, "no spool editing for a read key");
+    assert.equal(await page.getByRole("button", { name: "Edit" }).count(), 0, "no spool editing for a read key");
     step("read-only key: no control, upload, edit or key management");
     await context.close();
   }

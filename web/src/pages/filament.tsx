@@ -82,7 +82,9 @@ function SpoolRow(props: { spool: Spool; where: string; printers: Printer[]; ses
   const { spool, session } = props;
   const percent = spool.nominal_g > 0 ? (spool.remaining_g / spool.nominal_g) * 100 : 0;
   const id = { params: { path: { id: spool.id } } };
+  const [editing, setEditing] = useState(false);
   return (
+    <>
     <tr data-spool-id={spool.id} class={spool.low ? "low" : undefined}>
       <td>
         <Swatch color={spool.color} /> <strong>{spool.material}</strong> {spool.sub_brand ?? spool.brand ?? ""}
@@ -96,6 +98,9 @@ function SpoolRow(props: { spool: Spool; where: string; printers: Printer[]; ses
       {session.can("write") && (
         <td class="controls">
           <Assign spool={spool} printers={props.printers} onChanged={props.onChanged} />
+          <button onClick={() => setEditing(!editing)} aria-expanded={editing}>
+            Edit
+          </button>
           {spool.printer_id != null && (
             <ActionButton
               action={async () => {
@@ -119,6 +124,60 @@ function SpoolRow(props: { spool: Spool; where: string; printers: Printer[]; ses
         </td>
       )}
     </tr>
+    {editing && (
+      <tr class="edit-spool" data-edit-spool-id={spool.id}>
+        <td colSpan={4}>
+          <EditSpool
+            spool={spool}
+            onSaved={() => {
+              setEditing(false);
+              props.onChanged();
+            }}
+          />
+        </td>
+      </tr>
+    )}
+    </>
+  );
+}
+
+/** What a person corrects by hand: the grams left (weighed), the price, where it is kept, notes. */
+function EditSpool({ spool, onSaved }: { spool: Spool; onSaved: () => void }) {
+  const [remaining, setRemaining] = useState(String(Math.round(spool.remaining_g)));
+  const [price, setPrice] = useState(spool.price != null ? String(spool.price) : "");
+  const [location, setLocation] = useState(spool.location ?? "");
+  const [notes, setNotes] = useState(spool.notes ?? "");
+  const { submit, error } = useSubmit(async () => {
+    await must(
+      api.PATCH("/spools/{id}", {
+        params: { path: { id: spool.id } },
+        body: {
+          remaining_g: Number(remaining),
+          price: price === "" ? null : Number(price),
+          location: location || null,
+          notes: notes || null,
+        },
+      }),
+    );
+    onSaved();
+  });
+  return (
+    <form class="toolbar wrap" onSubmit={submit} aria-label={`Edit spool ${spool.id}`}>
+      <label>
+        Grams left <input type="number" name="remaining" min="0" value={remaining} onInput={(e) => setRemaining(e.currentTarget.value)} />
+      </label>
+      <label>
+        Price <input type="number" name="price" min="0" step="0.01" value={price} onInput={(e) => setPrice(e.currentTarget.value)} />
+      </label>
+      <label>
+        Kept at <input name="location" value={location} onInput={(e) => setLocation(e.currentTarget.value)} />
+      </label>
+      <label>
+        Notes <input name="notes" value={notes} onInput={(e) => setNotes(e.currentTarget.value)} />
+      </label>
+      <button type="submit">Save</button>
+      <ErrorNote error={error} />
+    </form>
   );
 }
 
