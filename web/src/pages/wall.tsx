@@ -232,7 +232,8 @@ const Tile = memo(function Tile(props: {
             <ul class="trays" aria-label={`${printer.name} trays`}>
               {status.filaments.map((f) => {
                 const grams = props.stock?.get(f.tray) ?? (f.weight_g && f.remain != null ? (f.weight_g * f.remain) / 100 : undefined);
-                const left = grams != null ? `${Math.round(grams)} g` : f.remain != null ? `${f.remain}%` : "";
+                // An AMS measures only tagged spools: another's `remain` means nothing.
+                const left = grams != null ? `${Math.round(grams)} g` : f.tag && f.remain != null ? `${f.remain}%` : "";
                 return (
                   <li data-tray={f.tray} title={`${trayName(f.tray)}: ${f.type}${left ? `, ${left} left` : ""}`}>
                     <Swatch color={f.color} />
