@@ -447,6 +447,9 @@ impl FileFields<'_> {
                         kind: f.kind.clone(),
                         color: f.color.clone(),
                         grams: f.used_g,
+                        tray: None,
+                        spool_id: None,
+                        used_g: None,
                     })
                     .collect()
             })

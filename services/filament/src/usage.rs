@@ -346,6 +346,9 @@ mod tests {
             kind: kind.into(),
             color: color.into(),
             grams: 10.0,
+            tray: None,
+            spool_id: None,
+            used_g: None,
         }
     }
 

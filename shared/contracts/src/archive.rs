@@ -82,6 +82,16 @@ pub struct FilamentUse {
     pub color: String,
     /// Grams the slicer planned for the plate.
     pub grams: f64,
+    /// What the print took, as the spool inventory recorded at its end (`GET /archives/{id}`
+    /// only; `null` before the end, in listings, or without the inventory): the tray it was fed
+    /// from, the spool in it, and the grams (the plan's, or its share for a print that did not
+    /// finish).
+    #[serde(default)]
+    pub tray: Option<i32>,
+    #[serde(default)]
+    pub spool_id: Option<i64>,
+    #[serde(default)]
+    pub used_g: Option<f64>,
 }
 
 /// An archive as the API shows it: the reference's fields, then Printyard's.

@@ -125,7 +125,7 @@ async fn round_trip(lib: &Library) {
     assert_eq!(first["printer_model_id"], "N1");
     assert_eq!(
         first["filaments"],
-        json!([{"slot": 1, "type": "PLA", "color": "#00AE42", "grams": 2.83}])
+        json!([{"slot": 1, "type": "PLA", "color": "#00AE42", "grams": 2.83, "tray": null, "spool_id": null, "used_g": null}])
     );
     assert_eq!(first["filament_type"], "PLA");
     assert_eq!(first["has_file"], true);

@@ -344,6 +344,29 @@ async fn a_print_takes_its_grams_from_the_spools_that_fed_it_and_a_low_one_reach
     assert_eq!(rows, [(1, 0, pla, 20.0), (2, 1, petg, 20.0)], "{usage}");
     let by_spool = world.get(&format!("/spools/usage?spool_id={petg}")).await;
     assert_eq!(by_spool.as_array().unwrap().len(), 1);
+    // The print's archive says the same of each filament.
+    let record = world.get(&format!("/archives/{printed}")).await;
+    let fed: Vec<(Value, Value, Value, Value)> = record["filaments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["slot"].clone(),
+                f["tray"].clone(),
+                f["spool_id"].clone(),
+                f["used_g"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        fed,
+        [
+            (json!(1), json!(0), json!(pla), json!(20.0)),
+            (json!(2), json!(1), json!(petg), json!(20.0))
+        ],
+        "{record}"
+    );
 
     // A second print takes the PETG under 150 g: `spool_low` reaches the webhook, once.
     let again = world.queued(json!({"archive_id": archive})).await;
@@ -565,6 +588,9 @@ fn facts_of(archive: i64, printer: i64, revision: i64, r: &Revision) -> ArchiveF
                 kind: ["PLA", "PETG"][i].into(),
                 color: "#000000".into(),
                 grams: *g,
+                tray: None,
+                spool_id: None,
+                used_g: None,
             })
             .collect(),
         progress: Some(r.progress),

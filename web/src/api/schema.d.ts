@@ -919,7 +919,19 @@ export interface components {
              *     stored before it was kept.
              */
             slot?: number | null;
+            /** Format: int64 */
+            spool_id?: number | null;
+            /**
+             * Format: int32
+             * @description What the print took, as the spool inventory recorded at its end (`GET /archives/{id}`
+             *     only; `null` before the end, in listings, or without the inventory): the tray it was fed
+             *     from, the spool in it, and the grams (the plan's, or its share for a print that did not
+             *     finish).
+             */
+            tray?: number | null;
             type: string;
+            /** Format: double */
+            used_g?: number | null;
         };
         Health: {
             /** @description `connected` or `disconnected`. */

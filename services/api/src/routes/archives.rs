@@ -22,6 +22,7 @@ use printyard_contracts::archive::{
     FileKind, FileLocation, FileRequest, ImportUpload, ListArchives, MAX_CHUNK_BYTES, PageStart,
     UpdateArchive,
 };
+use printyard_contracts::filament::{self, ListUsage};
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
@@ -174,9 +175,34 @@ pub async fn get(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Archive>, ApiError> {
-    Ok(Json(
-        state.rpc.call(contract::GET, &ArchiveId { id }).await?,
-    ))
+    // What each filament took from which spool, asked of the inventory at the same time; an
+    // archive is answered without it when the inventory does not answer.
+    let usage = ListUsage {
+        archive_id: Some(id),
+        spool_id: None,
+        limit: 64,
+    };
+    let which = ArchiveId { id };
+    let (archive, usage) = tokio::join!(
+        state.rpc.call(contract::GET, &which),
+        state.rpc.call(filament::USAGE, &usage)
+    );
+    let mut archive = archive?;
+    if let Ok(usage) = usage {
+        for filament in &mut archive.filaments {
+            let used = usage.usage.iter().find(|u| {
+                filament
+                    .slot
+                    .is_some_and(|s| i64::from(s) == i64::from(u.slot))
+            });
+            if let Some(used) = used {
+                filament.tray = used.tray;
+                filament.spool_id = used.spool_id;
+                filament.used_g = Some(used.grams);
+            }
+        }
+    }
+    Ok(Json(archive))
 }
 
 #[utoipa::path(patch, path = "/archives/{id}", operation_id = "updateArchive", tag = "archives",
