@@ -125,6 +125,7 @@ impl TestEnv {
             telemetry: TelemetryConfig::default(),
             http,
             rate_limits: Default::default(),
+            people: Default::default(),
         }
     }
 

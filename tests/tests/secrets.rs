@@ -1,5 +1,6 @@
-//! API keys never reach logs or traces: everything the services log, at every level, while
-//! keys are created, used, refused and revoked, is captured and searched for them.
+//! API keys, passwords and sessions never reach logs or traces: everything the services log,
+//! at every level, while keys are created, used, refused and revoked and people sign in, use
+//! a session and sign out, is captured and searched for them.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -87,7 +88,86 @@ async fn keys_never_appear_in_logs_at_any_level() {
         .await
         .unwrap();
 
+    // People: a password set, tried wrong and right; a session used and ended.
+    let password = "a password nobody logs 7f3e";
+    client
+        .post(api.api_url("/users"))
+        .header("X-API-Key", &admin)
+        .json(&json!({"username": "lena", "password": password, "role": "operator"}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(api.api_url("/auth/login"))
+        .json(&json!({"username": "lena", "password": format!("{password}!")}))
+        .send()
+        .await
+        .unwrap();
+    let signed_in: Value = client
+        .post(api.api_url("/auth/login"))
+        .json(&json!({"username": "lena", "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = signed_in["csrf_token"].as_str().unwrap().to_owned();
+    // The session token is in the cookie only: sign in once more to read it.
+    let again = client
+        .post(api.api_url("/auth/login"))
+        .json(&json!({"username": "lena", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let token = again
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("printyard_session="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let cookie = format!("printyard_session={token}");
+    client
+        .get(api.api_url("/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(api.api_url("/auth/logout"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .send()
+        .await
+        .unwrap();
+    client
+        .get(api.api_url("/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("signed in"),
+        "sign-ins are logged (without secrets)"
+    );
+    for secret in [password, &csrf, &token] {
+        // Tokens are `py?_<id>_<secret>`; the password is whole.
+        let hidden = if secret == password {
+            password
+        } else {
+            secret.splitn(3, '_').nth(2).unwrap()
+        };
+        assert!(hidden.len() >= 20);
+        assert!(
+            !logs.contains(hidden),
+            "a password, session token or CSRF token appeared in the logs"
+        );
+    }
     assert!(
         logs.len() > 1_000,
         "the services did log: {} bytes",

@@ -19,6 +19,52 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub http: HttpConfig,
     pub rate_limits: RateLimitConfig,
+    pub people: PeopleConfig,
+}
+
+/// `people.*`: sessions, sign-in protection, the audit log's retention, single sign-on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeopleConfig {
+    /// How long a session lasts from sign-in.
+    pub session_hours: u64,
+    /// Failed password sign-ins in a row that lock an account.
+    pub lockout_failures: u32,
+    /// How long a locked account stays locked.
+    pub lockout_secs: u64,
+    /// Each failed sign-in waits this long times the failures in a row so far (at most 5 s)
+    /// before it answers, so that guessing is slow even before the lock.
+    pub failure_delay_ms: u64,
+    /// Audit entries older than this many days are removed (0: kept for ever).
+    pub audit_retention_days: u32,
+    /// Take the client's address from the first `X-Forwarded-For` entry (set when a trusted
+    /// load balancer is in front), else from the connection.
+    pub trust_forwarded_for: bool,
+    pub sso: crate::people::sso::SsoConfig,
+}
+
+impl Default for PeopleConfig {
+    fn default() -> Self {
+        Self {
+            session_hours: 12,
+            lockout_failures: 5,
+            lockout_secs: 900,
+            failure_delay_ms: 250,
+            audit_retention_days: 365,
+            trust_forwarded_for: false,
+            sso: Default::default(),
+        }
+    }
+}
+
+impl PeopleConfig {
+    pub fn session_lifetime(&self) -> Duration {
+        Duration::from_secs(self.session_hours.max(1) * 3600)
+    }
+
+    pub fn lockout(&self) -> Duration {
+        Duration::from_secs(self.lockout_secs)
+    }
 }
 
 impl HasTelemetry for Config {

@@ -2,6 +2,7 @@
 //! asking the owning services over NATS. It keeps no state of its own but its schema, so any
 //! number of replicas run behind a load balancer.
 
+pub mod audit;
 pub mod auth;
 pub mod camera;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod export;
 pub mod extract;
 mod gateways;
 pub mod openapi;
+pub mod people;
 pub mod registry;
 pub mod routes;
 pub mod state;
@@ -62,6 +64,19 @@ impl Api {
             }
         });
         gateways::serve(&runtime, &state.registry, &jetstream).await?;
+        // Ended sessions, abandoned single sign-ons, and audit entries past their retention.
+        let (pool, retention) = (state.db.clone(), config.people.audit_retention_days);
+        runtime.every(
+            std::time::Duration::from_secs(3600),
+            "sessions and audit sweep failed",
+            move || {
+                let pool = pool.clone();
+                async move {
+                    people::sessions::sweep(&pool).await?;
+                    audit::sweep(&pool, retention).await.map(drop)
+                }
+            },
+        );
         let http_addr = serve_http(&runtime, &config, state).await?;
         tracing::info!(http = %http_addr, "api listening");
         runtime.set_http_addr(http_addr);
@@ -137,6 +152,8 @@ async fn shared_state(
         db,
         started: Instant::now(),
         http: config.http.clone(),
+        people: config.people.clone(),
+        sso: people::sso::Sso::new(config.people.sso.clone())?,
     }))
 }
 
@@ -153,9 +170,12 @@ async fn serve_http(
     let app = routes::router(state);
     let shutdown = runtime.shutdown_token().clone();
     runtime.tasks().spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
         if let Err(err) = served {
             tracing::error!(error = %err, "HTTP listener failed");
         }
@@ -177,7 +197,7 @@ pub async fn create_key(
         sqlx::migrate!("../../migrations/api"),
     )
     .await?;
-    let created = keys::create(&pool, name, permissions).await?;
+    let created = keys::create(&pool, name, permissions, &auth::scope::Scope::default()).await?;
     pool.close().await;
     Ok(created)
 }

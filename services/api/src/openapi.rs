@@ -10,7 +10,7 @@
 
 use utoipa::openapi::header::{Header, HeaderBuilder};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
@@ -18,8 +18,9 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Printyard API",
-        description = "Runs Bambu Lab print farms. Every endpoint but `/health`, `/openapi.json` \
-                       and `/docs` needs an `X-API-Key`. Errors are `{detail, code}`.",
+        description = "Runs Bambu Lab print farms. Every endpoint but `/health`, `/openapi.json`, \
+                       `/docs` and sign-in needs an `X-API-Key` or a signed-in session (cookie, \
+                       with `X-CSRF-Token` on changes). Errors are `{detail, code}`.",
     ),
     servers((url = "/api/v1")),
     modifiers(&ApiKeyScheme),
@@ -36,6 +37,8 @@ use utoipa::{Modify, OpenApi};
         (name = "events", description = "The live event stream (server-sent events)"),
         (name = "camera", description = "Printer cameras: MJPEG streams and snapshots"),
         (name = "filament", description = "The spool inventory: spools, where they are loaded, what prints used"),
+        (name = "people", description = "Sign-in (password and single sign-on), users and roles"),
+        (name = "audit", description = "The audit log of every change and printer command (admin)"),
     )
 )]
 pub struct ApiDoc;
@@ -48,6 +51,12 @@ impl Modify for ApiKeyScheme {
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        // A signed-in person's session (the dashboard); its state-changing requests also carry
+        // the session's `X-CSRF-Token`.
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("printyard_session"))),
         );
     }
 }
@@ -144,6 +153,10 @@ fn finish(operation: &mut Operation) {
         .security
         .as_ref()
         .is_some_and(|requirements| !requirements.is_empty());
+    if keyed && let Some(requirements) = operation.security.as_mut() {
+        // A key or a signed-in session, either will do.
+        requirements.push(SecurityRequirement::new("session", Vec::<String>::new()));
+    }
     for (status, response) in operation.responses.responses.iter_mut() {
         let RefOr::T(response) = response else {
             continue;

@@ -52,6 +52,10 @@ pub struct Shared {
     pub stats_answers: StatsAnswers,
     /// The NATS object store uploads travel to `archive` through.
     pub transfer: async_nats::jetstream::object_store::ObjectStore,
+    /// Sessions, sign-in protection, the audit log's retention.
+    pub people: crate::config::PeopleConfig,
+    /// Single sign-on (off unless `people.sso.issuer` is set).
+    pub sso: crate::people::sso::Sso,
 }
 
 #[cfg(test)]

@@ -114,6 +114,18 @@ impl KnownPrinters {
         self.version.load(Ordering::Acquire)
     }
 
+    /// Every printer's site, by id.
+    pub fn sites(&self) -> Vec<(i64, String)> {
+        self.ids
+            .read()
+            .map(|ids| {
+                ids.iter()
+                    .map(|(id, (site, _))| (*id, site.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every printer's name, by id.
     pub fn names(&self) -> HashMap<i64, String> {
         self.ids

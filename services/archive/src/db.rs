@@ -151,6 +151,7 @@ pub fn prefix_query(search: &str) -> Option<String> {
 
 enum Bind {
     Int(i64),
+    Ints(Vec<i64>),
     Text(String),
     Time(DateTime<Utc>),
 }
@@ -164,6 +165,14 @@ fn conditions(filter: &ArchiveFilter, binds: &mut Vec<Bind>) -> String {
     };
     if let Some(id) = filter.printer_id {
         push("printer_id = ?", Bind::Int(id), binds);
+    }
+    if let Some(ids) = &filter.printer_ids {
+        // A limited caller's printers, and the library's uploads (no printer).
+        push(
+            "(printer_id = ANY(?) OR printer_id IS NULL)",
+            Bind::Ints(ids.clone()),
+            binds,
+        );
     }
     if let Some(status) = filter.status {
         push("status = ?", Bind::Text(status.as_str().to_owned()), binds);
@@ -201,6 +210,7 @@ fn bind_all<'q, O>(
     for bind in binds {
         query = match bind {
             Bind::Int(v) => query.bind(v),
+            Bind::Ints(v) => query.bind(v),
             Bind::Text(v) => query.bind(v),
             Bind::Time(v) => query.bind(v),
         };

@@ -23,6 +23,7 @@ pub const MAX_EXPORT_DAYS: u32 = 366;
 /// Values bound to a built query, in order.
 enum Value {
     Int(i64),
+    Ints(Vec<i64>),
     Text(String),
     Time(DateTime<Utc>),
     Day(NaiveDate),
@@ -44,6 +45,7 @@ impl Binds {
         for value in self.0 {
             query = match value {
                 Value::Int(v) => query.bind(v),
+                Value::Ints(v) => query.bind(v),
                 Value::Text(v) => query.bind(v),
                 Value::Time(v) => query.bind(v),
                 Value::Day(v) => query.bind(v),
@@ -203,6 +205,14 @@ fn conditions(filter: &StatsFilter, source: Source, binds: &mut Binds) -> String
         && let Some(printer) = filter.printer_id
     {
         sql += &format!(" AND printer_id = {}", binds.push(Value::Int(printer)));
+    }
+    if matches!(source, Source::Printers | Source::Prints)
+        && let Some(printers) = &filter.printer_ids
+    {
+        sql += &format!(
+            " AND printer_id = ANY({})",
+            binds.push(Value::Ints(printers.clone()))
+        );
     }
     if let Some(site) = &filter.site {
         sql += &format!(" AND site = {}", binds.push(Value::Text(site.clone())));
@@ -377,9 +387,10 @@ pub async fn statistics(
 ) -> Result<Statistics, ErrorBody> {
     // The summaries carry printer and site, site and filament type, or site alone (by day); a
     // project, or a printer with a filament type, is read from the prints (index-only).
-    let from_prints = filter.project_id.is_some()
-        || (filter.printer_id.is_some() && filter.filament_type.is_some());
-    let printer = filter.printer_id.is_some();
+    // Some printers (a limited caller's) narrow like one printer: only the sources that carry
+    // the printer can answer.
+    let printer = filter.printer_id.is_some() || filter.printer_ids.is_some();
+    let from_prints = filter.project_id.is_some() || (printer && filter.filament_type.is_some());
     let kind = filter.filament_type.is_some();
     let (totals_source, types_source, days_source, printers_source) = if from_prints {
         (

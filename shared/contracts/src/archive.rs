@@ -162,6 +162,10 @@ pub struct ArchiveFilter {
     /// Printed at this site.
     #[serde(default)]
     pub site: Option<String>,
+    /// Only prints of these printers and the library's uploads (no printer): what a caller
+    /// limited to some printers sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer_ids: Option<Vec<i64>>,
 }
 
 /// Where a page starts: an offset (the reference's) or after a row of the previous page (the

@@ -14,6 +14,9 @@ use crate::rpc::{Empty, Endpoint};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StatsFilter {
     pub printer_id: Option<i64>,
+    /// Only these printers (a caller limited to some printers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub printer_ids: Option<Vec<i64>>,
     pub site: Option<String>,
     pub project_id: Option<i64>,
     pub filament_type: Option<String>,

@@ -25,6 +25,7 @@ mod metrics;
 mod migrations;
 mod openapi;
 mod otlp_traces;
+mod people;
 mod print_record;
 mod print_record_model;
 mod printers;

@@ -1,20 +1,27 @@
 //! Who may call what: the permission and rate-limit class of every route, in one table, and
-//! the middleware that enforces them (API key, rate limit, permission, in that order).
+//! the middleware that enforces them (API key or session, rate limit, permission, in that
+//! order).
 //!
 //! A route that is missing from [`ROUTES`] is refused (fail closed) and a test fails, so no
 //! endpoint can ship unprotected by accident.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use printyard_contracts::{ErrorBody, ErrorCode};
 
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::credential::{Actor, Credential};
 pub use super::keys::Permission;
 use super::keys::{self, ApiKeySecret};
 use super::rate_limit::Decision;
 pub use super::rate_limit::RateClass;
+use super::scope::Reach;
 use crate::error::error_response;
+use crate::people::sessions;
 use crate::state::AppState;
 
 /// The header that carries the API key.
@@ -42,6 +49,24 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/api-keys", Key(P::Admin, C::Write)),
     ("GET", "/api/v1/api-keys/current", Key(P::Read, C::Read)),
     ("DELETE", "/api/v1/api-keys/{id}", Key(P::Admin, C::Write)),
+    // Sign-in is public (guarded by the lockout); what follows needs a session or a key.
+    ("POST", "/api/v1/auth/login", Public),
+    ("GET", "/api/v1/auth/sso", Public),
+    ("GET", "/api/v1/auth/sso/login", Public),
+    ("GET", "/api/v1/auth/sso/callback", Public),
+    ("POST", "/api/v1/auth/logout", Key(P::Read, C::Write)),
+    ("GET", "/api/v1/auth/me", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/users", Key(P::Admin, C::Read)),
+    ("POST", "/api/v1/users", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/users/{id}", Key(P::Admin, C::Read)),
+    ("PATCH", "/api/v1/users/{id}", Key(P::Admin, C::Write)),
+    ("DELETE", "/api/v1/users/{id}", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/roles", Key(P::Admin, C::Read)),
+    ("POST", "/api/v1/roles", Key(P::Admin, C::Write)),
+    ("PUT", "/api/v1/roles/{name}", Key(P::Admin, C::Write)),
+    ("DELETE", "/api/v1/roles/{name}", Key(P::Admin, C::Write)),
+    ("GET", "/api/v1/audit", Key(P::Admin, C::Read)),
+    ("GET", "/api/v1/audit/export", Key(P::Admin, C::Read)),
     ("GET", "/api/v1/printers", Key(P::Read, C::Read)),
     ("POST", "/api/v1/printers", Key(P::Write, C::Write)),
     ("GET", "/api/v1/printers/{id}", Key(P::Read, C::Read)),
@@ -138,6 +163,21 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/spools/{id}", Key(P::Write, C::Write)),
 ];
 
+/// Routes about the whole farm (people, keys, the audit log, webhooks, costs): a caller
+/// limited to some printers is refused them rather than shown what is beyond its reach.
+fn farm_wide(method: &Method, path: &str) -> bool {
+    const PREFIXES: [&str; 4] = [
+        "/api/v1/users",
+        "/api/v1/roles",
+        "/api/v1/audit",
+        "/api/v1/webhooks",
+    ];
+    PREFIXES.iter().any(|p| path.starts_with(p))
+        || (path == "/api/v1/api-keys" && method == Method::GET)
+        || path == "/api/v1/api-keys/{id}"
+        || (path == "/api/v1/settings/costs" && method != Method::GET)
+}
+
 /// The protection of `method` on the route template `path`.
 pub fn access_for(method: &Method, path: &str) -> Option<Access> {
     ROUTES
@@ -146,14 +186,121 @@ pub fn access_for(method: &Method, path: &str) -> Option<Access> {
         .map(|(_, _, access)| *access)
 }
 
-/// The caller a request was authenticated as, for handlers that need it.
-#[derive(Debug, Clone, Copy)]
+/// The caller a request was authenticated as (an API key or a signed-in person), with what it
+/// may reach, for handlers that need it.
+#[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_id: i64,
+    pub actor: Actor,
+    pub permissions: Vec<Permission>,
+    pub reach: Reach,
+}
+
+impl Caller {
+    /// The key's id, when the request was made with a key.
+    pub fn key_id(&self) -> Option<i64> {
+        match self.actor {
+            Actor::Key { id, .. } => Some(id),
+            Actor::User { .. } => None,
+        }
+    }
+
+    pub fn grants(&self, needed: Permission) -> bool {
+        self.permissions.iter().any(|p| p.grants(needed))
+    }
+}
+
+/// Who made a request, as the audit log names them: put on the response by [`authorize`] (and
+/// by the sign-in handlers, for the person who tried).
+#[derive(Debug, Clone)]
+pub struct AuditActor {
+    pub kind: &'static str,
+    pub id: Option<i64>,
+    pub label: String,
+}
+
+impl From<&Actor> for AuditActor {
+    fn from(actor: &Actor) -> Self {
+        Self {
+            kind: actor.kind(),
+            id: Some(actor.id()),
+            label: actor.label(),
+        }
+    }
 }
 
 fn refuse(code: ErrorCode, detail: &str) -> Response {
     error_response(ErrorBody::new(code, detail))
+}
+
+/// The request's whole path (a nested router sees its own part only).
+pub fn full_path(request: &Request) -> String {
+    request
+        .extensions()
+        .get::<OriginalUri>()
+        .map(|uri| uri.path().to_owned())
+        .unwrap_or_else(|| request.uri().path().to_owned())
+}
+
+fn safe_method(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The credential a request presents: `X-API-Key`, else the session cookie (whose
+/// state-changing requests must carry the session's CSRF token).
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &Method,
+) -> Result<(String, std::sync::Arc<Credential>), Response> {
+    let (secret, via_cookie) = if let Some(presented) = headers.get(API_KEY_HEADER) {
+        let Some(secret) = presented.to_str().ok().and_then(ApiKeySecret::parse) else {
+            return Err(refuse(ErrorCode::Unauthorized, "Invalid API key"));
+        };
+        (secret, false)
+    } else if let Some(token) = sessions::cookie(headers, sessions::COOKIE) {
+        let Some(secret) = ApiKeySecret::parse_as(keys::SESSION_SCHEME, token) else {
+            return Err(refuse(
+                ErrorCode::Unauthorized,
+                "Session ended: sign in again",
+            ));
+        };
+        (secret, true)
+    } else {
+        return Err(refuse(
+            ErrorCode::Unauthorized,
+            "Missing X-API-Key header (or a signed-in session)",
+        ));
+    };
+    let unknown = || {
+        if via_cookie {
+            refuse(ErrorCode::Unauthorized, "Session ended: sign in again")
+        } else {
+            refuse(ErrorCode::Unauthorized, "Invalid API key")
+        }
+    };
+    let credential = match state.keys.find(&state.db, secret.prefix()).await {
+        Ok(Some(found)) if secret.matches(&found.hash) && !found.expired() => found,
+        Ok(_) => return Err(unknown()),
+        Err(err) => return Err(crate::error::ApiError::from(err).into_response()),
+    };
+    if via_cookie && !safe_method(method) {
+        let presented = headers
+            .get(sessions::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| Sha256::digest(v.as_bytes()));
+        let matches = match (presented, credential.csrf_hash.as_deref()) {
+            (Some(presented), Some(stored)) => bool::from(presented.as_slice().ct_eq(stored)),
+            _ => false,
+        };
+        if !matches {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                "Missing or wrong X-CSRF-Token: a state-changing request made with the session \
+                 cookie must carry the token the sign-in gave",
+            ));
+        }
+    }
+    Ok((secret.prefix().to_owned(), credential))
 }
 
 /// Middleware on every matched route: authenticate, rate-limit, authorise.
@@ -173,31 +320,27 @@ pub async fn authorize(
         }
     };
 
-    let Some(presented) = request.headers().get(API_KEY_HEADER) else {
-        return refuse(ErrorCode::Unauthorized, "Missing X-API-Key header");
-    };
-    let Some(secret) = presented.to_str().ok().and_then(ApiKeySecret::parse) else {
-        return refuse(ErrorCode::Unauthorized, "Invalid API key");
-    };
-    let stored = match state.keys.find(&state.db, secret.prefix()).await {
-        Ok(Some(stored)) if secret.matches(&stored.key_hash) => stored,
-        Ok(_) => return refuse(ErrorCode::Unauthorized, "Invalid API key"),
-        Err(err) => return crate::error::ApiError::from(err).into_response(),
-    };
-    if state
-        .keys
-        .due_for_touch(secret.prefix(), stored.last_used_at)
+    let (prefix, credential) = match authenticate(&state, request.headers(), request.method()).await
     {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    if state.keys.due_for_touch(&prefix, credential.last_used_at) {
         let pool = state.db.clone();
-        let key_id = stored.id;
+        let actor = credential.actor.clone();
         tokio::spawn(async move {
-            if let Err(err) = keys::touch(&pool, key_id).await {
-                tracing::warn!(error = %err, "could not record key use");
+            let touched = match actor {
+                Actor::Key { id, .. } => keys::touch(&pool, id).await,
+                Actor::User { session_id, .. } => sessions::touch(&pool, session_id).await,
+            };
+            if let Err(err) = touched {
+                tracing::warn!(error = %err, "could not record key or session use");
             }
         });
     }
+    let audit_actor = AuditActor::from(&credential.actor);
 
-    let decision = state.limiter.check(stored.id, class);
+    let decision = state.limiter.check(credential.actor.rate_id(), class);
     if !decision.allowed {
         let mut response = refuse(
             ErrorCode::RateLimited,
@@ -212,26 +355,46 @@ pub async fn authorize(
             .headers_mut()
             .insert("retry-after", HeaderValue::from(retry));
         set_rate_headers(response.headers_mut(), &decision);
+        response.extensions_mut().insert(audit_actor);
         return response;
     }
 
-    let granted = stored
-        .permissions
-        .iter()
-        .filter_map(|p| Permission::parse(p))
-        .any(|p| p.grants(permission));
-    let mut response = if granted {
-        request
-            .extensions_mut()
-            .insert(Caller { key_id: stored.id });
-        next.run(request).await
-    } else {
+    // A printer's own routes: one out of reach answers as an unknown one would.
+    let out_of_reach = match crate::audit::path_ids(path, &full_path(&request)).1 {
+        Some(id) if credential.grants(permission) => {
+            credential.reach.check_printer(&state, id).await.err()
+        }
+        _ => None,
+    };
+    let mut response = if let Some(unknown) = out_of_reach {
+        unknown.into_response()
+    } else if credential.grants(permission)
+        && !credential.reach.is_unlimited()
+        && farm_wide(request.method(), path)
+    {
         refuse(
             ErrorCode::Forbidden,
-            &format!("This API key lacks the {} permission", permission.as_str()),
+            "This concerns the whole farm; you are limited to some sites or printers",
+        )
+    } else if credential.grants(permission) {
+        request.extensions_mut().insert(Caller {
+            actor: credential.actor.clone(),
+            permissions: credential.permissions.clone(),
+            reach: credential.reach.clone(),
+        });
+        next.run(request).await
+    } else {
+        let whom = match credential.actor {
+            Actor::Key { .. } => "This API key lacks",
+            Actor::User { .. } => "Your role lacks",
+        };
+        refuse(
+            ErrorCode::Forbidden,
+            &format!("{whom} the {} permission", permission.as_str()),
         )
     };
     set_rate_headers(response.headers_mut(), &decision);
+    response.extensions_mut().insert(audit_actor);
     response
 }
 

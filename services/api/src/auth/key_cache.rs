@@ -1,7 +1,9 @@
-//! Keys as authentication needs them, cached per replica so that a request does not cost a
-//! database round trip. Revocation stays immediate on every replica: the replica that revokes
-//! a key asks every api instance over NATS to forget it and waits for their answers before it
-//! answers. The cache's time-to-live bounds the worst case (a replica cut off from NATS).
+//! Credentials (API keys and people's sessions) as authentication needs them, cached per
+//! replica so that a request does not cost a database round trip. Revocation stays immediate
+//! on every replica: the replica that revokes a key or a session, disables a user or changes
+//! a role or a scope asks every api instance over NATS to forget what it changed (one prefix,
+//! or `*`: everything) and waits for their answers before it answers. The cache's
+//! time-to-live bounds the worst case (a replica cut off from NATS).
 //!
 //! While the database does not answer, a key this replica looked up before is used past its
 //! time-to-live (revoked keys are evicted, so never one of them): requests that need nothing
@@ -22,13 +24,15 @@ use printyard_contracts::ServiceName;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use super::keys::{self, StoredKey};
+use super::credential::Credential;
+use super::keys::{self, SESSION_SCHEME};
 
-/// Where replicas are told to forget a key (payload: the key's public prefix).
+/// Where replicas are told to forget a credential (payload: its public prefix, or `*` for
+/// every credential).
 pub const REVOKED_SUBJECT: &str = "printyard.api.keys.revoked";
 
 struct Entry {
-    key: Arc<StoredKey>,
+    key: Arc<Credential>,
     fetched: Instant,
     /// When this replica last recorded the key's use.
     touched: Option<Instant>,
@@ -51,12 +55,12 @@ impl KeyCache {
         }
     }
 
-    /// The live key with `prefix`, from the cache or the database.
+    /// The live key or session with `prefix`, from the cache or the database.
     pub async fn find(
         &self,
         pool: &PgPool,
         prefix: &str,
-    ) -> Result<Option<Arc<StoredKey>>, sqlx::Error> {
+    ) -> Result<Option<Arc<Credential>>, sqlx::Error> {
         if let Ok(entries) = self.entries.read()
             && let Some(entry) = entries.get(prefix)
             && entry.fetched.elapsed() < self.ttl
@@ -64,7 +68,12 @@ impl KeyCache {
             return Ok(Some(entry.key.clone()));
         }
         let generation = self.generation.load(Ordering::SeqCst);
-        let found = match keys::find(pool, prefix).await {
+        let looked_up = if prefix.starts_with(SESSION_SCHEME) {
+            crate::people::sessions::find(pool, prefix).await
+        } else {
+            keys::find(pool, prefix).await
+        };
+        let found = match looked_up {
             Ok(found) => found,
             Err(err) => {
                 let stale = self
@@ -133,10 +142,15 @@ impl KeyCache {
         }
     }
 
+    /// Forgets `prefix` (`*`: everything).
     pub fn evict(&self, prefix: &str) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.write() {
-            entries.remove(prefix);
+            if prefix == EVERYTHING {
+                entries.clear();
+            } else {
+                entries.remove(prefix);
+            }
         }
     }
 
@@ -163,6 +177,22 @@ impl KeyCache {
             }
         }
     }
+}
+
+/// The eviction payload that clears every cached credential.
+pub const EVERYTHING: &str = "*";
+
+/// Forgets `prefix` here and on every other replica before returning (see
+/// [`broadcast_revocation`]).
+pub async fn revoke_everywhere(state: &crate::state::AppState, prefix: &str) {
+    state.keys.evict(prefix);
+    broadcast_revocation(
+        state.rpc.nats(),
+        prefix,
+        state.http.discovery_window(),
+        Duration::from_secs(1),
+    )
+    .await;
 }
 
 /// Tells every api instance to forget `prefix`, and waits (up to `deadline`) until as many

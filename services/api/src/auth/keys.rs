@@ -1,6 +1,7 @@
 //! API keys: generation, the secret's format, hashing, and their rows in `api.api_keys`.
 //!
-//! A key reads `pyk_<id>_<secret>`: `pyk_<id>` is its public prefix (shown in listings and
+//! A key reads `pyk_<id>_<secret>` (a person's session token has the same shape, `pys_…`,
+//! see [`crate::people::sessions`]): `pyk_<id>` is its public prefix (shown in listings and
 //! used to find the row), `<secret>` 32 random bytes in URL-safe base64. Only the SHA-256 of
 //! the whole key is stored, and compared in constant time. A key is never logged, traced or
 //! echoed: it lives in [`ApiKeySecret`], whose `Debug` is redacted.
@@ -15,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
+
+use super::credential::{Actor, Credential};
+use super::scope::{Reach, Scope};
 
 /// What a key may do. `admin` implies every other permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -53,11 +57,15 @@ impl Permission {
     }
 }
 
-const SCHEME: &str = "pyk";
+/// The scheme of API keys.
+pub const KEY_SCHEME: &str = "pyk";
+/// The scheme of session tokens.
+pub const SESSION_SCHEME: &str = "pys";
+const SCHEME_LEN: usize = 3;
 const ID_LEN: usize = 8;
 const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 
-/// A full API key, as given to its owner once.
+/// A full API key (or session token), as given to its owner once.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeySecret(String);
 
@@ -70,18 +78,29 @@ impl fmt::Debug for ApiKeySecret {
 impl ApiKeySecret {
     /// A fresh random key.
     pub fn generate() -> Self {
+        Self::generate_for(KEY_SCHEME)
+    }
+
+    /// A fresh random token of `scheme` (`pyk` or `pys`).
+    pub fn generate_for(scheme: &str) -> Self {
+        debug_assert_eq!(scheme.len(), SCHEME_LEN);
         let mut rng = rand::rng();
         let id: String = (0..ID_LEN)
             .map(|_| ID_ALPHABET[(rng.next_u32() as usize) % ID_ALPHABET.len()] as char)
             .collect();
         let mut secret = [0u8; 32];
         rng.fill_bytes(&mut secret);
-        ApiKeySecret(format!("{SCHEME}_{id}_{}", URL_SAFE_NO_PAD.encode(secret)))
+        ApiKeySecret(format!("{scheme}_{id}_{}", URL_SAFE_NO_PAD.encode(secret)))
     }
 
     /// Checks the shape of a presented key; `None` when it cannot be one of ours.
     pub fn parse(presented: &str) -> Option<Self> {
-        let rest = presented.strip_prefix(SCHEME)?.strip_prefix('_')?;
+        Self::parse_as(KEY_SCHEME, presented)
+    }
+
+    /// Checks the shape of a presented token of `scheme`.
+    pub fn parse_as(scheme: &str, presented: &str) -> Option<Self> {
+        let rest = presented.strip_prefix(scheme)?.strip_prefix('_')?;
         let (id, secret) = rest.split_once('_')?;
         let id_ok = id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b));
         let secret_ok = secret.len() == 43
@@ -93,7 +112,7 @@ impl ApiKeySecret {
 
     /// The public part: `pyk_<id>`.
     pub fn prefix(&self) -> &str {
-        &self.0[..SCHEME.len() + 1 + ID_LEN]
+        &self.0[..SCHEME_LEN + 1 + ID_LEN]
     }
 
     /// The SHA-256 that is stored instead of the key.
@@ -121,38 +140,51 @@ pub struct ApiKey {
     pub prefix: String,
     #[schema(value_type = Vec<Permission>)]
     pub permissions: Vec<String>,
+    /// Sites the key is limited to (empty: not limited by site).
+    pub sites: Vec<String>,
+    /// Printers the key is limited to (empty: not limited by printer).
+    pub printer_ids: Vec<i64>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
 /// A stored key, as authentication reads it.
 #[derive(Debug, sqlx::FromRow)]
-pub struct StoredKey {
-    pub id: i64,
-    pub key_hash: Vec<u8>,
-    pub permissions: Vec<String>,
-    pub last_used_at: Option<DateTime<Utc>>,
+struct StoredKey {
+    id: i64,
+    name: String,
+    prefix: String,
+    key_hash: Vec<u8>,
+    permissions: Vec<String>,
+    sites: Vec<String>,
+    printer_ids: Vec<i64>,
+    last_used_at: Option<DateTime<Utc>>,
 }
 
-/// Creates a key and returns it with its one-time secret.
+const COLUMNS: &str = "id, name, prefix, permissions, sites, printer_ids, created_at, last_used_at";
+
+/// Creates a key (limited to `scope`) and returns it with its one-time secret.
 pub async fn create(
     pool: &PgPool,
     name: &str,
     permissions: &[Permission],
+    scope: &Scope,
 ) -> Result<(ApiKey, ApiKeySecret), sqlx::Error> {
     let secret = ApiKeySecret::generate();
     let mut permissions: Vec<String> = permissions.iter().map(|p| p.as_str().to_owned()).collect();
     permissions.sort();
     permissions.dedup();
-    let key = sqlx::query_as::<_, ApiKey>(
-        "INSERT INTO api.api_keys (name, prefix, key_hash, permissions)
-         VALUES ($1, $2, $3, $4)
-         RETURNING id, name, prefix, permissions, created_at, last_used_at",
-    )
+    let key = sqlx::query_as::<_, ApiKey>(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO api.api_keys (name, prefix, key_hash, permissions, sites, printer_ids)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING {COLUMNS}"
+    )))
     .bind(name)
     .bind(secret.prefix())
     .bind(secret.hash().as_slice())
     .bind(&permissions)
+    .bind(&scope.sites)
+    .bind(&scope.printer_ids)
     .fetch_one(pool)
     .await?;
     Ok((key, secret))
@@ -160,20 +192,18 @@ pub async fn create(
 
 /// Every key that is not revoked, newest first.
 pub async fn list(pool: &PgPool) -> Result<Vec<ApiKey>, sqlx::Error> {
-    sqlx::query_as::<_, ApiKey>(
-        "SELECT id, name, prefix, permissions, created_at, last_used_at
-           FROM api.api_keys WHERE revoked_at IS NULL ORDER BY id DESC",
-    )
+    sqlx::query_as::<_, ApiKey>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM api.api_keys WHERE revoked_at IS NULL ORDER BY id DESC"
+    )))
     .fetch_all(pool)
     .await
 }
 
 /// The live key `id`, when there is one.
 pub async fn get(pool: &PgPool, id: i64) -> Result<Option<ApiKey>, sqlx::Error> {
-    sqlx::query_as::<_, ApiKey>(
-        "SELECT id, name, prefix, permissions, created_at, last_used_at
-           FROM api.api_keys WHERE id = $1 AND revoked_at IS NULL",
-    )
+    sqlx::query_as::<_, ApiKey>(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM api.api_keys WHERE id = $1 AND revoked_at IS NULL"
+    )))
     .bind(id)
     .fetch_optional(pool)
     .await
@@ -190,15 +220,36 @@ pub async fn revoke(pool: &PgPool, id: i64) -> Result<Option<String>, sqlx::Erro
     .await
 }
 
-/// The live key with this prefix, if any.
-pub async fn find(pool: &PgPool, prefix: &str) -> Result<Option<StoredKey>, sqlx::Error> {
-    sqlx::query_as::<_, StoredKey>(
-        "SELECT id, key_hash, permissions, last_used_at
+/// The live key with this prefix, if any, as authentication needs it.
+pub async fn find(pool: &PgPool, prefix: &str) -> Result<Option<Credential>, sqlx::Error> {
+    let stored = sqlx::query_as::<_, StoredKey>(
+        "SELECT id, name, prefix, key_hash, permissions, sites, printer_ids, last_used_at
            FROM api.api_keys WHERE prefix = $1 AND revoked_at IS NULL",
     )
     .bind(prefix)
     .fetch_optional(pool)
-    .await
+    .await?;
+    Ok(stored.map(|key| Credential {
+        hash: key.key_hash,
+        csrf_hash: None,
+        actor: Actor::Key {
+            id: key.id,
+            prefix: key.prefix,
+            name: key.name,
+        },
+        permissions: parse_permissions(&key.permissions),
+        reach: Reach::new([Scope {
+            sites: key.sites,
+            printer_ids: key.printer_ids,
+        }]),
+        expires_at: None,
+        last_used_at: key.last_used_at,
+    }))
+}
+
+/// The permissions a row lists (unknown names, which the schema refuses, are skipped).
+pub fn parse_permissions(names: &[String]) -> Vec<Permission> {
+    names.iter().filter_map(|p| Permission::parse(p)).collect()
 }
 
 /// Records use, at most once a minute per key so that reads do not become writes.

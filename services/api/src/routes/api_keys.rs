@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::access::{Caller, Permission};
 use crate::auth::keys::{self, ApiKey};
+use crate::auth::scope::Scope;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
@@ -26,6 +27,12 @@ pub struct CreateApiKey {
     /// At least one of `read`, `write`, `control`, `admin` (admin implies all).
     #[schema(min_items = 1)]
     pub permissions: Vec<Permission>,
+    /// Sites the key is limited to (absent or empty: not limited by site).
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// Printers the key is limited to (absent or empty: not limited by printer).
+    #[serde(default)]
+    pub printer_ids: Vec<i64>,
 }
 
 /// A created key: the only response that ever shows `key`.
@@ -58,6 +65,7 @@ pub struct Revoked {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(request): ApiJson<CreateApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
     let length = request.name.chars().count();
@@ -77,7 +85,26 @@ pub async fn create(
             "Invalid field `permissions`: at least one permission is required",
         ));
     }
-    let (api_key, secret) = keys::create(&state.db, name, &request.permissions).await?;
+    let scope = Scope {
+        sites: request.sites,
+        printer_ids: request.printer_ids,
+    }
+    .validated()?;
+    // A caller limited to some printers gives no more than it has: a key of its own printers.
+    if !caller.reach.is_unlimited() {
+        let reach = caller.reach.printer_ids(&state).unwrap_or_default();
+        if !scope.sites.is_empty()
+            || scope.printer_ids.is_empty()
+            || scope.printer_ids.iter().any(|id| !reach.contains(id))
+        {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "You are limited to some printers: a key you create must list `printer_ids`, \
+                 all within your reach, and no `sites`",
+            ));
+        }
+    }
+    let (api_key, secret) = keys::create(&state.db, name, &request.permissions, &scope).await?;
     tracing::info!(key_id = api_key.id, prefix = %api_key.prefix, "API key created");
     Ok((
         StatusCode::CREATED,
@@ -115,8 +142,13 @@ pub async fn current(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<ApiKey>, ApiError> {
+    let Some(key_id) = caller.key_id() else {
+        return Err(ApiError::not_found(
+            "This request was made with a session, not a key: see /auth/me",
+        ));
+    };
     // Revoked between authentication and here: as unknown as any revoked key.
-    keys::get(&state.db, caller.key_id)
+    keys::get(&state.db, key_id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::Unauthorized, "Invalid API key"))
@@ -141,14 +173,7 @@ pub async fn revoke(
         return Err(ApiError::not_found(format!("API key {id} not found")));
     };
     // Forgotten here and on every other replica before the answer: revocation is immediate.
-    state.keys.evict(&prefix);
-    crate::auth::key_cache::broadcast_revocation(
-        state.rpc.nats(),
-        &prefix,
-        state.http.discovery_window(),
-        std::time::Duration::from_secs(1),
-    )
-    .await;
+    crate::auth::key_cache::revoke_everywhere(&state, &prefix).await;
     tracing::info!(key_id = id, "API key revoked");
     Ok(Json(Revoked { id, revoked: true }))
 }

@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use printyard_contracts::archive::{
@@ -27,6 +27,7 @@ use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 
+use crate::auth::access::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Rows, Sheet, cell_text, disposition};
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
@@ -138,6 +139,7 @@ impl ArchiveQuery {
             search: self.search.clone().filter(|s| !s.trim().is_empty()),
             project_id: self.project_id,
             site,
+            printer_ids: None,
         })
     }
 }
@@ -148,6 +150,7 @@ impl ArchiveQuery {
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<ArchiveQuery>,
 ) -> Result<Json<ArchivePage>, ApiError> {
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
@@ -158,8 +161,10 @@ pub async fn list(
     if offset < 0 {
         return Err(invalid("Invalid query `offset`: must not be negative"));
     }
+    let mut filter = query.filter()?;
+    filter.printer_ids = caller.reach.printer_ids(&state);
     let request = ListArchives {
-        filter: query.filter()?,
+        filter,
         start: PageStart::Offset(offset),
         limit,
         count_total: true,
@@ -173,6 +178,7 @@ pub async fn list(
     security(("api_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Archive>, ApiError> {
     // What each filament took from which spool, asked of the inventory at the same time; an
@@ -188,6 +194,9 @@ pub async fn get(
         state.rpc.call(filament::USAGE, &usage)
     );
     let mut archive = archive?;
+    if !within_reach(&state, &caller, &archive) {
+        return Err(unknown(id));
+    }
     if let Ok(usage) = usage {
         for filament in &mut archive.filaments {
             let used = usage.usage.iter().find(|u| {
@@ -211,9 +220,11 @@ pub async fn get(
     security(("api_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(patch): ApiJson<ArchivePatch>,
 ) -> Result<Json<Archive>, ApiError> {
+    check_archive(&state, &caller, id).await?;
     let request = UpdateArchive { id, patch };
     Ok(Json(state.rpc.call(contract::UPDATE, &request).await?))
 }
@@ -230,8 +241,10 @@ pub struct DeletedArchive {
     security(("api_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<DeletedArchive>, ApiError> {
+    check_archive(&state, &caller, id).await?;
     let deleted = state.rpc.call(contract::DELETE, &ArchiveId { id }).await?;
     Ok(Json(DeletedArchive {
         id,
@@ -247,6 +260,38 @@ fn stream_object(state: &AppState, location: &FileLocation) -> Body {
         MAX_CHUNK_BYTES,
         CHUNKS_IN_FLIGHT,
     ))
+}
+
+/// Whether a caller may see `archive`: a print of a printer within reach, or a library upload
+/// (no printer: the farm's shared files, which any caller may queue).
+fn within_reach(state: &AppState, caller: &Caller, archive: &Archive) -> bool {
+    caller.reach.is_unlimited()
+        || archive.printer_id.is_none_or(|printer| {
+            caller.reach.allows(
+                printer,
+                archive
+                    .site
+                    .as_deref()
+                    .or(state.known.site(printer).as_deref()),
+            )
+        })
+}
+
+fn unknown(id: i64) -> ApiError {
+    ApiError::not_found(format!("Archive {id} not found"))
+}
+
+/// `Ok` when archive `id` is within the caller's reach; an unknown archive's answer otherwise.
+async fn check_archive(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    if caller.reach.is_unlimited() {
+        return Ok(());
+    }
+    let archive = state.rpc.call(contract::GET, &ArchiveId { id }).await?;
+    if within_reach(state, caller, &archive) {
+        Ok(())
+    } else {
+        Err(unknown(id))
+    }
 }
 
 async fn file_response(state: &AppState, id: i64, kind: FileKind) -> Result<Response, ApiError> {
@@ -275,8 +320,10 @@ async fn file_response(state: &AppState, id: i64, kind: FileKind) -> Result<Resp
     security(("api_key" = [])))]
 pub async fn download(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
+    check_archive(&state, &caller, id).await?;
     file_response(&state, id, FileKind::ThreeMf).await
 }
 
@@ -286,8 +333,10 @@ pub async fn download(
     security(("api_key" = [])))]
 pub async fn thumbnail(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Response, ApiError> {
+    check_archive(&state, &caller, id).await?;
     file_response(&state, id, FileKind::Thumbnail).await
 }
 
@@ -495,10 +544,12 @@ fn pages(
     security(("api_key" = [])))]
 pub async fn export(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = query.format.clone();
-    let filter = query.filters().filter()?;
+    let mut filter = query.filters().filter()?;
+    filter.printer_ids = caller.reach.printer_ids(&state);
     let sheet = Sheet {
         columns: &EXPORT_COLUMNS,
         numeric: &[0, 3, 9, 10, 12, 15],

@@ -12,6 +12,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -22,6 +23,8 @@ use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::auth::access::Caller;
+use crate::auth::scope::Reach;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
@@ -49,10 +52,12 @@ struct Filter {
     site: Option<Site>,
     events: Vec<WebhookEvent>,
     status: bool,
+    /// What the caller may see: events of printers out of reach are never sent.
+    reach: Reach,
 }
 
 impl Filter {
-    fn parse(query: EventsQuery) -> Result<Filter, ApiError> {
+    fn parse(query: EventsQuery, reach: Reach) -> Result<Filter, ApiError> {
         let invalid = |detail: String| ApiError::new(ErrorCode::ValidationError, detail);
         let site = crate::extract::site_query(query.site.as_deref())?;
         if query.printer_id.is_some_and(|id| id <= 0) {
@@ -90,6 +95,7 @@ impl Filter {
             site,
             events,
             status,
+            reach,
         })
     }
 
@@ -101,8 +107,19 @@ impl Filter {
             .collect()
     }
 
+    /// Whether a farm event is within the caller's reach (an event of no printer is the whole
+    /// farm's: only a caller not limited sees it).
+    fn wants_event(&self, event: &FarmEvent) -> bool {
+        self.reach.is_unlimited()
+            || (event.printer_id > 0
+                && self
+                    .reach
+                    .allows(event.printer_id, Some(event.site.as_str())))
+    }
+
     fn wants_status(&self, state: &AppState, record: &StatusRecord) -> bool {
         self.status
+            && self.reach.allows_printer(state, record.printer_id)
             && self.printer_id.is_none_or(|id| id == record.printer_id)
             && self.site.as_ref().is_none_or(|site| {
                 state.known.site(record.printer_id).as_deref() == Some(site.as_str())
@@ -137,10 +154,11 @@ fn status_event(record: &StatusRecord) -> Event {
     security(("api_key" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let filter = Filter::parse(query)?;
+    let filter = Filter::parse(query, caller.reach)?;
     let last_id = last_event_id(&headers)?;
     // Status changes are subscribed to before the snapshot is taken: none falls in between.
     let statuses = state.statuses.subscribe();
@@ -275,6 +293,9 @@ async fn forward(
                 let Ok(event) = serde_json::from_slice::<FarmEvent>(&message.payload) else {
                     continue;
                 };
+                if !client.filter.wants_event(&event) {
+                    continue;
+                }
                 if !client.send(farm_event(sequence, &event)) {
                     return;
                 }

@@ -4,6 +4,8 @@
 
 mod api_keys;
 pub(crate) mod archives;
+mod audit;
+mod auth;
 mod camera;
 mod events;
 mod health;
@@ -13,6 +15,7 @@ mod queue;
 mod spools;
 mod statistics;
 mod system;
+mod users;
 mod webhooks;
 
 use axum::Router;
@@ -46,6 +49,18 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(api_keys::list, api_keys::create))
         .routes(routes!(api_keys::current))
         .routes(routes!(api_keys::revoke))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(auth::sso_info))
+        .routes(routes!(auth::sso_login))
+        .routes(routes!(auth::sso_callback))
+        .routes(routes!(users::list, users::create))
+        .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::list_roles, users::create_role))
+        .routes(routes!(users::replace_role, users::delete_role))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::export))
         .routes(routes!(printers::list, printers::create))
         .routes(routes!(printers::get, printers::update, printers::delete))
         .routes(routes!(printers::status))
@@ -91,10 +106,15 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 
 pub fn router(state: AppState) -> Router {
     let (v1, openapi) = v1();
-    let v1 = v1.route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::auth::access::authorize,
-    ));
+    let v1 = v1
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::access::authorize,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::audit::record,
+        ));
     let docs = SwaggerUi::new(format!("{BASE}/docs")).url(format!("{BASE}/openapi.json"), openapi);
     Router::new()
         .nest(BASE, v1)

@@ -1,9 +1,9 @@
 //! `/printers`: the reference's printer endpoints, plus `site` and connection details.
 //! The access code is accepted, stored and never returned.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use printyard_bambu::models;
 use printyard_contracts::farm::{
     COMMAND, CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord,
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use printyard_service::rpc::PrinterCallError;
 
+use crate::auth::access::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::registry::{NewPrinter, PrinterChange, PrinterRow};
@@ -277,6 +278,7 @@ pub struct ListPrinters {
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<ListPrinters>,
 ) -> Result<Json<Vec<Printer>>, ApiError> {
     let site = crate::extract::site_query(query.site.as_deref())?.map(|s| s.as_str().to_owned());
@@ -284,6 +286,7 @@ pub async fn list(
     Ok(Json(state.statuses.with(|statuses| {
         rows.iter()
             .filter(|r| site.as_ref().is_none_or(|site| r.site == *site))
+            .filter(|r| caller.reach.allows(r.id, Some(&r.site)))
             .map(|r| view(r, statuses.get(&r.id), false))
             .collect()
     })))
@@ -360,6 +363,7 @@ pub async fn status(
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(body): ApiJson<CreatePrinter>,
 ) -> Result<(StatusCode, Json<Printer>), ApiError> {
     let new = NewPrinter {
@@ -372,6 +376,7 @@ pub async fn create(
         tls_insecure: body.tls_insecure,
         auto_clear_plate: body.auto_clear_plate,
     };
+    caller.reach.check_whole_site(&new.site)?;
     let row = state.registry.create(new).await?;
     tracing::info!(printer = row.id, serial = %row.serial, "printer added");
     Ok((StatusCode::CREATED, Json(view(&row, None, false))))
@@ -383,6 +388,7 @@ pub async fn create(
     security(("api_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<UpdatePrinter>,
 ) -> Result<Json<Printer>, ApiError> {
@@ -396,6 +402,9 @@ pub async fn update(
         clear_tls_pin: body.clear_tls_pin,
         auto_clear_plate: body.auto_clear_plate,
     };
+    if let Some(site) = &change.site {
+        caller.reach.check_whole_site(site)?;
+    }
     let row = state.registry.update(id, change).await?;
     Ok(Json(view(&row, state.statuses.get(id).as_ref(), true)))
 }

@@ -2,9 +2,9 @@
 //! (model, site), print options and waiting reasons. The `scheduler` owns the queue; `api`
 //! resolves the printer a job asks for (it owns the registry) and passes the rest on.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use printyard_bambu::models;
 use printyard_contracts::ErrorBody;
 use printyard_contracts::queue::{
@@ -13,6 +13,7 @@ use printyard_contracts::queue::{
 };
 use serde::Deserialize;
 
+use crate::auth::access::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -47,6 +48,7 @@ fn invalid(detail: impl Into<String>) -> ApiError {
     security(("api_key" = [])))]
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<QueueQuery>,
 ) -> Result<Json<Vec<QueueJob>>, ApiError> {
     let status = query
@@ -69,6 +71,16 @@ pub async fn list(
     if offset < 0 {
         return Err(invalid("Invalid query `offset`: must not be negative"));
     }
+    if !caller.reach.is_unlimited() {
+        // The queue is at most MAX_LIMIT jobs: read it whole, keep what is within reach, page.
+        let jobs = reachable_jobs(&state, &caller, query.printer_id, status).await?;
+        return Ok(Json(
+            jobs.into_iter()
+                .skip(offset as usize)
+                .take(limit as usize)
+                .collect(),
+        ));
+    }
     let request = ListJobs {
         printer_id: query.printer_id,
         status,
@@ -79,16 +91,82 @@ pub async fn list(
     Ok(Json(list.jobs))
 }
 
+/// Whether a job is within a caller's reach: the printer it asked for or went to, else the
+/// whole site it asked for; a job for any printer anywhere only for a caller not limited.
+fn job_within_reach(state: &AppState, caller: &Caller, job: &QueueJob) -> bool {
+    if caller.reach.is_unlimited() {
+        return true;
+    }
+    match (job.printer_id.or(job.printer_assigned), job.site.as_deref()) {
+        (Some(printer), _) => caller.reach.allows_printer(state, printer),
+        (None, Some(site)) => caller.reach.allows_whole_site(site),
+        (None, None) => false,
+    }
+}
+
+async fn reachable_jobs(
+    state: &AppState,
+    caller: &Caller,
+    printer_id: Option<i64>,
+    status: Option<JobStatus>,
+) -> Result<Vec<QueueJob>, ApiError> {
+    let request = ListJobs {
+        printer_id,
+        status,
+        limit: MAX_LIMIT,
+        offset: 0,
+    };
+    let list = state.rpc.call(contract::LIST, &request).await?;
+    Ok(list
+        .jobs
+        .into_iter()
+        .filter(|job| job_within_reach(state, caller, job))
+        .collect())
+}
+
+/// `Ok` when every job of `ids` is within the caller's reach; an unknown job's answer
+/// otherwise.
+async fn check_jobs(state: &AppState, caller: &Caller, ids: &[i64]) -> Result<(), ApiError> {
+    if caller.reach.is_unlimited() {
+        return Ok(());
+    }
+    let reachable: std::collections::HashSet<i64> = reachable_jobs(state, caller, None, None)
+        .await?
+        .into_iter()
+        .map(|job| job.id)
+        .collect();
+    match ids.iter().find(|id| !reachable.contains(id)) {
+        Some(id) => Err(ApiError::not_found(format!("Job {id} not found"))),
+        None => Ok(()),
+    }
+}
+
 #[utoipa::path(post, path = "/queue", tag = "queue", operation_id = "addToQueue",
     request_body = NewJob,
     responses((status = 201, description = "The job, queued", body = QueueJob), (status = 400, description = "Malformed JSON", body = ErrorBody), (status = 401, description = "No or invalid API key", body = ErrorBody), (status = 403, description = "The key lacks the write permission", body = ErrorBody), (status = 404, description = "No such archive or printer", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 415, description = "Not JSON", body = ErrorBody), (status = 422, description = "The archive has no file or no such plate, the printer or model is not the one the file was sliced for, or a bad field", body = ErrorBody), (status = 429, description = "Rate limited", body = ErrorBody), (status = 503, description = "The scheduler or the archive is unavailable", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn add(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(job): ApiJson<NewJob>,
 ) -> Result<(StatusCode, Json<QueueJob>), ApiError> {
+    // A limited caller's job goes only to printers within reach: one of them, or any printer
+    // of a site wholly within reach.
+    if !caller.reach.is_unlimited() && job.printer_id.is_none() {
+        match job.site.as_deref() {
+            Some(site) => caller.reach.check_whole_site(site)?,
+            None => {
+                return Err(ApiError::new(
+                    printyard_contracts::ErrorCode::Forbidden,
+                    "You are limited to some printers: give `printer_id`, or a `site` wholly \
+                     within your reach",
+                ));
+            }
+        }
+    }
     let printer = match job.printer_id {
         Some(id) => {
+            caller.reach.check_printer(&state, id).await?;
             let row = state.registry.get(id).await?;
             let detected = state.statuses.get(id).and_then(|s| s.model);
             let model = row
@@ -118,8 +196,10 @@ pub async fn add(
     security(("api_key" = [])))]
 pub async fn remove(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<JobRemoved>, ApiError> {
+    check_jobs(&state, &caller, &[id]).await?;
     Ok(Json(state.rpc.call(contract::REMOVE, &JobId { id }).await?))
 }
 
@@ -129,7 +209,9 @@ pub async fn remove(
     security(("api_key" = [])))]
 pub async fn reorder(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiJson(order): ApiJson<Reorder>,
 ) -> Result<Json<Vec<QueueJob>>, ApiError> {
+    check_jobs(&state, &caller, &order.order).await?;
     Ok(Json(state.rpc.call(contract::REORDER, &order).await?.jobs))
 }

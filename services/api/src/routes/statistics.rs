@@ -2,10 +2,10 @@
 //! energy and cost), its export, and `/settings/costs`. The `stats` service keeps the numbers;
 //! `api` parses the filters (the same date rules as `/archives`) and names the printers.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::NaiveDate;
 use printyard_contracts::rpc::Empty;
 use printyard_contracts::stats::{
@@ -14,6 +14,7 @@ use printyard_contracts::stats::{
 use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
 
+use crate::auth::access::Caller;
 use crate::error::ApiError;
 use crate::export::{self, Rows, Sheet};
 use crate::extract::{ApiJson, ApiQuery};
@@ -85,6 +86,7 @@ impl StatsQuery {
             printer_id: self.printer_id,
             site: self.site.clone(),
             project_id: self.project_id,
+            printer_ids: None,
             filament_type: self.filament_type.clone().filter(|t| !t.trim().is_empty()),
             from,
             until,
@@ -98,10 +100,12 @@ impl StatsQuery {
     security(("api_key" = [])))]
 pub async fn statistics(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Response, ApiError> {
-    let filter = query.filter()?;
+    let mut filter = query.filter()?;
+    filter.printer_ids = caller.reach.printer_ids(&state);
     let key = stats_answers::key(&filter);
     // Read before the names: an answer is never named after a newer version than it records.
     let names = state.known.version();
@@ -190,9 +194,10 @@ const EXPORT_COLUMNS: [&str; 16] = [
     security(("api_key" = [])))]
 pub async fn export(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiQuery(query): ApiQuery<StatsExportQuery>,
 ) -> Result<Response, ApiError> {
-    let filter = StatsQuery {
+    let mut filter = StatsQuery {
         printer_id: query.printer_id,
         start_date: query.start_date,
         end_date: query.end_date,
@@ -201,6 +206,7 @@ pub async fn export(
         filament_type: query.filament_type,
     }
     .filter()?;
+    filter.printer_ids = caller.reach.printer_ids(&state);
     let names = state.known.names();
     let sheet = Sheet {
         columns: &EXPORT_COLUMNS,
