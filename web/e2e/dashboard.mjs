@@ -73,9 +73,17 @@ async function openPage(options = {}) {
 
 async function signIn(page, key) {
   await page.goto(`${base}/`);
+  await page.click("button[name=use-key]");
   await page.fill("input[name=api-key]", key);
   await page.click("button[type=submit]");
   await page.waitForSelector("header.top nav");
+}
+
+async function signInAs(page, username, password) {
+  await page.goto(`${base}/`);
+  await page.fill("input[name=username]", username);
+  await page.fill("input[name=password]", password);
+  await page.click("button[type=submit]");
 }
 
 const tile = (page, id) => page.locator(`article.tile[data-printer-id="${id}"]`);
@@ -97,8 +105,9 @@ try {
       if (request.resourceType() === "script") js += (await request.sizes()).responseBodySize;
     });
     await page.goto(`${base}/`);
-    await page.waitForSelector("input[name=api-key]");
+    await page.waitForSelector("input[name=username]");
     await page.waitForLoadState("networkidle");
+    assert.equal(await page.locator(".signin .error").count(), 0, "a first visit shows no error");
     assert(js > 0, "the page loaded its script");
     assert(js < BUDGET_JS_GZIP, `first load JavaScript ${js} B over the budget`);
     step(`first load: ${js} B of JavaScript (gzip), budget ${BUDGET_JS_GZIP} B`);
@@ -305,6 +314,25 @@ try {
   const revoked = await fetch(`${base}/api/v1/api-keys/current`, { headers: { "X-API-Key": secret } });
   assert.equal(revoked.status, 401, "the revoked key is refused");
   step("settings: a key created (shown once, works) and revoked");
+  // People: a user limited to one printer, made from the page, and the audit log naming who.
+  await page.goto(`${base}/#/people`);
+  const usersSection = page.locator("section[aria-label='Users']");
+  const personName = `op-${unique}`;
+  const personPassword = `a long passphrase ${unique}`;
+  await usersSection.locator("input[name=user-name]").fill(personName);
+  await usersSection.locator("input[name=user-password]").fill(personPassword);
+  await usersSection.locator("select[name=user-role]").selectOption("operator");
+  await usersSection.locator("input[name=user-printers]").fill(String(printing[0].id));
+  await usersSection.getByRole("button", { name: "Add user" }).click();
+  const personRow = usersSection.locator(`tr[data-user="${personName}"]`);
+  await personRow.waitFor();
+  await page.screenshot({ path: join(shots, "people.png"), fullPage: true });
+  await page.goto(`${base}/#/audit`);
+  const created = page.locator("table.audit tr[data-action=createUser]").first();
+  await created.waitFor();
+  assert.match(await created.textContent(), /key pyk_/, "the audit log names the key that created the user");
+  await page.screenshot({ path: join(shots, "audit.png"), fullPage: true });
+  step(`people: ${personName} (operator, printer ${printing[0].id}) added; the audit log names who added them`);
   step("cameras, queue, statistics, settings shown");
   await context.close();
 
@@ -329,6 +357,42 @@ try {
     assert.equal(await page.locator("form.add-spool, form.assign").count(), 0, "no spool editing for a read key");
     assert.equal(await page.getByRole("button", { name: "Edit" }).count(), 0, "no spool editing for a read key");
     step("read-only key: no control, upload, edit or key management");
+    await context.close();
+  }
+
+  // 6b. A person signs in with a password: one printer in reach, no farm-wide screens; a
+  // disabled account's session ends on its next request.
+  {
+    const { context, page } = await openPage();
+    current = page;
+    const personName = `op-${unique}`;
+    await signInAs(page, personName, "not the password at all");
+    await page.locator(".signin .error").waitFor();
+    await signInAs(page, personName, `a long passphrase ${unique}`);
+    await page.waitForSelector("article.tile");
+    const tiles = await page.locator("article.tile").count();
+    assert.equal(tiles, 1, "the operator sees the one printer in reach");
+    await tile(page, printing[0].id).waitFor();
+    const nav = await page.locator("header.top nav a").allTextContents();
+    assert(!nav.includes("People") && !nav.includes("Audit"), `no admin screens: ${nav}`);
+    const cookies = await context.cookies();
+    const sessionCookie = cookies.find((c) => c.name === "printyard_session");
+    assert(sessionCookie?.httpOnly, "the session cookie is HttpOnly");
+    assert.equal(sessionCookie.sameSite, "Strict");
+    assert.equal(await page.evaluate(() => document.cookie.includes("printyard_session")), false, "the page cannot read the session");
+    await page.screenshot({ path: join(shots, "wall-operator.png"), fullPage: true });
+    const users = await call("GET", "/users", adminKey);
+    const person = users.find((u) => u.username === personName);
+    const disabled = await fetch(`${base}/api/v1/users/${person.id}`, {
+      method: "PATCH",
+      headers: { "X-API-Key": adminKey, "Content-Type": "application/json" },
+      body: JSON.stringify({ enabled: false }),
+    });
+    assert.equal(disabled.status, 200);
+    await page.goto(`${base}/#/archive`);
+    await page.reload();
+    await page.locator("input[name=username]").waitFor();
+    step(`${personName} signed in with a password: one tile, no admin screens, HttpOnly cookie; disabled, sent back to sign-in`);
     await context.close();
   }
 

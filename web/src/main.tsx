@@ -1,8 +1,11 @@
-// The dashboard: sign-in with an API key, then one screen per part of the farm, chosen by the
+// The dashboard: sign-in (username and password, single sign-on, or an API key), then one
+// screen per part of the farm that the signed-in person may see, chosen by the
 // address's fragment (#/wall, #/archive, …) so the api serves one page for all of them.
 import { render } from "preact";
-import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, grants, must, onKeyRefused, storeKey, storedKey, type ApiKey } from "./api/client";
+import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { api, grants, must, onKeyRefused, storeKey, storedKey, type Me } from "./api/client";
+import { Audit } from "./pages/audit";
+import { People } from "./pages/people";
 import { Archives } from "./pages/archive";
 import { Cameras } from "./pages/cameras";
 import { Filament } from "./pages/filament";
@@ -20,6 +23,8 @@ const SCREENS = [
   { path: "queue", title: "Queue", need: "read" },
   { path: "filament", title: "Filament", need: "read" },
   { path: "statistics", title: "Statistics", need: "read" },
+  { path: "people", title: "People", need: "admin" },
+  { path: "audit", title: "Audit", need: "admin" },
   { path: "settings", title: "Settings", need: "read" },
 ] as const;
 
@@ -53,20 +58,35 @@ function useTheme(): [string, () => void] {
   return [theme, () => setTheme(theme === "dark" ? "light" : "dark")];
 }
 
-async function whoAmI(): Promise<ApiKey> {
-  return must(api.GET("/api-keys/current"));
+async function whoAmI(): Promise<Me> {
+  return must(api.GET("/auth/me"));
 }
 
-function SignIn({ onSignedIn, note }: { onSignedIn: (key: ApiKey) => void; note?: string }) {
+function SignIn({ onSignedIn, note }: { onSignedIn: (me: Me) => void; note?: string }) {
+  const [withKey, setWithKey] = useState(false);
+  const [username, setUsername] = useState("");
+  const [password, setPassword] = useState("");
   const [key, setKey] = useState("");
-  const [error, setError] = useState<string | undefined>(note);
+  const [error, setError] = useState<string | undefined>(note ?? currentRoute().query.get("error") ?? undefined);
+  const [sso, setSso] = useState<{ enabled: boolean; display_name?: string | null; login_url?: string | null }>();
+  useEffect(() => {
+    api.GET("/auth/sso").then(({ data }) => data && setSso(data), () => {});
+  }, []);
   const submit = async (e: Event) => {
     e.preventDefault();
-    storeKey(key.trim());
+    setError(undefined);
     try {
+      if (withKey) {
+        storeKey(key.trim());
+      } else {
+        storeKey(null);
+        await must(api.POST("/auth/login", { body: { username: username.trim(), password } }));
+        setPassword("");
+      }
+      if (location.hash.startsWith("#/signin")) location.hash = "#/";
       onSignedIn(await whoAmI());
     } catch (err) {
-      storeKey(null);
+      if (withKey) storeKey(null);
       setError(message(err));
     }
   };
@@ -74,21 +94,56 @@ function SignIn({ onSignedIn, note }: { onSignedIn: (key: ApiKey) => void; note?
     <main class="signin">
       <h1>Printyard</h1>
       <form onSubmit={submit}>
-        <label>
-          API key
-          <input
-            name="api-key"
-            type="password"
-            autocomplete="off"
-            placeholder="pyk_…"
-            value={key}
-            onInput={(e) => setKey(e.currentTarget.value)}
-            required
-          />
-        </label>
+        {withKey ? (
+          <label>
+            API key
+            <input
+              name="api-key"
+              type="password"
+              autocomplete="off"
+              placeholder="pyk_…"
+              value={key}
+              onInput={(e) => setKey(e.currentTarget.value)}
+              required
+            />
+          </label>
+        ) : (
+          <>
+            <label>
+              Username
+              <input
+                name="username"
+                autocomplete="username"
+                value={username}
+                onInput={(e) => setUsername(e.currentTarget.value)}
+                required
+                maxLength={100}
+              />
+            </label>
+            <label>
+              Password
+              <input
+                name="password"
+                type="password"
+                autocomplete="current-password"
+                value={password}
+                onInput={(e) => setPassword(e.currentTarget.value)}
+                required
+              />
+            </label>
+          </>
+        )}
         <button type="submit">Sign in</button>
+        {!withKey && sso?.enabled && sso.login_url && (
+          <a class="button sso" href={sso.login_url}>
+            Sign in with {sso.display_name ?? "single sign-on"}
+          </a>
+        )}
         <ErrorNote error={error} />
-        <p class="hint">The key stays in this browser's storage and is sent only to this server as X-API-Key.</p>
+        <button type="button" class="quiet" name="use-key" onClick={() => setWithKey(!withKey)}>
+          {withKey ? "Sign in with a username instead" : "Use an API key instead"}
+        </button>
+        {withKey && <p class="hint">The key stays in this browser's storage and is sent only to this server as X-API-Key.</p>}
       </form>
     </main>
   );
@@ -97,38 +152,47 @@ function SignIn({ onSignedIn, note }: { onSignedIn: (key: ApiKey) => void; note?
 function App() {
   const route = useRoute();
   const [theme, toggleTheme] = useTheme();
-  const [me, setMe] = useState<ApiKey | null | undefined>(undefined);
+  const [me, setMe] = useState<Me | null | undefined>(undefined);
   const [note, setNote] = useState<string | undefined>(undefined);
 
   useEffect(() => {
-    if (!storedKey()) {
-      setMe(null);
-      return;
-    }
+    // A stored key, or else the session cookie the browser may hold.
     whoAmI().then(setMe, (e: unknown) => {
-      setNote(message(e));
+      if (storedKey()) setNote(message(e));
       setMe(null);
     });
   }, []);
+  // Told only when someone was signed in: the first look for a session may well find none.
+  const signedIn = useRef(false);
+  signedIn.current = !!me;
   useEffect(
     () =>
       onKeyRefused(() => {
+        const byKey = storedKey() !== null;
         storeKey(null);
-        setNote("The API key was refused: sign in again.");
+        if (signedIn.current) setNote(byKey ? "The API key was refused: sign in again." : "Your session ended: sign in again.");
         setMe(null);
       }),
     [],
   );
 
   const session = useMemo<Session | undefined>(
-    () => (me ? { permissions: me.permissions, can: (p) => grants(me.permissions, p) } : undefined),
+    () =>
+      me
+        ? {
+            permissions: me.permissions,
+            can: (p) => grants(me.permissions, p),
+            limited: me.printer_ids != null,
+          }
+        : undefined,
     [me],
   );
 
   if (me === undefined) return <p class="loading">Loading…</p>;
   if (me === null || !session) return <SignIn onSignedIn={setMe} note={note} />;
 
-  const signOut = () => {
+  const signOut = async () => {
+    if (!storedKey()) await api.POST("/auth/logout").catch(() => undefined);
     storeKey(null);
     setNote(undefined);
     setMe(null);
@@ -139,13 +203,13 @@ function App() {
       <header class="top">
         <strong class="brand">Printyard</strong>
         <nav>
-          {SCREENS.filter((s) => session.can(s.need)).map((s) => (
+          {SCREENS.filter((s) => session.can(s.need) && !(s.need === "admin" && session.limited)).map((s) => (
             <a href={`#/${s.path}`} aria-current={s === screen ? "page" : undefined}>
               {s.title}
             </a>
           ))}
         </nav>
-        <span class="who" title={`permissions: ${me.permissions.join(", ")}`}>
+        <span class="who" title={`${me.kind === "key" ? "API key" : `role ${me.role}`}; permissions: ${me.permissions.join(", ")}${session.limited ? "; limited to some printers" : ""}`}>
           {me.name}
         </span>
         <button class="quiet" onClick={toggleTheme} aria-label="Toggle dark theme">
@@ -162,6 +226,8 @@ function App() {
         {screen.path === "queue" && <Queue session={session} preset={route.query.get("archive")} />}
         {screen.path === "filament" && <Filament session={session} />}
         {screen.path === "statistics" && <Stats />}
+        {screen.path === "people" && session.can("admin") && <People />}
+        {screen.path === "audit" && session.can("admin") && <Audit />}
         {screen.path === "settings" && <Settings session={session} me={me} />}
       </main>
     </>

@@ -7,6 +7,8 @@ import { api } from "./api/client";
 export interface Session {
   permissions: readonly string[];
   can(permission: "read" | "write" | "control" | "admin"): boolean;
+  /** Limited to some sites or printers: farm-wide screens (people, audit, keys) are not shown. */
+  limited: boolean;
 }
 
 /** What went wrong, in words: the API's `detail`, or the error's message. */

@@ -117,6 +117,93 @@ pub fn client_ip(
     peer.map(|p| p.ip().to_string())
 }
 
+/// An entry to write.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub at: DateTime<Utc>,
+    pub actor_kind: &'static str,
+    pub actor_id: Option<i64>,
+    pub actor: String,
+    pub ip: Option<String>,
+    pub method: String,
+    pub action: String,
+    pub route: String,
+    pub object_id: Option<String>,
+    pub printer_id: Option<i64>,
+    pub status: i32,
+    pub outcome: &'static str,
+}
+
+/// Entries kept in memory while Postgres does not answer (beyond it the oldest are dropped,
+/// loudly): at about 300 bytes each, some 30 MB.
+const MAX_PENDING: usize = 100_000;
+/// How long a request waits for its entry to be written before it is kept for later.
+const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Writes entries; while the database does not answer, keeps them (in order, with the time
+/// of their request) and writes them when it does, so that an outage neither loses them nor
+/// makes every change wait for a database that is not there.
+#[derive(Clone, Default)]
+pub struct AuditWriter {
+    pending: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<NewEntry>>>,
+}
+
+impl AuditWriter {
+    pub async fn write(&self, pool: &PgPool, entry: NewEntry) {
+        let backlog = self.pending.lock().map(|p| !p.is_empty()).unwrap_or(true);
+        if !backlog {
+            match tokio::time::timeout(WRITE_DEADLINE, insert(pool, &entry)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(err)) => tracing::warn!(error = %err, "audit entry kept for later"),
+                Err(_) => tracing::warn!("audit entry kept for later: the database is slow"),
+            }
+        }
+        if let Ok(mut pending) = self.pending.lock() {
+            if pending.len() >= MAX_PENDING {
+                pending.pop_front();
+                tracing::error!("audit backlog full: the oldest entry waiting was dropped");
+            }
+            pending.push_back(entry);
+        }
+    }
+
+    /// Writes what waits, oldest first, until done or the database fails again.
+    pub async fn flush(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+        loop {
+            let Some(next) = self.pending.lock().ok().and_then(|p| p.front().cloned()) else {
+                return Ok(());
+            };
+            insert(pool, &next).await?;
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.pop_front();
+            }
+        }
+    }
+}
+
+async fn insert(pool: &PgPool, entry: &NewEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO api.audit (at, actor_kind, actor_id, actor, ip, method, action, route,
+                                object_id, printer_id, status, outcome)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(entry.at)
+    .bind(entry.actor_kind)
+    .bind(entry.actor_id)
+    .bind(&entry.actor)
+    .bind(&entry.ip)
+    .bind(&entry.method)
+    .bind(&entry.action)
+    .bind(&entry.route)
+    .bind(&entry.object_id)
+    .bind(entry.printer_id)
+    .bind(entry.status)
+    .bind(entry.outcome)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Middleware around every route: records each state-changing request once it is answered.
 pub async fn record(
     State(state): State<AppState>,
@@ -156,29 +243,26 @@ pub async fn record(
         Some(actor) => (actor.kind, actor.id, actor.label),
         None => ("anonymous", None, "anonymous".to_owned()),
     };
-    let written = sqlx::query(
-        "INSERT INTO api.audit (actor_kind, actor_id, actor, ip, method, action, route,
-                                object_id, printer_id, status, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(kind)
-    .bind(actor_id)
-    .bind(&label)
-    .bind(&ip)
-    .bind(method.as_str())
-    .bind(&action)
-    .bind(&route)
-    .bind(&object_id)
-    .bind(printer_id)
-    .bind(status as i32)
-    .bind(outcome)
-    .execute(&state.db)
-    .await;
-    if let Err(err) = written {
-        // The change itself is made; losing its entry is logged loudly (the log line carries
-        // what the entry would have).
-        tracing::error!(error = %err, actor = %label, %action, status, "audit entry not written");
-    }
+    state
+        .audit
+        .write(
+            &state.db,
+            NewEntry {
+                at: Utc::now(),
+                actor_kind: kind,
+                actor_id,
+                actor: label,
+                ip,
+                method: method.as_str().to_owned(),
+                action,
+                route,
+                object_id,
+                printer_id,
+                status: status as i32,
+                outcome,
+            },
+        )
+        .await;
     response
 }
 

@@ -64,6 +64,16 @@ impl Api {
             }
         });
         gateways::serve(&runtime, &state.registry, &jetstream).await?;
+        // Audit entries that waited for the database.
+        let (pool, audit_log) = (state.db.clone(), state.audit.clone());
+        runtime.every(
+            std::time::Duration::from_secs(1),
+            "audit backlog not written yet",
+            move || {
+                let (pool, audit_log) = (pool.clone(), audit_log.clone());
+                async move { audit_log.flush(&pool).await }
+            },
+        );
         // Ended sessions, abandoned single sign-ons, and audit entries past their retention.
         let (pool, retention) = (state.db.clone(), config.people.audit_retention_days);
         runtime.every(
@@ -153,6 +163,7 @@ async fn shared_state(
         started: Instant::now(),
         http: config.http.clone(),
         people: config.people.clone(),
+        audit: Default::default(),
         sso: people::sso::Sso::new(config.people.sso.clone())?,
     }))
 }
@@ -200,6 +211,44 @@ pub async fn create_key(
     let created = keys::create(&pool, name, permissions, &auth::scope::Scope::default()).await?;
     pool.close().await;
     Ok(created)
+}
+
+/// Creates a user with `role` and a fresh random password (bootstrap of a fresh install), or
+/// gives an existing user of that name a new one (and enables them): returns the user's id and
+/// the password, shown once.
+pub async fn set_user_password(
+    config: &Config,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<(i64, String)> {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let pool = printyard_service::db::connect(&config.database, ServiceName::Api).await?;
+    printyard_service::db::migrate(
+        &pool,
+        ServiceName::Api,
+        sqlx::migrate!("../../migrations/api"),
+    )
+    .await?;
+    let mut bytes = [0u8; 18];
+    rand::rng().fill_bytes(&mut bytes);
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let hash = people::passwords::hash(people::passwords::Password::new(password.clone())).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO api.users (username, password_hash, role) VALUES ($1, $2, $3)
+         ON CONFLICT (lower(username)) DO UPDATE
+            SET password_hash = EXCLUDED.password_hash, enabled = true, failed_logins = 0,
+                locked_until = NULL
+         RETURNING id",
+    )
+    .bind(username)
+    .bind(hash)
+    .bind(role)
+    .fetch_one(&pool)
+    .await
+    .with_context(|| format!("storing user {username:?} (is {role:?} a role?)"))?;
+    pool.close().await;
+    Ok((id, password))
 }
 
 /// Runs the api service until SIGTERM or SIGINT.

@@ -28,6 +28,15 @@ enum Command {
         #[arg(long = "permission", required = true, value_parser = parse_permission)]
         permissions: Vec<Permission>,
     },
+    /// Create a user (or reset an existing one's password) and print the new random password
+    /// on standard output (shown once; only its Argon2id hash is kept).
+    SetPassword {
+        #[arg(long)]
+        username: String,
+        /// The role of a new user: viewer, operator, manager, admin or one of the farm's.
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
 }
 
 fn parse_permission(s: &str) -> Result<Permission, String> {
@@ -69,6 +78,17 @@ async fn main() -> anyhow::Result<()> {
                 key.permissions.join(", ")
             );
             println!("{}", secret.reveal());
+            Ok(())
+        }
+        Command::SetPassword { username, role } => {
+            let config = printyard_service::config::load::<printyard_api::Config>(
+                cli.common.config.as_deref(),
+            )?
+            .config;
+            let (id, password) =
+                printyard_api::set_user_password(&config, &username, &role).await?;
+            eprintln!("user {id} ({username}) has a new password");
+            println!("{password}");
             Ok(())
         }
     }

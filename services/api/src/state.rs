@@ -54,6 +54,8 @@ pub struct Shared {
     pub transfer: async_nats::jetstream::object_store::ObjectStore,
     /// Sessions, sign-in protection, the audit log's retention.
     pub people: crate::config::PeopleConfig,
+    /// The audit log's writer (with its backlog while Postgres is away).
+    pub audit: crate::audit::AuditWriter,
     /// Single sign-on (off unless `people.sso.issuer` is set).
     pub sso: crate::people::sso::Sso,
 }

@@ -274,6 +274,9 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
         "camera-live",
         "wall-read-only",
         "wall-phone-dark",
+        "people",
+        "audit",
+        "wall-operator",
     ] {
         let shot = screenshots.join(format!("{page}.png"));
         let bytes = std::fs::read(&shot).unwrap_or_default();

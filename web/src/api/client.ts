@@ -1,5 +1,8 @@
 // The dashboard's only way to the API: the client generated from /api/v1/openapi.json
-// (src/api/schema.d.ts, `npm run generate`), with the signed-in key sent as X-API-Key.
+// (src/api/schema.d.ts, `npm run generate`). A person signed in with a password or single
+// sign-on is known by the session cookie (sent by the browser itself); every change then
+// carries the session's CSRF token (from the `printyard_csrf` cookie) as X-CSRF-Token. Signed
+// in with an API key instead, the key is sent as X-API-Key.
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
@@ -15,6 +18,19 @@ export type Webhook = Schemas["Webhook"];
 export type Delivery = Schemas["Delivery"];
 export type CostSettings = Schemas["CostSettings"];
 export type StatusView = Schemas["PrinterStatusView"];
+export type Me = Schemas["Me"];
+export type User = Schemas["User"];
+export type Role = Schemas["Role"];
+export type AuditEntry = Schemas["AuditEntry"];
+
+/** The session's CSRF token, from the cookie the sign-in set (absent when signed in by key). */
+export function csrfToken(): string | null {
+  const pair = document.cookie
+    .split(";")
+    .map((c) => c.trim())
+    .find((c) => c.startsWith("printyard_csrf="));
+  return pair ? decodeURIComponent(pair.slice("printyard_csrf=".length)) : null;
+}
 
 const KEY_STORAGE = "printyard.apiKey";
 
@@ -34,6 +50,10 @@ api.use({
   onRequest({ request }) {
     const key = storedKey();
     if (key) request.headers.set("X-API-Key", key);
+    else if (request.method !== "GET" && request.method !== "HEAD") {
+      const csrf = csrfToken();
+      if (csrf) request.headers.set("X-CSRF-Token", csrf);
+    }
     return request;
   },
   onResponse({ request, response }) {
@@ -70,7 +90,7 @@ export class ApiFailure extends Error {
   }
 }
 
-/** Listeners told when the key is refused (revoked, or never valid). */
+/** Listeners told when the key or the session is refused (revoked, ended, never valid). */
 const refusedListeners = new Set<() => void>();
 export const onKeyRefused = (listener: () => void): (() => void) => {
   refusedListeners.add(listener);

@@ -1,7 +1,7 @@
-// Settings: the signed-in key, API keys (admin: create, shown once, revoke), webhooks with
+// Settings: who is signed in, API keys (admin: create, shown once, revoke), webhooks with
 // their delivery log (admin), and the cost settings statistics price prints with.
 import { useState } from "preact/hooks";
-import { api, must, type ApiKey, type CostSettings, type Permission, type Schemas, type Webhook } from "../api/client";
+import { api, must, type CostSettings, type Me, type Permission, type Schemas, type Webhook } from "../api/client";
 import { ActionButton, ErrorNote, useAnswer, when, type Session, useSubmit } from "../ui";
 
 const PERMISSIONS: Permission[] = ["read", "write", "control", "admin"];
@@ -11,18 +11,20 @@ const EVENTS: Schemas["WebhookEvent"][] = [
 ];
 const FORMATS: Schemas["WebhookFormat"][] = ["printyard", "discord", "slack", "ntfy"];
 
-export function Settings({ session, me }: { session: Session; me: ApiKey }) {
+export function Settings({ session, me }: { session: Session; me: Me }) {
+  const farmAdmin = session.can("admin") && !session.limited;
   return (
     <>
-      <section aria-label="This key">
+      <section aria-label="Signed in">
         <h2>Signed in</h2>
         <p>
-          {me.name} ({me.prefix}…): {me.permissions.join(", ")}
+          {me.name} ({me.kind === "key" ? "API key" : `role ${me.role}`}): {me.permissions.join(", ")}
+          {me.printer_ids != null && `; limited to printers ${me.printer_ids.join(", ") || "(none yet)"}`}
         </p>
       </section>
-      {session.can("admin") && <Keys />}
-      {session.can("admin") && <Webhooks />}
-      <Costs editable={session.can("admin")} />
+      {farmAdmin && <Keys />}
+      {farmAdmin && <Webhooks />}
+      <Costs editable={farmAdmin} />
     </>
   );
 }
