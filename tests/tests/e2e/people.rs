@@ -12,7 +12,8 @@ use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_tests::nats_server::free_port;
 use printyard_tests::{
     Running, SimFarm, TestEnv, eventually, http, keyed_http, spawn_api, spawn_api_with,
-    spawn_archive, spawn_gateway_with, spawn_scheduler, upload_file, wait_connected,
+    spawn_archive, spawn_gateway_with, spawn_notifier, spawn_scheduler, upload_file,
+    wait_connected,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -114,6 +115,7 @@ async fn a_site_scoped_operator_sees_and_controls_only_its_site_on_every_replica
     let env = TestEnv::new().await;
     let sim = SimFarm::start(&[Model::A1Mini, Model::A1Mini], 200.0).await;
     let _archive = spawn_archive(&env).await;
+    let _notifier = spawn_notifier(&env).await;
     let first = spawn_api(&env).await;
     let second = spawn_api(&env).await;
     let mut gateways = Vec::new();
@@ -339,11 +341,81 @@ async fn a_site_scoped_operator_sees_and_controls_only_its_site_on_every_replica
         "only the north printer's events and statuses"
     );
 
-    // What concerns the whole farm is refused outright.
-    for path in ["/webhooks", "/users", "/audit", "/api-keys"] {
-        let response = olga.get(&second, path).send().await.unwrap();
+    // An admin key limited to the north site: webhooks only of its printers, nothing farm-wide.
+    let farm_hook: Value = admin
+        .post(first.api_url("/webhooks"))
+        .json(&json!({"url": "http://127.0.0.1:9/farm"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let north_key: Value = admin
+        .post(first.api_url("/api-keys"))
+        .json(&json!({"name": "north admin", "permissions": ["admin"], "sites": ["north"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(north_key["sites"], json!(["north"]));
+    let north_admin = keyed_http(north_key["key"].as_str().unwrap());
+    let hook = north_admin
+        .post(second.api_url("/webhooks"))
+        .json(&json!({"url": "http://127.0.0.1:9/north"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), StatusCode::CREATED);
+    let hook: Value = hook.json().await.unwrap();
+    assert_eq!(
+        hook["printer_ids"],
+        json!([north]),
+        "limited to the printers in reach"
+    );
+    let listed: Value = north_admin
+        .get(second.api_url("/webhooks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ids(&listed), vec![hook["id"].as_i64().unwrap()]);
+    let other = north_admin
+        .get(second.api_url(&format!("/webhooks/{}", farm_hook["id"])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+    let widen = north_admin
+        .patch(second.api_url(&format!("/webhooks/{}", hook["id"])))
+        .json(&json!({"printer_ids": [south]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        widen.status(),
+        StatusCode::NOT_FOUND,
+        "no reaching out by a patch"
+    );
+    for path in ["/users", "/audit", "/api-keys", "/roles"] {
+        let response = north_admin.get(second.api_url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
     }
+    let wider_key = north_admin
+        .post(second.api_url("/api-keys"))
+        .json(&json!({"name": "wider", "permissions": ["read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wider_key.status(),
+        StatusCode::FORBIDDEN,
+        "no key wider than its maker"
+    );
 }
 
 #[tokio::test]

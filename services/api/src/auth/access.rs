@@ -61,6 +61,11 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/users/{id}", Key(P::Admin, C::Read)),
     ("PATCH", "/api/v1/users/{id}", Key(P::Admin, C::Write)),
     ("DELETE", "/api/v1/users/{id}", Key(P::Admin, C::Write)),
+    (
+        "DELETE",
+        "/api/v1/users/{id}/sessions",
+        Key(P::Admin, C::Write),
+    ),
     ("GET", "/api/v1/roles", Key(P::Admin, C::Read)),
     ("POST", "/api/v1/roles", Key(P::Admin, C::Write)),
     ("PUT", "/api/v1/roles/{name}", Key(P::Admin, C::Write)),
@@ -163,15 +168,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("DELETE", "/api/v1/spools/{id}", Key(P::Write, C::Write)),
 ];
 
-/// Routes about the whole farm (people, keys, the audit log, webhooks, costs): a caller
-/// limited to some printers is refused them rather than shown what is beyond its reach.
+/// Routes about the whole farm (people, keys, the audit log, costs): a caller limited to some
+/// printers is refused them rather than shown what is beyond its reach.
 fn farm_wide(method: &Method, path: &str) -> bool {
-    const PREFIXES: [&str; 4] = [
-        "/api/v1/users",
-        "/api/v1/roles",
-        "/api/v1/audit",
-        "/api/v1/webhooks",
-    ];
+    const PREFIXES: [&str; 3] = ["/api/v1/users", "/api/v1/roles", "/api/v1/audit"];
     PREFIXES.iter().any(|p| path.starts_with(p))
         || (path == "/api/v1/api-keys" && method == Method::GET)
         || path == "/api/v1/api-keys/{id}"

@@ -57,6 +57,7 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(auth::sso_callback))
         .routes(routes!(users::list, users::create))
         .routes(routes!(users::get, users::update, users::delete))
+        .routes(routes!(users::end_sessions))
         .routes(routes!(users::list_roles, users::create_role))
         .routes(routes!(users::replace_role, users::delete_role))
         .routes(routes!(audit::list))

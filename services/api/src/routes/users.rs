@@ -309,6 +309,42 @@ pub async fn delete(
     Ok(Json(Deleted { deleted: true }))
 }
 
+/// `DELETE /users/{id}/sessions` answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionsEnded {
+    /// Sessions that were live.
+    pub ended: u64,
+}
+
+#[utoipa::path(
+    delete, path = "/users/{id}/sessions", operation_id = "endUserSessions", tag = "people",
+    params(("id" = i64, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Every session of the user ended, on every replica; the \
+            user may sign in again", body = SessionsEnded),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<SessionsEnded>, ApiError> {
+    if users::get(&state.db, id).await?.is_none() {
+        return Err(ApiError::not_found(format!("User {id} not found")));
+    }
+    let ended = sessions::revoke_user(&state.db, id).await?;
+    revoke_everywhere(&state, EVERYTHING).await;
+    tracing::info!(
+        user_id = id,
+        sessions = ended,
+        "sessions ended by an administrator"
+    );
+    Ok(Json(SessionsEnded { ended }))
+}
+
 /// A role to create.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

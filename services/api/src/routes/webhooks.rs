@@ -1,17 +1,22 @@
 //! `/webhooks` (admin): subscriptions to the farm's events, their test and delivery log. The
 //! `notifier` owns them; `api` passes requests on.
+//!
+//! A caller limited to some printers sees and manages only webhooks limited to printers in its
+//! reach, and every webhook it creates is limited so (to the printers it names, or to every
+//! printer in its reach when it was created).
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use printyard_contracts::ErrorBody;
+use axum::{Extension, Json};
 use printyard_contracts::rpc::Empty;
 use printyard_contracts::webhooks::{
     self as contract, CreatedWebhook, Delivery, DeliveryStatus, ListDeliveries, NewWebhook,
     UpdateWebhook, Webhook, WebhookDeleted, WebhookId, WebhookPatch,
 };
+use printyard_contracts::{ErrorBody, ErrorCode};
 use serde::Deserialize;
 
+use crate::auth::access::Caller;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
@@ -19,10 +24,60 @@ use crate::state::AppState;
 #[utoipa::path(get, path = "/webhooks", tag = "webhooks", operation_id = "listWebhooks",
     responses((status = 200, description = "Every webhook, without secrets", body = Vec<Webhook>), (status = 401, body = ErrorBody), (status = 403, description = "The key lacks the admin permission", body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, description = "The notifier is unavailable", body = ErrorBody)),
     security(("api_key" = [])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Webhook>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Vec<Webhook>>, ApiError> {
+    let hooks = state.rpc.call(contract::LIST, &Empty {}).await?.webhooks;
     Ok(Json(
-        state.rpc.call(contract::LIST, &Empty {}).await?.webhooks,
+        hooks
+            .into_iter()
+            .filter(|hook| within_reach(&state, &caller, hook))
+            .collect(),
     ))
+}
+
+/// Whether a limited caller may see `hook`: it is limited to printers, all in reach.
+fn within_reach(state: &AppState, caller: &Caller, hook: &Webhook) -> bool {
+    caller.reach.is_unlimited()
+        || hook
+            .printer_ids
+            .as_ref()
+            .is_some_and(|ids| ids.iter().all(|&id| caller.reach.allows_printer(state, id)))
+}
+
+/// `Ok` when webhook `id` is within the caller's reach; an unknown webhook's answer otherwise.
+async fn check_hook(state: &AppState, caller: &Caller, id: i64) -> Result<(), ApiError> {
+    if caller.reach.is_unlimited() {
+        return Ok(());
+    }
+    let hook = state.rpc.call(contract::GET, &WebhookId { id }).await?;
+    if within_reach(state, caller, &hook) {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("Webhook {id} not found")))
+    }
+}
+
+/// The printers a limited caller's webhook is limited to: those it names, all in reach, or
+/// every printer in reach now.
+async fn reachable_printers(
+    state: &AppState,
+    caller: &Caller,
+    named: Option<Vec<i64>>,
+) -> Result<Vec<i64>, ApiError> {
+    match named {
+        Some(ids) => {
+            for &id in &ids {
+                caller.reach.check_printer(state, id).await?;
+            }
+            Ok(ids)
+        }
+        None => Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "You are limited to some printers: a webhook of yours lists `printer_ids`",
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", operation_id = "createWebhook",
@@ -31,8 +86,16 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Webhook>>, A
     security(("api_key" = [])))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiJson(new): ApiJson<NewWebhook>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(mut new): ApiJson<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
+    if !caller.reach.is_unlimited() {
+        let named = new
+            .printer_ids
+            .take()
+            .or_else(|| caller.reach.printer_ids(&state));
+        new.printer_ids = Some(reachable_printers(&state, &caller, named).await?);
+    }
     let created = state.rpc.call(contract::CREATE, &new).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -43,11 +106,14 @@ pub async fn create(
     security(("api_key" = [])))]
 pub async fn get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Webhook>, ApiError> {
-    Ok(Json(
-        state.rpc.call(contract::GET, &WebhookId { id }).await?,
-    ))
+    let hook = state.rpc.call(contract::GET, &WebhookId { id }).await?;
+    if !within_reach(&state, &caller, &hook) {
+        return Err(ApiError::not_found(format!("Webhook {id} not found")));
+    }
+    Ok(Json(hook))
 }
 
 #[utoipa::path(patch, path = "/webhooks/{id}", tag = "webhooks", operation_id = "updateWebhook",
@@ -57,9 +123,16 @@ pub async fn get(
     security(("api_key" = [])))]
 pub async fn update(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
-    ApiJson(patch): ApiJson<WebhookPatch>,
+    ApiJson(mut patch): ApiJson<WebhookPatch>,
 ) -> Result<Json<Webhook>, ApiError> {
+    check_hook(&state, &caller, id).await?;
+    if !caller.reach.is_unlimited()
+        && let Some(change) = patch.printer_ids.take()
+    {
+        patch.printer_ids = Some(Some(reachable_printers(&state, &caller, change).await?));
+    }
     let request = UpdateWebhook { id, patch };
     Ok(Json(state.rpc.call(contract::UPDATE, &request).await?))
 }
@@ -70,8 +143,10 @@ pub async fn update(
     security(("api_key" = [])))]
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<WebhookDeleted>, ApiError> {
+    check_hook(&state, &caller, id).await?;
     Ok(Json(
         state.rpc.call(contract::DELETE, &WebhookId { id }).await?,
     ))
@@ -83,8 +158,10 @@ pub async fn delete(
     security(("api_key" = [])))]
 pub async fn test(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Delivery>, ApiError> {
+    check_hook(&state, &caller, id).await?;
     Ok(Json(
         state.rpc.call(contract::TEST, &WebhookId { id }).await?,
     ))
@@ -110,9 +187,11 @@ pub struct DeliveriesQuery {
     security(("api_key" = [])))]
 pub async fn deliveries(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
     ApiQuery(query): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
+    check_hook(&state, &caller, id).await?;
     let invalid =
         |detail: &str| ApiError::new(printyard_contracts::ErrorCode::ValidationError, detail);
     let status = query
