@@ -65,6 +65,7 @@ static OPERATIONS: LazyLock<HashMap<(String, String), String>> = LazyLock::new(|
     for (path, item) in &document.paths.paths {
         let full = format!("{}{path}", crate::routes::BASE);
         for (method, operation) in [
+            ("GET", &item.get),
             ("POST", &item.post),
             ("PUT", &item.put),
             ("PATCH", &item.patch),
@@ -204,6 +205,14 @@ async fn insert(pool: &PgPool, entry: &NewEntry) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// An outcome a handler states when the status does not say it (a refused single sign-on
+/// still answers with a redirect).
+#[derive(Debug, Clone, Copy)]
+pub struct AuditOutcome(pub &'static str);
+
+/// The route of the single sign-on callback: a `GET` that signs someone in, so audited.
+const SSO_CALLBACK: &str = "/api/v1/auth/sso/callback";
+
 /// Middleware around every route: records each state-changing request once it is answered.
 pub async fn record(
     State(state): State<AppState>,
@@ -212,13 +221,13 @@ pub async fn record(
     next: Next,
 ) -> Response {
     let method = request.method().clone();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
-    }
     let route = matched
         .as_ref()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) && route != SSO_CALLBACK {
+        return next.run(request).await;
+    }
     let path = crate::auth::access::full_path(&request);
     let peer = request
         .extensions()
@@ -229,10 +238,11 @@ pub async fn record(
 
     let actor = response.extensions().get::<AuditActor>().cloned();
     let status = response.status().as_u16();
-    let outcome = match status {
-        200..=399 => "success",
-        401 | 403 | 429 => "denied",
-        _ => "failed",
+    let outcome = match (response.extensions().get::<AuditOutcome>(), status) {
+        (Some(stated), _) => stated.0,
+        (None, 200..=399) => "success",
+        (None, 401 | 403 | 429) => "denied",
+        (None, _) => "failed",
     };
     let action = OPERATIONS
         .get(&(method.as_str().to_owned(), route.clone()))

@@ -933,4 +933,36 @@ async fn single_sign_on_through_a_real_provider_creates_the_user_with_the_role_o
     let location = forged.headers()["location"].to_str().unwrap();
     assert!(location.starts_with("/#/signin?error="), "{location}");
     assert!(set_cookie(&forged, "printyard_session").is_none());
+
+    // Every single sign-on is in the audit log, refusals as denied.
+    let audit: Value = admin
+        .get(api.api_url("/audit?action=finishSso"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let outcomes: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("nora", "success"),
+        ("ada", "success"),
+        ("single sign-on", "denied"),
+        ("single sign-on", "denied"),
+    ];
+    assert_eq!(
+        outcomes,
+        expected.map(|(a, o)| (a.to_owned(), o.to_owned())).to_vec()
+    );
 }

@@ -388,7 +388,16 @@ pub async fn sso_callback(
         tracing::warn!(reason = %reason, "single sign-on refused");
         let reason: String = reason.chars().take(300).collect();
         let encoded = url::form_urlencoded::byte_serialize(reason.as_bytes()).collect::<String>();
-        redirect(&format!("/#/signin?error={encoded}"))
+        let mut answer = with_actor(
+            redirect(&format!("/#/signin?error={encoded}")),
+            "single sign-on",
+            None,
+            "anonymous",
+        );
+        answer
+            .extensions_mut()
+            .insert(crate::audit::AuditOutcome("denied"));
+        answer
     };
     if let Some(error) = callback.error {
         let description = callback.error_description.unwrap_or_default();
