@@ -966,3 +966,72 @@ async fn single_sign_on_through_a_real_provider_creates_the_user_with_the_role_o
         expected.map(|(a, o)| (a.to_owned(), o.to_owned())).to_vec()
     );
 }
+
+#[tokio::test]
+async fn audit_entries_made_while_postgres_is_away_are_written_in_order_when_it_answers() {
+    use printyard_api::audit::{AuditWriter, NewEntry};
+    let env = TestEnv::new().await;
+    let _api = spawn_api(&env).await; // brings the schema up
+    let pool = env.pool().await;
+    // A database that does not answer: nothing listens on the port.
+    let away = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect_lazy(&format!(
+            "postgres://postgres@127.0.0.1:{}/gone",
+            free_port()
+        ))
+        .unwrap();
+    let writer = AuditWriter::default();
+    let entry = |n: i64| NewEntry {
+        at: chrono::Utc::now() - chrono::TimeDelta::seconds(60 - n),
+        actor_kind: "user",
+        actor_id: Some(n),
+        actor: format!("person {n}"),
+        ip: Some("192.0.2.1".into()),
+        method: "POST".into(),
+        action: "pausePrinter".into(),
+        route: "/api/v1/printers/{id}/pause".into(),
+        object_id: Some(n.to_string()),
+        printer_id: Some(n),
+        status: 200,
+        outcome: "success",
+    };
+    let started = Instant::now();
+    for n in 1..=3 {
+        writer.write(&away, entry(n)).await;
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "only the first entry waits for the database; the rest join the backlog at once"
+    );
+    assert!(writer.flush(&away).await.is_err(), "still away");
+    let written: i64 = sqlx::query_scalar("SELECT count(*) FROM api.audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(written, 0);
+
+    writer.flush(&pool).await.unwrap();
+    let rows: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        sqlx::query_as("SELECT actor, at FROM api.audit ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let actors: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(
+        actors,
+        ["person 1", "person 2", "person 3"],
+        "in order, once each"
+    );
+    assert!(
+        rows.iter()
+            .all(|(_, at)| *at < chrono::Utc::now() - chrono::TimeDelta::seconds(50)),
+        "each with the time of its request, not of its writing"
+    );
+    writer.flush(&pool).await.unwrap();
+    let again: i64 = sqlx::query_scalar("SELECT count(*) FROM api.audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(again, 3, "a second flush writes nothing twice");
+}
