@@ -202,6 +202,7 @@ fn idle_p1s(id: i64) -> PrinterView {
             tls_pin: None,
             tls_insecure: false,
             auto_clear_plate: true,
+            maintenance: false,
         },
         status: Some(StatusRecord {
             printer_id: id,

@@ -465,6 +465,7 @@ pub async fn register_in_bucket(env: &TestEnv, printers: &[Arc<printyard_printer
             tls_pin: None,
             tls_insecure: false,
             auto_clear_plate: false,
+            maintenance: false,
         };
         registry
             .put(

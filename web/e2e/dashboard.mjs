@@ -334,6 +334,21 @@ try {
   await page.screenshot({ path: join(shots, "audit.png"), fullPage: true });
   step(`people: ${personName} (operator, printer ${printing[0].id}) added; the audit log names who added them`);
   step("cameras, queue, statistics, settings shown");
+  // Maintenance mode from a tile: asked first, shown on the tile, in the API, and ended.
+  {
+    const idle = printers.find((p) => p.status !== "printing" && p.status !== "paused") ?? printers[0];
+    await page.goto(`${base}/#/wall`);
+    const idleTile = tile(page, idle.id);
+    await idleTile.getByRole("button", { name: "Maintenance" }).click();
+    await idleTile.getByRole("button", { name: "Yes" }).click();
+    await idleTile.locator(".badge.maintenance").waitFor();
+    assert.equal((await apiGet(`/printers/${idle.id}`)).maintenance, true, "the API has it in maintenance");
+    await page.screenshot({ path: join(shots, "wall-maintenance.png"), fullPage: true });
+    await idleTile.getByRole("button", { name: "End maintenance" }).click();
+    await idleTile.locator(".badge.maintenance").waitFor({ state: "detached" });
+    assert.equal((await apiGet(`/printers/${idle.id}`)).maintenance, false);
+    step(`maintenance mode on ${idle.name} from its tile, shown, and ended`);
+  }
   await context.close();
 
   // 6. A read-only key: the same farm, no control or editing.

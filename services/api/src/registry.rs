@@ -24,6 +24,7 @@ pub struct PrinterRow {
     pub tls_pin: Option<String>,
     pub tls_insecure: bool,
     pub auto_clear_plate: bool,
+    pub maintenance: bool,
 }
 
 impl PrinterRow {
@@ -39,12 +40,13 @@ impl PrinterRow {
             tls_pin: self.tls_pin.clone(),
             tls_insecure: self.tls_insecure,
             auto_clear_plate: self.auto_clear_plate,
+            maintenance: self.maintenance,
         }
     }
 }
 
-const COLUMNS: &str =
-    "id, name, host, serial, access_code, site, model, tls_pin, tls_insecure, auto_clear_plate";
+const COLUMNS: &str = "id, name, host, serial, access_code, site, model, tls_pin, tls_insecure, auto_clear_plate, \
+     maintenance";
 
 #[derive(Clone)]
 pub struct Registry {
@@ -158,9 +160,13 @@ impl Registry {
         if let Some(v) = change.auto_clear_plate {
             row.auto_clear_plate = v
         }
+        if let Some(v) = change.maintenance {
+            row.maintenance = v
+        }
         sqlx::query(
             "UPDATE api.printers SET name = $2, host = $3, access_code = $4, site = $5, model = $6,
-                    tls_pin = $7, tls_insecure = $8, auto_clear_plate = $9 WHERE id = $1",
+                    tls_pin = $7, tls_insecure = $8, auto_clear_plate = $9, maintenance = $10
+              WHERE id = $1",
         )
         .bind(id)
         .bind(&row.name)
@@ -171,6 +177,7 @@ impl Registry {
         .bind(&row.tls_pin)
         .bind(row.tls_insecure)
         .bind(row.auto_clear_plate)
+        .bind(row.maintenance)
         .execute(&mut *tx)
         .await?;
         if site_changed {
@@ -388,4 +395,5 @@ pub struct PrinterChange {
     pub tls_insecure: Option<bool>,
     pub clear_tls_pin: bool,
     pub auto_clear_plate: Option<bool>,
+    pub maintenance: Option<bool>,
 }

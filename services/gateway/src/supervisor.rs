@@ -137,8 +137,9 @@ impl Supervisor {
                             Ok(record) => {
                                 let id = record.id;
                                 let held = printers.entry(id).or_insert(Held::new(record.clone()));
-                                let changed = if only_pin_learned(&held.record, &record) {
-                                    // api stored the pin this connection learned: nothing to redo.
+                                let changed = if same_connection(&held.record, &record) {
+                                    // api stored the pin this connection learned, or the farm
+                                    // changed what the connection does not use: nothing to redo.
                                     held.record = record;
                                     false
                                 } else if held.record != record {
@@ -428,12 +429,17 @@ impl Supervisor {
     }
 }
 
-/// Whether `new` differs from `old` only by a pin being set where there was none.
-fn only_pin_learned(old: &PrinterRecord, new: &PrinterRecord) -> bool {
-    old.tls_pin.is_none()
-        && new.tls_pin.is_some()
+/// Whether `new` differs from `old` only by a pin being set where there was none, or by what
+/// the farm decides beside the connection (maintenance mode, clearing its own plate): the
+/// connection is kept.
+fn same_connection(old: &PrinterRecord, new: &PrinterRecord) -> bool {
+    let pin_kept_or_learned = new.tls_pin == old.tls_pin || old.tls_pin.is_none();
+    pin_kept_or_learned
+        && new != old
         && PrinterRecord {
-            tls_pin: None,
+            tls_pin: old.tls_pin.clone(),
+            maintenance: old.maintenance,
+            auto_clear_plate: old.auto_clear_plate,
             ..new.clone()
         } == *old
 }
@@ -473,4 +479,65 @@ async fn retire(mut held: Held, store: Arc<FarmStore>) {
     }
     held.release(&store).await;
     tracing::info!(printer = held.record.id, "printer deleted; let go");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PrinterRecord {
+        PrinterRecord {
+            id: 1,
+            name: "P1".into(),
+            site: Default::default(),
+            host: "10.0.0.1".into(),
+            serial: "01P00A000000001".into(),
+            access_code: "12345678".into(),
+            model: None,
+            tls_pin: None,
+            tls_insecure: false,
+            auto_clear_plate: false,
+            maintenance: false,
+        }
+    }
+
+    #[test]
+    fn a_learned_pin_or_a_farm_setting_keeps_the_connection_and_the_rest_does_not() {
+        let old = record();
+        let learned = PrinterRecord {
+            tls_pin: Some("ab".into()),
+            ..old.clone()
+        };
+        assert!(same_connection(&old, &learned));
+        let serviced = PrinterRecord {
+            maintenance: true,
+            auto_clear_plate: true,
+            ..learned.clone()
+        };
+        assert!(same_connection(&learned, &serviced));
+        for changed in [
+            PrinterRecord {
+                host: "10.0.0.2".into(),
+                ..learned.clone()
+            },
+            PrinterRecord {
+                access_code: "87654321".into(),
+                ..learned.clone()
+            },
+            PrinterRecord {
+                tls_pin: None,
+                ..learned.clone()
+            },
+            PrinterRecord {
+                tls_pin: Some("cd".into()),
+                ..learned.clone()
+            },
+        ] {
+            assert!(!same_connection(&learned, &changed), "{changed:?}");
+        }
+        assert!(
+            !same_connection(&old, &old),
+            "nothing changed: nothing to keep"
+        );
+    }
 }

@@ -212,6 +212,7 @@ fn same_rgb(tray: &str, slicer: &str) -> bool {
 enum Stage {
     NotTarget,
     WrongModel,
+    Maintenance,
     Offline,
     Busy,
     PlateNotCleared,
@@ -248,6 +249,9 @@ fn stage(wants: &Wants, printer: &PrinterView, occupancy: &Occupancy) -> Stage {
         && !wanted.eq_ignore_ascii_case(has)
     {
         return Stage::WrongModel;
+    }
+    if printer.record.maintenance {
+        return Stage::Maintenance;
     }
     if !printer.connected() {
         return Stage::Offline;
@@ -321,6 +325,7 @@ pub fn waiting_reason(
                 printer.model().unwrap_or("printer of another model"),
                 sliced_for.unwrap_or("another model")
             ),
+            Stage::Maintenance => format!("{name} is in maintenance"),
             Stage::Offline => format!("{name} is offline"),
             Stage::Busy => format!("{name} is busy ({})", state_word(printer)),
             Stage::PlateNotCleared => format!("plate not cleared on {name}"),
@@ -353,6 +358,7 @@ pub fn waiting_reason(
             Some(model) => format!("no {model} printer"),
             None => format!("no {kind}"),
         },
+        Stage::Maintenance => format!("{} in maintenance", names(&best)),
         Stage::Offline => format!("no {kind} online"),
         Stage::Busy => format!("no idle {kind}"),
         Stage::PlateNotCleared => format!("plate not cleared on {}", names(&best)),
@@ -417,6 +423,7 @@ mod tests {
                 tls_pin: None,
                 tls_insecure: false,
                 auto_clear_plate: false,
+                maintenance: false,
             },
             status: Some(StatusRecord {
                 printer_id: id,
@@ -589,6 +596,35 @@ mod tests {
         assert_eq!(reason, "plate not cleared on P1");
         assert!(fits(&pla_p1s, &p1s, &occupancy).is_some());
         assert!(fits(&pla_p1s, &p1s, &dirty).is_none());
+
+        // A printer in maintenance takes nothing, and the reason says so.
+        let mut serviced = p1s.clone();
+        serviced.record.maintenance = true;
+        assert!(fits(&pla_p1s, &serviced, &occupancy).is_none());
+        let reason = waiting_reason(
+            &pla_p1s,
+            None,
+            None,
+            None,
+            now,
+            std::slice::from_ref(&serviced),
+            &occupancy,
+        );
+        assert_eq!(reason, "P1 in maintenance");
+        let for_it = Wants {
+            printer_id: Some(1),
+            ..pla_p1s.clone()
+        };
+        let reason = waiting_reason(
+            &for_it,
+            None,
+            None,
+            None,
+            now,
+            std::slice::from_ref(&serviced),
+            &occupancy,
+        );
+        assert_eq!(reason, "P1 is in maintenance");
 
         let later = now + chrono::Duration::hours(1);
         let reason = waiting_reason(&pla_p1s, Some(later), None, None, now, &[p1s], &occupancy);

@@ -107,6 +107,9 @@ pub struct PrinterRecord {
     /// clear its plate.
     #[serde(default)]
     pub auto_clear_plate: bool,
+    /// Being serviced: the queue sends it nothing.
+    #[serde(default)]
+    pub maintenance: bool,
 }
 
 impl fmt::Debug for PrinterRecord {
@@ -122,6 +125,7 @@ impl fmt::Debug for PrinterRecord {
             .field("tls_pin", &self.tls_pin)
             .field("tls_insecure", &self.tls_insecure)
             .field("auto_clear_plate", &self.auto_clear_plate)
+            .field("maintenance", &self.maintenance)
             .finish()
     }
 }
@@ -416,6 +420,7 @@ mod tests {
             tls_pin: None,
             tls_insecure: false,
             auto_clear_plate: false,
+            maintenance: false,
         };
         assert!(!format!("{record:?}").contains("12345678"));
         let json = serde_json::to_string(&record).unwrap();

@@ -47,6 +47,7 @@ async fn register(setup: &Setup, access_code: Option<&str>) -> PrinterRecord {
         tls_pin: None,
         tls_insecure: false,
         auto_clear_plate: false,
+        maintenance: false,
     };
     let js = jetstream::new(setup.env.nats.client().await);
     let registry = eventually(Duration::from_secs(5), "the registry bucket", || {

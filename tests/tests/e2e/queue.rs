@@ -692,3 +692,65 @@ async fn two_schedulers_one_killed_mid_dispatch_print_every_job_exactly_once() {
     );
     survivor.stop().await;
 }
+
+#[tokio::test]
+async fn a_printer_in_maintenance_gets_no_job_and_the_job_goes_elsewhere() {
+    let world = world(&[Model::P1S, Model::P1S], 200.0, true, true).await;
+    let file = sliced_3mf(&Slicing {
+        model_id: "C12",
+        title: "Hinge",
+        ..Default::default()
+    });
+    let archive_id = world.upload(file, "hinge.3mf").await["id"]
+        .as_i64()
+        .unwrap();
+    let (status, printer) = world
+        .send(
+            reqwest::Method::PATCH,
+            "/printers/1",
+            Some(json!({"maintenance": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{printer}");
+    assert_eq!(printer["maintenance"], true);
+
+    // A job for the printer in maintenance waits, and says why.
+    let for_one = world
+        .queued(json!({"archive_id": archive_id, "printer_id": 1}))
+        .await;
+    let waiting = world
+        .job_where(for_one, "the reason", |j| j["waiting_reason"].is_string())
+        .await;
+    assert_eq!(waiting["waiting_reason"], "Printer 1 is in maintenance");
+    // A job for any P1S goes to the other one.
+    let for_any = world.queued(json!({"archive_id": archive_id})).await;
+    let started = world
+        .job_where(for_any, "the job started elsewhere", |j| {
+            j["printer_assigned"].is_i64()
+        })
+        .await;
+    assert_eq!(started["printer_assigned"], 2);
+    assert_eq!(world.job(for_one).await["status"], "pending");
+    assert!(world.printer(1).snapshot().started_jobs.is_empty());
+    assert_eq!(
+        world.get("/printers/1/status").await["connected"],
+        true,
+        "the connection stayed up through the change"
+    );
+
+    // Out of maintenance, it takes its job.
+    let (status, _) = world
+        .send(
+            reqwest::Method::PATCH,
+            "/printers/1",
+            Some(json!({"maintenance": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let started = world
+        .job_where(for_one, "the job started on printer 1", |j| {
+            j["printer_assigned"] == 1
+        })
+        .await;
+    assert_ne!(started["status"], "pending");
+}

@@ -1406,6 +1406,8 @@ export interface components {
             /** Format: int64 */
             id: number;
             ip_address: string;
+            /** @description Being serviced: the queue sends it nothing. */
+            maintenance: boolean;
             /** @description Marketing name ("X1 Carbon", "P1S", "A1 mini"), detected from the printer. */
             model?: string | null;
             name: string;
@@ -1828,6 +1830,8 @@ export interface components {
             /** @description Forget the pinned certificate (after a printer's certificate legitimately changed). */
             clear_tls_pin?: boolean;
             ip_address?: string | null;
+            /** @description Maintenance mode: `true` keeps the queue from sending it jobs until `false`. */
+            maintenance?: boolean | null;
             model?: string | null;
             name?: string | null;
             site?: string | null;

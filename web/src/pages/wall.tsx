@@ -163,6 +163,7 @@ export function Wall({ session }: { session: Session }) {
             stock={stock.get(printer.id)}
             session={session}
             onCleared={markCleared}
+            onChanged={printers.reload}
           />
         ))}
       </section>
@@ -182,6 +183,8 @@ const Tile = memo(function Tile(props: {
   stock?: Map<number, number>;
   session: Session;
   onCleared: (id: number) => void;
+  /** The printer's record changed (maintenance mode): read the list again. */
+  onChanged: () => void;
 }) {
   const { printer, record, state, problem, archive, session } = props;
   const status = record?.status;
@@ -192,12 +195,17 @@ const Tile = memo(function Tile(props: {
   const id = { params: { path: { id: printer.id } } };
   const hms = (status?.hms ?? []).map((h) => h.text ?? `HMS ${h.code}`);
   return (
-    <article class={`tile state-${state}${problem ? " problem" : ""}`} data-printer-id={printer.id} aria-label={printer.name}>
+    <article class={`tile state-${state}${problem ? " problem" : ""}${printer.maintenance ? " maintenance" : ""}`} data-printer-id={printer.id} aria-label={printer.name}>
       <header>
         <h2>{printer.name}</h2>
         <span class="state" data-state={state}>
           {state}
         </span>
+        {printer.maintenance && (
+          <span class="badge maintenance" title="In maintenance: the queue sends it nothing">
+            maintenance
+          </span>
+        )}
       </header>
       <p class="meta">
         {printer.site} · {printer.model ?? record?.model ?? "unknown model"}
@@ -263,6 +271,18 @@ const Tile = memo(function Tile(props: {
           {active && (
             <ActionButton class="danger" confirm={`Stop the print on ${printer.name}?`} action={() => must(api.POST("/printers/{id}/stop", id))}>
               Stop
+            </ActionButton>
+          )}
+          {session.can("write") && (
+            <ActionButton
+              class="quiet"
+              confirm={printer.maintenance ? undefined : `Put ${printer.name} in maintenance? The queue sends it nothing until it ends.`}
+              action={async () => {
+                await must(api.PATCH("/printers/{id}", { ...id, body: { maintenance: !printer.maintenance } }));
+                props.onChanged();
+              }}
+            >
+              {printer.maintenance ? "End maintenance" : "Maintenance"}
             </ActionButton>
           )}
           {(state === "finished" || state === "failed") && !printer.auto_clear_plate && (

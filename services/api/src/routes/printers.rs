@@ -36,6 +36,8 @@ pub struct Printer {
     /// The printer removes finished parts itself: the queue does not wait for its plate to be
     /// marked cleared.
     pub auto_clear_plate: bool,
+    /// Being serviced: the queue sends it nothing.
+    pub maintenance: bool,
     /// The current job, while printing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_print: Option<CurrentPrint>,
@@ -140,6 +142,8 @@ pub struct UpdatePrinter {
     #[serde(default)]
     pub clear_tls_pin: bool,
     pub auto_clear_plate: Option<bool>,
+    /// Maintenance mode: `true` keeps the queue from sending it jobs until `false`.
+    pub maintenance: Option<bool>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -260,6 +264,7 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
         status: state,
         site: row.site.clone(),
         auto_clear_plate: row.auto_clear_plate,
+        maintenance: row.maintenance,
         current_print,
     }
 }
@@ -401,6 +406,7 @@ pub async fn update(
         tls_insecure: body.tls_insecure,
         clear_tls_pin: body.clear_tls_pin,
         auto_clear_plate: body.auto_clear_plate,
+        maintenance: body.maintenance,
     };
     if let Some(site) = &change.site {
         caller.reach.check_whole_site(site)?;
