@@ -348,6 +348,22 @@ try {
     await idleTile.locator(".badge.maintenance").waitFor({ state: "detached" });
     assert.equal((await apiGet(`/printers/${idle.id}`)).maintenance, false);
     step(`maintenance mode on ${idle.name} from its tile, shown, and ended`);
+    // A maintenance task added on the Care page, and marked done there.
+    await page.goto(`${base}/#/maintenance`);
+    await page.locator("input[name=task-name]").fill(`Check belts ${unique}`);
+    await page.locator("input[name=task-target]").fill(String(idle.id));
+    await page.locator("input[name=task-days]").fill("30");
+    await page.getByRole("button", { name: "Add task" }).click();
+    const careRow = page.locator("table.maintenance tbody tr", { hasText: `Check belts ${unique}` });
+    await careRow.waitFor();
+    assert.equal(await careRow.getAttribute("data-state"), "ok");
+    await careRow.getByRole("button", { name: "Done" }).click();
+    await page.locator("table.maintenance tbody tr", { hasText: "key pyk_" }).first().waitFor();
+    await page.screenshot({ path: join(shots, "maintenance.png"), fullPage: true });
+    const care = await apiGet("/maintenance");
+    const done = care.find((i) => i.task === `Check belts ${unique}`);
+    assert(done?.last_done_by?.startsWith("key pyk_"), "done is recorded with who did it");
+    step(`care: a task for ${idle.name} added, marked done (by the page's key)`);
   }
   await context.close();
 

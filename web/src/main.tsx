@@ -9,6 +9,7 @@ import { People } from "./pages/people";
 import { Archives } from "./pages/archive";
 import { Cameras } from "./pages/cameras";
 import { Filament } from "./pages/filament";
+import { Maintenance } from "./pages/maintenance";
 import { Queue } from "./pages/queue";
 import { Settings } from "./pages/settings";
 import { Stats } from "./pages/stats";
@@ -22,6 +23,7 @@ const SCREENS = [
   { path: "archive", title: "Archive", need: "read" },
   { path: "queue", title: "Queue", need: "read" },
   { path: "filament", title: "Filament", need: "read" },
+  { path: "maintenance", title: "Care", need: "read" },
   { path: "statistics", title: "Statistics", need: "read" },
   { path: "people", title: "People", need: "admin" },
   { path: "audit", title: "Audit", need: "admin" },
@@ -225,6 +227,7 @@ function App() {
         {screen.path === "archive" && <Archives session={session} />}
         {screen.path === "queue" && <Queue session={session} preset={route.query.get("archive")} />}
         {screen.path === "filament" && <Filament session={session} />}
+        {screen.path === "maintenance" && <Maintenance session={session} />}
         {screen.path === "statistics" && <Stats />}
         {screen.path === "people" && session.can("admin") && <People />}
         {screen.path === "audit" && session.can("admin") && <Audit />}

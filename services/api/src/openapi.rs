@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "filament", description = "The spool inventory: spools, where they are loaded, what prints used"),
         (name = "people", description = "Sign-in (password and single sign-on), users and roles"),
         (name = "audit", description = "The audit log of every change and printer command (admin)"),
+        (name = "maintenance", description = "Printer care: maintenance tasks by print hours, prints, filament or days"),
     )
 )]
 pub struct ApiDoc;

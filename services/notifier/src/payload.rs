@@ -155,6 +155,11 @@ impl EventFacts {
                     put(key, self.data.get(key).cloned().into());
                 }
             }
+            "maintenance_due" => {
+                for key in ["task_id", "task", "progress", "since"] {
+                    put(key, self.data.get(key).cloned().into());
+                }
+            }
             "test" => put("message", "A test delivery from Printyard".into()),
             _ => {}
         }
@@ -191,6 +196,7 @@ impl EventFacts {
             "queue_job_completed" => "Queue job completed",
             "queue_job_failed" => "Queue job failed",
             "spool_low" => "Filament low",
+            "maintenance_due" => "Maintenance due",
             "test" => "Test",
             _ => "Event",
         };
@@ -227,6 +233,10 @@ impl EventFacts {
                     .get("remaining_g")
                     .and_then(Value::as_f64)
                     .unwrap_or(0.0)
+            ),
+            "maintenance_due" => format!(
+                "{printer}: {} is due",
+                text(&self.data, "task").unwrap_or_else(|| "maintenance".into())
             ),
             "test" => "A test delivery from Printyard".into(),
             _ => format!("{printer}: {title}"),

@@ -5,11 +5,14 @@
 //!   for the farm), never reading the archive's schema.
 //! - [`query`]: `/statistics` and its export from the summaries.
 //! - [`costs`]: the cost settings prints are priced with (priced at print time).
+//! - [`maintenance`]: maintenance tasks counted from the prints and the clock, and the
+//!   `maintenance_due` event.
 
 pub mod cache;
 pub mod costs;
 pub mod db;
 pub mod facts;
+pub mod maintenance;
 pub mod query;
 
 use bytes::Bytes;
@@ -96,11 +99,71 @@ impl Stats {
                 |pool, settings: CostSettings| async move { costs::put(&pool, settings).await },
             )
             .await?;
+        serve_maintenance(&runtime, &pool, shutdown).await?;
         runtime.consume_events(facts::consumer(EVENT_CONCURRENCY), move |event, _| {
             facts::handle(pool.clone(), event)
         });
         Ok(runtime)
     }
+}
+
+/// Maintenance: its endpoints, the registry it counts printers from, and the due sweep.
+async fn serve_maintenance(
+    runtime: &Runtime,
+    pool: &PgPool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    use printyard_contracts::maintenance as care;
+    runtime
+        .serve_with(care::TASKS, pool, |pool, _| async move {
+            maintenance::tasks(&pool).await
+        })
+        .await?;
+    runtime
+        .serve_with(care::CREATE_TASK, pool, |pool, new| async move {
+            maintenance::create_task(&pool, new).await
+        })
+        .await?;
+    runtime
+        .serve_with(care::DELETE_TASK, pool, |pool, id| async move {
+            maintenance::delete_task(&pool, id).await
+        })
+        .await?;
+    runtime
+        .serve_with(care::LIST, pool, |pool, request| async move {
+            maintenance::list(&pool, request).await
+        })
+        .await?;
+    runtime
+        .serve_with(care::DONE, pool, |pool, request| async move {
+            maintenance::done(&pool, request).await
+        })
+        .await?;
+    let jetstream = async_nats::jetstream::new(runtime.nats().clone());
+    let registry = printyard_service::nats::kv_bucket(
+        &jetstream,
+        printyard_contracts::farm::PRINTER_REGISTRY_BUCKET,
+        std::time::Duration::ZERO,
+    )
+    .await?;
+    let printers = maintenance::Printers::default();
+    runtime
+        .tasks()
+        .spawn(printers.clone().follow(registry, shutdown));
+    let pool = pool.clone();
+    runtime.every(
+        maintenance::SWEEP,
+        "maintenance due not announced",
+        move || {
+            let (pool, jetstream, printers) = (pool.clone(), jetstream.clone(), printers.clone());
+            async move {
+                maintenance::announce_due(&pool, &jetstream, &printers)
+                    .await
+                    .map(drop)
+            }
+        },
+    );
+    Ok(())
 }
 
 /// Runs the stats service until SIGTERM or SIGINT.

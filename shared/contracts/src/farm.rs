@@ -187,6 +187,9 @@ pub enum EventKind {
     /// `filament`: the part of a print's filament priced by its spools
     /// ([`crate::filament::FilamentUsed`]; statistics price the rest per kg).
     FilamentUsed,
+    /// `stats`: a maintenance task fell due on a printer
+    /// ([`crate::maintenance::MaintenanceDue`]).
+    MaintenanceDue,
 }
 
 impl EventKind {
@@ -213,6 +216,7 @@ impl EventKind {
             EventKind::QueueJobFailed => "queue_job_failed",
             EventKind::SpoolLow => "spool_low",
             EventKind::FilamentUsed => "filament_used",
+            EventKind::MaintenanceDue => "maintenance_due",
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod camera;
 pub mod error;
 pub mod farm;
 pub mod filament;
+pub mod maintenance;
 pub mod printer;
 pub mod prints;
 pub mod queue;

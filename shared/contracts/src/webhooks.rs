@@ -34,10 +34,12 @@ pub enum WebhookEvent {
     QueueJobFailed,
     /// A spool went under its material's low-stock threshold.
     SpoolLow,
+    /// A maintenance task fell due on a printer.
+    MaintenanceDue,
 }
 
 impl WebhookEvent {
-    pub const ALL: [WebhookEvent; 14] = [
+    pub const ALL: [WebhookEvent; 15] = [
         WebhookEvent::PrintStarted,
         WebhookEvent::PrintProgress,
         WebhookEvent::PrintComplete,
@@ -52,6 +54,7 @@ impl WebhookEvent {
         WebhookEvent::QueueJobCompleted,
         WebhookEvent::QueueJobFailed,
         WebhookEvent::SpoolLow,
+        WebhookEvent::MaintenanceDue,
     ];
 
     /// The farm event it is.
@@ -71,6 +74,7 @@ impl WebhookEvent {
             WebhookEvent::QueueJobCompleted => EventKind::QueueJobCompleted,
             WebhookEvent::QueueJobFailed => EventKind::QueueJobFailed,
             WebhookEvent::SpoolLow => EventKind::SpoolLow,
+            WebhookEvent::MaintenanceDue => EventKind::MaintenanceDue,
         }
     }
 

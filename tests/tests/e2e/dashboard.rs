@@ -277,6 +277,8 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
         "people",
         "audit",
         "wall-operator",
+        "wall-maintenance",
+        "maintenance",
     ] {
         let shot = screenshots.join(format!("{page}.png"));
         let bytes = std::fs::read(&shot).unwrap_or_default();

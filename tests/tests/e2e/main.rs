@@ -21,6 +21,7 @@ mod filament;
 mod gateway;
 mod health;
 mod input_errors;
+mod maintenance;
 mod metrics;
 mod migrations;
 mod openapi;

@@ -8,6 +8,7 @@ const PERMISSIONS: Permission[] = ["read", "write", "control", "admin"];
 const EVENTS: Schemas["WebhookEvent"][] = [
   "print_started", "print_progress", "print_complete", "print_failed", "print_stopped", "print_unknown", "printer_online",
   "printer_offline", "printer_error", "archive_created", "queue_job_started", "queue_job_completed", "queue_job_failed",
+  "spool_low", "maintenance_due",
 ];
 const FORMATS: Schemas["WebhookFormat"][] = ["printyard", "discord", "slack", "ntfy"];
 

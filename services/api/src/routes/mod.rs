@@ -9,6 +9,7 @@ mod auth;
 mod camera;
 mod events;
 mod health;
+mod maintenance;
 mod printers;
 mod projects;
 mod queue;
@@ -94,6 +95,10 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(spools::summary))
         .routes(routes!(spools::usage))
         .routes(routes!(spools::get, spools::update, spools::archive))
+        .routes(routes!(maintenance::list))
+        .routes(routes!(maintenance::tasks, maintenance::create_task))
+        .routes(routes!(maintenance::delete_task))
+        .routes(routes!(maintenance::done))
         .routes(routes!(events::stream));
     let (router, mut openapi) = router.split_for_parts();
     crate::openapi::finish_document(&mut openapi);

@@ -1,0 +1,158 @@
+// Printer care: every maintenance task on every printer it applies to, overdue and due first,
+// with how much of its interval is used; Done (control) starts the next cycle; tasks are
+// added (write) per printer, per model or for every printer.
+import { useState } from "preact/hooks";
+import { api, must, type Schemas } from "../api/client";
+import { ActionButton, ErrorNote, ProgressBar, useAnswer, useSubmit, when, type Session } from "../ui";
+
+type Item = Schemas["MaintenanceItem"];
+
+const number = (text: string): number | undefined => (text.trim() === "" ? undefined : Number(text));
+
+function intervals(i: Item): string {
+  return [
+    i.every_prints != null && `${i.prints}/${i.every_prints} prints`,
+    i.every_print_hours != null && `${i.print_hours.toFixed(1)}/${i.every_print_hours} h`,
+    i.every_filament_g != null && `${Math.round(i.filament_g)}/${i.every_filament_g} g`,
+    i.every_days != null && `${Math.floor(i.days)}/${i.every_days} days`,
+  ]
+    .filter(Boolean)
+    .join(" · ");
+}
+
+export function Maintenance({ session }: { session: Session }) {
+  const items = useAnswer(() => must(api.GET("/maintenance")), []);
+  const tasks = useAnswer(() => must(api.GET("/maintenance/tasks")), []);
+  const reload = () => (items.reload(), tasks.reload());
+  return (
+    <>
+      <section aria-label="Maintenance">
+        <h2>Maintenance</h2>
+        <ErrorNote error={items.error} />
+        {items.data && items.data.length === 0 && <p>No maintenance tasks yet.</p>}
+        <div class="scroll">
+          <table class="maintenance">
+            <thead>
+              <tr>
+                <th>Printer</th>
+                <th>Task</th>
+                <th>State</th>
+                <th>Used</th>
+                <th>Since</th>
+                <th>Last done</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {(items.data ?? []).map((i) => (
+                <tr key={`${i.task_id}-${i.printer_id}`} data-state={i.state}>
+                  <td>{i.printer_name}</td>
+                  <td>{i.task}</td>
+                  <td class={`care-${i.state}`}>{i.state}</td>
+                  <td>
+                    <ProgressBar percent={Math.min(100, Math.round(i.progress * 100))} label={`${i.task} on ${i.printer_name}`} />
+                    <span class="hint">{intervals(i)}</span>
+                  </td>
+                  <td>{when(i.since)}</td>
+                  <td>{i.last_done_by ? `${i.last_done_by}${i.last_notes ? `: ${i.last_notes}` : ""}` : "–"}</td>
+                  <td>
+                    {session.can("control") && (
+                      <ActionButton
+                        action={async () => {
+                          await must(
+                            api.POST("/maintenance/{id}/done", {
+                              params: { path: { id: i.task_id } },
+                              body: { printer_id: i.printer_id },
+                            }),
+                          );
+                          reload();
+                        }}
+                      >
+                        Done
+                      </ActionButton>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </section>
+      {session.can("write") && <NewTask onAdded={reload} />}
+      <section aria-label="Tasks">
+        <h2>Tasks</h2>
+        <ErrorNote error={tasks.error} />
+        <ul class="plain">
+          {(tasks.data ?? []).map((t) => (
+            <li key={t.id}>
+              {t.name} ({t.printer_id != null ? `printer ${t.printer_id}` : t.model ?? "every printer"})
+              {session.can("write") && (
+                <ActionButton
+                  class="danger"
+                  confirm={`Delete “${t.name}” and its history?`}
+                  action={async () => (await must(api.DELETE("/maintenance/tasks/{id}", { params: { path: { id: t.id } } })), reload())}
+                >
+                  Delete
+                </ActionButton>
+              )}
+            </li>
+          ))}
+        </ul>
+      </section>
+    </>
+  );
+}
+
+function NewTask({ onAdded }: { onAdded: () => void }) {
+  const [name, setName] = useState("");
+  const [target, setTarget] = useState("");
+  const [prints, setPrints] = useState("");
+  const [hours, setHours] = useState("");
+  const [days, setDays] = useState("");
+  const [grams, setGrams] = useState("");
+  const { submit, error } = useSubmit(async () => {
+    const printer = /^\d+$/.test(target.trim()) ? Number(target) : undefined;
+    await must(
+      api.POST("/maintenance/tasks", {
+        body: {
+          name,
+          printer_id: printer,
+          model: printer == null && target.trim() ? target.trim() : undefined,
+          every_prints: number(prints),
+          every_print_hours: number(hours),
+          every_days: number(days),
+          every_filament_g: number(grams),
+        },
+      }),
+    );
+    setName("");
+    onAdded();
+  });
+  return (
+    <section aria-label="New task">
+      <h2>New task</h2>
+      <form class="toolbar wrap" onSubmit={submit}>
+        <label class="grow">
+          Task <input name="task-name" value={name} placeholder="Lubricate the rods" onInput={(e) => setName(e.currentTarget.value)} required maxLength={200} />
+        </label>
+        <label>
+          For <input name="task-target" value={target} placeholder="printer id, model, or empty: all" onInput={(e) => setTarget(e.currentTarget.value)} />
+        </label>
+        <label>
+          Every prints <input name="task-prints" inputMode="numeric" value={prints} onInput={(e) => setPrints(e.currentTarget.value)} />
+        </label>
+        <label>
+          Every print hours <input name="task-hours" inputMode="decimal" value={hours} onInput={(e) => setHours(e.currentTarget.value)} />
+        </label>
+        <label>
+          Every days <input name="task-days" inputMode="numeric" value={days} onInput={(e) => setDays(e.currentTarget.value)} />
+        </label>
+        <label>
+          Every grams <input name="task-grams" inputMode="decimal" value={grams} onInput={(e) => setGrams(e.currentTarget.value)} />
+        </label>
+        <button type="submit">Add task</button>
+        <ErrorNote error={error} />
+      </form>
+    </section>
+  );
+}
