@@ -49,6 +49,11 @@ pub struct SchedulerConfig {
     /// Grams a tray must hold beyond what a job's plate needs for the job to be sent to it
     /// (the slicer's estimate is not exact, and a spool's last grams may not feed).
     pub filament_margin_g: f64,
+    /// Seconds between two jobs starting at one site (0: off), so that a site's power draw does
+    /// not spike when many beds heat at once. Held across scheduler replicas.
+    pub stagger_secs: f64,
+    /// The same for a site of its own (`{north: 30}`), over `stagger_secs`.
+    pub stagger_secs_by_site: std::collections::HashMap<String, f64>,
 }
 
 impl Default for SchedulerConfig {
@@ -63,6 +68,8 @@ impl Default for SchedulerConfig {
             print_start_secs: 120,
             event_concurrency: 8,
             filament_margin_g: 20.0,
+            stagger_secs: 0.0,
+            stagger_secs_by_site: Default::default(),
         }
     }
 }
@@ -74,6 +81,20 @@ impl SchedulerConfig {
 
     pub fn claim_lease(&self) -> Duration {
         Duration::from_secs(self.claim_lease_secs.max(2))
+    }
+
+    /// The time between two starts at `site` (zero: not staggered).
+    pub fn stagger(&self, site: &str) -> Duration {
+        let secs = self
+            .stagger_secs_by_site
+            .get(site)
+            .copied()
+            .unwrap_or(self.stagger_secs);
+        if secs.is_finite() && secs > 0.0 {
+            Duration::from_secs_f64(secs.min(86_400.0))
+        } else {
+            Duration::ZERO
+        }
     }
 
     /// The wait before attempt `attempts + 1`.
@@ -90,6 +111,20 @@ impl SchedulerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sites_own_stagger_wins_over_the_farms() {
+        let mut config = SchedulerConfig {
+            stagger_secs: 10.0,
+            ..Default::default()
+        };
+        config.stagger_secs_by_site.insert("north".into(), 30.0);
+        config.stagger_secs_by_site.insert("lab".into(), 0.0);
+        assert_eq!(config.stagger("north"), Duration::from_secs(30));
+        assert_eq!(config.stagger("south"), Duration::from_secs(10));
+        assert_eq!(config.stagger("lab"), Duration::ZERO);
+        assert_eq!(SchedulerConfig::default().stagger("x"), Duration::ZERO);
+    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_the_cap() {

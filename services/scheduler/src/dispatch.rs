@@ -41,6 +41,8 @@ use crate::matching::{Mapping, Occupancy, fits};
 const CANDIDATES: i64 = 20;
 /// Advisory-lock namespace of the per-printer decision.
 const PRINTER_LOCK: i32 = 0x5159;
+/// The advisory lock space of a site's staggered starts (keyed by the site's hash).
+const SITE_LOCK: i32 = 0x5153;
 
 pub struct Dispatcher {
     pub pool: PgPool,
@@ -205,6 +207,27 @@ impl Dispatcher {
         if !ours {
             return Ok(None);
         }
+        // Staggered starts: one claim per site per interval, whichever replica makes it.
+        let site = printer.record.site.as_str();
+        let stagger = self.config.stagger(site);
+        if !stagger.is_zero() {
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(SITE_LOCK)
+                .bind(site)
+                .execute(&mut *tx)
+                .await?;
+            let recent: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM queue.site_starts WHERE site = $1 \
+                   AND last_claim > now() - make_interval(secs => $2))",
+            )
+            .bind(site)
+            .bind(stagger.as_secs_f64())
+            .fetch_one(&mut *tx)
+            .await?;
+            if recent {
+                return Ok(None);
+            }
+        }
         // Three index range scans, each stopping after a few rows, merged in queue order: the
         // printer's own jobs, then jobs for any printer sliced for its model, and jobs for any
         // printer that name no model. (One scan with an OR would read past every pending job
@@ -266,6 +289,15 @@ impl Dispatcher {
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => return Ok(None),
             Err(err) => return Err(err),
         };
+        if !stagger.is_zero() {
+            sqlx::query(
+                "INSERT INTO queue.site_starts (site, last_claim) VALUES ($1, now()) \
+                 ON CONFLICT (site) DO UPDATE SET last_claim = now()",
+            )
+            .bind(site)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         metrics::histogram!("printyard_scheduler_claim_duration_seconds")
             .record(started.elapsed().as_secs_f64());

@@ -754,3 +754,55 @@ async fn a_printer_in_maintenance_gets_no_job_and_the_job_goes_elsewhere() {
         .await;
     assert_ne!(started["status"], "pending");
 }
+
+#[tokio::test]
+async fn staggered_starts_keep_a_sites_jobs_that_far_apart() {
+    let mut world = world(&[Model::P1S, Model::P1S, Model::P1S], 50.0, true, true).await;
+    // The same farm's scheduler, staggering starts at the default site by 3 s.
+    if let Some(scheduler) = world.scheduler.take() {
+        scheduler.stop().await;
+    }
+    let mut config = scheduler_config(&world.env);
+    config
+        .scheduler
+        .stagger_secs_by_site
+        .insert("default".into(), 3.0);
+    world.scheduler = Some(spawn_scheduler_with(config).await);
+    let file = sliced_3mf(&Slicing {
+        model_id: "C12",
+        title: "Clip",
+        ..Default::default()
+    });
+    let archive_id = world.upload(file, "clip.3mf").await["id"].as_i64().unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(world.queued(json!({"archive_id": archive_id})).await);
+    }
+    let mut started = Vec::new();
+    for job in &jobs {
+        let running = world
+            .job_where(*job, "the job started", |j| j["started_at"].is_string())
+            .await;
+        let at: chrono::DateTime<chrono::Utc> =
+            running["started_at"].as_str().unwrap().parse().unwrap();
+        started.push(at);
+    }
+    started.sort();
+    let gaps: Vec<f64> = started
+        .windows(2)
+        .map(|w| (w[1] - w[0]).num_milliseconds() as f64 / 1000.0)
+        .collect();
+    println!("starts {:?} s apart with a 3 s stagger", gaps);
+    assert!(
+        gaps.iter().all(|gap| *gap >= 2.5),
+        "three idle printers started {gaps:?} s apart, not 3 s"
+    );
+    let printers: std::collections::BTreeSet<i64> = {
+        let mut set = std::collections::BTreeSet::new();
+        for job in &jobs {
+            set.insert(world.job(*job).await["printer_assigned"].as_i64().unwrap());
+        }
+        set
+    };
+    assert_eq!(printers.len(), 3, "one job each");
+}
