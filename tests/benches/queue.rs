@@ -212,6 +212,7 @@ fn idle_p1s(id: i64) -> PrinterView {
             connection_error: None,
             model: None,
             tls_pin: None,
+            firmware: None,
             status: Some(PrinterStatus {
                 state: PrinterState::Idle,
                 progress: 0,

@@ -68,6 +68,7 @@ async fn main() {
         connection_error: None,
         model: Some("P1S".into()),
         tls_pin: None,
+        firmware: None,
         status: Some(PrinterStatus {
             state: PrinterState::Printing,
             progress: 42,

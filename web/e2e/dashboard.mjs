@@ -363,7 +363,10 @@ try {
     const care = await apiGet("/maintenance");
     const done = care.find((i) => i.task === `Check belts ${unique}`);
     assert(done?.last_done_by?.startsWith("key pyk_"), "done is recorded with who did it");
-    step(`care: a task for ${idle.name} added, marked done (by the page's key)`);
+    await page.locator("table.firmware tbody tr").first().waitFor();
+    const firmware = await apiGet("/printers/firmware");
+    assert.equal(await page.locator("table.firmware tbody tr").count(), firmware.groups.length, "a row per model and version");
+    step(`care: a task for ${idle.name} added, marked done (by the page's key); firmware: ${firmware.groups.length} model/version rows`);
   }
   await context.close();
 

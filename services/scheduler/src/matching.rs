@@ -433,6 +433,7 @@ mod tests {
                 connection_error: None,
                 model: None,
                 tls_pin: None,
+                firmware: None,
                 status: Some(PrinterStatus {
                     state,
                     progress: 0,

@@ -76,6 +76,25 @@ pub fn canonical(model: &str) -> Option<&'static str> {
         .or_else(|| from_product_name(model))
 }
 
+/// The firmware version (`01.07.02.00`): the `ota` module's `sw_ver` in a `get_version` answer.
+pub fn firmware(version: &serde_json::Value) -> Option<&str> {
+    version
+        .get("module")?
+        .as_array()?
+        .iter()
+        .find(|m| m.get("name").and_then(|n| n.as_str()) == Some("ota"))?
+        .get("sw_ver")?
+        .as_str()
+        .filter(|v| !v.is_empty() && v.len() <= 32)
+}
+
+/// Orders two firmware versions (`01.08.00.00` after `01.07.02.00`) part by part as numbers;
+/// a part that is not a number sorts first.
+pub fn compare_firmware(a: &str, b: &str) -> std::cmp::Ordering {
+    let parts = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    parts(a).cmp(&parts(b))
+}
+
 /// The `ota` module's product name in a `get_version` answer.
 pub fn product_name(version: &serde_json::Value) -> Option<&str> {
     version
@@ -116,5 +135,14 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(text).unwrap();
         let product = product_name(&doc["message"]["info"]).unwrap();
         assert_eq!(from_product_name(product), Some("A1 mini"));
+        assert_eq!(firmware(&doc["message"]["info"]), Some("01.07.02.00"));
+    }
+
+    #[test]
+    fn firmware_versions_order_by_their_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_firmware("01.08.00.00", "01.07.02.00"), Greater);
+        assert_eq!(compare_firmware("01.07.02.00", "01.07.10.00"), Less);
+        assert_eq!(compare_firmware("01.07.02.00", "01.07.02.00"), Equal);
     }
 }

@@ -143,6 +143,9 @@ pub struct StatusRecord {
     /// The certificate fingerprint trusted on first use, for the registry to keep.
     pub tls_pin: Option<String>,
     pub status: Option<PrinterStatus>,
+    /// The firmware it runs (the `ota` module's version in `get_version`: `01.07.02.00`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
 }
 
 /// The kinds of farm events (the webhook event names of the reference, and more).

@@ -5,6 +5,7 @@
 //! | `GET /printers`, `GET /printers/{serial}` | state, job, connection counts, faults |
 //! | `PUT /printers/{serial}/faults` | `{refuse_connections, silent, quiet, no_sd_card, ftps_delay_ms, require_signed}` |
 //! | `POST /printers/{serial}/drop` | close every open connection now |
+//! | `PUT /printers/{serial}/firmware` `{version}` | install firmware `NN.NN.NN.NN`: the printer restarts (connections close) and reports it in `get_version` |
 //! | `POST /printers/{serial}/hms` `{attr, code}` / `DELETE` | raise / clear an HMS entry |
 //! | `POST /printers/{serial}/fail` `{print_error?}` | fail the current print |
 //! | `POST /printers/{serial}/garbage` | publish a payload that is not JSON |
@@ -32,6 +33,7 @@ pub fn router(printers: Vec<Arc<Printer>>) -> Router {
         .route("/printers/{serial}", get(one))
         .route("/printers/{serial}/faults", put(set_faults))
         .route("/printers/{serial}/drop", post(drop_connections))
+        .route("/printers/{serial}/firmware", put(update_firmware))
         .route("/printers/{serial}/hms", post(raise_hms).delete(clear_hms))
         .route("/printers/{serial}/fail", post(fail))
         .route("/printers/{serial}/garbage", post(garbage))
@@ -80,6 +82,31 @@ async fn drop_connections(
     Path(serial): Path<String>,
 ) -> Result<StatusCode, Refusal> {
     find(&printers, &serial)?.drop_connections();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Firmware {
+    version: String,
+}
+
+async fn update_firmware(
+    State(printers): State<Printers>,
+    Path(serial): Path<String>,
+    Json(firmware): Json<Firmware>,
+) -> Result<StatusCode, Refusal> {
+    let valid = firmware.version.split('.').count() == 4
+        && firmware
+            .version
+            .split('.')
+            .all(|part| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit()));
+    if !valid {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a firmware version reads NN.NN.NN.NN".to_owned(),
+        ));
+    }
+    find(&printers, &serial)?.update_firmware(&firmware.version);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -189,6 +189,8 @@ pub struct Printer {
     reports: broadcast::Sender<Bytes>,
     files: Mutex<BTreeMap<String, Bytes>>,
     faults: Mutex<Faults>,
+    /// The firmware it runs, when not the captured one (a farm's printers differ).
+    firmware: Mutex<Option<String>>,
     pub counters: Counters,
     kick: watch::Sender<u64>,
     /// Simulated seconds per real second (an `f64`'s bits): a knob of the simulation, not of
@@ -265,6 +267,7 @@ impl Printer {
             reports,
             files: Mutex::new(files),
             faults: Mutex::new(Faults::default()),
+            firmware: Mutex::new(None),
             counters: Counters::default(),
             kick,
             speed: std::sync::atomic::AtomicU64::new(speed.to_bits()),
@@ -301,6 +304,36 @@ impl Printer {
 
     pub fn set_faults(&self, faults: Faults) {
         *self.faults.lock().unwrap() = faults;
+    }
+
+    /// Installs firmware `version` (`01.08.00.00`): as after a real update, the printer
+    /// restarts (every connection closes) and `get_version` reports it from then on.
+    pub fn update_firmware(&self, version: &str) {
+        *self.firmware.lock().unwrap() = Some(version.to_owned());
+        self.drop_connections();
+    }
+
+    /// The `ota` module's version it reports.
+    pub fn firmware(&self) -> String {
+        let info = self.version_info();
+        info["module"]
+            .as_array()
+            .and_then(|m| m.iter().find(|m| m["name"] == "ota"))
+            .and_then(|m| m["sw_ver"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn version_info(&self) -> Value {
+        let mut info = self.spec.model.version_template(&self.spec.serial);
+        if let Some(version) = self.firmware.lock().unwrap().clone()
+            && let Some(modules) = info.get_mut("module").and_then(Value::as_array_mut)
+        {
+            for module in modules.iter_mut().filter(|m| m["name"] == "ota") {
+                module["sw_ver"] = Value::from(version.clone());
+            }
+        }
+        info
     }
 
     /// Closes every open connection (MQTT, FTPS, camera) now.
@@ -408,7 +441,7 @@ impl Printer {
         match (category.as_str(), command) {
             ("pushing", "pushall") => self.publish_full(),
             ("info", "get_version") => {
-                let mut info = self.spec.model.version_template(&self.spec.serial);
+                let mut info = self.version_info();
                 info["sequence_id"] = sequence_id;
                 info["result"] = json!("success");
                 info["reason"] = json!("");

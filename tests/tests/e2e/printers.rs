@@ -317,3 +317,81 @@ async fn a_model_the_gateway_detected_is_shown_and_a_given_one_kept() {
         "a model given in the request is kept"
     );
 }
+
+#[tokio::test]
+async fn each_printers_firmware_is_read_from_it_and_the_ones_behind_their_model_are_named() {
+    let env = TestEnv::new().await;
+    let sim = SimFarm::start(&[Model::A1Mini, Model::A1Mini], 60.0).await;
+    let _gateway = spawn_gateway_with(sim.gateway_config(&env)).await;
+    let api = spawn_api(&env).await;
+    let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
+    let mut ids = Vec::new();
+    for (i, printer) in sim.farm.printers.iter().enumerate() {
+        let created: Value = client
+            .post(api.api_url("/printers"))
+            .json(&json!({
+                "name": format!("Mini {}", i + 1), "ip_address": printer.spec.ip.to_string(),
+                "access_code": printer.spec.access_code, "serial_number": printer.spec.serial,
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(created["id"].as_i64().unwrap());
+    }
+    let captured = sim.farm.printers[0].firmware();
+    assert_eq!(captured, "01.07.02.00", "the A1 mini capture's version");
+    let firmware_of = |id: i64| {
+        let client = client.clone();
+        let url = api.api_url(&format!("/printers/{id}"));
+        async move {
+            let printer: Value = client.get(url).send().await.ok()?.json().await.ok()?;
+            printer["firmware"].as_str().map(str::to_owned)
+        }
+    };
+    for id in &ids {
+        let version = eventually(Duration::from_secs(20), "the version read", || {
+            firmware_of(*id)
+        })
+        .await;
+        assert_eq!(version, captured);
+    }
+    let table: Value = client
+        .get(api.api_url("/printers/firmware"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(table["behind"], json!([]), "one version: nobody behind");
+
+    // The second printer is updated: it restarts and reports the new version.
+    sim.farm.printers[1].update_firmware("01.08.00.00");
+    eventually(Duration::from_secs(30), "the new version read", || async {
+        (firmware_of(ids[1]).await.as_deref() == Some("01.08.00.00")).then_some(())
+    })
+    .await;
+    let table: Value = client
+        .get(api.api_url("/printers/firmware"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        table["groups"],
+        json!([
+            {"model": "A1 mini", "version": "01.08.00.00", "newest": true, "printer_ids": [ids[1]]},
+            {"model": "A1 mini", "version": "01.07.02.00", "newest": false, "printer_ids": [ids[0]]},
+        ])
+    );
+    assert_eq!(
+        table["behind"],
+        json!([{"printer_id": ids[0], "name": "Mini 1", "model": "A1 mini",
+                "version": "01.07.02.00", "newest": "01.08.00.00"}])
+    );
+}

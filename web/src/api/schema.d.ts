@@ -373,6 +373,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/printers/firmware": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getFirmware"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/printers/{id}": {
         parameters: {
             query?: never;
@@ -1064,6 +1080,15 @@ export interface components {
              */
             total: number;
         };
+        /** @description A printer behind its model's newest version. */
+        Behind: {
+            model?: string | null;
+            name: string;
+            newest: string;
+            /** Format: int64 */
+            printer_id: number;
+            version: string;
+        };
         /**
          * Format: binary
          * @description A file's bytes, as a download.
@@ -1268,6 +1293,22 @@ export interface components {
             type: string;
             /** Format: double */
             used_g?: number | null;
+        };
+        /** @description The printers of one model on one version. */
+        FirmwareGroup: {
+            /** @description `null`: a model not known yet. */
+            model?: string | null;
+            /** @description Whether this is the newest version seen on the model in the farm. */
+            newest: boolean;
+            printer_ids: number[];
+            /** @description `null`: a printer that has not told its version (offline since it was added). */
+            version?: string | null;
+        };
+        /** @description The farm's firmware. */
+        FirmwareTable: {
+            behind: components["schemas"]["Behind"][];
+            /** @description By model, then version, newest first. */
+            groups: components["schemas"]["FirmwareGroup"][];
         };
         Health: {
             /** @description `connected` or `disconnected`. */
@@ -1569,6 +1610,8 @@ export interface components {
              */
             auto_clear_plate: boolean;
             current_print?: components["schemas"]["CurrentPrint"] | null;
+            /** @description The firmware it runs (`01.07.02.00`), as it last said. */
+            firmware?: string | null;
             /** Format: int64 */
             id: number;
             ip_address: string;
@@ -4621,6 +4664,75 @@ export interface operations {
             };
             /** @description Invalid input: the detail names the field */
             422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A service or the database did not answer in time: try again shortly */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getFirmware: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every printer (in reach) by model and firmware version, and those behind the newest version their model runs in the farm */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FirmwareTable"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The API key lacks this endpoint's permission */
+            403: {
                 headers: {
                     "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
                     "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];

@@ -1,6 +1,6 @@
 // Printer care: every maintenance task on every printer it applies to, overdue and due first,
 // with how much of its interval is used; Done (control) starts the next cycle; tasks are
-// added (write) per printer, per model or for every printer.
+// added (write) per printer, per model or for every printer; the farm's firmware.
 import { useState } from "preact/hooks";
 import { api, must, type Schemas } from "../api/client";
 import { ActionButton, ErrorNote, ProgressBar, useAnswer, useSubmit, when, type Session } from "../ui";
@@ -79,6 +79,7 @@ export function Maintenance({ session }: { session: Session }) {
         </div>
       </section>
       {session.can("write") && <NewTask onAdded={reload} />}
+      <Firmware />
       <section aria-label="Tasks">
         <h2>Tasks</h2>
         <ErrorNote error={tasks.error} />
@@ -100,6 +101,46 @@ export function Maintenance({ session }: { session: Session }) {
         </ul>
       </section>
     </>
+  );
+}
+
+/** The farm's firmware by model and version, and who is behind. */
+function Firmware() {
+  const table = useAnswer(() => must(api.GET("/printers/firmware")), []);
+  return (
+    <section aria-label="Firmware">
+      <h2>Firmware</h2>
+      <ErrorNote error={table.error} />
+      <div class="scroll">
+        <table class="firmware">
+          <thead>
+            <tr>
+              <th>Model</th>
+              <th>Version</th>
+              <th>Printers</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(table.data?.groups ?? []).map((g) => (
+              <tr key={`${g.model}-${g.version}`} data-newest={g.newest ? "yes" : "no"}>
+                <td>{g.model ?? "unknown model"}</td>
+                <td>
+                  {g.version ?? "not reported yet"}
+                  {g.newest && <span class="hint"> (newest in the farm)</span>}
+                </td>
+                <td>{g.printer_ids.length}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {table.data && table.data.behind.length > 0 && (
+        <p class="behind">
+          Behind:{" "}
+          {table.data.behind.map((b) => `${b.name} (${b.version} → ${b.newest})`).join(", ")}
+        </p>
+      )}
+    </section>
   );
 }
 

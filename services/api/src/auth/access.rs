@@ -74,6 +74,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/audit/export", Key(P::Admin, C::Read)),
     ("GET", "/api/v1/printers", Key(P::Read, C::Read)),
     ("POST", "/api/v1/printers", Key(P::Write, C::Write)),
+    ("GET", "/api/v1/printers/firmware", Key(P::Read, C::Read)),
     ("GET", "/api/v1/printers/{id}", Key(P::Read, C::Read)),
     ("PATCH", "/api/v1/printers/{id}", Key(P::Write, C::Write)),
     ("DELETE", "/api/v1/printers/{id}", Key(P::Write, C::Write)),

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod camera;
 mod events;
+mod firmware;
 mod health;
 mod maintenance;
 mod printers;
@@ -64,6 +65,7 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(audit::list))
         .routes(routes!(audit::export))
         .routes(routes!(printers::list, printers::create))
+        .routes(routes!(firmware::table))
         .routes(routes!(printers::get, printers::update, printers::delete))
         .routes(routes!(printers::status))
         .routes(routes!(printers::refresh_status))

@@ -38,6 +38,8 @@ pub struct Printer {
     pub auto_clear_plate: bool,
     /// Being serviced: the queue sends it nothing.
     pub maintenance: bool,
+    /// The firmware it runs (`01.07.02.00`), as it last said.
+    pub firmware: Option<String>,
     /// The current job, while printing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_print: Option<CurrentPrint>,
@@ -234,7 +236,7 @@ fn state_of(status: Option<&StatusRecord>) -> PrinterState {
     }
 }
 
-fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Printer {
+pub(crate) fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Printer {
     let state = state_of(status);
     let model = row
         .model
@@ -265,6 +267,7 @@ fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Prin
         site: row.site.clone(),
         auto_clear_plate: row.auto_clear_plate,
         maintenance: row.maintenance,
+        firmware: status.and_then(|s| s.firmware.clone()),
         current_print,
     }
 }

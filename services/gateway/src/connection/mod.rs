@@ -469,6 +469,7 @@ impl Connection {
                 }
             }
             Incoming::Message(Message::Version(info)) => {
+                self.status.now.firmware = models::firmware(&info).map(str::to_owned);
                 if self.record.model.is_none()
                     && let Some(name) =
                         models::product_name(&info).and_then(models::from_product_name)

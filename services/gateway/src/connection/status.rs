@@ -40,6 +40,7 @@ impl StatusBoard {
                 .clone()
                 .or_else(|| models::from_serial(&record.serial).map(str::to_owned)),
             tls_pin: record.tls_pin.clone(),
+            firmware: None,
             status: None,
         };
         let board = Self {
