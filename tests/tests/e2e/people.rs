@@ -239,6 +239,18 @@ async fn a_site_scoped_operator_sees_and_controls_only_its_site_on_every_replica
         StatusCode::FORBIDDEN,
         "a change with the cookie but without the CSRF token is refused"
     );
+    let refused: Value = admin
+        .get(first.api_url("/audit?action=refreshPrinterStatus&outcome=denied"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused["entries"][0]["actor"], "olga",
+        "the audit log names whose cookie came without its token"
+    );
     let outside = olga
         .send(reqwest::Method::POST, &second, "/printers")
         .json(

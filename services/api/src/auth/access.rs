@@ -307,11 +307,16 @@ async fn authenticate(
             _ => false,
         };
         if !matches {
-            return Err(refuse(
+            // The session is known: the audit log names whose cookie was used.
+            let mut refused = refuse(
                 ErrorCode::Forbidden,
                 "Missing or wrong X-CSRF-Token: a state-changing request made with the session \
                  cookie must carry the token the sign-in gave",
-            ));
+            );
+            refused
+                .extensions_mut()
+                .insert(AuditActor::from(&credential.actor));
+            return Err(refused);
         }
     }
     Ok((secret.prefix().to_owned(), credential))
