@@ -223,11 +223,13 @@ pub async fn record(
     let method = request.method().clone();
     let route = matched
         .as_ref()
-        .map(|m| m.as_str().to_owned())
+        .map(MatchedPath::as_str)
         .unwrap_or_default();
+    // Reads pass untouched (no allocation on the hot path).
     if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) && route != SSO_CALLBACK {
         return next.run(request).await;
     }
+    let route = route.to_owned();
     let path = crate::auth::access::full_path(&request);
     let peer = request
         .extensions()

@@ -28,6 +28,14 @@ pub struct PrinterRow {
 }
 
 impl PrinterRow {
+    /// The marketing name: as given, else as the printer said (`detected`), else by serial.
+    pub fn model_name(&self, detected: Option<&str>) -> Option<String> {
+        self.model
+            .clone()
+            .or_else(|| detected.map(str::to_owned))
+            .or_else(|| printyard_bambu::models::from_serial(&self.serial).map(str::to_owned))
+    }
+
     pub fn record(&self) -> PrinterRecord {
         PrinterRecord {
             id: self.id,

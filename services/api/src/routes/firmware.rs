@@ -78,6 +78,8 @@ fn tabulate(printers: &[super::printers::Printer]) -> FirmwareTable {
             .max_by(|a, b| compare_firmware(a, b))
             .cloned()
     };
+    let names: std::collections::HashMap<i64, &str> =
+        printers.iter().map(|p| (p.id, p.name.as_str())).collect();
     let mut groups = Vec::new();
     let mut behind = Vec::new();
     for (model, versions) in &by_model {
@@ -101,14 +103,9 @@ fn tabulate(printers: &[super::printers::Printer]) -> FirmwareTable {
                 && !is_newest
             {
                 for id in ids {
-                    let name = printers
-                        .iter()
-                        .find(|p| p.id == *id)
-                        .map(|p| p.name.clone())
-                        .unwrap_or_default();
                     behind.push(Behind {
                         printer_id: *id,
-                        name,
+                        name: names.get(id).copied().unwrap_or_default().to_owned(),
                         model: model.clone(),
                         version: version.clone(),
                         newest: newest.clone(),

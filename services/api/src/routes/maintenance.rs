@@ -23,15 +23,10 @@ use crate::state::AppState;
 
 fn maintained(state: &AppState, row: PrinterRow) -> MaintainedPrinter {
     let detected = state.statuses.get(row.id).and_then(|s| s.model);
+    // Canonical ("X1C" given is "X1 Carbon"), so that a model's tasks find it.
     let model = row
-        .model
-        .clone()
-        .or(detected)
-        .as_deref()
-        .and_then(models::canonical)
-        .or_else(|| models::from_serial(&row.serial))
-        .map(str::to_owned)
-        .or(row.model);
+        .model_name(detected.as_deref())
+        .map(|m| models::canonical(&m).map_or(m.clone(), str::to_owned));
     MaintainedPrinter {
         id: row.id,
         name: row.name,

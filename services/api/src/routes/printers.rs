@@ -4,7 +4,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use printyard_bambu::models;
 use printyard_contracts::farm::{
     COMMAND, CommandOutcome, CommandRequest, PrinterCommand, Site, StatusRecord,
 };
@@ -238,11 +237,7 @@ fn state_of(status: Option<&StatusRecord>) -> PrinterState {
 
 pub(crate) fn view(row: &PrinterRow, status: Option<&StatusRecord>, with_job: bool) -> Printer {
     let state = state_of(status);
-    let model = row
-        .model
-        .clone()
-        .or_else(|| status.and_then(|s| s.model.clone()))
-        .or_else(|| models::from_serial(&row.serial).map(str::to_owned));
+    let model = row.model_name(status.and_then(|s| s.model.as_deref()));
     let current_print = status
         .and_then(|s| s.status.as_ref())
         .filter(|_| {

@@ -5,7 +5,6 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use printyard_bambu::models;
 use printyard_contracts::ErrorBody;
 use printyard_contracts::queue::{
     self as contract, AddJob, JobId, JobRemoved, JobStatus, ListJobs, NewJob, QueueJob, Reorder,
@@ -169,11 +168,7 @@ pub async fn add(
             caller.reach.check_printer(&state, id).await?;
             let row = state.registry.get(id).await?;
             let detected = state.statuses.get(id).and_then(|s| s.model);
-            let model = row
-                .model
-                .clone()
-                .or(detected)
-                .or_else(|| models::from_serial(&row.serial).map(str::to_owned));
+            let model = row.model_name(detected.as_deref());
             Some(TargetPrinter {
                 id,
                 name: row.name,
