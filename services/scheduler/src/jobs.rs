@@ -136,6 +136,8 @@ pub async fn publish(
             "status": job.status,
             "error": job.error,
             "attempts": job.attempts,
+            "created_at": job.created_at,
+            "started_at": job.started_at,
         }),
     };
     // Failures are logged by `publish`; the job itself is in the database.

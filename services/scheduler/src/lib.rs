@@ -7,7 +7,9 @@
 //! - [`matching`]: which printer fits which job, and why a job waits.
 //! - [`events`], [`jobs`]: a job follows its print to its end and its archive.
 //! - [`farm`]: the watched registry and status buckets.
+//! - [`activity`]: each printer's activity for utilisation (`printer_activity` facts).
 
+pub mod activity;
 pub mod config;
 pub mod db;
 pub mod dispatch;
@@ -91,6 +93,12 @@ impl Scheduler {
             wake,
         );
         runtime.tasks().spawn(dispatcher.run(shutdown.clone()));
+
+        let activities = activity::Activities::new(pool.clone(), farm.clone(), jetstream.clone());
+        runtime.every(activity::SWEEP, "printer activity not told", move || {
+            let activities = activities.clone();
+            async move { activities.sweep().await }
+        });
 
         let events = events::Context {
             jetstream,

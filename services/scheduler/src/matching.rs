@@ -241,6 +241,20 @@ fn is_target(wants: &Wants, printer: &PrinterView) -> bool {
     }
 }
 
+/// Whether the job is for this printer at all: it is the job's target and of the model the
+/// plate was sliced for (whatever else it lacks now).
+pub fn is_for(wants: &Wants, printer: &PrinterView) -> bool {
+    stage(
+        wants,
+        printer,
+        &Occupancy {
+            plates_to_clear: &HashSet::new(),
+            taken: &HashSet::new(),
+            filament_margin_g: 0.0,
+        },
+    ) > Stage::WrongModel
+}
+
 fn stage(wants: &Wants, printer: &PrinterView, occupancy: &Occupancy) -> Stage {
     if !is_target(wants, printer) {
         return Stage::NotTarget;

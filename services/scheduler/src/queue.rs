@@ -5,7 +5,7 @@
 use chrono::Utc;
 use printyard_bambu::models;
 use printyard_contracts::archive::{self, PlanRequest};
-use printyard_contracts::farm::Site;
+use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use printyard_contracts::queue::{
     AddJob, ClearPlate, JobId, JobList, JobRemoved, JobStatus, ListJobs, NewJob, PlateCleared,
     QueueJob, Reorder, TargetPrinter, queue_changed_subject,
@@ -271,23 +271,69 @@ impl Queue {
         })
     }
 
-    /// A person cleared the printer's plate: it may take its next job.
+    /// A person cleared the printer's plate: it may take its next job. When the plate held a
+    /// print, `plate_cleared` tells utilisation how long it waited.
     pub async fn clear_plate(&self, request: ClearPlate) -> Result<PlateCleared, ErrorBody> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let waiting: Option<chrono::DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT ended_at FROM queue.plates WHERE printer_id = $1 \
+               AND ended_at > coalesce(cleared_at, '-infinity') FOR UPDATE",
+        )
+        .bind(request.printer_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .flatten();
         let cleared_at: chrono::DateTime<Utc> = sqlx::query_scalar(
             "INSERT INTO queue.plates (printer_id, cleared_at) VALUES ($1, now()) \
              ON CONFLICT (printer_id) DO UPDATE SET cleared_at = now() RETURNING cleared_at",
         )
         .bind(request.printer_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         tracing::info!(printer = request.printer_id, "plate cleared");
+        if let Some(ended_at) = waiting {
+            self.announce_cleared(request.printer_id, ended_at, cleared_at)
+                .await;
+        }
         self.wake().await;
         Ok(PlateCleared {
             status: "plate_cleared".into(),
             printer_id: request.printer_id,
             cleared_at,
         })
+    }
+
+    /// `plate_cleared` on `FARM_EVENTS` (best effort: a lost one is one wait not counted).
+    async fn announce_cleared(
+        &self,
+        printer_id: i64,
+        ended_at: chrono::DateTime<Utc>,
+        cleared_at: chrono::DateTime<Utc>,
+    ) {
+        let view = self.farm.printer(printer_id);
+        let kind = EventKind::PlateCleared;
+        let event = FarmEvent {
+            id: event_id(
+                "queue",
+                kind,
+                &format!("{printer_id}.{}", cleared_at.timestamp_micros()),
+            ),
+            kind,
+            site: view
+                .as_ref()
+                .map(|p| p.record.site.clone())
+                .unwrap_or_default(),
+            printer_id,
+            serial: view.map(|p| p.record.serial).unwrap_or_default(),
+            at: cleared_at,
+            data: serde_json::to_value(printyard_contracts::utilisation::PlateCleared { ended_at })
+                .unwrap_or_default(),
+        };
+        let jetstream = async_nats::jetstream::new(self.rpc.nats().clone());
+        let _ = printyard_service::farm_events::publish(&jetstream, &event).await;
     }
 
     /// Wakes every replica's dispatcher (best effort: they also look at every tick).

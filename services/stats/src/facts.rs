@@ -165,6 +165,10 @@ pub async fn apply(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error> 
             };
             forget(pool, gone).await
         }
+        EventKind::PrinterActivity
+        | EventKind::PrinterRemoved
+        | EventKind::QueueJobStarted
+        | EventKind::PlateCleared => crate::utilisation::apply(pool, event).await,
         _ => Ok(()),
     }
 }

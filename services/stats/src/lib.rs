@@ -7,6 +7,8 @@
 //! - [`costs`]: the cost settings prints are priced with (priced at print time).
 //! - [`maintenance`]: maintenance tasks counted from the prints and the clock, and the
 //!   `maintenance_due` event.
+//! - [`utilisation`]: the printers' activity spells (from the scheduler's `printer_activity`
+//!   facts) summed into hours by state, plate-clear and queue waits.
 
 pub mod cache;
 pub mod costs;
@@ -14,6 +16,7 @@ pub mod db;
 pub mod facts;
 pub mod maintenance;
 pub mod query;
+pub mod utilisation;
 
 use bytes::Bytes;
 use printyard_contracts::ServiceName;
@@ -99,7 +102,27 @@ impl Stats {
                 |pool, settings: CostSettings| async move { costs::put(&pool, settings).await },
             )
             .await?;
-        serve_maintenance(&runtime, &pool, shutdown).await?;
+        let jetstream = async_nats::jetstream::new(runtime.nats().clone());
+        let registry = printyard_service::nats::kv_bucket(
+            &jetstream,
+            printyard_contracts::farm::PRINTER_REGISTRY_BUCKET,
+            std::time::Duration::ZERO,
+        )
+        .await?;
+        let printers = maintenance::Printers::default();
+        runtime
+            .tasks()
+            .spawn(printers.clone().follow(registry, shutdown.clone()));
+        runtime
+            .serve_with(
+                printyard_contracts::utilisation::UTILISATION,
+                &(pool.clone(), printers.clone()),
+                |(pool, printers), request| async move {
+                    utilisation::utilisation(&pool, &printers, request).await
+                },
+            )
+            .await?;
+        serve_maintenance(&runtime, &pool, jetstream, printers).await?;
         runtime.consume_events(facts::consumer(EVENT_CONCURRENCY), move |event, _| {
             facts::handle(pool.clone(), event)
         });
@@ -107,11 +130,12 @@ impl Stats {
     }
 }
 
-/// Maintenance: its endpoints, the registry it counts printers from, and the due sweep.
+/// Maintenance: its endpoints and the due sweep (over the registry's printers).
 async fn serve_maintenance(
     runtime: &Runtime,
     pool: &PgPool,
-    shutdown: CancellationToken,
+    jetstream: async_nats::jetstream::Context,
+    printers: maintenance::Printers,
 ) -> anyhow::Result<()> {
     use printyard_contracts::maintenance as care;
     runtime
@@ -139,17 +163,6 @@ async fn serve_maintenance(
             maintenance::done(&pool, request).await
         })
         .await?;
-    let jetstream = async_nats::jetstream::new(runtime.nats().clone());
-    let registry = printyard_service::nats::kv_bucket(
-        &jetstream,
-        printyard_contracts::farm::PRINTER_REGISTRY_BUCKET,
-        std::time::Duration::ZERO,
-    )
-    .await?;
-    let printers = maintenance::Printers::default();
-    runtime
-        .tasks()
-        .spawn(printers.clone().follow(registry, shutdown));
     let pool = pool.clone();
     runtime.every(
         maintenance::SWEEP,

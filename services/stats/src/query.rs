@@ -21,7 +21,7 @@ use crate::db::unavailable;
 pub const MAX_EXPORT_DAYS: u32 = 366;
 
 /// Values bound to a built query, in order.
-enum Value {
+pub(crate) enum Value {
     Int(i64),
     Ints(Vec<i64>),
     Text(String),
@@ -30,15 +30,15 @@ enum Value {
 }
 
 #[derive(Default)]
-struct Binds(Vec<Value>);
+pub(crate) struct Binds(Vec<Value>);
 
 impl Binds {
-    fn push(&mut self, value: Value) -> String {
+    pub(crate) fn push(&mut self, value: Value) -> String {
         self.0.push(value);
         format!("${}", self.0.len())
     }
 
-    fn apply<'q, O>(
+    pub(crate) fn apply<'q, O>(
         self,
         mut query: QueryAs<'q, sqlx::Postgres, O, PgArguments>,
     ) -> QueryAs<'q, sqlx::Postgres, O, PgArguments> {
@@ -55,23 +55,23 @@ impl Binds {
     }
 }
 
-fn midnight(day: NaiveDate) -> DateTime<Utc> {
+pub(crate) fn midnight(day: NaiveDate) -> DateTime<Utc> {
     day.and_time(NaiveTime::MIN).and_utc()
 }
 
 /// Whole days inside a range, and its partial ends.
-struct Span {
-    from: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
+pub(crate) struct Span {
+    pub(crate) from: Option<DateTime<Utc>>,
+    pub(crate) until: Option<DateTime<Utc>>,
     /// Whole days `[day_from, day_until)`; `None`: open.
-    day_from: Option<NaiveDate>,
-    day_until: Option<NaiveDate>,
+    pub(crate) day_from: Option<NaiveDate>,
+    pub(crate) day_until: Option<NaiveDate>,
     /// No whole day at all: everything from the prints.
-    no_days: bool,
+    pub(crate) no_days: bool,
 }
 
 impl Span {
-    fn of(filter: &StatsFilter) -> Span {
+    pub(crate) fn of(filter: &StatsFilter) -> Span {
         let day_from = filter.from.map(|f| {
             let day = f.date_naive();
             if midnight(day) == f {
@@ -92,15 +92,15 @@ impl Span {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Grain {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Grain {
     Day,
     Month,
     Year,
 }
 
 impl Grain {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Grain::Day => "day",
             Grain::Month => "month",
@@ -111,17 +111,17 @@ impl Grain {
 
 /// Periods `[from, until)` of one grain (by their first day; `None`: open).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Segment {
-    grain: Grain,
-    from: Option<NaiveDate>,
-    until: Option<NaiveDate>,
+pub(crate) struct Segment {
+    pub(crate) grain: Grain,
+    pub(crate) from: Option<NaiveDate>,
+    pub(crate) until: Option<NaiveDate>,
 }
 
-fn month_start(d: NaiveDate) -> NaiveDate {
+pub(crate) fn month_start(d: NaiveDate) -> NaiveDate {
     d.with_day(1).unwrap_or(d)
 }
 
-fn year_start(d: NaiveDate) -> NaiveDate {
+pub(crate) fn year_start(d: NaiveDate) -> NaiveDate {
     NaiveDate::from_ymd_opt(d.year(), 1, 1).unwrap_or(d)
 }
 
@@ -153,7 +153,7 @@ fn before(a: Option<NaiveDate>, b: Option<NaiveDate>) -> bool {
 }
 
 /// Whole days `[from, until)` as whole years, the months around them, the days around those.
-fn segments(from: Option<NaiveDate>, until: Option<NaiveDate>) -> Vec<Segment> {
+pub(crate) fn segments(from: Option<NaiveDate>, until: Option<NaiveDate>) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut push = |grain, from: Option<NaiveDate>, until: Option<NaiveDate>| {
         if before(from, until) {
@@ -378,6 +378,20 @@ fn sums_of(row: &Grouped) -> Sums {
     (
         row.1, row.2, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
     )
+}
+
+/// Ended prints (any outcome) per printer under `filter`, from the summaries.
+pub async fn prints_by_printer(
+    pool: &PgPool,
+    filter: &StatsFilter,
+) -> Result<std::collections::HashMap<i64, i64>, ErrorBody> {
+    let mut binds = Binds::default();
+    let rows = rows(filter, Source::Printers, false, &mut binds);
+    Ok(grouped(pool, rows, binds, "printer_id")
+        .await?
+        .into_iter()
+        .filter_map(|row| Some((row.0.as_deref()?.parse().ok()?, row.1)))
+        .collect())
 }
 
 pub async fn statistics(

@@ -193,6 +193,12 @@ pub enum EventKind {
     /// `stats`: a maintenance task fell due on a printer
     /// ([`crate::maintenance::MaintenanceDue`]).
     MaintenanceDue,
+    /// `scheduler`: a printer's [`crate::utilisation::Activity`] changed (utilisation's facts;
+    /// not a public event).
+    PrinterActivity,
+    /// `scheduler`: a person marked a printer's plate cleared after a print ended
+    /// ([`crate::utilisation::PlateCleared`]; not a public event).
+    PlateCleared,
 }
 
 impl EventKind {
@@ -220,6 +226,8 @@ impl EventKind {
             EventKind::SpoolLow => "spool_low",
             EventKind::FilamentUsed => "filament_used",
             EventKind::MaintenanceDue => "maintenance_due",
+            EventKind::PrinterActivity => "printer_activity",
+            EventKind::PlateCleared => "plate_cleared",
         }
     }
 }

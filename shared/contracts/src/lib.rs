@@ -19,6 +19,7 @@ pub mod sites;
 pub mod stats;
 pub mod subjects;
 pub mod system;
+pub mod utilisation;
 pub mod webhooks;
 
 pub use error::{ErrorBody, ErrorCode};

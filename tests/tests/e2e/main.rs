@@ -37,4 +37,5 @@ mod sites;
 mod statistics;
 mod system_info;
 mod unseen_ends;
+mod utilisation;
 mod webhooks;

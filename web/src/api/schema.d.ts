@@ -774,6 +774,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/statistics/utilisation": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["getUtilisation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/statistics/utilisation/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["exportUtilisation"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/system/info": {
         parameters: {
             query?: never;
@@ -1955,6 +1987,25 @@ export interface components {
             /** @description Where the button leads (`/api/v1/auth/sso/login`). */
             login_url?: string | null;
         };
+        /** @description Hours in each state. */
+        StateHours: {
+            /** Format: double */
+            awaiting_clear: number;
+            /** Format: double */
+            error: number;
+            /** Format: double */
+            idle: number;
+            /** Format: double */
+            idle_queued: number;
+            /** Format: double */
+            maintenance: number;
+            /** Format: double */
+            offline: number;
+            /** Format: double */
+            paused: number;
+            /** Format: double */
+            printing: number;
+        };
         /** @description `GET /statistics`. */
         Statistics: components["schemas"]["Totals"] & {
             by_day: components["schemas"]["DayTotals"][];
@@ -2093,6 +2144,83 @@ export interface components {
             printer_ids?: number[] | null;
             role?: string | null;
             sites?: string[] | null;
+        };
+        /** @description The answer of `GET /statistics/utilisation`. */
+        Utilisation: {
+            farm: components["schemas"]["UtilisationRow"];
+            /** Format: date-time */
+            from?: string | null;
+            models: components["schemas"]["UtilisationRow"][];
+            /** @description From a print's end to its plate marked cleared (plates cleared in the range). */
+            plate_clear: components["schemas"]["Waits"];
+            printers: components["schemas"]["UtilisationRow"][];
+            /** @description From a job queued to its print started (jobs started in the range). */
+            queue_wait: components["schemas"]["Waits"];
+            sites: components["schemas"]["UtilisationRow"][];
+            trend: components["schemas"]["UtilisationPeriod"][];
+            /** @description `day` or `month`: the trend's period. */
+            trend_period: string;
+            /** Format: date-time */
+            until?: string | null;
+        };
+        /**
+         * @description The farm's hours by state over one period of the trend (a day, or a month for ranges over
+         *     92 days).
+         */
+        UtilisationPeriod: {
+            hours: components["schemas"]["StateHours"];
+            /**
+             * Format: date
+             * @description The period's first day.
+             */
+            period: string;
+            /** Format: double */
+            utilisation: number;
+        };
+        /** @description Hours by state of one printer, model, site or the farm, and what they come to. */
+        UtilisationRow: {
+            hours: components["schemas"]["StateHours"];
+            model?: string | null;
+            /** @description The printer's, model's or site's name; `null` for the farm. */
+            name?: string | null;
+            /**
+             * Format: int64
+             * @description The printer's id (printer rows).
+             */
+            printer_id?: number | null;
+            /**
+             * Format: int64
+             * @description Printers summed (1 for a printer).
+             */
+            printers: number;
+            /**
+             * Format: int64
+             * @description Prints that started in the range and ended.
+             */
+            prints: number;
+            /**
+             * Format: double
+             * @description `prints` over the range's days.
+             */
+            prints_per_day: number;
+            site?: string | null;
+            /**
+             * Format: double
+             * @description Printing hours over the hours online (every state but offline), percent, two decimals.
+             */
+            utilisation: number;
+        };
+        /**
+         * @description Durations in seconds: how many, the median and the 90th percentile (within 5 %: read from
+         *     summaries of logarithmic buckets).
+         */
+        Waits: {
+            /** Format: int64 */
+            count: number;
+            /** Format: double */
+            median_secs?: number | null;
+            /** Format: double */
+            p90_secs?: number | null;
         };
         /** @description A subscription, as listed (never with its secret). */
         Webhook: {
@@ -8475,6 +8603,201 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description One row per day and printer: CSV (streamed) or XLSX */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": components["schemas"]["BinaryFile"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The API key lacks this endpoint's permission */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Invalid input: the detail names the field */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A service or the database did not answer in time: try again shortly */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    getUtilisation: {
+        parameters: {
+            query?: {
+                /** @description Only this printer. */
+                printer_id?: number;
+                /**
+                 * @description From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive. Default: 30 days
+                 *     before the end.
+                 */
+                start_date?: string;
+                /** @description Up to this date (the whole day) or instant, inclusive. Default: now. */
+                end_date?: string;
+                /** @description Only printers of this site. */
+                site?: string;
+                /** @description Only printers of this model (`P1S`; case does not matter). */
+                model?: string;
+                /** @description Export only: `csv` (default) or `xlsx`. */
+                format?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Hours by state per printer, model, site and the farm over the range (default: the 30 days to now), utilisation (printing over online hours), prints per day, plate-clear and queue waits (median, p90), and the farm's trend by day (by month over 92 days) */
+            200: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Utilisation"];
+                };
+            };
+            /** @description No API key, or an unknown or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The API key lacks this endpoint's permission */
+            403: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Invalid input: the detail names the field */
+            422: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Rate limited: retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    "Retry-After": components["headers"]["RetryAfter"];
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A service or the database did not answer in time: try again shortly */
+            503: {
+                headers: {
+                    "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];
+                    "X-RateLimit-Remaining": components["headers"]["RateLimitRemaining"];
+                    "X-RateLimit-Reset": components["headers"]["RateLimitReset"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    exportUtilisation: {
+        parameters: {
+            query?: {
+                /** @description Only this printer. */
+                printer_id?: number;
+                /**
+                 * @description From this date (`YYYY-MM-DD`, UTC) or instant (RFC 3339), inclusive. Default: 30 days
+                 *     before the end.
+                 */
+                start_date?: string;
+                /** @description Up to this date (the whole day) or instant, inclusive. Default: now. */
+                end_date?: string;
+                /** @description Only printers of this site. */
+                site?: string;
+                /** @description Only printers of this model (`P1S`; case does not matter). */
+                model?: string;
+                /** @description Export only: `csv` (default) or `xlsx`. */
+                format?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One row per printer, then per model, per site and the farm (`row`: printer, model, site, farm): CSV or XLSX */
             200: {
                 headers: {
                     "X-RateLimit-Limit": components["headers"]["RateLimitLimit"];

@@ -142,6 +142,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/queue/reorder", Key(P::Write, C::Write)),
     ("GET", "/api/v1/statistics", Key(P::Read, C::Read)),
     ("GET", "/api/v1/statistics/export", Key(P::Read, C::Read)),
+    (
+        "GET",
+        "/api/v1/statistics/utilisation",
+        Key(P::Read, C::Read),
+    ),
+    (
+        "GET",
+        "/api/v1/statistics/utilisation/export",
+        Key(P::Read, C::Read),
+    ),
     ("GET", "/api/v1/settings/costs", Key(P::Read, C::Read)),
     ("PUT", "/api/v1/settings/costs", Key(P::Admin, C::Write)),
     ("GET", "/api/v1/webhooks", Key(P::Admin, C::Read)),

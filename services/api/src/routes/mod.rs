@@ -18,6 +18,7 @@ mod spools;
 mod statistics;
 mod system;
 mod users;
+mod utilisation;
 mod webhooks;
 
 use axum::Router;
@@ -88,6 +89,8 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(queue::reorder))
         .routes(routes!(statistics::statistics))
         .routes(routes!(statistics::export))
+        .routes(routes!(utilisation::utilisation))
+        .routes(routes!(utilisation::export))
         .routes(routes!(statistics::costs, statistics::set_costs))
         .routes(routes!(webhooks::list, webhooks::create))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
