@@ -9,7 +9,13 @@
 //!    transaction that picks a printer's next job), p50/p95/p99 over 2,000 claims, for jobs
 //!    that may go to any printer and for jobs that each name a printer.
 //!
-//! `BENCH_ONLY=dispatch|claim` runs one part; `BENCH_FILE_KB` (default 2048) sizes the 3MF.
+//! 3. Stagger: `BENCH_STAGGER_PRINTERS` (default 20) idle printers of one site get a job each,
+//!    all queued at once, with `scheduler.stagger_secs` 0 and then `BENCH_STAGGER_SECS`
+//!    (default 2): when each job started, the spread from first to last, the closest two starts
+//!    and the most starts within any 10 s (beds heating at once).
+//!
+//! `BENCH_ONLY=dispatch|claim|stagger` runs one part; `BENCH_FILE_KB` (default 2048) sizes the
+//! 3MF of the dispatch part.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -187,6 +193,149 @@ async fn bench_dispatch() {
     drop(farm);
 }
 
+/// The start instants of `printers` jobs queued at once on as many idle printers of one site,
+/// with starts staggered by `stagger` seconds (0: off).
+async fn staggered_starts(printers: usize, stagger: f64, first_ip: [u8; 4]) -> Vec<f64> {
+    let env = TestEnv::new().await;
+    let farm = Farm::start(FarmConfig {
+        count: printers,
+        models: vec![Model::P1S],
+        speed: 1.0,
+        tick: Duration::from_millis(200),
+        idle_report: Duration::from_secs(5),
+        first_ip: std::net::Ipv4Addr::from(first_ip),
+        ..Default::default()
+    })
+    .await
+    .expect("the simulated farm starts");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, farm.ca_pem()).unwrap();
+    let _archive = spawn_archive(&env).await;
+    let mut api_config = env.api_config();
+    api_config.rate_limits.enabled = false;
+    let api = spawn_api_with(api_config).await;
+    let mut gateway_config = env.gateway_config();
+    gateway_config.gateway.extra_ca_files = vec![ca.to_string_lossy().into_owned()];
+    let _gateway = spawn_gateway_with(gateway_config).await;
+    let mut scheduler_config = env.scheduler_config();
+    scheduler_config.scheduler.stagger_secs = stagger;
+    let _scheduler = spawn_scheduler_with(scheduler_config).await;
+    let client = keyed_http(&env.api_key(&[Permission::Admin]).await);
+    let url = |path: &str| api.api_url(path);
+    for (i, printer) in farm.printers.iter().enumerate() {
+        let response = client
+            .post(url("/printers"))
+            .json(&json!({
+                "name": format!("Stagger {}", i + 1),
+                "ip_address": printer.spec.ip.to_string(),
+                "access_code": printer.spec.access_code,
+                "serial_number": printer.spec.serial,
+                "auto_clear_plate": true,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    eventually(Duration::from_secs(120), "every printer online", || async {
+        let list: Vec<Value> = client
+            .get(url("/printers"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        list.iter().all(|p| p["status"] == "idle").then_some(())
+    })
+    .await;
+    let file = sliced_3mf(&Slicing {
+        model_id: "C12",
+        title: "Stagger part",
+        ..Default::default()
+    });
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(file).file_name("stagger.3mf"),
+    );
+    let library: Value = client
+        .post(url("/archives"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..printers {
+        let response = client
+            .post(url("/queue"))
+            .json(&json!({"archive_id": library["id"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    let jobs = eventually(Duration::from_secs(600), "every job printing", || async {
+        let jobs: Vec<Value> = client
+            .get(url("/queue?status=printing"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (jobs.len() >= printers).then_some(jobs)
+    })
+    .await;
+    let mut starts: Vec<f64> = jobs
+        .iter()
+        .filter_map(|j| {
+            j["started_at"]
+                .as_str()?
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .ok()
+        })
+        .map(|t| t.timestamp_micros() as f64 / 1e6)
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    drop(farm);
+    starts
+}
+
+async fn bench_stagger() {
+    let printers = env_number("BENCH_STAGGER_PRINTERS", 20) as usize;
+    let stagger: f64 = std::env::var("BENCH_STAGGER_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2.0);
+    println!("stagger: {printers} idle P1S of one site, a job each queued at once");
+    for (secs, ip) in [(0.0, [127, 92, 0, 1]), (stagger, [127, 93, 0, 1])] {
+        let starts = staggered_starts(printers, secs, ip).await;
+        let spread = starts.last().unwrap_or(&0.0) - starts.first().unwrap_or(&0.0);
+        let closest = starts
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(f64::INFINITY, f64::min);
+        let busiest = starts
+            .iter()
+            .map(|a| {
+                starts
+                    .iter()
+                    .filter(|b| (*a..*a + 10.0).contains(*b))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        println!(
+            "  stagger_secs {secs:>4}: {} starts over {spread:6.1} s, closest two {closest:5.2} s apart, \
+             at most {busiest} starting within 10 s",
+            starts.len()
+        );
+    }
+}
+
 /// A connected, idle P1S with PLA loaded, as the dispatcher would see it.
 fn idle_p1s(id: i64) -> PrinterView {
     let serial = format!("01P{id:012}");
@@ -317,6 +466,9 @@ fn main() {
         }
         if only.is_empty() || only == "claim" {
             bench_claim().await;
+        }
+        if only.is_empty() || only == "stagger" {
+            bench_stagger().await;
         }
     });
 }

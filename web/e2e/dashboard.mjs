@@ -247,6 +247,21 @@ try {
   }
   await page.screenshot({ path: join(shots, "statistics.png"), fullPage: true });
 
+  // Utilisation: a row per printer with its bar of hours by state, the farm's card and trend.
+  await page.goto(`${base}/#/utilisation`);
+  await page.locator("table.utilisation tbody tr").first().waitFor();
+  const used = await apiGet("/statistics/utilisation");
+  await page.waitForFunction((n) => document.querySelectorAll("table.utilisation tbody tr").length >= n, used.printers.length);
+  for (const row of used.printers) {
+    const line = page.locator(`table.utilisation tbody tr[data-printer="${row.printer_id}"]`);
+    assert.ok((await line.locator("svg rect").count()) >= 1, `${row.name} has a bar of its hours`);
+  }
+  const utilisationCard = await card("Utilisation").textContent();
+  assert.match(utilisationCard, /^\d+\.\d %$/, "the farm's utilisation in percent");
+  assert.ok((await page.locator(".chart svg g").count()) >= 1, "the farm's trend has a bar");
+  await page.screenshot({ path: join(shots, "utilisation.png"), fullPage: true });
+  step(`utilisation: ${used.printers.length} printers, farm ${used.farm.utilisation} % printing`);
+
   // Filament: the X1C's tagged spools registered themselves; one row each, a card per material;
   // a spool added in the page and loaded into a tray there.
   const tagged = await until("the AMS's spools in the inventory", async () => {

@@ -13,6 +13,7 @@ import { Maintenance } from "./pages/maintenance";
 import { Queue } from "./pages/queue";
 import { Settings } from "./pages/settings";
 import { Stats } from "./pages/stats";
+import { Utilisation } from "./pages/utilisation";
 import { Wall } from "./pages/wall";
 import { ErrorNote, message, type Session } from "./ui";
 import "./style.css";
@@ -25,6 +26,7 @@ const SCREENS = [
   { path: "filament", title: "Filament", need: "read" },
   { path: "maintenance", title: "Care", need: "read" },
   { path: "statistics", title: "Statistics", need: "read" },
+  { path: "utilisation", title: "Utilisation", need: "read" },
   { path: "people", title: "People", need: "admin" },
   { path: "audit", title: "Audit", need: "admin" },
   { path: "settings", title: "Settings", need: "read" },
@@ -229,6 +231,7 @@ function App() {
         {screen.path === "filament" && <Filament session={session} />}
         {screen.path === "maintenance" && <Maintenance session={session} />}
         {screen.path === "statistics" && <Stats />}
+        {screen.path === "utilisation" && <Utilisation />}
         {screen.path === "people" && session.can("admin") && <People />}
         {screen.path === "audit" && session.can("admin") && <Audit />}
         {screen.path === "settings" && <Settings session={session} me={me} />}

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use printyard_bambu::lifecycle::{Lifecycle, PrintEvent};
 use printyard_contracts::farm::EventKind;
-use printyard_contracts::printer::PrinterStatus;
+use printyard_contracts::printer::{HmsSeverity, PrinterStatus};
 use printyard_contracts::prints::{PrintEndSeen, SeenOutcome};
 use printyard_contracts::queue::job_of;
 use serde_json::{Value, json};
@@ -236,6 +236,10 @@ impl Tracker {
             "gcode_file": status.gcode_file,
             "task_id": status.task_id,
             "print_error": status.print_error,
+            // The HMS errors it shows (errors kept open elsewhere and not among them are gone).
+            "hms_errors": status.hms.iter()
+                .filter(|e| matches!(e.severity, HmsSeverity::Fatal | HmsSeverity::Serious))
+                .map(|e| e.code.as_str()).collect::<Vec<_>>(),
             "progress": status.progress,
             "printer_name": printer_name,
             // The key this gateway follows a running print under.

@@ -146,6 +146,13 @@ async fn serve(runtime: &Runtime, queue: &queue::Queue) -> anyhow::Result<()> {
         .serve_with(contract::CLEAR_PLATE, queue, |q, r| async move {
             q.clear_plate(r).await
         })
+        .await?;
+    runtime
+        .serve_with(
+            contract::RETRY,
+            queue,
+            |q, r| async move { q.retry(r).await },
+        )
         .await
 }
 

@@ -8,7 +8,7 @@ use printyard_contracts::archive::{self, PlanRequest};
 use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
 use printyard_contracts::queue::{
     AddJob, ClearPlate, JobId, JobList, JobRemoved, JobStatus, ListJobs, NewJob, PlateCleared,
-    QueueJob, Reorder, TargetPrinter, queue_changed_subject,
+    QueueJob, Reorder, RetryPrint, TargetPrinter, queue_changed_subject,
 };
 use printyard_contracts::{ErrorBody, ErrorCode};
 use printyard_service::rpc::RpcClient;
@@ -304,6 +304,63 @@ impl Queue {
             printer_id: request.printer_id,
             cleared_at,
         })
+    }
+
+    /// Queues the job whose print is `archive_id` again, first in line, as it was queued (its
+    /// library file, target, plate and options). Only a job that ended failed or cancelled, and
+    /// once: a second retry of the same job is refused with the job it made.
+    pub async fn retry(&self, request: RetryPrint) -> Result<QueueJob, ErrorBody> {
+        let conflict = |detail: String| ErrorBody::new(ErrorCode::Conflict, detail);
+        let job: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM queue.jobs WHERE result_archive_id = $1 AND printer_assigned = $2 \
+             ORDER BY id DESC LIMIT 1",
+            job_columns!()
+        )))
+        .bind(request.archive_id)
+        .bind(request.printer_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(job) = job else {
+            return Err(conflict(
+                "The print did not come from the queue: there is no job to retry".into(),
+            ));
+        };
+        if !matches!(job.status(), JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(conflict(format!(
+                "Job {} is {}: only a job that failed or was stopped is retried",
+                job.id,
+                job.status().as_str()
+            )));
+        }
+        let again: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO queue.jobs (archive_id, printer_id, model, site, plate, position, \
+               use_ams, bed_leveling, timelapse, name, filename, has_thumbnail, model_id, \
+               filaments, retry_of) \
+             SELECT archive_id, printer_id, model, site, plate, \
+               (SELECT min(position) - 1 FROM queue.jobs), use_ams, bed_leveling, timelapse, \
+               name, filename, has_thumbnail, model_id, filaments, id \
+             FROM queue.jobs WHERE id = $1 \
+             ON CONFLICT (retry_of) WHERE retry_of IS NOT NULL DO NOTHING RETURNING {}",
+            job_columns!()
+        )))
+        .bind(job.id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let Some(again) = again else {
+            return Err(conflict(format!("Job {} was already queued again", job.id)));
+        };
+        tracing::info!(
+            job = job.id,
+            retry = again.id,
+            "failed job queued again, first in line"
+        );
+        self.wake().await;
+        self.views(vec![again])
+            .await?
+            .pop()
+            .ok_or_else(|| ErrorBody::new(ErrorCode::InternalError, "Internal server error"))
     }
 
     /// `plate_cleared` on `FARM_EVENTS` (best effort: a lost one is one wait not counted).

@@ -169,6 +169,10 @@ pub async fn apply(pool: &PgPool, event: &FarmEvent) -> Result<(), sqlx::Error> 
         | EventKind::PrinterRemoved
         | EventKind::QueueJobStarted
         | EventKind::PlateCleared => crate::utilisation::apply(pool, event).await,
+        EventKind::PrinterError
+        | EventKind::PrintError
+        | EventKind::PrinterErrorCleared
+        | EventKind::PrinterState => crate::errors::apply(pool, event).await,
         _ => Ok(()),
     }
 }

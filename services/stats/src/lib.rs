@@ -7,12 +7,14 @@
 //! - [`costs`]: the cost settings prints are priced with (priced at print time).
 //! - [`maintenance`]: maintenance tasks counted from the prints and the clock, and the
 //!   `maintenance_due` event.
+//! - [`errors`]: each printer's HMS and print errors as history, and counts by code.
 //! - [`utilisation`]: the printers' activity spells (from the scheduler's `printer_activity`
 //!   facts) summed into hours by state, plate-clear and queue waits.
 
 pub mod cache;
 pub mod costs;
 pub mod db;
+pub mod errors;
 pub mod facts;
 pub mod maintenance;
 pub mod query;
@@ -122,12 +124,34 @@ impl Stats {
                 },
             )
             .await?;
+        serve_errors(&runtime, &pool).await?;
         serve_maintenance(&runtime, &pool, jetstream, printers).await?;
         runtime.consume_events(facts::consumer(EVENT_CONCURRENCY), move |event, _| {
             facts::handle(pool.clone(), event)
         });
         Ok(runtime)
     }
+}
+
+/// Printer errors: a printer's history, one error, counts by code.
+async fn serve_errors(runtime: &Runtime, pool: &PgPool) -> anyhow::Result<()> {
+    use printyard_contracts::printer_errors as contract;
+    runtime
+        .serve_with(contract::LIST, pool, |pool, request| async move {
+            errors::list(&pool, request).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::GET, pool, |pool, request| async move {
+            errors::get(&pool, request).await
+        })
+        .await?;
+    runtime
+        .serve_with(contract::COUNTS, pool, |pool, request| async move {
+            errors::counts(&pool, request).await
+        })
+        .await?;
+    Ok(())
 }
 
 /// Maintenance: its endpoints and the due sweep (over the registry's printers).

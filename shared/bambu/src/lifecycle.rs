@@ -185,6 +185,11 @@ pub fn new_hms_errors<'a>(previous: &[HmsEntry], current: &'a [HmsEntry]) -> Vec
         .collect()
 }
 
+/// HMS errors (fatal or serious) in `previous` that are not in `current`: cleared.
+pub fn cleared_hms_errors<'a>(previous: &'a [HmsEntry], current: &[HmsEntry]) -> Vec<&'a HmsEntry> {
+    new_hms_errors(current, previous)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

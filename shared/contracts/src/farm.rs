@@ -199,6 +199,13 @@ pub enum EventKind {
     /// `scheduler`: a person marked a printer's plate cleared after a print ended
     /// ([`crate::utilisation::PlateCleared`]; not a public event).
     PlateCleared,
+    /// A gateway saw a print error raised (the report's `print_error`;
+    /// [`crate::printer_errors::ErrorRaised`]; not a public event: HMS errors are
+    /// `printer_error`).
+    PrintError,
+    /// A gateway saw an HMS error or a print error go
+    /// ([`crate::printer_errors::ErrorCleared`]; not a public event).
+    PrinterErrorCleared,
 }
 
 impl EventKind {
@@ -228,6 +235,8 @@ impl EventKind {
             EventKind::MaintenanceDue => "maintenance_due",
             EventKind::PrinterActivity => "printer_activity",
             EventKind::PlateCleared => "plate_cleared",
+            EventKind::PrintError => "print_error",
+            EventKind::PrinterErrorCleared => "printer_error_cleared",
         }
     }
 }

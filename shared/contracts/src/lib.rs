@@ -10,6 +10,7 @@ pub mod farm;
 pub mod filament;
 pub mod maintenance;
 pub mod printer;
+pub mod printer_errors;
 pub mod prints;
 pub mod queue;
 pub mod rpc;

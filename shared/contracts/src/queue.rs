@@ -205,6 +205,14 @@ pub struct PlateCleared {
     pub cleared_at: DateTime<Utc>,
 }
 
+/// Queue a print that failed or was stopped again, first in line (from an error it hit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPrint {
+    /// The print's archive (the job's `result_archive_id`).
+    pub archive_id: i64,
+    pub printer_id: i64,
+}
+
 const fn endpoint<Req, Resp>(name: &'static str) -> Endpoint<Req, Resp> {
     Endpoint::new(ServiceName::Scheduler, name)
 }
@@ -214,6 +222,7 @@ pub const ADD: Endpoint<AddJob, QueueJob> = endpoint("add");
 pub const REMOVE: Endpoint<JobId, JobRemoved> = endpoint("remove");
 pub const REORDER: Endpoint<Reorder, JobList> = endpoint("reorder");
 pub const CLEAR_PLATE: Endpoint<ClearPlate, PlateCleared> = endpoint("clear-plate");
+pub const RETRY: Endpoint<RetryPrint, QueueJob> = endpoint("retry");
 
 /// Core NATS subject on which a change to the queue (a job added, a plate cleared) wakes every
 /// scheduler replica's dispatcher at once instead of at its next tick.

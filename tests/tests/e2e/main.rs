@@ -29,6 +29,7 @@ mod otlp_traces;
 mod people;
 mod print_record;
 mod print_record_model;
+mod printer_errors;
 mod printers;
 mod queue;
 mod rate_limits;

@@ -152,6 +152,13 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/statistics/utilisation/export",
         Key(P::Read, C::Read),
     ),
+    ("GET", "/api/v1/statistics/errors", Key(P::Read, C::Read)),
+    ("GET", "/api/v1/printers/{id}/errors", Key(P::Read, C::Read)),
+    (
+        "POST",
+        "/api/v1/printers/{id}/errors/{error_id}/retry",
+        Key(P::Control, C::Control),
+    ),
     ("GET", "/api/v1/settings/costs", Key(P::Read, C::Read)),
     ("PUT", "/api/v1/settings/costs", Key(P::Admin, C::Write)),
     ("GET", "/api/v1/webhooks", Key(P::Admin, C::Read)),

@@ -7,6 +7,7 @@ pub(crate) mod archives;
 mod audit;
 mod auth;
 mod camera;
+mod errors;
 mod events;
 mod firmware;
 mod health;
@@ -90,6 +91,9 @@ pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(statistics::statistics))
         .routes(routes!(statistics::export))
         .routes(routes!(utilisation::utilisation))
+        .routes(routes!(errors::counts))
+        .routes(routes!(errors::list))
+        .routes(routes!(errors::retry))
         .routes(routes!(utilisation::export))
         .routes(routes!(statistics::costs, statistics::set_costs))
         .routes(routes!(webhooks::list, webhooks::create))

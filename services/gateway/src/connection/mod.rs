@@ -19,8 +19,9 @@ use std::time::Duration;
 use async_nats::Subscriber;
 use chrono::Utc;
 use futures::StreamExt;
+use printyard_bambu::codes::PRINT_ERROR_CANCELLED;
 use printyard_bambu::commands::{Command, SIGNATURE_REQUIRED_HMS};
-use printyard_bambu::lifecycle::new_hms_errors;
+use printyard_bambu::lifecycle::{cleared_hms_errors, new_hms_errors};
 use printyard_bambu::mqtt::{
     AccessCode, Endpoint, Incoming, Session, SessionError, SessionOptions,
 };
@@ -28,7 +29,8 @@ use printyard_bambu::report::{Message, ReportState};
 use printyard_bambu::tls::{Acceptance, PrinterCertVerifier, client_config, fingerprint_hex};
 use printyard_bambu::{models, status as normalize};
 use printyard_contracts::farm::{COMMAND, CommandOutcome, EventKind, PinLearned, PrinterRecord};
-use printyard_contracts::printer::{HmsEntry, PrinterState};
+use printyard_contracts::printer::{HmsEntry, PrinterState, PrinterStatus};
+use printyard_contracts::printer_errors::ErrorSource;
 use printyard_contracts::queue::PRINT;
 use printyard_service::backoff::Backoff;
 use tokio_util::sync::CancellationToken;
@@ -86,8 +88,10 @@ pub struct Connection {
     status: StatusBoard,
     /// The printer's prints: which events its statuses mean.
     tracker: Tracker,
-    /// The HMS entries of the last status (a new serious one is an event).
+    /// The HMS entries of the last status (a new serious one is an event, and one gone).
     hms: Vec<HmsEntry>,
+    /// The print error of the last status (raised and cleared are events).
+    print_error: Option<String>,
     commands: Commands,
     /// Queued jobs being printed.
     dispatches: dispatch::Dispatches,
@@ -124,6 +128,7 @@ impl Connection {
             settings,
             tracker: Tracker::new(),
             hms: Vec::new(),
+            print_error: None,
             released: CancellationToken::new(),
             events: None,
         }
@@ -507,12 +512,7 @@ impl Connection {
                 .await;
             self.dispatches.print_refused_unsigned().await;
         }
-        for entry in new_hms_errors(&self.hms, &normalized.hms) {
-            let data = serde_json::json!({"code": entry.code, "severity": entry.severity, "text": entry.text});
-            let occurrence = format!("{}.{}", entry.code, Utc::now().timestamp());
-            self.event(EventKind::PrinterError, &occurrence, data).await;
-        }
-        self.hms = normalized.hms.clone();
+        self.errors_raised_and_cleared(&normalized).await;
         let dispatches = &self.dispatches;
         let acts = self
             .tracker
@@ -532,6 +532,47 @@ impl Connection {
         self.status.now.status = Some(normalized);
         let printer = self.status.printer();
         self.dispatches.print_observed(&printer).await;
+    }
+
+    /// HMS errors and the print error: each raised and each cleared is an event (the
+    /// printer's error history; an HMS error raised is also the public `printer_error`).
+    async fn errors_raised_and_cleared(&mut self, normalized: &PrinterStatus) {
+        let now = Utc::now();
+        for entry in new_hms_errors(&self.hms, &normalized.hms) {
+            let data = serde_json::json!({"code": entry.code, "severity": entry.severity,
+                                          "text": entry.text, "source": ErrorSource::Hms});
+            let occurrence = format!("{}.{}", entry.code, now.timestamp());
+            self.event(EventKind::PrinterError, &occurrence, data).await;
+        }
+        for entry in cleared_hms_errors(&self.hms, &normalized.hms) {
+            let data = serde_json::json!({"code": entry.code, "source": ErrorSource::Hms});
+            let occurrence = format!("{}.{}", entry.code, now.timestamp_millis());
+            self.event(EventKind::PrinterErrorCleared, &occurrence, data)
+                .await;
+        }
+        self.hms = normalized.hms.clone();
+        // A print stopped by a person shows as print error 0300_400C: not an error.
+        let cancelled = printyard_bambu::codes::print_error_code(PRINT_ERROR_CANCELLED);
+        let shown = normalized.print_error.clone().filter(|c| *c != cancelled);
+        if self.print_error == shown {
+            return;
+        }
+        if let Some(code) = self.print_error.take() {
+            let data = serde_json::json!({"code": code, "source": ErrorSource::Print});
+            let occurrence = format!("{code}.{}", now.timestamp_millis());
+            self.event(EventKind::PrinterErrorCleared, &occurrence, data)
+                .await;
+        }
+        if let Some(code) = &shown {
+            let text = u32::from_str_radix(&code.replace('_', ""), 16)
+                .ok()
+                .and_then(|value| printyard_bambu::hms::print_error_text(value, None));
+            let data =
+                serde_json::json!({"code": code, "text": text, "source": ErrorSource::Print});
+            let occurrence = format!("{code}.{}", now.timestamp_millis());
+            self.event(EventKind::PrintError, &occurrence, data).await;
+        }
+        self.print_error = shown;
     }
 
     /// Fetches a print's file for the archive, beside the session.
