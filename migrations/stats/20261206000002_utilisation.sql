@@ -18,30 +18,33 @@ CREATE INDEX activity_open ON stats.activity (printer_id) WHERE until IS NULL;
 -- The spells overlapping a partial day at a range's ends.
 CREATE INDEX activity_span ON stats.activity USING gist (tstzrange(at, until, '[)'));
 
--- Seconds of ended spells by period (UTC day, month, year), per printer and per site.
+-- Seconds of ended spells by period (UTC day, month, year), per printer and per site, a column
+-- per state: a period of a printer is one row, so two years of 500 printers are 1,000 year rows.
 CREATE TABLE stats.activity_day (
-    period     DATE   NOT NULL,
-    printer_id BIGINT NOT NULL,
-    site       TEXT   NOT NULL,
-    activity   TEXT   NOT NULL,
-    seconds    DOUBLE PRECISION NOT NULL DEFAULT 0,
-    PRIMARY KEY (period, printer_id, site, activity)
+    period         DATE   NOT NULL,
+    printer_id     BIGINT NOT NULL,
+    site           TEXT   NOT NULL,
+    printing       DOUBLE PRECISION NOT NULL DEFAULT 0,
+    paused         DOUBLE PRECISION NOT NULL DEFAULT 0,
+    awaiting_clear DOUBLE PRECISION NOT NULL DEFAULT 0,
+    idle_queued    DOUBLE PRECISION NOT NULL DEFAULT 0,
+    idle           DOUBLE PRECISION NOT NULL DEFAULT 0,
+    error          DOUBLE PRECISION NOT NULL DEFAULT 0,
+    offline        DOUBLE PRECISION NOT NULL DEFAULT 0,
+    maintenance    DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (period, printer_id, site)
 );
 CREATE INDEX activity_day_printer ON stats.activity_day (printer_id, period);
 CREATE TABLE stats.activity_month (LIKE stats.activity_day INCLUDING DEFAULTS);
-ALTER TABLE stats.activity_month ADD PRIMARY KEY (period, printer_id, site, activity);
+ALTER TABLE stats.activity_month ADD PRIMARY KEY (period, printer_id, site);
 CREATE INDEX activity_month_printer ON stats.activity_month (printer_id, period);
 CREATE TABLE stats.activity_year (LIKE stats.activity_day INCLUDING DEFAULTS);
-ALTER TABLE stats.activity_year ADD PRIMARY KEY (period, printer_id, site, activity);
+ALTER TABLE stats.activity_year ADD PRIMARY KEY (period, printer_id, site);
 CREATE INDEX activity_year_printer ON stats.activity_year (printer_id, period);
 
-CREATE TABLE stats.activity_site_day (
-    period   DATE NOT NULL,
-    site     TEXT NOT NULL,
-    activity TEXT NOT NULL,
-    seconds  DOUBLE PRECISION NOT NULL DEFAULT 0,
-    PRIMARY KEY (period, site, activity)
-);
+CREATE TABLE stats.activity_site_day (LIKE stats.activity_day INCLUDING DEFAULTS);
+ALTER TABLE stats.activity_site_day DROP COLUMN printer_id;
+ALTER TABLE stats.activity_site_day ADD PRIMARY KEY (period, site);
 
 -- Durations (plate clear: a print's end to its plate marked cleared, by the day it was
 -- cleared; queue wait: a job queued to started, by the day it started) as counts in

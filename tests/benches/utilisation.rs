@@ -49,31 +49,45 @@ async fn seed(env: &TestEnv, per_day: i64) {
         ),
     )
     .await;
+    let columns =
+        "printing, paused, awaiting_clear, idle_queued, idle, error, offline, maintenance";
+    let pivot: Vec<String> = columns
+        .split(", ")
+        .map(|c| {
+            format!(
+                "coalesce(sum(extract(epoch FROM until - at)) FILTER (WHERE activity = '{c}'), 0)"
+            )
+        })
+        .collect();
     exec(
         &pool,
-        "INSERT INTO stats.activity_day (period, printer_id, site, activity, seconds) \
-         SELECT (at AT TIME ZONE 'UTC')::date, printer_id, site, activity, \
-           sum(extract(epoch FROM until - at)) FROM stats.activity WHERE until IS NOT NULL \
-         GROUP BY 1, 2, 3, 4"
-            .into(),
+        format!(
+            "INSERT INTO stats.activity_day (period, printer_id, site, {columns}) \
+             SELECT (at AT TIME ZONE 'UTC')::date, printer_id, site, {} FROM stats.activity \
+             WHERE until IS NOT NULL GROUP BY 1, 2, 3",
+            pivot.join(", ")
+        ),
     )
     .await;
+    let sums: Vec<String> = columns.split(", ").map(|c| format!("sum({c})")).collect();
+    let sums = sums.join(", ");
     for grain in ["month", "year"] {
         exec(
             &pool,
             format!(
-                "INSERT INTO stats.activity_{grain} (period, printer_id, site, activity, seconds) \
-                 SELECT date_trunc('{grain}', period)::date, printer_id, site, activity, \
-                   sum(seconds) FROM stats.activity_day GROUP BY 1, 2, 3, 4"
+                "INSERT INTO stats.activity_{grain} (period, printer_id, site, {columns}) \
+                 SELECT date_trunc('{grain}', period)::date, printer_id, site, {sums} \
+                 FROM stats.activity_day GROUP BY 1, 2, 3"
             ),
         )
         .await;
     }
     exec(
         &pool,
-        "INSERT INTO stats.activity_site_day (period, site, activity, seconds) \
-         SELECT period, site, activity, sum(seconds) FROM stats.activity_day GROUP BY 1, 2, 3"
-            .into(),
+        format!(
+            "INSERT INTO stats.activity_site_day (period, site, {columns}) \
+             SELECT period, site, {sums} FROM stats.activity_day GROUP BY 1, 2"
+        ),
     )
     .await;
     exec(
@@ -177,12 +191,31 @@ fn main() {
         .unwrap()
         .block_on(async move {
             let env = TestEnv::new().await;
-            let _stats = spawn_stats(&env).await;
+            let stats = spawn_stats(&env).await;
             let mut config = env.api_config();
             config.rate_limits.enabled = false;
             let api = spawn_api_with(config).await;
             let key = env.api_key(&[Permission::Read]).await;
             seed(&env, per_day).await;
+            // BENCH_EXPLAIN=<ms>: the plans of statements slower than that go to the Postgres
+            // log (auto_explain), for the stats service's new connections.
+            if let Ok(ms) = std::env::var("BENCH_EXPLAIN") {
+                let pool = env.pool().await;
+                for setting in [
+                    "session_preload_libraries = 'auto_explain'".to_owned(),
+                    format!("auto_explain.log_min_duration = '{ms}ms'"),
+                    "auto_explain.log_analyze = on".to_owned(),
+                ] {
+                    exec(
+                        &pool,
+                        format!("ALTER DATABASE {} SET {setting}", env.database_name),
+                    )
+                    .await;
+                }
+            }
+            // Started afresh on the seeded schema (and with the explain settings).
+            stats.stop().await;
+            let _stats = spawn_stats(&env).await;
             let client = keyed_http(&key);
             let base = api.api_url("/statistics/utilisation");
             let shapes = [

@@ -381,7 +381,13 @@ try {
     await page.locator("table.firmware tbody tr").first().waitFor();
     const firmware = await apiGet("/printers/firmware");
     assert.equal(await page.locator("table.firmware tbody tr").count(), firmware.groups.length, "a row per model and version");
-    step(`care: a task for ${idle.name} added, marked done (by the page's key); firmware: ${firmware.groups.length} model/version rows`);
+    // The first printer's errors, as the API lists them.
+    const firstPrinter = (await apiGet("/printers"))[0];
+    const history = await apiGet(`/printers/${firstPrinter.id}/errors`);
+    await page.locator("section[aria-label='Printer errors']").waitFor();
+    if (history.length > 0) await page.locator("table.errors tbody tr").first().waitFor();
+    assert.equal(await page.locator("table.errors tbody tr").count(), history.length, "a row per error of the printer");
+    step(`care: a task for ${idle.name} added, marked done (by the page's key); firmware: ${firmware.groups.length} model/version rows; ${history.length} errors on ${firstPrinter.name}`);
   }
   await context.close();
 

@@ -1,7 +1,7 @@
 // Small pieces every screen uses: loading an answer, authenticated images, formats, buttons.
 import type { ComponentChildren } from "preact";
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
-import { api } from "./api/client";
+import { api, must } from "./api/client";
 
 /** What a signed-in screen knows about its user. */
 export interface Session {
@@ -190,5 +190,52 @@ export function ProgressBar({ percent, label }: { percent: number; label?: strin
     <div class="bar" role="progressbar" aria-valuenow={Math.round(p)} aria-valuemin={0} aria-valuemax={100} aria-label={label}>
       <div style={{ width: `${p}%` }} />
     </div>
+  );
+}
+
+/** A figure with its label, in a row of cards. */
+export function Card({ label, value }: { label: string; value: string }) {
+  return (
+    <div class="card">
+      <span>{label}</span>
+      <strong>{value}</strong>
+    </div>
+  );
+}
+
+/** A date range and a site (of the farm's printers), as the statistics screens filter. */
+export interface Range {
+  from: string;
+  to: string;
+  site: string;
+}
+
+export function useRange(): [Range, (change: Partial<Range>) => void, string[]] {
+  const [range, setRange] = useState<Range>({ from: "", to: "", site: "" });
+  const printers = useAnswer(() => must(api.GET("/printers")), []);
+  const sites = [...new Set((printers.data ?? []).map((p) => p.site))].sort();
+  return [range, (change) => setRange((r) => ({ ...r, ...change })), sites];
+}
+
+/** The range's inputs: from, to, site. */
+export function RangeFilter({ range, change, sites }: { range: Range; change: (c: Partial<Range>) => void; sites: string[] }) {
+  return (
+    <>
+      <label>
+        From <input type="date" name="from" value={range.from} onChange={(e) => change({ from: e.currentTarget.value })} />
+      </label>
+      <label>
+        To <input type="date" name="to" value={range.to} onChange={(e) => change({ to: e.currentTarget.value })} />
+      </label>
+      <label>
+        Site
+        <select name="site" value={range.site} onChange={(e) => change({ site: e.currentTarget.value })}>
+          <option value="">all</option>
+          {sites.map((x) => (
+            <option value={x}>{x}</option>
+          ))}
+        </select>
+      </label>
+    </>
   );
 }

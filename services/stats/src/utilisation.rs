@@ -399,45 +399,52 @@ async fn write(
     deltas: &Deltas,
 ) -> Result<(), sqlx::Error> {
     for grain in GRAINS {
-        let rows: Vec<_> = deltas
-            .seconds
-            .iter()
-            .filter(|(k, _)| k.0 == grain)
-            .collect();
+        // One row per period and site, a column per state.
+        let mut rows: BTreeMap<(NaiveDate, &str), [f64; 8]> = BTreeMap::new();
+        for ((g, period, site, activity), micros) in &deltas.seconds {
+            if let (true, Some(column)) = (*g == grain, column(*activity)) {
+                rows.entry((*period, site.as_str())).or_default()[column] += *micros as f64 / 1e6;
+            }
+        }
         if !rows.is_empty() {
-            let periods: Vec<NaiveDate> = rows.iter().map(|(k, _)| k.1).collect();
-            let sites: Vec<&str> = rows.iter().map(|(k, _)| k.2.as_str()).collect();
-            let states: Vec<&str> = rows.iter().map(|(k, _)| k.3.as_str()).collect();
-            let seconds: Vec<f64> = rows.iter().map(|(_, v)| **v as f64 / 1e6).collect();
+            let periods: Vec<NaiveDate> = rows.keys().map(|k| k.0).collect();
+            let sites: Vec<&str> = rows.keys().map(|k| k.1).collect();
+            let columns: Vec<Vec<f64>> = (0..8)
+                .map(|c| rows.values().map(|v| v[c]).collect())
+                .collect();
             let table = grain.name();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO stats.activity_{table} (period, printer_id, site, activity, seconds) \
-                 SELECT p, $1, s, a, v FROM unnest($2::date[], $3::text[], $4::text[], \
-                   $5::float8[]) AS t(p, s, a, v) \
-                 ON CONFLICT (period, printer_id, site, activity) \
-                 DO UPDATE SET seconds = activity_{table}.seconds + excluded.seconds"
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO stats.activity_{table} (period, printer_id, site, {STATE_COLUMNS}) \
+                 SELECT p, $1, s, c1, c2, c3, c4, c5, c6, c7, c8 FROM unnest($2::date[], \
+                   $3::text[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], \
+                   $8::float8[], $9::float8[], $10::float8[], $11::float8[]) \
+                   AS t(p, s, c1, c2, c3, c4, c5, c6, c7, c8) \
+                 ON CONFLICT (period, printer_id, site) DO UPDATE SET {}",
+                added(&format!("activity_{table}"))
             )))
             .bind(printer)
             .bind(&periods)
-            .bind(&sites)
-            .bind(&states)
-            .bind(&seconds)
-            .execute(&mut **tx)
-            .await?;
+            .bind(&sites);
+            for column in &columns {
+                query = query.bind(column);
+            }
+            query.execute(&mut **tx).await?;
             if grain == Grain::Day {
-                sqlx::query(
-                    "INSERT INTO stats.activity_site_day (period, site, activity, seconds) \
-                     SELECT p, s, a, sum(v) FROM unnest($1::date[], $2::text[], $3::text[], \
-                       $4::float8[]) AS t(p, s, a, v) GROUP BY p, s, a \
-                     ON CONFLICT (period, site, activity) \
-                     DO UPDATE SET seconds = activity_site_day.seconds + excluded.seconds",
-                )
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO stats.activity_site_day (period, site, {STATE_COLUMNS}) \
+                     SELECT p, s, c1, c2, c3, c4, c5, c6, c7, c8 FROM unnest($1::date[], \
+                       $2::text[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], \
+                       $7::float8[], $8::float8[], $9::float8[], $10::float8[]) \
+                       AS t(p, s, c1, c2, c3, c4, c5, c6, c7, c8) \
+                     ON CONFLICT (period, site) DO UPDATE SET {}",
+                    added("activity_site_day")
+                )))
                 .bind(&periods)
-                .bind(&sites)
-                .bind(&states)
-                .bind(&seconds)
-                .execute(&mut **tx)
-                .await?;
+                .bind(&sites);
+                for column in &columns {
+                    query = query.bind(column);
+                }
+                query.execute(&mut **tx).await?;
             }
         }
         let rows: Vec<_> = deltas.waits.iter().filter(|(k, _)| k.0 == grain).collect();
@@ -468,6 +475,44 @@ async fn write(
     Ok(())
 }
 
+/// The summaries' state columns, in [`Activity::COUNTED`] order.
+const STATE_COLUMNS: &str =
+    "printing, paused, awaiting_clear, idle_queued, idle, error, offline, maintenance";
+
+/// The column of a state in the summaries (none for `removed`).
+fn column(activity: Activity) -> Option<usize> {
+    Activity::COUNTED.iter().position(|a| *a == activity)
+}
+
+/// `col = table.col + excluded.col` for every state column.
+fn added(table: &str) -> String {
+    STATE_COLUMNS
+        .split(", ")
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `sum(col)::float8` for every state column.
+fn sums() -> String {
+    STATE_COLUMNS
+        .split(", ")
+        .map(|c| format!("sum({c})::float8"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Eight sums, in [`Activity::COUNTED`] order, as hours.
+fn hours_of(seconds: [f64; 8]) -> StateHours {
+    let mut hours = StateHours::default();
+    for (activity, s) in Activity::COUNTED.iter().zip(seconds) {
+        if let Some(h) = hours.get_mut(*activity) {
+            *h = s / 3600.0;
+        }
+    }
+    hours
+}
+
 fn invalid(detail: impl Into<String>) -> ErrorBody {
     ErrorBody::new(ErrorCode::ValidationError, detail)
 }
@@ -487,9 +532,10 @@ fn conditions(printers: Option<&[i64]>, site: Option<&str>, binds: &mut Binds) -
     sql
 }
 
-/// Seconds of one printer (0 for sums of a site's day) at one site in one state.
-type Seconds = (i64, String, String, f64);
-type Dated = (NaiveDate, String, f64);
+/// Seconds of one printer at one site, a sum per state.
+type Seconds = (i64, String, f64, f64, f64, f64, f64, f64, f64, f64);
+/// Seconds of one period, a sum per state.
+type Dated = (NaiveDate, f64, f64, f64, f64, f64, f64, f64, f64);
 type Raw = (i64, String, String, DateTime<Utc>, Option<DateTime<Utc>>);
 /// A spell's part inside the range: printer, site, state, from, until.
 type Piece = (i64, String, Activity, DateTime<Utc>, DateTime<Utc>);
@@ -553,7 +599,7 @@ pub async fn utilisation(
         let r = range(&mut binds);
         let c = conditions(printers, site, &mut binds);
         summary_parts.push(format!(
-            "SELECT printer_id, site, activity, seconds FROM stats.activity_{table} WHERE true{r}{c}"
+            "SELECT printer_id, site, {STATE_COLUMNS} FROM stats.activity_{table} WHERE true{r}{c}"
         ));
         let r = range(&mut wait_binds);
         let c = conditions(printers, site, &mut wait_binds);
@@ -565,8 +611,8 @@ pub async fn utilisation(
         Vec::new()
     } else {
         let sql = format!(
-            "SELECT printer_id, site, activity, sum(seconds)::float8 FROM ({}) s \
-             GROUP BY 1, 2, 3",
+            "SELECT printer_id, site, {} FROM ({}) s GROUP BY 1, 2",
+            sums(),
             summary_parts.join(" UNION ALL ")
         );
         fetch::<Seconds>(pool, sql, binds).await?
@@ -664,9 +710,9 @@ pub async fn utilisation(
             *hours += seconds / 3600.0;
         }
     };
-    for (printer, site, activity, seconds) in &summed {
-        if let Some(activity) = Activity::parse(activity) {
-            add(*printer, site, activity, *seconds);
+    for (printer, site, a, b, c, d, e, f, g, h) in &summed {
+        for (activity, seconds) in Activity::COUNTED.iter().zip([a, b, c, d, e, f, g, h]) {
+            add(*printer, site, *activity, *seconds);
         }
     }
     for (printer, site, activity, a, b) in &pieces {
@@ -821,15 +867,14 @@ async fn trend(
             "period"
         };
         let sql = format!(
-            "SELECT {grain}, activity, sum(seconds)::float8 FROM stats.{table} \
-             WHERE true{range}{c} GROUP BY 1, 2"
+            "SELECT {grain}, {} FROM stats.{table} WHERE true{range}{c} GROUP BY 1",
+            sums()
         );
-        for (day, activity, seconds) in fetch::<Dated>(pool, sql, binds).await? {
-            if let Some(hours) =
-                Activity::parse(&activity).and_then(|a| periods.entry(day).or_default().get_mut(a))
-            {
-                *hours += seconds / 3600.0;
-            }
+        for (day, a, b, c, d, e, f, g, h) in fetch::<Dated>(pool, sql, binds).await? {
+            periods
+                .entry(day)
+                .or_default()
+                .add(&hours_of([a, b, c, d, e, f, g, h]));
         }
     }
     for (_, _, activity, a, b) in pieces {

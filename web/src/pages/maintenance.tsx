@@ -79,6 +79,7 @@ export function Maintenance({ session }: { session: Session }) {
         </div>
       </section>
       {session.can("write") && <NewTask onAdded={reload} />}
+      <PrinterErrors session={session} />
       <Firmware />
       <section aria-label="Tasks">
         <h2>Tasks</h2>
@@ -101,6 +102,92 @@ export function Maintenance({ session }: { session: Session }) {
         </ul>
       </section>
     </>
+  );
+}
+
+/** A printer's errors (HMS and print), newest first, with what the printer allows about each
+ * now (resume, stop, retry), and the farm's most frequent codes. */
+function PrinterErrors({ session }: { session: Session }) {
+  const printers = useAnswer(() => must(api.GET("/printers")), []);
+  const [printer, setPrinter] = useState<number | undefined>(undefined);
+  const chosen = printer ?? printers.data?.[0]?.id;
+  const errors = useAnswer(
+    () =>
+      chosen == null
+        ? Promise.resolve([])
+        : must(api.GET("/printers/{id}/errors", { params: { path: { id: chosen } } })),
+    [chosen],
+  );
+  const counts = useAnswer(() => must(api.GET("/statistics/errors")), []);
+  const act = async (id: number, action: string, errorId: number) => {
+    const path = { params: { path: { id } } };
+    if (action === "resume") await must(api.POST("/printers/{id}/resume", path));
+    else if (action === "stop") await must(api.POST("/printers/{id}/stop", path));
+    else await must(api.POST("/printers/{id}/errors/{error_id}/retry", { params: { path: { id, error_id: errorId } } }));
+    errors.reload();
+  };
+  return (
+    <section aria-label="Printer errors">
+      <h2>Printer errors</h2>
+      <label>
+        Printer{" "}
+        <select name="errors-printer" value={chosen} onChange={(e) => setPrinter(Number(e.currentTarget.value))}>
+          {(printers.data ?? []).map((p) => (
+            <option value={p.id}>{p.name}</option>
+          ))}
+        </select>
+      </label>
+      <ErrorNote error={errors.error} />
+      {errors.data && errors.data.length === 0 && <p>No errors on this printer.</p>}
+      <div class="scroll">
+        <table class="errors">
+          <tbody>
+            {(errors.data ?? []).map((e) => (
+              <tr key={e.id} data-code={e.code}>
+                <td>{when(e.raised_at)}</td>
+                <td>
+                  <code>{e.code}</code> {e.severity ?? e.source}
+                </td>
+                <td>{e.text ?? "–"}</td>
+                <td>{e.cleared_at ? `cleared ${when(e.cleared_at)}` : "standing"}</td>
+                <td>{e.archive_id != null ? `print #${e.archive_id} (${e.print_status})` : "no print"}</td>
+                <td>
+                  {session.can("control") &&
+                    (e.actions ?? []).map((a) => (
+                      <ActionButton
+                        action={() => act(e.printer_id, a, e.id)}
+                        confirm={a === "stop" ? "Stop the print?" : undefined}
+                      >
+                        {a === "resume" ? "Resume" : a === "stop" ? "Stop" : "Retry"}
+                      </ActionButton>
+                    ))}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {counts.data && counts.data.by_code.length > 0 && (
+        <>
+          <h3>Most frequent</h3>
+          <table class="error-counts">
+            <tbody>
+              {counts.data.by_code.slice(0, 10).map((c) => (
+                <tr>
+                  <td>
+                    <code>{c.code}</code>
+                  </td>
+                  <td>{c.text ?? "–"}</td>
+                  <td>
+                    {c.count} × on {c.printers} printer{c.printers === 1 ? "" : "s"}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </>
+      )}
+    </section>
   );
 }
 

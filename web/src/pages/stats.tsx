@@ -1,45 +1,28 @@
 // Statistics: totals, prints by day as a chart, and by printer and filament type as tables with
 // a bar each, with their cost, for a date range and site.
-import { useState } from "preact/hooks";
 import { api, must, type Schemas } from "../api/client";
-import { ErrorNote, duration, money, useAnswer } from "../ui";
+import { Card, ErrorNote, RangeFilter, duration, money, useAnswer, useRange } from "../ui";
 
 type Totals = Schemas["Totals"];
 
 export function Stats() {
-  const [from, setFrom] = useState("");
-  const [to, setTo] = useState("");
-  const [site, setSite] = useState("");
+  const [range, change, sites] = useRange();
   const stats = useAnswer(
     () =>
       must(
         api.GET("/statistics", {
-          params: { query: { start_date: from || undefined, end_date: to || undefined, site: site || undefined } },
+          params: {
+            query: { start_date: range.from || undefined, end_date: range.to || undefined, site: range.site || undefined },
+          },
         }),
       ),
-    [from, to, site],
+    [range],
   );
-  const printers = useAnswer(() => must(api.GET("/printers")), []);
-  const sites = [...new Set((printers.data ?? []).map((p) => p.site))].sort();
   const s = stats.data;
   return (
     <>
       <div class="toolbar wrap">
-        <label>
-          From <input type="date" name="from" value={from} onChange={(e) => setFrom(e.currentTarget.value)} />
-        </label>
-        <label>
-          To <input type="date" name="to" value={to} onChange={(e) => setTo(e.currentTarget.value)} />
-        </label>
-        <label>
-          Site
-          <select name="site" value={site} onChange={(e) => setSite(e.currentTarget.value)}>
-            <option value="">all</option>
-            {sites.map((x) => (
-              <option value={x}>{x}</option>
-            ))}
-          </select>
-        </label>
+        <RangeFilter range={range} change={change} sites={sites} />
       </div>
       <ErrorNote error={stats.error} />
       {s && (
@@ -65,15 +48,6 @@ export function Stats() {
         </>
       )}
     </>
-  );
-}
-
-function Card({ label, value }: { label: string; value: string }) {
-  return (
-    <div class="card">
-      <span>{label}</span>
-      <strong>{value}</strong>
-    </div>
   );
 }
 

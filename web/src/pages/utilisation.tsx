@@ -1,9 +1,8 @@
 // Utilisation: where the printers' hours went. A bar per printer of its hours by state, the
 // farm's trend by day (or month), and what they come to: utilisation, prints per day, how long
 // plates wait to be cleared and jobs wait in the queue. Exported as CSV.
-import { useState } from "preact/hooks";
 import { api, must, saveBlob, type Schemas } from "../api/client";
-import { ActionButton, ErrorNote, duration, useAnswer } from "../ui";
+import { ActionButton, Card, ErrorNote, RangeFilter, duration, useAnswer, useRange } from "../ui";
 
 type Hours = Schemas["StateHours"];
 
@@ -45,34 +44,16 @@ function StateBar({ hours, scale }: { hours: Hours; scale: number }) {
 }
 
 export function Utilisation() {
-  const [from, setFrom] = useState("");
-  const [to, setTo] = useState("");
-  const [site, setSite] = useState("");
-  const query = { start_date: from || undefined, end_date: to || undefined, site: site || undefined };
-  const answer = useAnswer(() => must(api.GET("/statistics/utilisation", { params: { query } })), [from, to, site]);
-  const printers = useAnswer(() => must(api.GET("/printers")), []);
-  const sites = [...new Set((printers.data ?? []).map((p) => p.site))].sort();
+  const [range, change, sites] = useRange();
+  const query = { start_date: range.from || undefined, end_date: range.to || undefined, site: range.site || undefined };
+  const answer = useAnswer(() => must(api.GET("/statistics/utilisation", { params: { query } })), [range]);
   const u = answer.data;
   const longest = u ? Math.max(0, ...u.printers.map((p) => total(p.hours))) : 0;
   const busiest = u ? Math.max(0, ...u.trend.map((p) => total(p.hours))) : 0;
   return (
     <>
       <div class="toolbar wrap">
-        <label>
-          From <input type="date" name="from" value={from} onChange={(e) => setFrom(e.currentTarget.value)} />
-        </label>
-        <label>
-          To <input type="date" name="to" value={to} onChange={(e) => setTo(e.currentTarget.value)} />
-        </label>
-        <label>
-          Site
-          <select name="site" value={site} onChange={(e) => setSite(e.currentTarget.value)}>
-            <option value="">all</option>
-            {sites.map((x) => (
-              <option value={x}>{x}</option>
-            ))}
-          </select>
-        </label>
+        <RangeFilter range={range} change={change} sites={sites} />
         <ActionButton
           action={async () => {
             const { data, response } = await api.GET("/statistics/utilisation/export", {
@@ -166,14 +147,5 @@ export function Utilisation() {
         </>
       )}
     </>
-  );
-}
-
-function Card({ label, value }: { label: string; value: string }) {
-  return (
-    <div class="card">
-      <span>{label}</span>
-      <strong>{value}</strong>
-    </div>
   );
 }
