@@ -63,6 +63,15 @@ ALTER TABLE stats.waits_month ADD PRIMARY KEY (period, printer_id, site, kind, b
 CREATE TABLE stats.waits_year (LIKE stats.waits_day INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
 ALTER TABLE stats.waits_year ADD PRIMARY KEY (period, printer_id, site, kind, bucket);
 
+-- The same by site (what the farm's and a site's answers read).
+CREATE TABLE stats.waits_site_day (LIKE stats.waits_day INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE stats.waits_site_day DROP COLUMN printer_id;
+ALTER TABLE stats.waits_site_day ADD PRIMARY KEY (period, site, kind, bucket);
+CREATE TABLE stats.waits_site_month (LIKE stats.waits_site_day INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE stats.waits_site_month ADD PRIMARY KEY (period, site, kind, bucket);
+CREATE TABLE stats.waits_site_year (LIKE stats.waits_site_day INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE stats.waits_site_year ADD PRIMARY KEY (period, site, kind, bucket);
+
 -- Each duration counted, once (a redelivered event counts once): `key` is the job for a queue
 -- wait, the printer and the clearing's instant for a plate.
 CREATE TABLE stats.waits (

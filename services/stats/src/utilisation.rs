@@ -470,6 +470,20 @@ async fn write(
             .bind(&counts)
             .execute(&mut **tx)
             .await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO stats.waits_site_{table} (period, site, kind, bucket, count) \
+                 SELECT p, s, k, b, c FROM unnest($1::date[], $2::text[], $3::text[], \
+                   $4::int[], $5::int[]) AS t(p, s, k, b, c) \
+                 ON CONFLICT (period, site, kind, bucket) \
+                 DO UPDATE SET count = waits_site_{table}.count + excluded.count"
+            )))
+            .bind(&periods)
+            .bind(&sites)
+            .bind(&kinds)
+            .bind(&buckets)
+            .bind(&counts)
+            .execute(&mut **tx)
+            .await?;
         }
     }
     Ok(())
@@ -551,7 +565,189 @@ where
         .map_err(unavailable)
 }
 
-/// `GET /statistics/utilisation`.
+/// Which printers a question is about: some (by id), any; of one site or any.
+struct Scope<'a> {
+    printers: Option<&'a [i64]>,
+    site: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    fn conditions(&self, binds: &mut Binds) -> String {
+        conditions(self.printers, self.site, binds)
+    }
+}
+
+/// `AND period >= … AND period < …` for a segment.
+fn period_range(from: Option<NaiveDate>, until: Option<NaiveDate>, binds: &mut Binds) -> String {
+    let mut sql = String::new();
+    if let Some(f) = from {
+        sql += &format!(" AND period >= {}", binds.push(Value::Day(f)));
+    }
+    if let Some(u) = until {
+        sql += &format!(" AND period < {}", binds.push(Value::Day(u)));
+    }
+    sql
+}
+
+/// The whole periods of a range (none when it has no whole day).
+fn whole_periods(span: &Span) -> Vec<query::Segment> {
+    if span.no_days {
+        Vec::new()
+    } else {
+        query::segments(span.day_from, span.day_until)
+    }
+}
+
+/// Seconds by printer and state of the ended spells in the range's whole days.
+async fn summed_by_printer(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    span: &Span,
+) -> Result<Vec<Seconds>, ErrorBody> {
+    let mut binds = Binds::default();
+    let parts: Vec<String> = whole_periods(span)
+        .iter()
+        .map(|segment| {
+            let range = period_range(segment.from, segment.until, &mut binds);
+            let c = scope.conditions(&mut binds);
+            format!(
+                "SELECT printer_id, site, {STATE_COLUMNS} FROM stats.activity_{} \
+                 WHERE true{range}{c}",
+                segment.grain.name()
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT printer_id, site, {} FROM ({}) s GROUP BY 1, 2",
+        sums(),
+        parts.join(" UNION ALL ")
+    );
+    fetch(pool, sql, binds).await
+}
+
+/// Duration counts by kind and bucket in the range's whole days: from the per-site summaries,
+/// or the per-printer ones when printers are asked for.
+async fn summed_waits(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    span: &Span,
+) -> Result<Vec<(String, i32, i64)>, ErrorBody> {
+    let mut binds = Binds::default();
+    let table = if scope.printers.is_some() {
+        "waits"
+    } else {
+        "waits_site"
+    };
+    let parts: Vec<String> = whole_periods(span)
+        .iter()
+        .map(|segment| {
+            let range = period_range(segment.from, segment.until, &mut binds);
+            let c = scope.conditions(&mut binds);
+            format!(
+                "SELECT kind, bucket, count FROM stats.{table}_{} WHERE true{range}{c}",
+                segment.grain.name()
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT kind, bucket, sum(count)::int8 FROM ({}) s GROUP BY 1, 2",
+        parts.join(" UNION ALL ")
+    );
+    fetch(pool, sql, binds).await
+}
+
+/// The spells the summaries do not hold: ended ones overlapping the partial windows, and the
+/// ones going on now.
+async fn raw_spells(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    partial: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Result<Vec<Raw>, ErrorBody> {
+    let mut binds = Binds::default();
+    let mut parts = Vec::new();
+    for (a, b) in partial {
+        let (a, b) = (binds.push(Value::Time(*a)), binds.push(Value::Time(*b)));
+        let c = scope.conditions(&mut binds);
+        parts.push(format!(
+            "SELECT printer_id, site, activity, at, until FROM stats.activity \
+             WHERE until IS NOT NULL AND tstzrange(at, until, '[)') && tstzrange({a}, {b}, '[)'){c}"
+        ));
+    }
+    let c = scope.conditions(&mut binds);
+    parts.push(format!(
+        "SELECT printer_id, site, activity, at, until FROM stats.activity \
+         WHERE until IS NULL{c}"
+    ));
+    fetch(pool, parts.join(" UNION ALL "), binds).await
+}
+
+/// The durations that ended in the partial windows, by kind.
+async fn partial_waits(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    partial: &[(DateTime<Utc>, DateTime<Utc>)],
+) -> Result<Vec<(String, f64)>, ErrorBody> {
+    if partial.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let ranges: Vec<String> = partial
+        .iter()
+        .map(|(a, b)| {
+            format!(
+                "(at >= {} AND at < {})",
+                binds.push(Value::Time(*a)),
+                binds.push(Value::Time(*b))
+            )
+        })
+        .collect();
+    let c = scope.conditions(&mut binds);
+    let sql = format!(
+        "SELECT kind, seconds FROM stats.waits WHERE ({}){c}",
+        ranges.join(" OR ")
+    );
+    fetch(pool, sql, binds).await
+}
+
+/// The trend's whole days from the day summaries (per site when no printer is asked for), by
+/// day or month.
+async fn trend_summaries(
+    pool: &PgPool,
+    scope: &Scope<'_>,
+    span: &Span,
+    monthly: bool,
+) -> Result<Vec<Dated>, ErrorBody> {
+    if span.no_days {
+        return Ok(Vec::new());
+    }
+    let mut binds = Binds::default();
+    let range = period_range(span.day_from, span.day_until, &mut binds);
+    let c = scope.conditions(&mut binds);
+    let table = if scope.printers.is_some() {
+        "activity_day"
+    } else {
+        "activity_site_day"
+    };
+    let grain = if monthly {
+        "date_trunc('month', period)::date"
+    } else {
+        "period"
+    };
+    let sql = format!(
+        "SELECT {grain}, {} FROM stats.{table} WHERE true{range}{c} GROUP BY 1",
+        sums()
+    );
+    fetch(pool, sql, binds).await
+}
+
+/// `GET /statistics/utilisation`: the summaries' whole periods, the spells of the partial days
+/// and going on now, the durations and the prints, read side by side.
 pub async fn utilisation(
     pool: &PgPool,
     registry: &Printers,
@@ -565,180 +761,71 @@ pub async fn utilisation(
     }
     let known: HashMap<i64, _> = registry.all().into_iter().map(|p| (p.id, p)).collect();
     let printers = chosen(&request, &known);
-    let printers = printers.as_deref();
-    let site = request.site.as_deref();
+    let scope = Scope {
+        printers: printers.as_deref(),
+        site: request.site.as_deref(),
+    };
     let span = Span::of(&StatsFilter {
         from: Some(from),
         until: Some(until),
         ..StatsFilter::default()
     });
     let monthly = until - from > Duration::days(TREND_DAYS_MAX);
-
-    // Whole periods from the summaries.
-    let whole = if span.no_days {
-        Vec::new()
-    } else {
-        query::segments(span.day_from, span.day_until)
-    };
-    let mut summary_parts = Vec::new();
-    let mut wait_parts = Vec::new();
-    let mut binds = Binds::default();
-    let mut wait_binds = Binds::default();
-    for segment in &whole {
-        let table = segment.grain.name();
-        let range = |binds: &mut Binds| {
-            let mut sql = String::new();
-            if let Some(f) = segment.from {
-                sql += &format!(" AND period >= {}", binds.push(Value::Day(f)));
-            }
-            if let Some(u) = segment.until {
-                sql += &format!(" AND period < {}", binds.push(Value::Day(u)));
-            }
-            sql
-        };
-        let r = range(&mut binds);
-        let c = conditions(printers, site, &mut binds);
-        summary_parts.push(format!(
-            "SELECT printer_id, site, {STATE_COLUMNS} FROM stats.activity_{table} WHERE true{r}{c}"
-        ));
-        let r = range(&mut wait_binds);
-        let c = conditions(printers, site, &mut wait_binds);
-        wait_parts.push(format!(
-            "SELECT kind, bucket, count FROM stats.waits_{table} WHERE true{r}{c}"
-        ));
-    }
-    let summed = if summary_parts.is_empty() {
-        Vec::new()
-    } else {
-        let sql = format!(
-            "SELECT printer_id, site, {} FROM ({}) s GROUP BY 1, 2",
-            sums(),
-            summary_parts.join(" UNION ALL ")
-        );
-        fetch::<Seconds>(pool, sql, binds).await?
-    };
-    let waited = if wait_parts.is_empty() {
-        Vec::new()
-    } else {
-        let sql = format!(
-            "SELECT kind, bucket, sum(count)::int8 FROM ({}) s GROUP BY 1, 2",
-            wait_parts.join(" UNION ALL ")
-        );
-        fetch::<(String, i32, i64)>(pool, sql, wait_binds).await?
-    };
-
-    // The partial days at the ends, and the spells going on now, from the spells.
     let partial = partial_windows(&span, from, until);
-    let mut binds = Binds::default();
-    let mut parts = Vec::new();
-    for (a, b) in &partial {
-        let (a, b) = (binds.push(Value::Time(*a)), binds.push(Value::Time(*b)));
-        let c = conditions(printers, site, &mut binds);
-        parts.push(format!(
-            "SELECT printer_id, site, activity, at, until FROM stats.activity \
-             WHERE until IS NOT NULL AND tstzrange(at, until, '[)') && tstzrange({a}, {b}, '[)'){c}"
-        ));
-    }
-    let c = conditions(printers, site, &mut binds);
-    parts.push(format!(
-        "SELECT printer_id, site, activity, at, until FROM stats.activity \
-         WHERE until IS NULL{c}"
-    ));
-    let raw: Vec<Raw> = fetch(pool, parts.join(" UNION ALL "), binds).await?;
-    // Each raw spell clipped: to the partial windows when ended, to the range when going on.
-    let mut pieces: Vec<Piece> = Vec::new();
-    for (printer, site, activity, at, end) in raw {
-        let Some(activity) = Activity::parse(&activity) else {
-            continue;
-        };
-        let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = match end {
-            Some(_) => partial.clone(),
-            None => vec![(from, until.min(now))],
-        };
-        let end_or_now = end.unwrap_or(now);
-        for (a, b) in windows {
-            let (start, stop) = (at.max(a), end_or_now.min(b));
-            if start < stop {
-                pieces.push((printer, site.clone(), activity, start, stop));
-            }
-        }
-    }
+    let prints_filter = StatsFilter {
+        printer_ids: printers.clone(),
+        site: request.site.clone(),
+        from: Some(from),
+        until: Some(until),
+        ..StatsFilter::default()
+    };
+    let (summed, waited, raw, late_waits, prints, trend_rows) = futures::try_join!(
+        summed_by_printer(pool, &scope, &span),
+        summed_waits(pool, &scope, &span),
+        raw_spells(pool, &scope, &partial),
+        partial_waits(pool, &scope, &partial),
+        query::prints_by_printer(pool, &prints_filter),
+        trend_summaries(pool, &scope, &span, monthly),
+    )?;
+    let pieces = clipped(raw, &partial, from, until.min(now), now);
+
     let mut plate_buckets: BTreeMap<i32, i64> = BTreeMap::new();
     let mut queue_buckets: BTreeMap<i32, i64> = BTreeMap::new();
-    for (kind, b, n) in waited {
+    let mut count = |kind: &str, bucket: i32, n: i64| {
         let target = if kind == "plate_clear" {
             &mut plate_buckets
         } else {
             &mut queue_buckets
         };
-        *target.entry(b).or_default() += n;
+        *target.entry(bucket).or_default() += n;
+    };
+    for (kind, b, n) in &waited {
+        count(kind, *b, *n);
     }
-    if !partial.is_empty() {
-        let mut binds = Binds::default();
-        let ranges: Vec<String> = partial
-            .iter()
-            .map(|(a, b)| {
-                format!(
-                    "(at >= {} AND at < {})",
-                    binds.push(Value::Time(*a)),
-                    binds.push(Value::Time(*b))
-                )
-            })
-            .collect();
-        let c = conditions(printers, site, &mut binds);
-        let sql = format!(
-            "SELECT kind, seconds FROM stats.waits WHERE ({}){c}",
-            ranges.join(" OR ")
-        );
-        for (kind, seconds) in fetch::<(String, f64)>(pool, sql, binds).await? {
-            let target = if kind == "plate_clear" {
-                &mut plate_buckets
-            } else {
-                &mut queue_buckets
-            };
-            *target.entry(bucket(seconds)).or_default() += 1;
-        }
+    for (kind, seconds) in &late_waits {
+        count(kind, bucket(*seconds), 1);
     }
 
     // Hours by printer.
     let mut by_printer: BTreeMap<i64, (String, StateHours)> = BTreeMap::new();
-    let mut add = |printer: i64, site: &str, activity: Activity, seconds: f64| {
-        let entry = by_printer
+    for (printer, site, a, b, c, d, e, f, g, h) in summed {
+        by_printer
             .entry(printer)
-            .or_insert_with(|| (site.to_owned(), StateHours::default()));
-        if let Some(hours) = entry.1.get_mut(activity) {
-            *hours += seconds / 3600.0;
-        }
-    };
-    for (printer, site, a, b, c, d, e, f, g, h) in &summed {
-        for (activity, seconds) in Activity::COUNTED.iter().zip([a, b, c, d, e, f, g, h]) {
-            add(*printer, site, *activity, *seconds);
-        }
+            .or_insert_with(|| (site, StateHours::default()))
+            .1
+            .add(&hours_of([a, b, c, d, e, f, g, h]));
     }
     for (printer, site, activity, a, b) in &pieces {
-        add(
-            *printer,
-            site,
-            *activity,
-            (*b - *a).num_microseconds().unwrap_or(0) as f64 / 1e6,
-        );
+        let entry = by_printer
+            .entry(*printer)
+            .or_insert_with(|| (site.clone(), StateHours::default()));
+        if let Some(hours) = entry.1.get_mut(*activity) {
+            *hours += (*b - *a).num_microseconds().unwrap_or(0) as f64 / 1e6 / 3600.0;
+        }
     }
     by_printer.retain(|_, (_, hours)| hours.total() > 0.0);
 
-    let prints = query::prints_by_printer(
-        pool,
-        &StatsFilter {
-            printer_ids: printers.map(<[i64]>::to_vec),
-            site: request.site.clone(),
-            from: Some(from),
-            until: Some(until),
-            ..StatsFilter::default()
-        },
-    )
-    .await?;
     let days = (until - from).num_seconds() as f64 / 86_400.0;
-    let trend = trend(pool, printers, site, &span, monthly, &pieces).await?;
-
     let mut farm = Tally::default();
     let mut models: BTreeMap<String, Tally> = BTreeMap::new();
     let mut sites: BTreeMap<String, Tally> = BTreeMap::new();
@@ -776,8 +863,38 @@ pub async fn utilisation(
         sites: sites.into_iter().map(named).collect(),
         plate_clear: waits(&plate_buckets),
         queue_wait: waits(&queue_buckets),
-        trend,
+        trend: trend(trend_rows, monthly, &pieces),
     })
+}
+
+/// Each raw spell's part in the range: an ended one's in the partial windows (the summaries
+/// hold the rest), one going on from its start to now, within `[from, until)`.
+fn clipped(
+    raw: Vec<Raw>,
+    partial: &[(DateTime<Utc>, DateTime<Utc>)],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Vec<Piece> {
+    let mut pieces = Vec::new();
+    for (printer, site, activity, at, end) in raw {
+        let Some(activity) = Activity::parse(&activity) else {
+            continue;
+        };
+        let going_on = [(from, until)];
+        let windows = if end.is_some() {
+            partial
+        } else {
+            &going_on[..]
+        };
+        for (a, b) in windows {
+            let (start, stop) = (at.max(*a), end.unwrap_or(now).min(*b));
+            if start < stop {
+                pieces.push((printer, site.clone(), activity, start, stop));
+            }
+        }
+    }
+    pieces
 }
 
 /// The printers asked for: one, a caller's, a model's (by the registry); `None`: any.
@@ -834,48 +951,15 @@ fn partial_windows(
     out
 }
 
-/// The farm's hours by day (or month): whole days from the day summaries (by site when no
-/// printer is asked for), the rest from `pieces`.
-async fn trend(
-    pool: &PgPool,
-    printers: Option<&[i64]>,
-    site: Option<&str>,
-    span: &Span,
-    monthly: bool,
-    pieces: &[Piece],
-) -> Result<Vec<UtilisationPeriod>, ErrorBody> {
+/// The farm's hours by day (or month): the summaries' whole days and the pieces.
+fn trend(rows: Vec<Dated>, monthly: bool, pieces: &[Piece]) -> Vec<UtilisationPeriod> {
     let period = |day: NaiveDate| if monthly { month_start(day) } else { day };
     let mut periods: BTreeMap<NaiveDate, StateHours> = BTreeMap::new();
-    if !span.no_days {
-        let mut binds = Binds::default();
-        let mut range = String::new();
-        if let Some(f) = span.day_from {
-            range += &format!(" AND period >= {}", binds.push(Value::Day(f)));
-        }
-        if let Some(u) = span.day_until {
-            range += &format!(" AND period < {}", binds.push(Value::Day(u)));
-        }
-        let c = conditions(printers, site, &mut binds);
-        let table = if printers.is_some() {
-            "activity_day"
-        } else {
-            "activity_site_day"
-        };
-        let grain = if monthly {
-            "date_trunc('month', period)::date"
-        } else {
-            "period"
-        };
-        let sql = format!(
-            "SELECT {grain}, {} FROM stats.{table} WHERE true{range}{c} GROUP BY 1",
-            sums()
-        );
-        for (day, a, b, c, d, e, f, g, h) in fetch::<Dated>(pool, sql, binds).await? {
-            periods
-                .entry(day)
-                .or_default()
-                .add(&hours_of([a, b, c, d, e, f, g, h]));
-        }
+    for (day, a, b, c, d, e, f, g, h) in rows {
+        periods
+            .entry(day)
+            .or_default()
+            .add(&hours_of([a, b, c, d, e, f, g, h]));
     }
     for (_, _, activity, a, b) in pieces {
         for (day, micros) in by_day(*a, *b) {
@@ -884,7 +968,7 @@ async fn trend(
             }
         }
     }
-    Ok(periods
+    periods
         .into_iter()
         .filter(|(_, h)| h.total() > 0.0)
         .map(|(period, hours)| UtilisationPeriod {
@@ -892,7 +976,7 @@ async fn trend(
             utilisation: percent_printing(&hours),
             hours: rounded(hours),
         })
-        .collect())
+        .collect()
 }
 
 fn percent_printing(hours: &StateHours) -> f64 {
