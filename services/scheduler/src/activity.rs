@@ -101,12 +101,20 @@ impl Activities {
     pub async fn sweep(&self) -> Result<(), sqlx::Error> {
         let printers = self.farm.printers();
         let plates = db::plates_to_clear(&self.pool).await?;
-        let work: Vec<Work> = sqlx::query_as(
-            "SELECT DISTINCT printer_id, model, site, model_id, printer_assigned FROM queue.jobs \
-             WHERE status IN ('pending', 'dispatching')",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        // The queue is read only when some printer is idle (the question it answers).
+        let idle = printers
+            .iter()
+            .any(|p| activity_of(p, plates.contains(&p.id()), &[]) == Activity::Idle);
+        let work: Vec<Work> = if idle {
+            sqlx::query_as(
+                "SELECT DISTINCT printer_id, model, site, model_id, printer_assigned \
+                 FROM queue.jobs WHERE status IN ('pending', 'dispatching')",
+            )
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            Vec::new()
+        };
         let changed: Vec<(PrinterView, Activity)> = {
             let Ok(mut told) = self.told.lock() else {
                 return Ok(());

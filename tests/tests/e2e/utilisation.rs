@@ -251,7 +251,10 @@ async fn a_printers_hours_by_state_sum_to_the_run_and_match_what_happened() {
             "{state}: {run_s} s in the run, {day_s} s in the day"
         );
     }
-    assert_eq!(day["plate_clear"]["count"], 1, "the plate's wait in the day's summaries");
+    assert_eq!(
+        day["plate_clear"]["count"], 1,
+        "the plate's wait in the day's summaries"
+    );
     assert_eq!(day["trend_period"], "day");
     assert_eq!(day["trend"][0]["period"], today.to_string());
 
