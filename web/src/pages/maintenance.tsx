@@ -170,21 +170,23 @@ function PrinterErrors({ session }: { session: Session }) {
       {counts.data && counts.data.by_code.length > 0 && (
         <>
           <h3>Most frequent</h3>
-          <table class="error-counts">
-            <tbody>
-              {counts.data.by_code.slice(0, 10).map((c) => (
-                <tr>
-                  <td>
-                    <code>{c.code}</code>
-                  </td>
-                  <td>{c.text ?? "–"}</td>
-                  <td>
-                    {c.count} × on {c.printers} printer{c.printers === 1 ? "" : "s"}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <div class="scroll">
+            <table class="error-counts">
+              <tbody>
+                {counts.data.by_code.slice(0, 10).map((c) => (
+                  <tr>
+                    <td>
+                      <code>{c.code}</code>
+                    </td>
+                    <td>{c.text ?? "–"}</td>
+                    <td>
+                      {c.count} × on {c.printers} printer{c.printers === 1 ? "" : "s"}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
         </>
       )}
     </section>

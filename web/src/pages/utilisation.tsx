@@ -21,6 +21,7 @@ const STATES: [keyof Hours, string][] = [
 const total = (h: Hours) => STATES.reduce((sum, [k]) => sum + h[k], 0);
 
 function hoursText(h: number): string {
+  if (h < 1) return `${Math.round(h * 60)} min`;
   return h >= 10 ? `${h.toFixed(0)} h` : `${h.toFixed(1)} h`;
 }
 
