@@ -93,6 +93,16 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# free_ports N: N distinct free ports, one per line (held together while chosen, so no two are
+# the same; free_port called N times may repeat one).
+free_ports() {
+  python3 -c 'import socket,sys
+socks=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1",0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))
+for s in socks: s.close()' "$1"
+}
+
 # wait_port PORT SECONDS
 wait_port() {
   local port=$1 deadline=$((SECONDS + $2))
@@ -206,38 +216,51 @@ s3_start() {
 {"identities": [{"name": "printyard", "credentials": [{"accessKey": "$key", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
-  local s3_port; s3_port=$(free_port)
-  # Every component gets a free port; the admin port stays low (its gRPC port is it + 10000).
-  local admin_port; admin_port=$(python3 -c 'import socket,random
+  # A component that finds its port taken after all (another process took it since it was
+  # chosen) ends SeaweedFS: it is started again on fresh ports, up to three times.
+  local attempt s3_port
+  for attempt in 1 2 3; do
+    # Every component gets its own free port; the admin port stays low (its gRPC port is it
+    # + 10000).
+    local ports; mapfile -t ports < <(free_ports 11)
+    s3_port=${ports[0]}
+    local admin_port; admin_port=$(python3 -c 'import socket,random
 for _ in range(100):
     p=random.randint(20000,45000)
     try:
-        s=socket.socket(); s.bind(("127.0.0.1",p)); s.close(); print(p); break
+        s=socket.socket(); s.bind(("127.0.0.1",p)); t=socket.socket(); t.bind(("127.0.0.1",p+10000))
+        s.close(); t.close(); print(p); break
     except OSError: pass')
-  "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
-    -s3.config="$dir/s3.json" -master.telemetry=false -webdav=false \
-    -master.port="$(free_port)" -master.port.grpc="$(free_port)" \
-    -volume.port="$(free_port)" -volume.port.grpc="$(free_port)" \
-    -filer.port="$(free_port)" -filer.port.grpc="$(free_port)" \
-    -s3.port="$s3_port" -s3.port.grpc="$(free_port)" \
-    -s3.port.iceberg="$(free_port)" -s3.port.lance="$(free_port)" \
-    -admin.port="$admin_port" -admin.port.grpc="$((admin_port + 10000))" \
-    >"$dir/weed.log" 2>&1 &
-  echo $! >"$dir/pid"
-  local i
-  for i in $(seq 1 120); do
-    # Up when a signed write lands: the S3 gateway answers (403 to anonymous requests) before
-    # its volume server takes writes, and a test's first upload would then fail.
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" 2>/dev/null)" = 403 ] &&
-      s3_signed PUT "$s3_port" "$key:$secret" printyard-ready >/dev/null &&
-      s3_signed PUT "$s3_port" "$key:$secret" printyard-ready/probe ready >/dev/null; then
-      export PRINTYARD_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
-      export PRINTYARD_TEST_S3_ACCESS_KEY=$key PRINTYARD_TEST_S3_SECRET_KEY=$secret
-      log "SeaweedFS S3 on 127.0.0.1:$s3_port"
-      return 0
-    fi
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
-    sleep 0.5
+    "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+      -s3.config="$dir/s3.json" -master.telemetry=false -webdav=false \
+      -master.port="${ports[1]}" -master.port.grpc="${ports[2]}" \
+      -volume.port="${ports[3]}" -volume.port.grpc="${ports[4]}" \
+      -filer.port="${ports[5]}" -filer.port.grpc="${ports[6]}" \
+      -s3.port="$s3_port" -s3.port.grpc="${ports[7]}" \
+      -s3.port.iceberg="${ports[8]}" -s3.port.lance="${ports[9]}" \
+      -admin.port="$admin_port" -admin.port.grpc="$((admin_port + 10000))" \
+      >"$dir/weed.log" 2>&1 &
+    echo $! >"$dir/pid"
+    local i
+    for i in $(seq 1 120); do
+      # Up when a signed write lands: the S3 gateway answers (403 to anonymous requests) before
+      # its volume server takes writes, and a test's first upload would then fail.
+      if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3_port/" 2>/dev/null)" = 403 ] &&
+        s3_signed PUT "$s3_port" "$key:$secret" printyard-ready >/dev/null &&
+        s3_signed PUT "$s3_port" "$key:$secret" printyard-ready/probe ready >/dev/null; then
+        export PRINTYARD_TEST_S3_ENDPOINT="http://127.0.0.1:$s3_port"
+        export PRINTYARD_TEST_S3_ACCESS_KEY=$key PRINTYARD_TEST_S3_SECRET_KEY=$secret
+        log "SeaweedFS S3 on 127.0.0.1:$s3_port"
+        return 0
+      fi
+      kill -0 "$(cat "$dir/pid")" 2>/dev/null || break
+      sleep 0.5
+    done
+    grep -qE "address already in use|is not available" "$dir/weed.log" || break
+    kill "$(cat "$dir/pid")" 2>/dev/null
+    wait "$(cat "$dir/pid")" 2>/dev/null
+    log "SeaweedFS found a port taken (attempt $attempt); starting it again on fresh ports"
+    rm -rf "$dir/data" && mkdir -p "$dir/data"
   done
   tail -20 "$dir/weed.log" >&2
   die "SeaweedFS did not start or took no write (log above; it needs a few GiB of free disk for its volumes: $(df -h --output=avail "$dir" | tail -1 | tr -d " ") free)"
