@@ -3,25 +3,9 @@
 use printyard_bambu::report::{Message, ReportState, parse};
 use printyard_bambu::status::normalize;
 use printyard_contracts::printer::{HmsStatus, PrinterState};
-use serde_json::Value;
 
-fn load(name: &str) -> Value {
-    let path = format!(
-        "{}/../../tests/fixtures/printers/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The full report of a capture, as the payload a printer would send.
-fn full_payload(doc: &Value) -> Vec<u8> {
-    let print = doc
-        .pointer("/pushall/print")
-        .or_else(|| doc.get("push_all"))
-        .or_else(|| doc.pointer("/message/print"))
-        .expect("a full report");
-    serde_json::to_vec(&serde_json::json!({ "print": print })).unwrap()
-}
+mod support;
+use support::{full_payload, load};
 
 fn state_of(name: &str) -> ReportState {
     let doc = load(name);
