@@ -52,7 +52,7 @@ async fn the_gateway_reports_its_printers_and_the_dashboard_reads_what_it_export
             .await
             .unwrap()
     };
-    eventually(Duration::from_secs(20), "held and connected", || async {
+    eventually(Duration::from_secs(60), "held and connected", || async {
         let m = metrics().await;
         (sample(&m, "printyard_gateway_printers_held", &[]) == Some(1.0)
             && sample(&m, "printyard_gateway_printers_connected", &[]) == Some(1.0))
@@ -66,7 +66,8 @@ async fn the_gateway_reports_its_printers_and_the_dashboard_reads_what_it_export
     assert!(status == 200 || status == 409, "{status} {body}");
     // A dropped session, counted by its cause, and the printer back.
     printer.drop_connections();
-    eventually(Duration::from_secs(20), "the session counted", || async {
+    // Generous: under a loaded CI machine the reconnect once took over 20 s.
+    eventually(Duration::from_secs(60), "the session counted", || async {
         let m = metrics().await;
         (sample(&m, "printyard_gateway_reconnects_total", &["cause=\"io\""]).unwrap_or(0.0) >= 1.0
             && sample(&m, "printyard_gateway_printers_connected", &[]) == Some(1.0))
