@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsStream, ImplAsyncFtpStream};
+use suppaftp::tokio::{
+    AsyncRustlsConnector, AsyncRustlsStream, ImplAsyncFtpStream, TokioTlsStream,
+};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
 
@@ -102,8 +104,11 @@ pub fn candidates(subtask_name: Option<&str>, gcode_file: Option<&str>) -> Vec<S
 /// name is the job's (`job_name`) but for case, spaces and the `.gcode` part (the newest of
 /// them). Never another file: a print whose file is not on the printer (an X1 printing from
 /// its internal memory) has none, rather than the file of another print.
-pub async fn locate(
-    ftp: &mut Ftps,
+///
+/// Generic over the control connection's stream so that the fuzz target drives it over plain
+/// TCP against scripted replies; the gateway uses [`Ftps`].
+pub async fn locate<T: TokioTlsStream + Send>(
+    ftp: &mut ImplAsyncFtpStream<T>,
     candidates: &[String],
     job_name: Option<&str>,
 ) -> Result<Option<(String, u64)>, FtpsError> {
@@ -114,31 +119,64 @@ pub async fn locate(
             Err(err) => return Err(err.into()),
         }
     }
-    let Some(job) = job_name.map(same_name_key).filter(|j| !j.is_empty()) else {
+    let Some(job) = job_name.filter(|j| !same_name_key(j).is_empty()) else {
         return Ok(None);
     };
-    let mut newest: Option<(chrono::DateTime<chrono::Utc>, String, u64)> = None;
+    let mut newest: Option<Listed> = None;
     for dir in ["/cache", "/"] {
         let lines = match ftp.list(Some(dir)).await {
             Ok(lines) => lines,
             Err(FtpError::UnexpectedResponse(_)) => continue,
             Err(err) => return Err(err.into()),
         };
-        for line in lines {
-            let Ok(entry) = suppaftp::list::File::try_from(line.as_str()) else {
-                continue;
-            };
-            if !entry.is_file() || !is_file_of(entry.name(), &job) {
-                continue;
-            }
-            let modified: chrono::DateTime<chrono::Utc> = entry.modified().into();
-            let path = format!("{}/{}", dir.trim_end_matches('/'), entry.name());
-            if newest.as_ref().is_none_or(|(t, _, _)| modified > *t) {
-                newest = Some((modified, path, entry.size() as u64));
-            }
+        if let Some(found) = newest_listed(dir, lines.iter().map(String::as_str), job)
+            && newest.as_ref().is_none_or(|n| found.modified > n.modified)
+        {
+            newest = Some(found);
         }
     }
-    Ok(newest.map(|(_, path, size)| (path, size)))
+    Ok(newest.map(|n| (n.path, n.size)))
+}
+
+/// A 3MF found in a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub modified: chrono::DateTime<chrono::Utc>,
+    /// `dir/name`.
+    pub path: String,
+    pub size: u64,
+}
+
+/// The newest file of `lines` (a `LIST` of `dir`, in the printers' Unix format) that is the
+/// 3MF of job `job_name` (see [`locate`]). Lines that do not parse are skipped: a listing is
+/// the printer's text, not ours.
+pub fn newest_listed<'a>(
+    dir: &str,
+    lines: impl IntoIterator<Item = &'a str>,
+    job_name: &str,
+) -> Option<Listed> {
+    let job = same_name_key(job_name);
+    if job.is_empty() {
+        return None;
+    }
+    let mut newest: Option<Listed> = None;
+    for line in lines {
+        let Ok(entry) = suppaftp::list::File::try_from(line) else {
+            continue;
+        };
+        if !entry.is_file() || !is_file_of(entry.name(), &job) {
+            continue;
+        }
+        let modified: chrono::DateTime<chrono::Utc> = entry.modified().into();
+        if newest.as_ref().is_none_or(|n| modified > n.modified) {
+            newest = Some(Listed {
+                modified,
+                path: format!("{}/{}", dir.trim_end_matches('/'), entry.name()),
+                size: entry.size() as u64,
+            });
+        }
+    }
+    newest
 }
 
 /// A name compared loosely: lower case, with spaces and underscores alike.
@@ -185,6 +223,22 @@ mod tests {
             ]
         );
         assert!(candidates(Some("a\r\nDELE x"), None).is_empty());
+    }
+
+    #[test]
+    fn the_newest_listed_file_of_the_job_is_chosen() {
+        let lines = [
+            "-rw-rw-rw-   1 root  root    1000 Jan  3  2026 my_cube.3mf",
+            "-rw-rw-rw-   1 root  root    2000 Mar  4  2026 My Cube.gcode.3mf",
+            "drwxrwxrwx   1 root  root       0 Mar  5  2026 my_cube.3mf",
+            "-rw-rw-rw-   1 root  root    3000 Mar  6  2026 other.3mf",
+            "not a listing line",
+        ];
+        let found = newest_listed("/cache/", lines, "my cube").unwrap();
+        assert_eq!(found.path, "/cache/My Cube.gcode.3mf");
+        assert_eq!(found.size, 2000);
+        assert_eq!(newest_listed("/", lines, "  "), None);
+        assert_eq!(newest_listed("/", lines, "gear"), None);
     }
 
     #[test]

@@ -2,25 +2,25 @@
 //! lists exactly what is served, every matched route passes [`crate::auth::access::authorize`], and
 //! unknown routes and methods answer in the reference's error format.
 
-mod api_keys;
-pub(crate) mod archives;
-mod audit;
-mod auth;
-mod camera;
-mod errors;
-mod events;
-mod firmware;
-mod health;
-mod maintenance;
-mod printers;
-mod projects;
-mod queue;
-mod spools;
-mod statistics;
-mod system;
-mod users;
-mod utilisation;
-mod webhooks;
+pub mod api_keys;
+pub mod archives;
+pub mod audit;
+pub mod auth;
+pub mod camera;
+pub mod errors;
+pub mod events;
+pub mod firmware;
+pub mod health;
+pub mod maintenance;
+pub mod printers;
+pub mod projects;
+pub mod queue;
+pub mod spools;
+pub mod statistics;
+pub mod system;
+pub mod users;
+pub mod utilisation;
+pub mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
