@@ -97,10 +97,30 @@ pub struct HttpConfig {
     /// a frame (the gateway's own `camera_first_frame_secs` should be shorter, so its reason
     /// arrives first).
     pub camera_timeout_secs: u64,
+    /// How long a client may take to send a request's line and headers before the connection
+    /// is closed.
+    pub header_timeout_ms: u64,
+    /// How long a request body may take before `body_min_rate` counts (408 past it).
+    pub body_grace_ms: u64,
+    /// Bytes a second a body must average past the grace (0: none): a second more for every
+    /// this many bytes received.
+    pub body_min_rate: u64,
+}
+
+impl HttpConfig {
+    /// The listener's deadlines on reading requests.
+    pub fn deadlines(&self) -> printyard_service::http::Deadlines {
+        printyard_service::http::Deadlines {
+            header_ms: self.header_timeout_ms,
+            body_grace_ms: self.body_grace_ms,
+            body_min_rate: self.body_min_rate,
+        }
+    }
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
+        let deadlines = printyard_service::http::Deadlines::default();
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8000)),
             discovery_window_ms: 250,
@@ -110,6 +130,9 @@ impl Default for HttpConfig {
             max_upload_bytes: 1024 * 1024 * 1024,
             upload_timeout_secs: 600,
             camera_timeout_secs: 10,
+            header_timeout_ms: deadlines.header_ms,
+            body_grace_ms: deadlines.body_grace_ms,
+            body_min_rate: deadlines.body_min_rate,
         }
     }
 }

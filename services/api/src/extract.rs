@@ -53,6 +53,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     ApiError::new(ErrorCode::PayloadTooLarge, "Request body is too large")
+                } else if printyard_service::http::is_too_slow(&rejection) {
+                    ApiError::new(ErrorCode::RequestTimeout, "Request body arrived too slowly")
                 } else {
                     ApiError::new(ErrorCode::BadRequest, "Request body could not be read")
                 }

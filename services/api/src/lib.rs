@@ -180,16 +180,9 @@ async fn serve_http(
     let http_addr = listener.local_addr()?;
     let app = routes::router(state);
     let shutdown = runtime.shutdown_token().clone();
+    let deadlines = config.http.deadlines();
     runtime.tasks().spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
-        if let Err(err) = served {
-            tracing::error!(error = %err, "HTTP listener failed");
-        }
+        printyard_service::http::serve(listener, app, deadlines, shutdown).await;
     });
     Ok(http_addr)
 }

@@ -36,10 +36,13 @@ pub enum ErrorCode {
     /// A camera that cannot be watched now: the printer is offline, the camera unreachable or
     /// refusing the access code, or no frame came in time (503; the detail says which).
     CameraUnavailable,
+    /// A request body that did not arrive at the listener's minimum rate (408; the connection
+    /// is closed).
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::BadRequest,
         ErrorCode::ValidationError,
         ErrorCode::Unauthorized,
@@ -58,6 +61,7 @@ impl ErrorCode {
         ErrorCode::InvalidFile,
         ErrorCode::JobPrinting,
         ErrorCode::CameraUnavailable,
+        ErrorCode::RequestTimeout,
     ];
 
     /// The HTTP status this code is answered with at the edge.
@@ -81,6 +85,7 @@ impl ErrorCode {
             ErrorCode::InvalidFile => 422,
             ErrorCode::JobPrinting => 409,
             ErrorCode::CameraUnavailable => 503,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 
@@ -104,6 +109,7 @@ impl ErrorCode {
             ErrorCode::InvalidFile => "INVALID_FILE",
             ErrorCode::JobPrinting => "JOB_PRINTING",
             ErrorCode::CameraUnavailable => "CAMERA_UNAVAILABLE",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod db;
 pub mod farm_events;
 pub mod files;
 pub mod frames;
+pub mod http;
 pub mod kv_watch;
 pub mod metrics;
 pub mod nats;

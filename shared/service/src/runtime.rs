@@ -131,12 +131,7 @@ impl Runtime {
         let admin_task = tokio::spawn({
             let stop = admin_stop.clone();
             async move {
-                let served = axum::serve(listener, admin_router)
-                    .with_graceful_shutdown(stop.cancelled_owned())
-                    .await;
-                if let Err(err) = served {
-                    tracing::error!(error = %err, "admin listener failed");
-                }
+                crate::http::serve(listener, admin_router, Default::default(), stop).await;
             }
         });
         tracing::info!(service = %service, admin = %admin_addr, "service started");

@@ -11,6 +11,7 @@ mod admin;
 mod archives;
 mod auth;
 mod auto_archive;
+mod bounded;
 mod camera;
 mod commands;
 mod dashboard;

@@ -345,6 +345,9 @@ fn form_error(err: multer::Error) -> ApiError {
         multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
             ApiError::new(ErrorCode::PayloadTooLarge, "The upload is too large")
         }
+        other if printyard_service::http::is_too_slow(&other) => {
+            ApiError::new(ErrorCode::RequestTimeout, "The upload arrived too slowly")
+        }
         other => ApiError::new(ErrorCode::BadRequest, format!("Unreadable form: {other}")),
     }
 }

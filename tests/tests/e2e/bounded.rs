@@ -1,0 +1,166 @@
+//! Bounded resources under hostile clients: what one offender may hold (a connection, its
+//! buffers, a stream) has a limit, the offender gets a clear error or is cut off, and everyone
+//! else keeps being served. The bounds themselves are in docs/operations.md ("Limits").
+
+use std::time::{Duration, Instant};
+
+use printyard_api::auth::Permission;
+use printyard_tests::{TestEnv, http, spawn_api_with};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection (or `within` passes): what it said.
+async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut said = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => said.extend_from_slice(&buffer[..n]),
+            }
+        }
+    });
+    read.await.ok().map(|()| said)
+}
+
+/// Sends `bytes` one at a time, `every` apart, until the server stops taking them.
+async fn trickle(stream: &mut TcpStream, bytes: &[u8], every: Duration) {
+    for byte in bytes {
+        if stream.write_all(&[*byte]).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_sending_headers_or_a_body_a_byte_at_a_time_is_cut_off_and_others_served() {
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.http.header_timeout_ms = 1_000;
+    config.http.body_grace_ms = 1_000;
+    config.http.body_min_rate = 500;
+    let api = spawn_api_with(config).await;
+    let key = env.api_key(&[Permission::Admin]).await;
+    let addr = api
+        .api_url("")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // Headers, a byte every 200 ms: the connection is closed once a second has passed, though
+    // bytes keep coming.
+    let mut slow_head = TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let head = format!("GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n");
+    let sender = async {
+        trickle(&mut slow_head, head.as_bytes(), Duration::from_millis(200)).await;
+        started.elapsed()
+    };
+    // Meanwhile others are served.
+    let others = async {
+        let mut answered = 0;
+        while started.elapsed() < Duration::from_millis(800) {
+            let status = http()
+                .get(api.api_url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert!(status.is_success(), "{status}");
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        answered
+    };
+    let (gave_up_after, answered) = tokio::join!(sender, others);
+    assert!(
+        answered >= 3,
+        "others were served while the slow client sent its head"
+    );
+    assert!(
+        gave_up_after < Duration::from_secs(4),
+        "the server took the slow head for {gave_up_after:?} (it is {} bytes, 200 ms each)",
+        head.len()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "cut off before its deadline: {:?}",
+        started.elapsed()
+    );
+
+    // A body, a byte every 200 ms, against a grace of a second and 500 bytes a second: 408
+    // with the reference's error, then the connection closed.
+    let mut slow_body = TcpStream::connect(&addr).await.unwrap();
+    let body = br#"{"name": "slow", "permissions": ["read"]}"#;
+    let head = format!(
+        "POST /api/v1/api-keys HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    slow_body.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (read, write) = slow_body.split();
+    let mut read = read;
+    let mut write = write;
+    let trickled = async {
+        for byte in body.iter() {
+            if write.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let answer = async {
+        let mut said = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let _ = tokio::time::timeout(Duration::from_secs(6), async {
+            loop {
+                match read.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => said.extend_from_slice(&buffer[..n]),
+                }
+            }
+        })
+        .await;
+        (said, started.elapsed())
+    };
+    let ((said, took), ()) = tokio::join!(answer, trickled);
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert!(said.contains(r#""code":"REQUEST_TIMEOUT""#), "{said}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the slow body was answered and closed after {took:?}"
+    );
+    // The key was not created.
+    let keys: serde_json::Value = http()
+        .get(api.api_url("/api-keys"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!keys.to_string().contains("\"slow\""), "{keys}");
+
+    // A body that arrives at once is never refused, however late the server reads it.
+    let mut quick = TcpStream::connect(&addr).await.unwrap();
+    let body = br#"{"name": "quick", "permissions": ["read"]}"#;
+    let request = format!(
+        "POST /api/v1/api-keys HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        String::from_utf8_lossy(body)
+    );
+    quick.write_all(request.as_bytes()).await.unwrap();
+    let said = read_to_close(&mut quick, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 201"), "{said}");
+}
