@@ -97,6 +97,9 @@ pub struct HttpConfig {
     /// a frame (the gateway's own `camera_first_frame_secs` should be shorter, so its reason
     /// arrives first).
     pub camera_timeout_secs: u64,
+    /// Open `/events` streams one replica serves at most (each holds a NATS consumer and about
+    /// 40 KiB); past it, 503 until one closes.
+    pub max_event_streams: usize,
     /// How long a client may take to send a request's line and headers before the connection
     /// is closed.
     pub header_timeout_ms: u64,
@@ -130,6 +133,7 @@ impl Default for HttpConfig {
             max_upload_bytes: 1024 * 1024 * 1024,
             upload_timeout_secs: 600,
             camera_timeout_secs: 10,
+            max_event_streams: 5_000,
             header_timeout_ms: deadlines.header_ms,
             body_grace_ms: deadlines.body_grace_ms,
             body_min_rate: deadlines.body_min_rate,

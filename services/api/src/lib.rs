@@ -165,6 +165,9 @@ async fn shared_state(
         people: config.people.clone(),
         audit: Default::default(),
         sso: people::sso::Sso::new(config.people.sso.clone())?,
+        event_streams: std::sync::Arc::new(tokio::sync::Semaphore::new(
+            config.http.max_event_streams,
+        )),
     }))
 }
 

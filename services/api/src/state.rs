@@ -58,6 +58,8 @@ pub struct Shared {
     pub audit: crate::audit::AuditWriter,
     /// Single sign-on (off unless `people.sso.issuer` is set).
     pub sso: crate::people::sso::Sso,
+    /// A permit per open `/events` stream (`http.max_event_streams`).
+    pub event_streams: Arc<tokio::sync::Semaphore>,
 }
 
 #[cfg(test)]

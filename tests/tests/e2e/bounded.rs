@@ -164,3 +164,98 @@ async fn a_client_sending_headers_or_a_body_a_byte_at_a_time_is_cut_off_and_othe
     let said = String::from_utf8_lossy(&said);
     assert!(said.starts_with("HTTP/1.1 201"), "{said}");
 }
+
+/// The api process of the event-stream test below (run only by it).
+#[test]
+#[ignore = "a child process of a_thousand_event_streams_hold_bounded_memory_and_one_more_is_refused"]
+fn child_api() {
+    printyard_tests::run_child_api();
+}
+
+/// Opens `GET /events` on a connection of its own and waits for the response head.
+async fn open_stream(addr: &str, key: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET /api/v1/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buffer))
+            .await
+            .expect("a response head within 20 s")
+            .unwrap();
+        assert!(n > 0, "closed before the head");
+        head.extend_from_slice(&buffer[..n]);
+    }
+    (stream, String::from_utf8_lossy(&head).into_owned())
+}
+
+#[tokio::test]
+async fn a_thousand_event_streams_hold_bounded_memory_and_one_more_is_refused() {
+    const STREAMS: usize = 1_000;
+    /// The bound docs/operations.md gives for one open stream.
+    const KIB_PER_STREAM: u64 = 64;
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    let port = printyard_tests::nats_server::free_port();
+    config.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.http.max_event_streams = STREAMS;
+    config.rate_limits.enabled = false;
+    let api = printyard_tests::ChildService::spawn_api("bounded::child_api", &config);
+    let pid = api.pid().unwrap();
+    let key = env.api_key(&[Permission::Read]).await;
+    let addr = format!("127.0.0.1:{port}");
+    let health = format!("http://{addr}/api/v1/health");
+    printyard_tests::eventually(Duration::from_secs(30), "the api serving", || async {
+        let response = http().get(&health).send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    let (_, before, _) = printyard_tests::process_usage(pid);
+
+    let mut open = Vec::with_capacity(STREAMS);
+    for chunk in 0..STREAMS / 50 {
+        let opened = futures::future::join_all((0..50).map(|_| open_stream(&addr, &key))).await;
+        for (stream, head) in opened {
+            assert!(head.starts_with("HTTP/1.1 200"), "stream {chunk}: {head}");
+            open.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after, _) = printyard_tests::process_usage(pid);
+    let per_stream = after.saturating_sub(before) / STREAMS as u64;
+    eprintln!(
+        "{STREAMS} open streams: RSS {before} KiB before, {after} KiB after, {per_stream} KiB each"
+    );
+    assert!(
+        per_stream <= KIB_PER_STREAM,
+        "{per_stream} KiB per open stream (bound {KIB_PER_STREAM} KiB)"
+    );
+
+    // One more is refused with the reference's error, and the replica serves everyone else.
+    let (_, head) = open_stream(&addr, &key).await;
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let refused = http()
+        .get(format!("http://{addr}/api/v1/events"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["code"], "SERVICE_UNAVAILABLE", "{error}");
+    let started = Instant::now();
+    let status = http().get(&health).send().await.unwrap().status();
+    assert!(status.is_success() && started.elapsed() < Duration::from_secs(2));
+
+    // A closed stream frees its place once the server notices, at the latest when the second
+    // keep-alive comment after it fails to be sent (15 s apart).
+    drop(open.pop());
+    printyard_tests::eventually(Duration::from_secs(45), "a place freed", || async {
+        let (_, head) = open_stream(&addr, &key).await;
+        head.starts_with("HTTP/1.1 200").then_some(())
+    })
+    .await;
+    drop(open);
+    api.kill().await;
+}

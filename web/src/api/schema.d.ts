@@ -1346,7 +1346,7 @@ export interface components {
          * @description A stable, UPPER_SNAKE error code. New codes are added here, never invented in a service.
          * @enum {string}
          */
-        ErrorCode: "BAD_REQUEST" | "VALIDATION_ERROR" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "INTERNAL_ERROR" | "SERVICE_UNAVAILABLE" | "PRINTER_NOT_CONNECTED" | "PRINTER_REFUSED" | "PRINTER_TIMEOUT" | "INVALID_FILE" | "JOB_PRINTING" | "CAMERA_UNAVAILABLE";
+        ErrorCode: "BAD_REQUEST" | "VALIDATION_ERROR" | "UNAUTHORIZED" | "FORBIDDEN" | "NOT_FOUND" | "METHOD_NOT_ALLOWED" | "CONFLICT" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "INTERNAL_ERROR" | "SERVICE_UNAVAILABLE" | "PRINTER_NOT_CONNECTED" | "PRINTER_REFUSED" | "PRINTER_TIMEOUT" | "INVALID_FILE" | "JOB_PRINTING" | "CAMERA_UNAVAILABLE" | "REQUEST_TIMEOUT";
         /** @description How often one code was raised. */
         ErrorCount: {
             code: string;

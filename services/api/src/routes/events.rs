@@ -160,6 +160,12 @@ pub async fn stream(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let filter = Filter::parse(query, caller.reach)?;
     let last_id = last_event_id(&headers)?;
+    let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
+        return Err(ApiError::new(
+            ErrorCode::ServiceUnavailable,
+            "Too many event streams are open on this replica; try again shortly",
+        ));
+    };
     // Status changes are subscribed to before the snapshot is taken: none falls in between.
     let statuses = state.statuses.subscribe();
     let messages = if filter.events.is_empty() {
@@ -179,6 +185,7 @@ pub async fn stream(
             state,
             filter,
             sender,
+            _permit: permit,
         },
         snapshot,
         statuses,
@@ -246,6 +253,8 @@ struct Client {
     state: AppState,
     filter: Filter,
     sender: mpsc::Sender<Result<Event, Infallible>>,
+    /// Held while the stream is open.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Client {
