@@ -24,6 +24,9 @@ pub enum Behaviour {
     AlwaysFail,
     /// 302 to another URL, always.
     Redirect,
+    /// Answers with this status and a body announced as 1 GiB, sent until the client hangs
+    /// up ([`Receiver::flooded`] tells how much went).
+    Flood(u16),
 }
 
 /// One request as it arrived.
@@ -51,6 +54,7 @@ impl Received {
 pub struct Receiver {
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Received>>>,
+    flooded: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Receiver {
@@ -69,13 +73,20 @@ impl Receiver {
         let addr = listener.local_addr().expect("an address");
         let log: Arc<Mutex<Vec<Received>>> = Arc::default();
         let seen: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+        let flooded: Arc<std::sync::atomic::AtomicU64> = Arc::default();
         let shared = log.clone();
+        let sent = flooded.clone();
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let log = shared.clone();
                 let seen = seen.clone();
+                let sent = sent.clone();
                 tokio::spawn(async move {
                     let mut socket = socket;
+                    if let Behaviour::Flood(status) = behaviour {
+                        let _ = flood(&mut socket, status, &log, &sent).await;
+                        return;
+                    }
                     while let Ok(true) =
                         serve(&mut socket, behaviour, &log, &seen, keep_alive).await
                     {
@@ -83,11 +94,16 @@ impl Receiver {
                 });
             }
         });
-        Receiver { addr, log }
+        Receiver { addr, log, flooded }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Body bytes a [`Behaviour::Flood`] receiver got out before the client hung up.
+    pub fn flooded(&self) -> u64 {
+        self.flooded.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every request so far, in arrival order.
@@ -166,6 +182,7 @@ async fn serve(
         Behaviour::CloseFirst => 200,
         Behaviour::AlwaysFail => 500,
         Behaviour::Redirect => 302,
+        Behaviour::Flood(status) => status,
     };
     log.lock().expect("the log").push(Received {
         at,
@@ -196,4 +213,43 @@ async fn serve(
         socket.shutdown().await?;
     }
     Ok(keep_alive)
+}
+
+/// Reads one request, then answers `status` with a body announced as 1 GiB and writes it until
+/// the client hangs up, counting what went out.
+async fn flood(
+    socket: &mut TcpStream,
+    status: u16,
+    log: &Mutex<Vec<Received>>,
+    sent: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    log.lock().expect("the log").push(Received {
+        at: Instant::now(),
+        headers: HashMap::new(),
+        body: Vec::new(),
+        answered: status,
+    });
+    let gigabyte: u64 = 1 << 30;
+    socket
+        .write_all(
+            format!("HTTP/1.1 {status} Flood\r\ncontent-length: {gigabyte}\r\n\r\n").as_bytes(),
+        )
+        .await?;
+    let block = vec![b'x'; 64 * 1024];
+    let mut written = 0;
+    while written < gigabyte {
+        socket.write_all(&block).await?;
+        written += block.len() as u64;
+        sent.fetch_add(block.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
 }

@@ -259,3 +259,111 @@ async fn a_thousand_event_streams_hold_bounded_memory_and_one_more_is_refused() 
     drop(open);
     api.kill().await;
 }
+
+/// The notifier process of the webhook test below (run only by it).
+#[test]
+#[ignore = "a child process of a_webhook_receiver_answering_a_gigabyte_is_cut_off_after_a_little"]
+fn child_notifier() {
+    printyard_tests::run_child_notifier();
+}
+
+#[tokio::test]
+async fn a_webhook_receiver_answering_a_gigabyte_is_cut_off_after_a_little() {
+    use printyard_contracts::farm::{EventKind, FarmEvent, Site, event_id};
+    use printyard_tests::receiver::{Behaviour, Receiver};
+    let env = TestEnv::new().await;
+    let mut config = env.api_config();
+    config.rate_limits.enabled = false;
+    let api = spawn_api_with(config).await;
+    let client = printyard_tests::keyed_http(&env.api_key(&[Permission::Admin]).await);
+    let notifier = printyard_tests::ChildService::spawn_notifier(
+        "bounded::child_notifier",
+        &env.notifier_config(),
+    );
+    let pid = notifier.pid().unwrap();
+    // One receiver answers 200 and a gigabyte, one 500 and a gigabyte, one correctly.
+    let ok_flood = Receiver::start(Behaviour::Flood(200)).await;
+    let failing_flood = Receiver::start(Behaviour::Flood(500)).await;
+    let correct = Receiver::start(Behaviour::Correct).await;
+    let mut hooks = Vec::new();
+    for receiver in [&ok_flood, &failing_flood, &correct] {
+        // The notifier process answers once it has started.
+        let body = serde_json::json!({"url": receiver.url("/hook")});
+        let created =
+            printyard_tests::eventually(Duration::from_secs(30), "the webhook created", || async {
+                let (status, created) = api
+                    .send_json(
+                        &client,
+                        reqwest::Method::POST,
+                        "/webhooks",
+                        Some(body.clone()),
+                    )
+                    .await;
+                (status == 201).then_some(created)
+            })
+            .await;
+        hooks.push(created["id"].as_i64().unwrap());
+    }
+    let started = Instant::now();
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let serial = "SERIAL1".to_owned();
+    let event = FarmEvent {
+        id: event_id(&serial, EventKind::PrinterOnline, "online.flood"),
+        kind: EventKind::PrinterOnline,
+        site: Site::default(),
+        printer_id: 1,
+        serial,
+        at: chrono::Utc::now(),
+        data: serde_json::Value::Null,
+    };
+    printyard_service::farm_events::publish(&js, &event)
+        .await
+        .unwrap();
+
+    // The 200 is a delivery; the 500 a failure whose reason quotes a little of the answer.
+    let log = |hook: i64| {
+        let client = client.clone();
+        let url = api.api_url(&format!("/webhooks/{hook}/deliveries"));
+        async move {
+            let log: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+            log.as_array()?.first().cloned()
+        }
+    };
+    let delivered =
+        printyard_tests::eventually(Duration::from_secs(30), "the 200 delivered", || async {
+            log(hooks[0]).await.filter(|d| d["status"] == "delivered")
+        })
+        .await;
+    assert_eq!(delivered["response_code"], 200, "{delivered}");
+    let failed =
+        printyard_tests::eventually(Duration::from_secs(30), "the 500 recorded", || async {
+            log(hooks[1])
+                .await
+                .filter(|d| d["response_code"] == 500 || d["last_error"].is_string())
+        })
+        .await;
+    let error = failed.to_string();
+    assert!(
+        error.len() < 2_000,
+        "the failure's record is small: {error}"
+    );
+    assert!(error.contains("HTTP 500"), "{error}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(correct.delivered_ids(), vec![event.id.clone()]);
+
+    // What the flooders got out before the notifier hung up: kernel buffers, not a gigabyte.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (name, flooder) in [("200", &ok_flood), ("500", &failing_flood)] {
+        let sent = flooder.flooded();
+        eprintln!(
+            "the {name} flooder sent {} KiB before it was cut off",
+            sent / 1024
+        );
+        assert!(sent < 64 << 20, "the {name} flooder sent {sent} bytes");
+    }
+    let (_, _, peak) = printyard_tests::process_usage(pid);
+    eprintln!("notifier peak RSS {peak} KiB");
+    assert!(peak < 128 * 1024, "notifier peak RSS {peak} KiB");
+    notifier.kill().await;
+}
