@@ -487,6 +487,82 @@ mod tests {
         }
     }
 
+    /// Rewrites the uncompressed size of every entry in the central directory (a ZIP whose
+    /// directory lies about what its entries expand to).
+    fn claim_sizes(mut zip: Vec<u8>, size: u32) -> Vec<u8> {
+        let mut at = 0;
+        while let Some(found) = zip[at..].windows(4).position(|w| w == b"PK\x01\x02") {
+            let header = at + found;
+            zip[header + 24..header + 28].copy_from_slice(&size.to_le_bytes());
+            at = header + 4;
+        }
+        zip
+    }
+
+    #[test]
+    fn entries_claiming_gigabytes_thousands_of_entries_and_deep_nesting_are_bounded() {
+        // An entry whose directory claims 4 GB (it holds 5 bytes).
+        let liar = claim_sizes(
+            zip_of(
+                &[("Metadata/plate_1.gcode", b"G28\n\n")],
+                zip::CompressionMethod::Stored,
+            ),
+            u32::MAX - 1,
+        );
+        assert!(matches!(
+            inspect(Cursor::new(liar), &Limits::default(), None),
+            Err(ThreeMfError::TooLarge { size, .. }) if size == u64::from(u32::MAX - 1)
+        ));
+        // Ten entries of 1.9 GB each: each under the entry cap, together over the total.
+        let names: Vec<String> = (0..10)
+            .map(|i| format!("Metadata/plate_{i}.gcode"))
+            .collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"G28"[..])).collect();
+        let many_liars = claim_sizes(
+            zip_of(&entries, zip::CompressionMethod::Stored),
+            1_900_000_000,
+        );
+        // (Their ratio alone would refuse them as bombs: the total is checked without it.)
+        let no_ratio = Limits {
+            max_ratio: u64::MAX,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            inspect(Cursor::new(many_liars.clone()), &no_ratio, None),
+            Err(ThreeMfError::TotalTooLarge { .. })
+        ));
+        assert!(matches!(
+            inspect(Cursor::new(many_liars), &Limits::default(), None),
+            Err(ThreeMfError::Bomb { .. })
+        ));
+        // Twenty thousand entries against the default cap of ten thousand.
+        let names: Vec<String> = (0..20_000).map(|i| format!("f{i}")).collect();
+        let entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        let crowd = zip_of(&entries, zip::CompressionMethod::Stored);
+        assert!(matches!(
+            inspect(Cursor::new(crowd), &Limits::default(), None),
+            Err(ThreeMfError::TooManyEntries { found: 20_000, .. })
+        ));
+        // A path two thousand directories deep, and XML nested a hundred thousand deep: read
+        // without recursion, refused or empty, never a stack overflow.
+        let deep_name = format!("{}plate.png", "a/".repeat(2_000));
+        let mut deep_xml = "<config>".to_owned();
+        deep_xml.push_str(&"<plate>".repeat(100_000));
+        deep_xml.push_str(&"</plate>".repeat(100_000));
+        deep_xml.push_str("</config>");
+        let nested = zip_of(
+            &[
+                (deep_name.as_str(), &b"x"[..]),
+                ("Metadata/slice_info.config", deep_xml.as_bytes()),
+            ],
+            zip::CompressionMethod::Deflated,
+        );
+        assert!(matches!(
+            inspect(Cursor::new(nested), &Limits::default(), None),
+            Err(ThreeMfError::NotSliced)
+        ));
+    }
+
     #[test]
     fn too_many_entries_and_bombs_are_refused_before_anything_is_read() {
         let names: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
