@@ -132,6 +132,7 @@ impl Modify for Conventions {
                 "Seconds until the rate limit allows a request again",
             )),
         );
+        link_created_resources(openapi);
         for item in openapi.paths.paths.values_mut() {
             for operation in [
                 &mut item.get,
@@ -146,6 +147,65 @@ impl Modify for Conventions {
                 finish(operation);
             }
         }
+    }
+}
+
+/// OpenAPI links from each `POST /things` to every operation on `/things/{id}…`, with the `id`
+/// of the created resource: what a client (and a stateful fuzzer) does next with what it made.
+fn link_created_resources(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::link::LinkBuilder;
+    let paths = &openapi.paths.paths;
+    let mut links: Vec<(String, String)> = Vec::new();
+    for (collection, item) in paths {
+        if item.post.is_none() || collection.contains('{') {
+            continue;
+        }
+        let prefix = format!("{collection}/{{id}}");
+        for (path, target) in paths {
+            if path != &prefix && !path.starts_with(&format!("{prefix}/")) {
+                continue;
+            }
+            // Only operations whose one path parameter is the id.
+            if path.matches('{').count() != 1 {
+                continue;
+            }
+            for operation in [
+                &target.get,
+                &target.post,
+                &target.put,
+                &target.patch,
+                &target.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(id) = &operation.operation_id {
+                    links.push((collection.clone(), id.clone()));
+                }
+            }
+        }
+    }
+    for (collection, target) in links {
+        let Some(post) = openapi
+            .paths
+            .paths
+            .get_mut(&collection)
+            .and_then(|item| item.post.as_mut())
+        else {
+            continue;
+        };
+        let Some(RefOr::T(created)) = post.responses.responses.get_mut("201") else {
+            continue;
+        };
+        created.links.insert(
+            target.clone(),
+            RefOr::T(
+                LinkBuilder::new()
+                    .operation_id(target)
+                    .parameter("id", "$response.body#/id")
+                    .build(),
+            ),
+        );
     }
 }
 
