@@ -126,11 +126,7 @@ impl ArchiveRow {
 
 /// A database failure as callers see it (the detail stays in the log).
 pub fn unavailable(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "archive database query failed");
-    ErrorBody::new(
-        ErrorCode::ServiceUnavailable,
-        "The archive database is unavailable",
-    )
+    printyard_service::db::error_body(&err, "archive")
 }
 
 pub fn not_found(what: &str, id: i64) -> ErrorBody {

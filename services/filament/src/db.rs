@@ -3,8 +3,8 @@
 //! in the same statement (announced afterwards by [`crate::low`]).
 
 use chrono::{DateTime, Utc};
+use printyard_contracts::ErrorBody;
 use printyard_contracts::filament::Spool;
-use printyard_contracts::{ErrorBody, ErrorCode};
 use sqlx::{Postgres, Transaction};
 
 use crate::config::FilamentConfig;
@@ -232,11 +232,7 @@ async fn change_remaining(
 
 /// A database failure as callers see it (the detail stays in the log).
 pub fn unavailable(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "filament database query failed");
-    ErrorBody::new(
-        ErrorCode::ServiceUnavailable,
-        "The filament database is unavailable",
-    )
+    printyard_service::db::error_body(&err, "filament")
 }
 
 /// `RRGGBB` / `RRGGBBAA`, with or without `#`, as `RRGGBBAA` upper case.

@@ -30,11 +30,7 @@ pub struct Subscriptions {
 }
 
 fn unavailable(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "notifier database query failed");
-    ErrorBody::new(
-        ErrorCode::ServiceUnavailable,
-        "The notifier database is unavailable",
-    )
+    printyard_service::db::error_body(&err, "notifier")
 }
 
 fn invalid(detail: impl Into<String>) -> ErrorBody {

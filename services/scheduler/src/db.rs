@@ -124,11 +124,7 @@ impl JobRow {
 
 /// A database failure as callers see it (the detail stays in the log).
 pub fn unavailable(err: sqlx::Error) -> ErrorBody {
-    tracing::error!(error = %err, "queue database query failed");
-    ErrorBody::new(
-        ErrorCode::ServiceUnavailable,
-        "The queue database is unavailable",
-    )
+    printyard_service::db::error_body(&err, "queue")
 }
 
 pub fn not_found(id: i64) -> ErrorBody {

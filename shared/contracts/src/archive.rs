@@ -221,19 +221,19 @@ pub struct ArchivePatch {
     )]
     pub notes: Option<String>,
     /// At most 50 tags of 1 to 64 characters; blank ones are dropped.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Tag>>, max_items = 50))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<TagInput>>, max_items = 50))]
     pub tags: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>))]
     pub project_id: Option<Option<i64>>,
 }
 
-/// A tag, as the API describes it.
+/// A tag as a client may send it: a blank one is dropped, not refused.
 #[cfg(feature = "openapi")]
 #[derive(utoipa::ToSchema)]
-#[schema(min_length = 1, max_length = 64, pattern = "^[^\\u0000]*$")]
+#[schema(max_length = 64, pattern = "^[^\\u0000]*$")]
 #[allow(dead_code)]
-pub struct Tag(String);
+pub struct TagInput(String);
 
 /// An integer that may be written as a number with a zero fraction (`7.0`), as JSON allows.
 pub fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {

@@ -84,3 +84,25 @@ pub async fn ping(pool: &PgPool, deadline: Duration) -> Result<(), String> {
         Err(_) => Err(format!("no answer within {} ms", deadline.as_millis())),
     }
 }
+
+/// A failed query as the caller of a service sees it; the detail stays in the log. Postgres
+/// class 22 (data exception: a NUL byte in text, a value out of range) is input that got past
+/// validation, the client's error (422); anything else is the database being unavailable (503).
+/// `what` names the database to the caller ("the queue database is unavailable").
+pub fn error_body(err: &sqlx::Error, what: &str) -> printyard_contracts::ErrorBody {
+    use printyard_contracts::{ErrorBody, ErrorCode};
+    if let sqlx::Error::Database(db) = err
+        && db.code().is_some_and(|c| c.starts_with("22"))
+    {
+        tracing::warn!(error = %err, "input refused by the {what} database");
+        return ErrorBody::new(
+            ErrorCode::ValidationError,
+            "A value in the request cannot be stored",
+        );
+    }
+    tracing::error!(error = %err, "{what} database query failed");
+    ErrorBody::new(
+        ErrorCode::ServiceUnavailable,
+        format!("The {what} database is unavailable"),
+    )
+}

@@ -148,6 +148,27 @@ async fn a_nul_byte_in_text_is_a_422_not_a_500() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "VALIDATION_ERROR");
     assert!(body["detail"].as_str().unwrap().contains("model"));
+
+    // Behind a service too (found by `scripts/fuzz-api`: the filament service answered 503):
+    // every service's database refusing a value is the client's 422.
+    let _filament = printyard_tests::spawn_filament(&env).await;
+    let spool = printyard_tests::eventually(
+        std::time::Duration::from_secs(20),
+        "the filament service answering",
+        || async {
+            let response = client
+                .post(api.api_url("/spools"))
+                .json(&serde_json::json!({"material": "PLA", "brand": "a\u{0}b"}))
+                .send()
+                .await
+                .ok()?;
+            (response.status() != 503).then_some(response)
+        },
+    )
+    .await;
+    assert_eq!(spool.status(), 422);
+    let body: Value = spool.json().await.unwrap();
+    assert_eq!(body["code"], "VALIDATION_ERROR", "{body}");
 }
 
 #[tokio::test]
@@ -170,5 +191,31 @@ async fn a_bad_site_in_a_listing_query_is_a_422_naming_it() {
             detail.starts_with("Invalid query `site`"),
             "{path}: {detail}"
         );
+    }
+}
+
+/// What `scripts/fuzz-api` once found accepted against the document: a query parameter the
+/// document bounds is checked on every operation that lists it, also where the answer does not
+/// read it.
+#[tokio::test]
+async fn a_documented_query_bound_is_checked_where_the_answer_ignores_it() {
+    let env = TestEnv::new().await;
+    let api = spawn_api(&env).await;
+    let admin = env.api_key(&[Permission::Admin]).await;
+    for path in [
+        "/audit/export?offset=-1",
+        "/audit/export?limit=0",
+        "/statistics/utilisation?format=",
+        "/statistics/utilisation?format=pdf",
+    ] {
+        let response = http()
+            .get(api.api_url(path))
+            .header("X-API-Key", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{path}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["code"], "VALIDATION_ERROR", "{path}: {error}");
     }
 }

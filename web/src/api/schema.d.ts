@@ -1107,7 +1107,7 @@ export interface components {
             /** Format: int64 */
             project_id?: number | null;
             /** @description At most 50 tags of 1 to 64 characters; blank ones are dropped. */
-            tags?: components["schemas"]["Tag"][] | null;
+            tags?: components["schemas"]["TagInput"][] | null;
         };
         /**
          * @description How an archive came to be, and how its print ended.
@@ -1939,6 +1939,11 @@ export interface components {
             printer_ids?: number[];
             sites?: string[];
         };
+        /** @description The answer to `DELETE /roles/{name}`. */
+        RoleDeleted: {
+            deleted: boolean;
+            name: string;
+        };
         ServiceHealth: {
             instances: number;
             /** @description `up`, `down`, or `unknown` when NATS cannot be asked. */
@@ -2134,8 +2139,8 @@ export interface components {
             uptime: number;
             version: string;
         };
-        /** @description A tag, as the API describes it. */
-        Tag: string;
+        /** @description A tag as a client may send it: a blank one is dropped, not refused. */
+        TagInput: string;
         TaskDeleted: {
             deleted: boolean;
         };
@@ -2244,6 +2249,12 @@ export interface components {
             /** @description Whether the user signs in through single sign-on. */
             sso: boolean;
             username: string;
+        };
+        /** @description The answer to `DELETE /users/{id}`. */
+        UserDeleted: {
+            deleted: boolean;
+            /** Format: int64 */
+            id: number;
         };
         /** @description A change to a user; absent fields stay as they are. */
         UserPatch: {
@@ -7832,7 +7843,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Deleted"];
+                    "application/json": components["schemas"]["RoleDeleted"];
                 };
             };
             /** @description No API key, or an unknown or revoked one */
@@ -9678,7 +9689,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Deleted"];
+                    "application/json": components["schemas"]["UserDeleted"];
                 };
             };
             /** @description Bad request: the body is not JSON, or a path id is not a number */

@@ -42,6 +42,14 @@ pub struct AuditQuery {
 impl AuditQuery {
     fn filter(&self) -> Result<AuditFilter, ApiError> {
         let invalid = |detail: &str| ApiError::new(ErrorCode::ValidationError, detail);
+        // Checked for the export too, which pages by itself: the same query is the same answer.
+        if self.limit.is_some_and(|l| !(1..=1000).contains(&l))
+            || self.offset.is_some_and(|o| o < 0)
+        {
+            return Err(invalid(
+                "Invalid query: `limit` 1 to 1000, `offset` at least 0",
+            ));
+        }
         if self.actor.as_ref().is_some_and(|a| a.chars().count() > 200) {
             return Err(invalid("Invalid query `actor`: at most 200 characters"));
         }
@@ -100,12 +108,6 @@ pub async fn list(
     let filter = query.filter()?;
     let limit = query.limit.unwrap_or(100);
     let offset = query.offset.unwrap_or(0);
-    if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::new(
-            ErrorCode::ValidationError,
-            "Invalid query: `limit` 1 to 1000, `offset` at least 0",
-        ));
-    }
     let (entries, total) = audit::list(&state.db, &filter, limit, offset, None).await?;
     Ok(Json(AuditPage { entries, total }))
 }

@@ -272,9 +272,17 @@ pub async fn update(
     Ok(Json(user))
 }
 
-/// `DELETE` answer.
+/// The answer to `DELETE /users/{id}`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Deleted {
+pub struct UserDeleted {
+    pub id: i64,
+    pub deleted: bool,
+}
+
+/// The answer to `DELETE /roles/{name}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RoleDeleted {
+    pub name: String,
     pub deleted: bool,
 }
 
@@ -282,7 +290,7 @@ pub struct Deleted {
     delete, path = "/users/{id}", operation_id = "deleteUser", tag = "people",
     params(("id" = i64, Path, description = "The user's id")),
     responses(
-        (status = 200, description = "Deleted, their sessions ended everywhere", body = Deleted),
+        (status = 200, description = "Deleted, their sessions ended everywhere", body = UserDeleted),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "An administrator cannot delete themselves", body = ErrorBody),
@@ -294,7 +302,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Deleted>, ApiError> {
+) -> Result<Json<UserDeleted>, ApiError> {
     if is_self(&caller, id) {
         return Err(ApiError::new(
             ErrorCode::Conflict,
@@ -306,7 +314,7 @@ pub async fn delete(
     }
     revoke_everywhere(&state, EVERYTHING).await;
     tracing::info!(user_id = id, "user deleted");
-    Ok(Json(Deleted { deleted: true }))
+    Ok(Json(UserDeleted { id, deleted: true }))
 }
 
 /// `DELETE /users/{id}/sessions` answer.
@@ -486,7 +494,7 @@ pub async fn replace_role(
     delete, path = "/roles/{name}", operation_id = "deleteRole", tag = "people",
     params(("name" = String, Path, description = "The role's name")),
     responses(
-        (status = 200, description = "Deleted", body = Deleted),
+        (status = 200, description = "Deleted", body = RoleDeleted),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "Built in, or users still have it", body = ErrorBody),
@@ -497,9 +505,12 @@ pub async fn replace_role(
 pub async fn delete_role(
     State(state): State<AppState>,
     ApiPath(name): ApiPath<String>,
-) -> Result<Json<Deleted>, ApiError> {
+) -> Result<Json<RoleDeleted>, ApiError> {
     match roles::delete(&state.db, &name).await? {
-        Ok(()) => Ok(Json(Deleted { deleted: true })),
+        Ok(()) => Ok(Json(RoleDeleted {
+            name,
+            deleted: true,
+        })),
         Err(DeleteRefused::NotFound) => {
             Err(ApiError::not_found(format!("Role {name:?} not found")))
         }

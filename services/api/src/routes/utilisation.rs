@@ -54,6 +54,14 @@ impl UtilisationQuery {
         if self.model.as_ref().is_some_and(|m| m.chars().count() > 64) {
             return Err(invalid("Invalid query `model`: at most 64 characters"));
         }
+        // Read by the export only, but checked on both: the one query is valid or not.
+        if self
+            .format
+            .as_deref()
+            .is_some_and(|f| !matches!(f, "csv" | "xlsx"))
+        {
+            return Err(invalid("Invalid query `format`: csv or xlsx"));
+        }
         if let (Some(from), Some(until)) = (from, until)
             && from >= until
         {
@@ -142,9 +150,6 @@ pub async fn export(
 ) -> Result<Response, ApiError> {
     let request = query.request(&caller, &state)?;
     let format = query.format.as_deref().unwrap_or("csv");
-    if !matches!(format, "csv" | "xlsx") {
-        return Err(invalid("Invalid query `format`: csv or xlsx"));
-    }
     let answer = state.rpc.call(contract::UTILISATION, &request).await?;
     let mut rows: Vec<Vec<String>> = answer
         .printers
