@@ -50,9 +50,7 @@ impl ApiError {
             ApiError::Database(err) => {
                 // Postgres class 22 (data exception: a NUL byte in text, a value out of range)
                 // is bad input that got past validation: the client's error, not ours.
-                if let sqlx::Error::Database(db) = err
-                    && db.code().is_some_and(|c| c.starts_with("22"))
-                {
+                if printyard_service::db::is_data_exception(err) {
                     tracing::warn!(error = %err, "input refused by the database");
                     return ErrorBody::new(
                         ErrorCode::ValidationError,

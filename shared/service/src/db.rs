@@ -91,9 +91,7 @@ pub async fn ping(pool: &PgPool, deadline: Duration) -> Result<(), String> {
 /// `what` names the database to the caller ("the queue database is unavailable").
 pub fn error_body(err: &sqlx::Error, what: &str) -> printyard_contracts::ErrorBody {
     use printyard_contracts::{ErrorBody, ErrorCode};
-    if let sqlx::Error::Database(db) = err
-        && db.code().is_some_and(|c| c.starts_with("22"))
-    {
+    if is_data_exception(err) {
         tracing::warn!(error = %err, "input refused by the {what} database");
         return ErrorBody::new(
             ErrorCode::ValidationError,
@@ -105,4 +103,10 @@ pub fn error_body(err: &sqlx::Error, what: &str) -> printyard_contracts::ErrorBo
         ErrorCode::ServiceUnavailable,
         format!("The {what} database is unavailable"),
     )
+}
+
+/// Postgres class 22, data exception: a value the database cannot store (a NUL byte in text, a
+/// number out of range), so the request's fault.
+pub fn is_data_exception(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("22")))
 }
