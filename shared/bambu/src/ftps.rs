@@ -184,9 +184,11 @@ fn same_name_key(name: &str) -> String {
     name.trim().to_lowercase().replace(' ', "_")
 }
 
-/// Whether `file` (a name in a listing) is the 3MF of job `job` (a [`same_name_key`]).
+/// Whether `file` (a name in a listing) is the 3MF of job `job` (a [`same_name_key`]). The
+/// listed name is not trimmed: a space it ends with is part of the name (`cube.3mf ` is not a
+/// 3MF), and the path built from it must be the file's own.
 fn is_file_of(file: &str, job: &str) -> bool {
-    let file = same_name_key(file);
+    let file = file.to_lowercase().replace(' ', "_");
     let Some(stem) = file.strip_suffix(".3mf") else {
         return false;
     };
@@ -238,6 +240,10 @@ mod tests {
         assert_eq!(found.path, "/cache/My Cube.gcode.3mf");
         assert_eq!(found.size, 2000);
         assert_eq!(newest_listed("/", lines, "  "), None);
+        // Found by the `ftps_listing` fuzz target: a listed name ending in a space matched (the
+        // name was trimmed) and gave a path that is not a 3MF.
+        let spaced = ["-rw-rw-rw-   1 root  root    1000 Dec  1 10:00 cube.gcode.3mf "];
+        assert_eq!(newest_listed("/cache", spaced, "cube"), None);
         assert_eq!(newest_listed("/", lines, "gear"), None);
     }
 
