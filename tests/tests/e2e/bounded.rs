@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use printyard_api::auth::Permission;
 use printyard_tests::{TestEnv, http, spawn_api_with};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Reads until the server closes the connection (or `within` passes): what it said.
-async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+async fn read_to_close<R: AsyncRead + Unpin>(stream: &mut R, within: Duration) -> Option<Vec<u8>> {
     let mut said = Vec::new();
     let read = tokio::time::timeout(within, async {
         let mut buffer = [0u8; 4096];
@@ -25,7 +25,7 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Vec<u
 }
 
 /// Sends `bytes` one at a time, `every` apart, until the server stops taking them.
-async fn trickle(stream: &mut TcpStream, bytes: &[u8], every: Duration) {
+async fn trickle<W: AsyncWrite + Unpin>(stream: &mut W, bytes: &[u8], every: Duration) {
     for byte in bytes {
         if stream.write_all(&[*byte]).await.is_err() {
             return;
@@ -103,29 +103,12 @@ async fn a_client_sending_headers_or_a_body_a_byte_at_a_time_is_cut_off_and_othe
     );
     slow_body.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
-    let (read, write) = slow_body.split();
-    let mut read = read;
-    let mut write = write;
-    let trickled = async {
-        for byte in body.iter() {
-            if write.write_all(&[*byte]).await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
+    let (mut read, mut write) = slow_body.split();
+    let trickled = trickle(&mut write, body, Duration::from_millis(200));
     let answer = async {
-        let mut said = Vec::new();
-        let mut buffer = [0u8; 4096];
-        let _ = tokio::time::timeout(Duration::from_secs(6), async {
-            loop {
-                match read.read(&mut buffer).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => said.extend_from_slice(&buffer[..n]),
-                }
-            }
-        })
-        .await;
+        let said = read_to_close(&mut read, Duration::from_secs(6))
+            .await
+            .expect("the slow body's connection closed within 6 s");
         (said, started.elapsed())
     };
     let ((said, took), ()) = tokio::join!(answer, trickled);
