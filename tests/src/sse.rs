@@ -36,35 +36,56 @@ pub async fn read_events(
         response.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    let mut body = response.bytes_stream();
-    let mut buffer = String::new();
+    let mut reader = SseReader::new(response);
     let mut events = Vec::new();
-    while let Some(chunk) = body.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let mut sse = Sse {
-                id: None,
-                event: "message".into(),
-                data: Value::Null,
-            };
-            for line in block.lines() {
-                if let Some(id) = line.strip_prefix("id:") {
-                    sse.id = Some(id.trim().to_owned());
-                } else if let Some(event) = line.strip_prefix("event:") {
-                    sse.event = event.trim().to_owned();
-                } else if let Some(data) = line.strip_prefix("data:") {
-                    sse.data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
-                }
-            }
-            if sse.data.is_null() {
-                continue; // a keep-alive comment
-            }
-            events.push(sse);
-            if until(&events) {
-                return events;
-            }
+    while let Some(sse) = reader.next().await {
+        events.push(sse);
+        if until(&events) {
+            return events;
         }
     }
     events
+}
+
+/// Reads the events of one `/events` answer as they arrive.
+pub struct SseReader {
+    body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+impl SseReader {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            body: response.bytes_stream().boxed(),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (keep-alive comments skipped), or `None` once the stream ends.
+    pub async fn next(&mut self) -> Option<Sse> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut sse = Sse {
+                    id: None,
+                    event: "message".into(),
+                    data: Value::Null,
+                };
+                for line in block.lines() {
+                    if let Some(id) = line.strip_prefix("id:") {
+                        sse.id = Some(id.trim().to_owned());
+                    } else if let Some(event) = line.strip_prefix("event:") {
+                        sse.event = event.trim().to_owned();
+                    } else if let Some(data) = line.strip_prefix("data:") {
+                        sse.data = serde_json::from_str(data.trim()).unwrap_or(Value::Null);
+                    }
+                }
+                if !sse.data.is_null() {
+                    return Some(sse);
+                }
+            }
+            let chunk = self.body.next().await?.ok()?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
 }

@@ -122,12 +122,21 @@ pub fn auth_packet(access_code: &str) -> [u8; 80] {
     packet
 }
 
-/// Seven-segment patterns for 0-9 (a b c d e f g).
-const SEGMENTS: [u8; 10] = [0x3F, 0x06, 0x5B, 0x4F, 0x66, 0x6D, 0x7D, 0x07, 0x7F, 0x6F];
-
-/// A frame: a background tinted per printer, and the frame number drawn large.
+/// A frame as a baseline JPEG: [`draw`]'s picture.
 pub fn render(frame: u64, seed: u32, width: u16, height: u16) -> Option<Vec<u8>> {
-    let (w, h) = (width as usize, height as usize);
+    let pixels = draw(frame, seed, width, height);
+    let mut out = Vec::with_capacity(usize::from(width) * usize::from(height) / 10);
+    let encoder = jpeg_encoder::Encoder::new(&mut out, 70);
+    encoder
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+        .ok()?;
+    Some(out)
+}
+
+/// A frame's picture, RGB: a background tinted per printer and `FRAME <n>` drawn large in a
+/// 5×7 pixel font, so that a person (and a test) can tell frames apart at a glance.
+pub fn draw(frame: u64, seed: u32, width: u16, height: u16) -> Vec<u8> {
+    let (w, h) = (usize::from(width), usize::from(height));
     let mut pixels = vec![0u8; w * h * 3];
     let tint = [
         (seed & 0x3F) as u8 + 20,
@@ -135,55 +144,58 @@ pub fn render(frame: u64, seed: u32, width: u16, height: u16) -> Option<Vec<u8>>
         ((seed >> 16) & 0x3F) as u8 + 40,
     ];
     for (i, px) in pixels.chunks_exact_mut(3).enumerate() {
-        let y = (i / w) as u8;
-        px.copy_from_slice(&[tint[0], tint[1].wrapping_add(y / 8), tint[2]]);
+        // A gentle vertical gradient, top to bottom.
+        let shade = (i / w * 48 / h.max(1)) as u8;
+        px.copy_from_slice(&[tint[0], tint[1].saturating_add(shade), tint[2]]);
     }
-    let digits = frame.to_string();
-    let cell = (h / 3).max(8);
-    let thick = (cell / 8).max(2);
-    let mut x0 = w / 10;
-    let y0 = h / 3;
-    let mut rect = |x: usize, y: usize, rw: usize, rh: usize| {
-        for yy in y..(y + rh).min(h) {
-            for xx in x..(x + rw).min(w) {
-                let p = (yy * w + xx) * 3;
-                pixels[p..p + 3].copy_from_slice(&[250, 250, 250]);
+    let text = format!("FRAME {frame}");
+    let cells = text.len() * 6 - 1;
+    // As large as fits: numbers up to a million across at most 90 % of the width (so the size
+    // holds while the count grows), a third of the height.
+    let scale = (w * 9 / 10 / cells.max(12 * 6 - 1)).min(h / 3 / 7).max(1);
+    let x0 = w.saturating_sub(cells * scale) / 2;
+    let y0 = h.saturating_sub(7 * scale) / 2;
+    for (n, c) in text.chars().enumerate() {
+        let rows = glyph(c);
+        for (row, bits) in rows.iter().enumerate() {
+            for col in 0..5 {
+                if bits & (0x10 >> col) == 0 {
+                    continue;
+                }
+                let (x, y) = (x0 + (n * 6 + col) * scale, y0 + row * scale);
+                for yy in y..(y + scale).min(h) {
+                    for xx in x..(x + scale).min(w) {
+                        let p = (yy * w + xx) * 3;
+                        pixels[p..p + 3].copy_from_slice(&[250, 250, 250]);
+                    }
+                }
             }
         }
-    };
-    for d in digits.bytes() {
-        let seg = SEGMENTS[(d - b'0') as usize];
-        let half = cell / 2;
-        let width_d = half;
-        if seg & 0x01 != 0 {
-            rect(x0, y0, width_d, thick)
-        }
-        if seg & 0x02 != 0 {
-            rect(x0 + width_d, y0, thick, half)
-        }
-        if seg & 0x04 != 0 {
-            rect(x0 + width_d, y0 + half, thick, half)
-        }
-        if seg & 0x08 != 0 {
-            rect(x0, y0 + cell, width_d + thick, thick)
-        }
-        if seg & 0x10 != 0 {
-            rect(x0, y0 + half, thick, half)
-        }
-        if seg & 0x20 != 0 {
-            rect(x0, y0, thick, half)
-        }
-        if seg & 0x40 != 0 {
-            rect(x0, y0 + half, width_d, thick)
-        }
-        x0 += width_d + thick * 4;
     }
-    let mut out = Vec::with_capacity(w * h / 10);
-    let encoder = jpeg_encoder::Encoder::new(&mut out, 70);
-    encoder
-        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
-        .ok()?;
-    Some(out)
+    pixels
+}
+
+/// A character of `FRAME 0123456789` in a 5×7 font: seven rows, five bits each (the
+/// leftmost the highest). Zero has its slash, so it is not taken for a missing glyph's box.
+fn glyph(c: char) -> [u8; 7] {
+    match c {
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1E, 0x01, 0x01, 0x0E, 0x01, 0x01, 0x1E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
+        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
+        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
+        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
+        _ => [0; 7],
+    }
 }
 
 #[cfg(test)]
@@ -208,5 +220,35 @@ mod tests {
         assert_eq!(&a[a.len() - 2..], &[0xFF, 0xD9], "EOI");
         assert!(a.windows(2).any(|w| w == [0xFF, 0xC0]), "baseline SOF0");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn every_digit_has_a_glyph_of_its_own_and_zero_is_no_empty_box() {
+        let glyphs: Vec<[u8; 7]> = "0123456789FRAME".chars().map(glyph).collect();
+        for (i, a) in glyphs.iter().enumerate() {
+            assert!(a.iter().any(|row| *row != 0), "glyph {i} is blank");
+            for b in &glyphs[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // A hollow rectangle is what a missing glyph looks like: zero has its slash inside.
+        let zero = glyph('0');
+        assert!(zero[2..5].iter().any(|row| row & 0x0E != 0));
+    }
+
+    #[test]
+    fn the_frame_number_is_drawn_where_a_viewer_reads_it() {
+        let (w, h) = (320usize, 180usize);
+        let lit = |pixels: &[u8]| {
+            pixels
+                .chunks_exact(3)
+                .filter(|p| p == &[250, 250, 250])
+                .count()
+        };
+        let one = draw(1, 7, w as u16, h as u16);
+        let eight = draw(8, 7, w as u16, h as u16);
+        // The text is there, large (over 3 % of the picture), and differs with the number.
+        assert!(lit(&one) > w * h * 3 / 100, "{} lit", lit(&one));
+        assert!(lit(&eight) > lit(&one));
     }
 }

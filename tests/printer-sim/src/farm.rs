@@ -19,6 +19,7 @@ use crate::camera::{self, CameraConfig};
 use crate::certs::{self, Ca};
 use crate::model::{Model, serial_for};
 use crate::printer::{Printer, PrinterSpec};
+use crate::rtsps;
 use crate::{control, ftps, mqtt};
 
 /// The sliced 3MF a printer prints when the farm starts it printing.
@@ -30,6 +31,8 @@ pub struct Ports {
     pub mqtt: u16,
     pub ftps: u16,
     pub camera: u16,
+    /// The RTSPS camera (X1).
+    pub rtsps: u16,
 }
 
 impl Default for Ports {
@@ -38,6 +41,7 @@ impl Default for Ports {
             mqtt: 8883,
             ftps: 990,
             camera: 6000,
+            rtsps: 322,
         }
     }
 }
@@ -97,6 +101,8 @@ pub struct ManifestPrinter {
     pub ftps_port: u16,
     /// Port 6000 camera (A1, P1); `None` for models with RTSPS cameras.
     pub camera_port: Option<u16>,
+    /// RTSPS camera (X1); `None` for models with a port 6000 camera.
+    pub rtsps_port: Option<u16>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +195,14 @@ impl Farm {
                     acceptor,
                     config.camera,
                 )));
+            } else {
+                let rtsps_listener = bind(config.ports.rtsps).await?;
+                tasks.push(tokio::spawn(rtsps::serve(
+                    printer.clone(),
+                    rtsps_listener,
+                    acceptor,
+                    config.camera,
+                )));
             }
             tasks.push(tokio::spawn(
                 printer.clone().run(config.tick, config.idle_report),
@@ -227,8 +241,8 @@ impl Farm {
     }
 
     /// A certificate and key (PEM) for `printer`, from the farm's CA, for a server outside the
-    /// simulator that speaks for it: an RTSPS camera (X1, P2S and H2 serve H.264 on port 322,
-    /// which the simulator does not; the tests run GStreamer's RTSP server with this).
+    /// simulator that speaks for it (the tests run GStreamer's RTSP server with this, an RTSPS
+    /// camera other than the simulator's own).
     pub fn identity_pem(&self, printer: &Printer) -> anyhow::Result<(String, String)> {
         self.ca
             .issue_pem(&printer.spec.serial, std::net::IpAddr::V4(printer.spec.ip))
@@ -264,6 +278,7 @@ impl Farm {
                         .model
                         .has_port6000_camera()
                         .then_some(self.ports.camera),
+                    rtsps_port: (!p.spec.model.has_port6000_camera()).then_some(self.ports.rtsps),
                 })
                 .collect(),
         }

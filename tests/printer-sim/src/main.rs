@@ -11,7 +11,8 @@ use printyard_printer_sim::{Farm, FarmConfig, Model, Ports};
 /// A farm of virtual Bambu Lab printers speaking the real LAN protocol.
 ///
 /// Printer N listens on its own loopback address (127.0.1.N by default) on 8883 (MQTT/TLS),
-/// 990 (implicit FTPS) and, for A1/P1 models, 6000 (camera). Ports below 1024 need root.
+/// 990 (implicit FTPS) and 6000 (camera of A1 and P1) or 322 (RTSPS camera of X1). Ports
+/// below 1024 need root.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -45,6 +46,9 @@ struct Cli {
     ftps_port: u16,
     #[arg(long, default_value_t = 6000)]
     camera_port: u16,
+    /// The RTSPS camera's port (X1).
+    #[arg(long, default_value_t = 322)]
+    rtsps_port: u16,
     /// Concurrent MQTT clients per printer; 0 for unlimited.
     #[arg(long, default_value_t = 4)]
     client_cap: usize,
@@ -90,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             mqtt: cli.mqtt_port,
             ftps: cli.ftps_port,
             camera: cli.camera_port,
+            rtsps: cli.rtsps_port,
         },
         speed: cli.speed,
         tick: Duration::from_millis(cli.tick_ms.max(10)),

@@ -81,7 +81,7 @@ impl Model {
         !matches!(self, Model::X1C)
     }
 
-    /// A1 and P1 stream JPEG on port 6000; X1 uses RTSPS on 322 (not simulated).
+    /// A1 and P1 stream JPEG on port 6000; X1 serves RTSPS on 322 (`rtsps.rs`).
     pub fn has_port6000_camera(self) -> bool {
         !matches!(self, Model::X1C)
     }

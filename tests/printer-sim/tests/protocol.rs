@@ -268,20 +268,28 @@ async fn curl_uploads_lists_and_downloads_by_implicit_ftps_and_session_reuse_is_
     let _ = std::fs::remove_file(local);
 }
 
-async fn camera_connect(
+/// A TLS connection to the first printer's `port`, verified against the farm's CA.
+async fn tls_connect(
     farm: &printyard_printer_sim::Farm,
-    code: &str,
+    port: u16,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let printer = &farm.printers[0];
     let connector = tokio_rustls::TlsConnector::from(printyard_printer_sim::certs::client_config(
         farm.ca_pem(),
     ));
-    let tcp = tokio::net::TcpStream::connect((printer.spec.ip, 6000))
+    let tcp = tokio::net::TcpStream::connect((printer.spec.ip, port))
         .await
         .unwrap();
     let name =
         rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::V4(printer.spec.ip).into());
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+async fn camera_connect(
+    farm: &printyard_printer_sim::Farm,
+    code: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut tls = tls_connect(farm, 6000).await;
     use tokio::io::AsyncWriteExt;
     // The 80-byte auth packet, built here from the protocol notes rather than the simulator's helper.
     let mut packet = vec![];
@@ -332,4 +340,186 @@ async fn a_camera_client_receives_distinct_jpeg_frames_and_a_wrong_code_is_close
         matches!(read, Ok(0) | Err(_)),
         "closed without a frame: {read:?}"
     );
+}
+
+/// One RTSP exchange on `tls`: `request` (with its CSeq) sent, the reply's status line and
+/// headers read (a body of Content-Length too).
+async fn rtsp(
+    tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    request: &str,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut byte))
+            .await
+            .expect("a reply")
+            .unwrap();
+        reply.push(byte[0]);
+    }
+    let head = String::from_utf8(reply).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    tls.read_exact(&mut body).await.unwrap();
+    head + &String::from_utf8(body).unwrap()
+}
+
+#[tokio::test]
+async fn ffmpeg_decodes_the_x1_rtsps_camera_and_the_session_keeps_to_rtsp() {
+    use base64::Engine as _;
+    let farm = farm(&[Model::X1C], 1.0, Some(4)).await;
+    let printer = farm.printers[0].clone();
+    let url = |code: &str| {
+        format!(
+            "rtsps://bblp:{code}@{}:322/streaming/live/1",
+            printer.spec.ip
+        )
+    };
+    // Debian's ffmpeg, as the gateway runs it: three frames of the configured size, H.264.
+    let dir = std::env::temp_dir().join(format!("rtsps-{}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let decoded = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .arg("-i")
+        .arg(url(&printer.spec.access_code))
+        .args(["-frames:v", "3", "-fps_mode", "passthrough", "-f", "image2"])
+        .arg(dir.join("frame-%d.ppm"))
+        .kill_on_drop(true)
+        .output();
+    let decoded = tokio::time::timeout(Duration::from_secs(30), decoded)
+        .await
+        .expect("ffmpeg decodes within 30 s")
+        .unwrap();
+    assert!(
+        decoded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
+    let frames: Vec<Vec<u8>> = (1..=3)
+        .map(|n| std::fs::read(dir.join(format!("frame-{n}.ppm"))).unwrap())
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    for frame in &frames {
+        assert!(frame.starts_with(b"P6\n320 180\n255\n"), "320x180 RGB");
+    }
+    assert_ne!(frames[0], frames[1], "each frame shows its number");
+    assert_ne!(frames[1], frames[2]);
+
+    // A wrong access code: 401, as ffmpeg says it.
+    let refused = tokio::process::Command::new("ffmpeg")
+        .args([
+            "-nostdin",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+        ])
+        .arg("-i")
+        .arg(url("00000000"))
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .kill_on_drop(true)
+        .output();
+    let refused = tokio::time::timeout(Duration::from_secs(20), refused)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Request by request, from RFC 2326: what needs the code asks for it, UDP is refused (the
+    // printer is reached over its one TLS connection), PLAY needs the session SETUP gave.
+    let mut tls = tls_connect(&farm, 322).await;
+    let base = format!("rtsp://{}:322/streaming/live/1", printer.spec.ip);
+    let auth = format!(
+        "Authorization: Basic {}\r\n",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("bblp:{}", printer.spec.access_code))
+    );
+    let reply = rtsp(
+        &mut tls,
+        &format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 401 "), "{reply}");
+    assert!(reply.contains("WWW-Authenticate: Basic"), "{reply}");
+    let reply = rtsp(
+        &mut tls,
+        &format!("DESCRIBE {base} RTSP/1.0\r\nCSeq: 2\r\n{auth}\r\n"),
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 200 "), "{reply}");
+    assert!(reply.contains("CSeq: 2"));
+    assert!(
+        reply.contains("m=video 0 RTP/AVP 96") && reply.contains("H264/90000"),
+        "{reply}"
+    );
+    let reply = rtsp(
+        &mut tls,
+        &format!("PLAY {base} RTSP/1.0\r\nCSeq: 3\r\n{auth}Session: 1\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        reply.starts_with("RTSP/1.0 454 "),
+        "no session yet: {reply}"
+    );
+    let reply = rtsp(
+        &mut tls,
+        &format!(
+            "SETUP {base}/trackID=1 RTSP/1.0\r\nCSeq: 4\r\n{auth}Transport: RTP/AVP;unicast;client_port=5000-5001\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 461 "), "{reply}");
+    let reply = rtsp(
+        &mut tls,
+        &format!(
+            "SETUP {base}/trackID=1 RTSP/1.0\r\nCSeq: 5\r\n{auth}Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
+        ),
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 200 "), "{reply}");
+    assert!(reply.contains("interleaved=0-1"), "{reply}");
+    let session = reply
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_owned();
+    let reply = rtsp(
+        &mut tls,
+        &format!("PLAY {base} RTSP/1.0\r\nCSeq: 6\r\n{auth}Session: {session}\r\n\r\n"),
+    )
+    .await;
+    assert!(reply.starts_with("RTSP/1.0 200 "), "{reply}");
+    // Then RTP on channel 0: the first packet starts a frame with its SPS.
+    use tokio::io::AsyncReadExt;
+    let mut header = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(5), tls.read_exact(&mut header))
+        .await
+        .expect("RTP within 5 s")
+        .unwrap();
+    assert_eq!((header[0], header[1]), (b'$', 0));
+    let mut packet = vec![0u8; u16::from_be_bytes([header[2], header[3]]) as usize];
+    tls.read_exact(&mut packet).await.unwrap();
+    assert_eq!(packet[0] >> 6, 2, "RTP version 2");
+    assert_eq!(packet[1] & 0x7F, 96);
+    assert_eq!(packet[12] & 0x1F, 7, "an SPS first");
+    assert_eq!(printer.snapshot().camera_clients, 1);
 }

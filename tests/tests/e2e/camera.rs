@@ -4,7 +4,7 @@
 //! stream and closes the camera, the camera closes after its last viewer, and what cannot be
 //! watched is said fast. An RTSPS camera (GStreamer's RTSP server with the printer's
 //! certificate) arrives as MJPEG through the gateway's ffmpeg, which is gone soon after the
-//! last viewer.
+//! last viewer; the simulator's own X1C camera (RTSPS too) gives a snapshot.
 
 use std::time::{Duration, Instant};
 
@@ -490,6 +490,34 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
         (transcoders() == 0).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_simulated_x1cs_own_rtsps_camera_gives_a_snapshot_through_the_gateway() {
+    // The demo farm's X1 Carbon: the simulator serves its H.264 on port 322 (no stand-in
+    // server), the gateway's defaults reach it.
+    let setup = setup_with(Model::X1C, 1, 1, |config| {
+        config.gateway.camera_first_frame_secs = 10;
+    })
+    .await;
+    let id = setup.online_printer().await;
+    let response = setup
+        .get(0, &format!("/printers/{id}/camera/snapshot"))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    let jpeg = response.bytes().await.unwrap();
+    assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]));
+    assert_eq!(
+        jpeg_size(&jpeg),
+        Some((WIDTH, HEIGHT)),
+        "decoded from the camera's H.264"
+    );
+    assert_eq!(
+        setup.camera_connections(),
+        1,
+        "the simulator's camera served it"
+    );
 }
 
 #[tokio::test]

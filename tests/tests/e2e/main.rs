@@ -32,6 +32,7 @@ mod print_record;
 mod print_record_model;
 mod printer_errors;
 mod printers;
+mod proxy;
 mod queue;
 mod rate_limits;
 mod rpc;

@@ -106,9 +106,7 @@ pub async fn stream(
         header::CONTENT_TYPE,
         HeaderValue::from_static("multipart/x-mixed-replace; boundary=printyard-frame"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Proxies must not buffer a live stream.
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    super::unbuffered(headers, "no-store");
     Ok(response)
 }
 

@@ -15,8 +15,9 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use printyard_contracts::farm::{FarmEvent, Site, StatusRecord, event_filter};
 use printyard_contracts::webhooks::WebhookEvent;
 use printyard_contracts::{ErrorBody, ErrorCode};
@@ -157,7 +158,7 @@ pub async fn stream(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<EventsQuery>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let filter = Filter::parse(query, caller.reach)?;
     let last_id = last_event_id(&headers)?;
     let Ok(permit) = state.event_streams.clone().try_acquire_owned() else {
@@ -193,7 +194,11 @@ pub async fn stream(
     ));
     let mut receiver = receiver;
     let events = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let mut response = Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response();
+    super::unbuffered(response.headers_mut(), "no-cache");
+    Ok(response)
 }
 
 /// The `Last-Event-ID` a reconnecting client sends: the stream sequence of its last event.

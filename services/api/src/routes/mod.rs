@@ -45,6 +45,26 @@ pub use system::SystemInfo;
 /// The base path of every endpoint.
 pub const BASE: &str = "/api/v1";
 
+/// Marks a long-lived streamed answer (`/events`, a camera's MJPEG) so that reverse proxies pass
+/// each part on as it comes: `X-Accel-Buffering: no` turns off nginx's response buffering (on
+/// by default, it would hold events back until a buffer fills) and is honoured by other proxies
+/// that copied it; `no-transform` keeps compressing proxies, which also wait for enough bytes
+/// to compress, away from it. `cache` is the stream's own `Cache-Control` directive.
+pub(crate) fn unbuffered(headers: &mut HeaderMap, cache: &'static str) {
+    let cache_control = match cache {
+        "no-store" => "no-store, no-transform",
+        _ => "no-cache, no-transform",
+    };
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static(cache_control),
+    );
+    headers.insert(
+        "x-accel-buffering",
+        axum::http::HeaderValue::from_static("no"),
+    );
+}
+
 /// The `/api/v1` routes (relative to [`BASE`]) and their OpenAPI description.
 pub fn v1() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let router = OpenApiRouter::with_openapi(ApiDoc::openapi())
