@@ -42,8 +42,8 @@ web_build() {
     (cd "$web" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed in web/"
     cp "$web/package-lock.json" "$stamp"
   fi
-  log "type-checking and building the dashboard (web/dist)"
-  (cd "$web" && npm run -s check && npm run -s build) || die "the dashboard did not build"
+  log "type-checking, unit-testing and building the dashboard (web/dist)"
+  (cd "$web" && npm run -s check && npm run -s test && npm run -s build) || die "the dashboard did not build or its unit tests failed"
 }
 
 # The newest PostgreSQL server binaries on this machine, installed if there are none. Debian's

@@ -387,6 +387,11 @@ async fn run(count: usize, stay: Duration) {
     )
     .await;
 
+    // The dashboard's farm screen in Chromium, every printer live (`web/e2e/farm-view.mjs`).
+    if std::env::var("BENCH_FARM_BROWSER").as_deref() != Ok("0") {
+        dashboard(&format!("http://127.0.0.1:{api_port}"), &key, count).await;
+    }
+
     // The gateway's memory, held and after every printer is deleted.
     let gateway_pid = services
         .iter()
@@ -442,6 +447,43 @@ async fn run(count: usize, stay: Duration) {
     if std::env::var_os("BENCH_FARM_KEEP_LOGS").is_some() {
         println!("logs kept in {}", dir.display());
         std::mem::forget(work);
+    }
+}
+
+/// Runs `web/e2e/farm-view.mjs` (headless Chromium at 2560×1440) against the farm and prints
+/// its figures: time until every printer shows, JavaScript heap, layout and script per second
+/// while live, for the dense and the tile view.
+async fn dashboard(url: &str, key: &str, count: usize) {
+    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
+    if !web.join("node_modules/playwright-core").exists() || !Path::new("/usr/bin/chromium").exists() {
+        println!("dashboard: skipped (needs web/node_modules and Chromium: run scripts/test once)");
+        return;
+    }
+    let shots = std::env::temp_dir().join("printyard-farm-view");
+    let run = Command::new("node")
+        .arg("e2e/farm-view.mjs")
+        .current_dir(&web)
+        .env("PRINTYARD_URL", url)
+        .env("PRINTYARD_KEY", key)
+        .env("PRINTYARD_PRINTERS", count.to_string())
+        .env("PRINTYARD_SCREENSHOTS", &shots)
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(Duration::from_secs(600), run).await {
+        Ok(Ok(output)) => {
+            for line in String::from_utf8_lossy(&output.stdout).lines() {
+                println!("dashboard {line}");
+            }
+            if !output.status.success() {
+                println!(
+                    "dashboard: FAILED\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                );
+            }
+            println!("dashboard screenshots: {}", shots.display());
+        }
+        Ok(Err(err)) => println!("dashboard: node did not run: {err}"),
+        Err(_) => println!("dashboard: no answer within 10 minutes"),
     }
 }
 

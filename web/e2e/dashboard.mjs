@@ -157,6 +157,69 @@ try {
   await tile(page, watched).locator('.state[data-state="printing"]').waitFor({ timeout: 30_000 });
   step("resume: printing again");
 
+  // 3b. The dense view: a cell per printer in its state's colour, problems first, grouping,
+  // the filter box from the keyboard, the tile's detail on hover and on a click, the counts.
+  {
+    await page.selectOption("select[name=view]", "cells");
+    const cell = (id) => page.locator(`button.cell[data-printer-id="${id}"]`);
+    for (const p of printers) await cell(p.id).waitFor();
+    assert.equal(await page.locator("button.cell").count(), printers.length, "one cell per printer");
+    // Each cell's category is its printer's state as the API gives it.
+    const expected = (s) =>
+      !s.connected ? "offline" : s.state === "failed" || s.hms_status === "error" ? "failed" : s.state === "paused" ? "paused" : ["printing", "preparing"].includes(s.state) ? "printing" : s.state === "finished" ? "plate" : "idle";
+    const colours = { printing: "rgb(26, 127, 55)", failed: "rgb(207, 34, 46)", idle: "rgb(208, 215, 222)", paused: "rgb(154, 103, 0)", plate: "rgb(31, 111, 235)", offline: "rgb(66, 74, 83)" };
+    const categories = {};
+    for (const p of printers) {
+      const want = expected(await apiGet(`/printers/${p.id}/status`));
+      await until(`printer ${p.id}'s cell ${want}`, async () => (await cell(p.id).getAttribute("data-category")) === want, 15_000);
+      const colour = await cell(p.id).evaluate((el) => getComputedStyle(el).backgroundColor);
+      assert.equal(colour, colours[want], `a ${want} cell's colour`);
+      categories[p.id] = want;
+    }
+    assert.ok(Object.values(categories).includes("failed") && Object.values(categories).includes("printing"), `a failed and a printing cell: ${JSON.stringify(categories)}`);
+    const order = await page.locator("button.cell").evaluateAll((cells) => cells.map((c) => c.dataset.category));
+    assert.equal(order[0], "failed", `problems first: ${order}`);
+    // Grouped by model: one group per model; by state: the failed group first.
+    await page.selectOption("select[name=group]", "model");
+    await until("a group per model", async () => (await page.locator(".cell-group").count()) === new Set(printers.map((p) => p.model)).size || undefined, 5_000);
+    await page.selectOption("select[name=group]", "state");
+    const groups = await page.locator(".cell-group").evaluateAll((g) => g.map((x) => x.dataset.group));
+    assert.equal(groups[0], "failed", `groups by state, problems first: ${groups}`);
+    await page.selectOption("select[name=group]", "");
+    // "/" puts the cursor in the filter box; a name, then a serial, leave one cell; Escape clears.
+    await page.locator("body").click({ position: { x: 5, y: 5 } });
+    await page.keyboard.press("/");
+    assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("name")), "filter", "/ focuses the filter");
+    const target = printers[printers.length - 1];
+    await page.keyboard.type(target.name);
+    await until("one cell for the name", async () => (await page.locator("button.cell").count()) === 1 || undefined, 5_000);
+    await cell(target.id).waitFor();
+    await page.keyboard.press("Escape");
+    await until("every cell again", async () => (await page.locator("button.cell").count()) === printers.length || undefined, 5_000);
+    await page.fill("input[name=filter]", target.serial_number);
+    await until("one cell for the serial", async () => (await page.locator("button.cell").count()) === 1 || undefined, 5_000);
+    await page.fill("input[name=filter]", "");
+    // Hover shows the printer's tile beside the cells; a click keeps it; Escape closes it.
+    await cell(watched).hover();
+    await page.locator(`.cell-detail article.tile[data-printer-id="${watched}"]`).waitFor();
+    await cell(watched).click();
+    await page.locator(".cell-detail button.close").waitFor();
+    await page.screenshot({ path: join(shots, "wall-cells.png"), fullPage: true });
+    await page.keyboard.press("Escape");
+    await page.locator(".cell-detail").waitFor({ state: "detached" });
+    // The counts: the farm's printing and failed, each a filter.
+    const countOf = async (key) => Number(await page.locator(`.counts tr[data-site=""] button[data-count="${key}"] strong`).textContent());
+    const failedIds = printers.filter((p) => categories[p.id] === "failed").map((p) => p.id);
+    assert.equal(await countOf("failed"), failedIds.length, "the failed count");
+    assert.equal(await countOf("printing"), printers.filter((p) => ["printing", "paused"].includes(categories[p.id])).length, "the printing count");
+    await page.click('.counts tr[data-site=""] button[data-count="failed"]');
+    await until("only the failed cells", async () => (await page.locator("button.cell").count()) === failedIds.length || undefined, 5_000);
+    await page.click('.counts tr[data-site=""] button[data-count="failed"]');
+    await until("every cell again", async () => (await page.locator("button.cell").count()) === printers.length || undefined, 5_000);
+    await page.selectOption("select[name=view]", "tiles");
+    step(`dense view: ${printers.length} cells (${JSON.stringify(categories)}), problems first, grouped by model and state, filtered by name and serial from the keyboard, detail on hover and click, counts as filters`);
+  }
+
   // 4. The archive: upload, edit, search.
   await page.goto(`${base}/#/archive`);
   await page.waitForSelector("ul.archives");

@@ -224,7 +224,7 @@ function App() {
         </button>
       </header>
       <main class={`screen screen-${screen.path}`}>
-        {screen.path === "wall" && <Wall session={session} />}
+        {screen.path === "wall" && <Wall session={session} query={route.query} />}
         {screen.path === "cameras" && <Cameras />}
         {screen.path === "archive" && <Archives session={session} />}
         {screen.path === "queue" && <Queue session={session} preset={route.query.get("archive")} />}

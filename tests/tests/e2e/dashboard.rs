@@ -266,6 +266,7 @@ async fn the_dashboard_in_chromium_shows_the_farm_and_acts_on_it() {
     for page in [
         "sign-in",
         "wall",
+        "wall-cells",
         "archive",
         "cameras",
         "queue",

@@ -1,46 +1,48 @@
-// The farm wall: every printer as a tile, the ones that need a person first, kept live by the
-// `/events` stream (statuses as they change) with the printer list re-read now and then for
-// printers added or removed elsewhere.
+// The farm screen: counts per site at the top (each a filter), then every printer as a tile or,
+// for a farm of hundreds, as a small cell (`cells.tsx`), the ones that need a person first,
+// kept live by the `/events` stream (statuses as they change) with the printer list re-read now
+// and then for printers added or removed elsewhere. The address may preset the view
+// (`#/wall?view=cells&group=site&site=…&q=…`), so a wall display's bookmark keeps its own.
 import { memo } from "preact/compat";
-import { useCallback, useEffect, useMemo, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, must, type Archive, type Printer } from "../api/client";
 import { followEvents, type StatusRecord } from "../api/streams";
 import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEvery, type Session } from "../ui";
+import { Cells, Counts, Legend, passesCount, useEscape, useStored, type CountFilter, type Grouping } from "./cells";
+import { byAttention, categoryOf, fileOf, liveState, matches, natural, problemOf, shortNames, workIndex, type FarmPrinter } from "./farm";
 import { Swatch, trayName } from "./filament";
-
-/** Why a printer needs someone, or `undefined` when it does not. */
-export function problemOf(printer: Printer, record: StatusRecord | undefined): string | undefined {
-  const state = liveState(printer, record);
-  const status = record?.status;
-  if (state === "offline") return record?.connection_error ?? "offline";
-  if (state === "failed") return status?.print_error ? `print failed (${status.print_error})` : "print failed";
-  if (status?.hms_status === "error") return "printer error";
-  if (state === "finished" && !printer.auto_clear_plate) return "waiting for plate clear";
-  return undefined;
-}
-
-function liveState(printer: Printer, record: StatusRecord | undefined): string {
-  if (!record) return printer.status;
-  if (!record.connected) return "offline";
-  return record.status?.state ?? "idle";
-}
 
 /** The longest a status change waits to be shown, in milliseconds. */
 const FLUSH_MS = 250;
 
 const STATES = ["idle", "preparing", "printing", "paused", "finished", "failed", "offline"];
+const VIEWS = ["tiles", "cells"] as const;
+const GROUPINGS: readonly Grouping[] = ["", "site", "model", "state"];
 
-export function Wall({ session }: { session: Session }) {
+export function Wall({ session, query }: { session: Session; query: URLSearchParams }) {
   const printers = useAnswer(() => must(api.GET("/printers")), []);
   const printing = useAnswer(
     () => must(api.GET("/archives", { params: { query: { status: "printing", limit: 1000 } } })),
     [],
   );
+  // Pending jobs, for "idle with work queued".
+  const pending = useAnswer(
+    () => must(api.GET("/queue", { params: { query: { status: "pending", limit: 10000 } } })).catch(() => undefined),
+    [],
+  );
+  useEvery(15_000, pending.reload);
   const [records, setRecords] = useState<Map<number, StatusRecord>>(new Map());
   const [live, setLive] = useState(false);
-  const [site, setSite] = useState("");
+  const [site, setSite] = useState(query.get("site") ?? "");
   const [state, setState] = useState("");
+  const [text, setText] = useState(query.get("q") ?? "");
+  const [counted, setCounted] = useState<CountFilter | undefined>(undefined);
+  const [view, setView] = useStored("printyard.wall.view", "tiles", VIEWS, query.get("view"));
+  const [grouping, setGrouping] = useStored<Grouping>("printyard.wall.group", "", GROUPINGS, query.get("group"));
   const [cleared, setCleared] = useState<Set<number>>(new Set());
+  // The printer whose detail shows beside the cells; pinned by a click or tap, else the hovered one.
+  const [detail, setDetail] = useState<{ id: number; pinned: boolean } | undefined>(undefined);
+  const filterBox = useRef<HTMLInputElement>(null);
 
   useEffect(() => {
     const stop = new AbortController();
@@ -78,6 +80,30 @@ export function Wall({ session }: { session: Session }) {
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
+  // "/" puts the cursor in the filter box (unless one is typing elsewhere).
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      const target = e.target as HTMLElement | null;
+      const typing = target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.tagName === "SELECT");
+      if (e.key === "/" && !typing) {
+        e.preventDefault();
+        filterBox.current?.focus();
+      }
+    };
+    addEventListener("keydown", key);
+    return () => removeEventListener("keydown", key);
+  }, []);
+  const closeDetail = useCallback(() => setDetail(undefined), []);
+  useEscape(closeDetail);
+  const select = useCallback(
+    (id: number | undefined, pinned: boolean) =>
+      setDetail((old) => {
+        if (id === undefined) return old?.pinned ? old : undefined;
+        if (pinned) return old?.pinned && old.id === id ? undefined : { id, pinned: true };
+        return old?.pinned ? old : { id, pinned: false };
+      }),
+    [],
+  );
   const markCleared = useCallback((id: number) => setCleared((old) => new Set(old).add(id)), []);
   // The inventory's grams in each loaded tray (spools without a tag have no other measure).
   const loaded = useAnswer(
@@ -108,23 +134,68 @@ export function Wall({ session }: { session: Session }) {
   }, [printing.data]);
 
   const all = printers.data ?? [];
-  const sites = [...new Set(all.map((p) => p.site))].sort();
-  const tiles = all
-    .map((printer) => {
-      const record = records.get(printer.id);
-      return { printer, record, state: liveState(printer, record), problem: cleared.has(printer.id) ? undefined : problemOf(printer, record) };
-    })
-    .filter((t) => (!site || t.printer.site === site) && (!state || t.state === state))
-    .sort(
-      (a, b) =>
-        Number(!a.problem) - Number(!b.problem) ||
-        Number(a.state !== "printing") - Number(b.state !== "printing") ||
-        a.printer.name.localeCompare(b.printer.name),
-    );
+  const hasWork = useMemo(() => workIndex(pending.data ?? []), [pending.data]);
+  const farm: FarmPrinter[] = useMemo(
+    () =>
+      all.map((printer) => {
+        const record = records.get(printer.id);
+        const category = categoryOf(printer, record, cleared.has(printer.id));
+        return {
+          printer,
+          record,
+          state: liveState(printer, record),
+          category,
+          problem: cleared.has(printer.id) ? undefined : problemOf(printer, record),
+          work: category === "idle" && hasWork(printer),
+          file: fileOf(printer, record, current.get(printer.id)),
+        };
+      }),
+    [all, records, cleared, hasWork, current],
+  );
+  const label = useMemo(() => shortNames(all.map((p) => p.name)), [all]);
+  const sites = [...new Set(all.map((p) => p.site))].sort(natural.compare);
+  const shown = farm
+    .filter((p) => (!site || p.printer.site === site) && (!state || p.state === state) && passesCount(counted, p) && matches(text, p))
+    .sort(byAttention);
+  const detailed = detail && farm.find((p) => p.printer.id === detail.id);
+  const tile = (p: FarmPrinter) => (
+    <Tile
+      key={p.printer.id}
+      printer={p.printer}
+      record={p.record}
+      state={p.state}
+      problem={p.problem}
+      archive={current.get(p.printer.id)}
+      stock={stock.get(p.printer.id)}
+      session={session}
+      onCleared={markCleared}
+      onChanged={printers.reload}
+    />
+  );
 
   return (
     <>
-      <div class="toolbar">
+      <Counts printers={farm} active={counted} onPick={setCounted} />
+      <div class="toolbar wrap">
+        <label class="grow">
+          Filter
+          <input
+            ref={filterBox}
+            type="search"
+            name="filter"
+            placeholder="name, serial or file  ( / )"
+            value={text}
+            onInput={(e) => setText(e.currentTarget.value)}
+            onKeyDown={(e) => {
+              if (e.key === "Escape") {
+                setText("");
+                e.currentTarget.blur();
+              } else if (e.key === "Enter" && shown.length > 0) {
+                setDetail({ id: shown[0].printer.id, pinned: true });
+              }
+            }}
+          />
+        </label>
         <label>
           Site
           <select value={site} onChange={(e) => setSite(e.currentTarget.value)} name="site">
@@ -143,30 +214,52 @@ export function Wall({ session }: { session: Session }) {
             ))}
           </select>
         </label>
+        <label>
+          View
+          <select value={view} onChange={(e) => setView(e.currentTarget.value as (typeof VIEWS)[number])} name="view">
+            <option value="tiles">tiles</option>
+            <option value="cells">cells (dense)</option>
+          </select>
+        </label>
+        {view === "cells" && (
+          <label>
+            Group by
+            <select value={grouping} onChange={(e) => setGrouping(e.currentTarget.value as Grouping)} name="group">
+              <option value="">nothing</option>
+              <option value="site">site</option>
+              <option value="model">model</option>
+              <option value="state">state</option>
+            </select>
+          </label>
+        )}
         <span class={`live ${live ? "on" : "off"}`} title="Updates from /events">
           {live ? "live" : "reconnecting…"}
         </span>
         <span class="count">
-          {tiles.length} of {all.length} printers
+          {shown.length} of {all.length} printers
         </span>
       </div>
       <ErrorNote error={printers.error} />
-      <section class="tiles" aria-label="Printers">
-        {tiles.map(({ printer, record, state, problem }) => (
-          <Tile
-            key={printer.id}
-            printer={printer}
-            record={record}
-            state={state}
-            problem={problem}
-            archive={current.get(printer.id)}
-            stock={stock.get(printer.id)}
-            session={session}
-            onCleared={markCleared}
-            onChanged={printers.reload}
-          />
-        ))}
-      </section>
+      {view === "cells" ? (
+        <div class={`dense${detailed ? " with-detail" : ""}`}>
+          <Legend />
+          <Cells printers={shown} grouping={grouping} label={label} selected={detail?.id} onSelect={select} />
+          {detailed && (
+            <aside class="cell-detail" aria-label={`${detailed.printer.name} detail`} onMouseLeave={() => !detail?.pinned && closeDetail()}>
+              {detail?.pinned && (
+                <button type="button" class="quiet close" onClick={closeDetail} aria-label="Close the detail">
+                  ×
+                </button>
+              )}
+              {tile(detailed)}
+            </aside>
+          )}
+        </div>
+      ) : (
+        <section class="tiles" aria-label="Printers">
+          {shown.map(tile)}
+        </section>
+      )}
       {printers.data && all.length === 0 && <p>No printers yet: add them with POST /api/v1/printers.</p>}
     </>
   );
