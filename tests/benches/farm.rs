@@ -455,7 +455,9 @@ async fn run(count: usize, stay: Duration) {
 /// while live, for the dense and the tile view.
 async fn dashboard(url: &str, key: &str, count: usize) {
     let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("../web");
-    if !web.join("node_modules/playwright-core").exists() || !Path::new("/usr/bin/chromium").exists() {
+    if !web.join("node_modules/playwright-core").exists()
+        || !Path::new("/usr/bin/chromium").exists()
+    {
         println!("dashboard: skipped (needs web/node_modules and Chromium: run scripts/test once)");
         return;
     }

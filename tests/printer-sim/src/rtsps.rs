@@ -36,6 +36,8 @@ const RTP_PAYLOAD: usize = 1400;
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 64 * 1024;
 const PAYLOAD_TYPE: u8 = 96;
+/// The longest a reply or a frame may take to be written.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn serve(
     printer: Arc<Printer>,
@@ -98,17 +100,19 @@ async fn session(printer: Arc<Printer>, stream: TlsStream<TcpStream>, config: Ca
     let mut counted = false;
     let seed = seed_of(&printer.spec.serial);
     let mut frame = 0u64;
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            message = tokio::time::timeout(SESSION_TIMEOUT, incoming.recv()) => {
+            message = incoming.recv() => {
+                heard = tokio::time::Instant::now();
                 let request = match message {
-                    Ok(Some(Incoming::Request(request))) => request,
-                    Ok(Some(Incoming::Interleaved)) => continue,
-                    // Closed, unreadable, or silent past the session's timeout.
-                    Ok(None) | Err(_) => break,
+                    Some(Incoming::Request(request)) => request,
+                    Some(Incoming::Interleaved) => continue,
+                    // Closed, or not RTSP.
+                    None => break,
                 };
                 let (reply, end) = state.answer(&request);
-                if write.write_all(reply.as_bytes()).await.is_err() || end {
+                if !sent(&mut write, reply.as_bytes()).await || end {
                     break;
                 }
                 if state.playing && !counted {
@@ -126,10 +130,12 @@ async fn session(printer: Arc<Printer>, stream: TlsStream<TcpStream>, config: Ca
                 let Ok(Some(units)) = encoded else { break };
                 frame += 1;
                 let packets = state.packetize(&units);
-                if write.write_all(&packets).await.is_err() {
+                if !sent(&mut write, &packets).await {
                     break;
                 }
             }
+            // Silent past the session's timeout: no request, no RTCP.
+            _ = tokio::time::sleep_until(heard + SESSION_TIMEOUT) => break,
             _ = kicks.changed() => break,
         }
     }
@@ -141,6 +147,14 @@ async fn session(printer: Arc<Printer>, stream: TlsStream<TcpStream>, config: Ca
             .camera_clients
             .fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Writes `bytes` within [`WRITE_DEADLINE`]: a client that stops reading is let go.
+async fn sent<W: tokio::io::AsyncWrite + Unpin>(write: &mut W, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_DEADLINE, write.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Reads requests and interleaved packets into `tx` until the connection ends or sends what

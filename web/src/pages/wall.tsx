@@ -43,6 +43,28 @@ export function Wall({ session, query }: { session: Session; query: URLSearchPar
   // The printer whose detail shows beside the cells; pinned by a click or tap, else the hovered one.
   const [detail, setDetail] = useState<{ id: number; pinned: boolean } | undefined>(undefined);
   const filterBox = useRef<HTMLInputElement>(null);
+  // The address and the choices follow each other: a link or a bookmark opened (or the address
+  // changed by hand) sets them; a choice made here is written back without a new history entry,
+  // so the address is the wall display's bookmark.
+  const asked = query.toString();
+  useEffect(() => {
+    const view = query.get("view");
+    if (view && (VIEWS as readonly string[]).includes(view)) setView(view as (typeof VIEWS)[number]);
+    const group = query.get("group");
+    if (group !== null && (GROUPINGS as readonly string[]).includes(group)) setGrouping(group as Grouping);
+    if (query.has("site")) setSite(query.get("site") ?? "");
+    if (query.has("q")) setText(query.get("q") ?? "");
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [asked]);
+  useEffect(() => {
+    const params = new URLSearchParams();
+    params.set("view", view);
+    if (grouping) params.set("group", grouping);
+    if (site) params.set("site", site);
+    if (text) params.set("q", text);
+    const wanted = `#/wall?${params}`;
+    if (location.hash !== wanted) history.replaceState(null, "", wanted);
+  }, [view, grouping, site, text]);
 
   useEffect(() => {
     const stop = new AbortController();
