@@ -80,11 +80,14 @@ async function measure(view, selector) {
   await page.waitForTimeout(liveSecs * 1000);
   const after = await metrics(cdp);
   const per = (name) => (after[name] - before[name]) / liveSecs;
-  const heap = after.JSHeapUsedSize / 1048576;
+  // What the page holds (after a collection), and the most it reached meanwhile.
+  await cdp.send("HeapProfiler.collectGarbage");
+  const heap = (await metrics(cdp)).JSHeapUsedSize / 1048576;
+  const peak = after.JSHeapTotalSize / 1048576;
   assert.deepEqual(errors, [], "no page errors");
   console.log(
     `${view.padEnd(5)}: ${expected} shown in ${(rendered / 1000).toFixed(2)} s, ${onScreen} of them on one ${width}×${height} screen; ` +
-      `JS heap ${heap.toFixed(1)} MB; live ${liveSecs} s: ${per("LayoutCount").toFixed(1)} layouts/s (${(per("LayoutDuration") * 1000).toFixed(1)} ms/s), ` +
+      `JS heap ${heap.toFixed(1)} MB (${peak.toFixed(0)} MB allocated); live ${liveSecs} s: ${per("LayoutCount").toFixed(1)} layouts/s (${(per("LayoutDuration") * 1000).toFixed(1)} ms/s), ` +
       `style ${(per("RecalcStyleDuration") * 1000).toFixed(1)} ms/s, script ${(per("ScriptDuration") * 1000).toFixed(1)} ms/s, ` +
       `main thread busy ${(per("TaskDuration") * 100).toFixed(1)} % of a core`,
   );

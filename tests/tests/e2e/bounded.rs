@@ -350,3 +350,62 @@ async fn a_webhook_receiver_answering_a_gigabyte_is_cut_off_after_a_little() {
     assert!(peak < 128 * 1024, "notifier peak RSS {peak} KiB");
     notifier.kill().await;
 }
+
+#[tokio::test]
+async fn an_event_stream_opens_with_every_status_of_a_farm_larger_than_its_buffer() {
+    use printyard_contracts::farm::{Site, StatusRecord, registry_key};
+    // More printers than the stream's buffer (`BUFFER` events may wait for a client): the
+    // snapshot a stream opens with is every one of them.
+    let printers = printyard_api::routes::events::BUFFER as i64 * 3 / 2;
+    let env = TestEnv::new().await;
+    let api = spawn_api_with(env.api_config()).await;
+    let key = env.api_key(&[Permission::Admin]).await;
+    let js = async_nats::jetstream::new(env.nats.client().await);
+    let bucket = printyard_tests::eventually(Duration::from_secs(5), "the status bucket", || {
+        let js = js.clone();
+        async move { js.get_key_value("printer_status").await.ok() }
+    })
+    .await;
+    for id in 1..=printers {
+        let record = StatusRecord {
+            printer_id: id,
+            serial: format!("01P00A{id:09}"),
+            connected: true,
+            last_seen: None,
+            connection_error: None,
+            model: Some("P1S".into()),
+            tls_pin: None,
+            status: None,
+            firmware: None,
+        };
+        bucket
+            .put(
+                registry_key(&Site::default(), id),
+                serde_json::to_vec(&record).unwrap().into(),
+            )
+            .await
+            .unwrap();
+    }
+    // The api's copy of the bucket follows it within milliseconds.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let streams = printyard_tests::keyed_stream_http(&key);
+    let response = streams
+        .get(api.api_url("/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut reader = printyard_tests::sse::SseReader::new(response);
+    let mut seen = std::collections::HashSet::new();
+    let took = Instant::now();
+    while seen.len() < printers as usize {
+        let event = tokio::time::timeout(Duration::from_secs(10), reader.next())
+            .await
+            .unwrap_or_else(|_| panic!("{} of {printers} statuses, then nothing", seen.len()))
+            .unwrap_or_else(|| panic!("the stream ended after {} of {printers} statuses", seen.len()));
+        if event.event == "printer_status" {
+            seen.insert(event.data["printer_id"].as_i64().unwrap());
+        }
+    }
+    eprintln!("{printers} statuses in {:?}", took.elapsed());
+}

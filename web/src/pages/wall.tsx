@@ -63,7 +63,9 @@ export function Wall({ session, query }: { session: Session; query: URLSearchPar
     if (site) params.set("site", site);
     if (text) params.set("q", text);
     const wanted = `#/wall?${params}`;
-    if (location.hash !== wanted) history.replaceState(null, "", wanted);
+    // Only while the address still shows the farm screen: never over a navigation under way.
+    const here = location.hash.replace(/^#\/?/, "").split("?")[0];
+    if ((here === "" || here === "wall") && location.hash !== wanted) history.replaceState(null, "", wanted);
   }, [view, grouping, site, text]);
 
   useEffect(() => {

@@ -5,8 +5,9 @@
 //! `Last-Event-ID` resumes right after the last event it saw (any replica can serve it: they
 //! read the same stream). Printer status changes come as `printer_status` events without an id
 //! (state, not history: a reconnecting client first gets every matching printer's current
-//! status again). A client that does not keep up is disconnected once `BUFFER` messages wait
-//! for it, rather than buffered without bound; it reconnects and resumes.
+//! status again; that snapshot, larger than the buffer on a farm of thousands, is sent as fast
+//! as the client takes it). A client that does not keep up is disconnected once `BUFFER`
+//! messages wait for it, rather than buffered without bound; it reconnects and resumes.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -32,6 +33,8 @@ use crate::state::AppState;
 
 /// Messages that may wait for a client before it is disconnected.
 pub const BUFFER: usize = 1024;
+/// How long the status snapshot a stream opens with may wait for the client to take each event.
+const SNAPSHOT_DEADLINE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -284,8 +287,15 @@ async fn forward(
     mut statuses: broadcast::Receiver<StatusRecord>,
     mut messages: Option<pull::Ordered>,
 ) {
+    // The snapshot is every matching printer's status at once, more than the buffer holds on a
+    // farm of thousands: it waits for the client to take it (a client stalled on one event for
+    // SNAPSHOT_DEADLINE is let go). What follows is dropped on a client that falls behind.
     for record in &snapshot {
-        if !client.send(status_event(record)) {
+        let sent = client
+            .sender
+            .send_timeout(Ok(status_event(record)), SNAPSHOT_DEADLINE)
+            .await;
+        if sent.is_err() {
             return;
         }
     }
