@@ -389,11 +389,7 @@ async fn an_event_stream_opens_with_every_status_of_a_farm_larger_than_its_buffe
     // The api's copy of the bucket follows it within milliseconds.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let streams = printyard_tests::keyed_stream_http(&key);
-    let response = streams
-        .get(api.api_url("/events"))
-        .send()
-        .await
-        .unwrap();
+    let response = streams.get(api.api_url("/events")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut reader = printyard_tests::sse::SseReader::new(response);
     let mut seen = std::collections::HashSet::new();
@@ -402,7 +398,12 @@ async fn an_event_stream_opens_with_every_status_of_a_farm_larger_than_its_buffe
         let event = tokio::time::timeout(Duration::from_secs(10), reader.next())
             .await
             .unwrap_or_else(|_| panic!("{} of {printers} statuses, then nothing", seen.len()))
-            .unwrap_or_else(|| panic!("the stream ended after {} of {printers} statuses", seen.len()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "the stream ended after {} of {printers} statuses",
+                    seen.len()
+                )
+            });
         if event.event == "printer_status" {
             seen.insert(event.data["printer_id"].as_i64().unwrap());
         }
