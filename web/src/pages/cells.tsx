@@ -151,8 +151,9 @@ const Cell = memo(function Cell(props: {
       onClick={() => onSelect(printer.id, true)}
     >
       <span class="label">{props.label}</span>
+      {/* Whole percents as text; the bar by transform, which needs no layout as it grows. */}
       {active && <span class="pct">{progress}%</span>}
-      {active && <span class="bar" style={{ width: `${Math.max(0, Math.min(100, progress))}%` }} />}
+      {active && <span class="bar" style={{ transform: `scaleX(${Math.max(0, Math.min(100, progress)) / 100})` }} />}
     </button>
   );
 });
