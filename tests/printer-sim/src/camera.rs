@@ -247,8 +247,21 @@ mod tests {
         };
         let one = draw(1, 7, w as u16, h as u16);
         let eight = draw(8, 7, w as u16, h as u16);
-        // The text is there, large (over 3 % of the picture), and differs with the number.
-        assert!(lit(&one) > w * h * 3 / 100, "{} lit", lit(&one));
+        // The text is there, large: across over a third of the width, over an eighth of the
+        // height, in the middle; and it differs with the number.
+        let (mut left, mut right, mut top, mut bottom) = (w, 0, h, 0);
+        for (i, p) in one.chunks_exact(3).enumerate() {
+            if p == [250, 250, 250] {
+                let (x, y) = (i % w, i / w);
+                (left, right, top, bottom) = (left.min(x), right.max(x), top.min(y), bottom.max(y));
+            }
+        }
+        assert!(right - left > w / 3, "{left}..{right} across");
+        assert!(bottom - top > h / 8, "{top}..{bottom} high");
+        assert!(
+            top > h / 4 && bottom < h * 3 / 4,
+            "in the middle: {top}..{bottom}"
+        );
         assert!(lit(&eight) > lit(&one));
     }
 }

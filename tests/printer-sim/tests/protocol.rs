@@ -369,6 +369,16 @@ async fn rtsp(
     head + &String::from_utf8(body).unwrap()
 }
 
+/// Debian's ffmpeg reading `url` as the gateway does (RTSP interleaved over the TLS connection).
+fn ffmpeg_reading(url: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("ffmpeg");
+    command
+        .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
+        .args(["-rtsp_transport", "tcp", "-i", url])
+        .kill_on_drop(true);
+    command
+}
+
 #[tokio::test]
 async fn ffmpeg_decodes_the_x1_rtsps_camera_and_the_session_keeps_to_rtsp() {
     use base64::Engine as _;
@@ -383,20 +393,10 @@ async fn ffmpeg_decodes_the_x1_rtsps_camera_and_the_session_keeps_to_rtsp() {
     // Debian's ffmpeg, as the gateway runs it: three frames of the configured size, H.264.
     let dir = std::env::temp_dir().join(format!("rtsps-{}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir).unwrap();
-    let decoded = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-        ])
-        .arg("-i")
-        .arg(url(&printer.spec.access_code))
+    let mut decode = ffmpeg_reading(&url(&printer.spec.access_code));
+    let decoded = decode
         .args(["-frames:v", "3", "-fps_mode", "passthrough", "-f", "image2"])
         .arg(dir.join("frame-%d.ppm"))
-        .kill_on_drop(true)
         .output();
     let decoded = tokio::time::timeout(Duration::from_secs(30), decoded)
         .await
@@ -418,20 +418,8 @@ async fn ffmpeg_decodes_the_x1_rtsps_camera_and_the_session_keeps_to_rtsp() {
     assert_ne!(frames[1], frames[2]);
 
     // A wrong access code: 401, as ffmpeg says it.
-    let refused = tokio::process::Command::new("ffmpeg")
-        .args([
-            "-nostdin",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-        ])
-        .arg("-i")
-        .arg(url("00000000"))
-        .args(["-frames:v", "1", "-f", "null", "-"])
-        .kill_on_drop(true)
-        .output();
+    let mut refuse = ffmpeg_reading(&url("00000000"));
+    let refused = refuse.args(["-frames:v", "1", "-f", "null", "-"]).output();
     let refused = tokio::time::timeout(Duration::from_secs(20), refused)
         .await
         .unwrap()
