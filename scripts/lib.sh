@@ -231,8 +231,13 @@ for _ in range(100):
         s=socket.socket(); s.bind(("127.0.0.1",p)); t=socket.socket(); t.bind(("127.0.0.1",p+10000))
         s.close(); t.close(); print(p); break
     except OSError: pass')
+    # Each bucket is a collection with volumes of its own, and by default SeaweedFS allows as
+    # many volumes as free disk / volume size: on a disk with a few GiB free, the second
+    # bucket found no writable volume and uploads failed ("No writable volumes and no free
+    # volumes left"). Volumes are not preallocated, so small ones, many of them, cost nothing.
     "$venv/bin/weed" mini -dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
       -s3.config="$dir/s3.json" -master.telemetry=false -webdav=false \
+      -master.volumeSizeLimitMB=64 -volume.max=500 \
       -master.port="${ports[1]}" -master.port.grpc="${ports[2]}" \
       -volume.port="${ports[3]}" -volume.port.grpc="${ports[4]}" \
       -filer.port="${ports[5]}" -filer.port.grpc="${ports[6]}" \
@@ -263,7 +268,7 @@ for _ in range(100):
     rm -rf "$dir/data" && mkdir -p "$dir/data"
   done
   tail -20 "$dir/weed.log" >&2
-  die "SeaweedFS did not start or took no write (log above; it needs a few GiB of free disk for its volumes: $(df -h --output=avail "$dir" | tail -1 | tr -d " ") free)"
+  die "SeaweedFS did not start or took no write (log above; free disk: $(df -h --output=avail "$dir" | tail -1 | tr -d " "))"
 }
 
 # s3_signed METHOD PORT KEY:SECRET PATH [BODY]: one SigV4-signed request to the S3 gateway on
