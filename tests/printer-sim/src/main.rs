@@ -19,8 +19,8 @@ struct Cli {
     /// How many printers.
     #[arg(long, default_value_t = 1)]
     count: usize,
-    /// Models, used in turn: X1C, P1S, P1P, A1, A1mini.
-    #[arg(long, value_delimiter = ',', value_parser = parse_model, default_value = "X1C,P1S,P1P,A1,A1mini")]
+    /// Models, used in turn: X1C, P1S, P1P, A1, A1mini, H2D.
+    #[arg(long, value_delimiter = ',', value_parser = parse_model, default_value = "X1C,P1S,P1P,A1,A1mini,H2D")]
     models: Vec<Model>,
     /// Simulated seconds per real second (60: an hour-long print takes a minute).
     #[arg(long, default_value_t = 1.0)]
@@ -69,7 +69,7 @@ struct Cli {
 }
 
 fn parse_model(s: &str) -> Result<Model, String> {
-    Model::parse(s).ok_or_else(|| format!("unknown model {s:?} (X1C, P1S, P1P, A1, A1mini)"))
+    Model::parse(s).ok_or_else(|| format!("unknown model {s:?} (X1C, P1S, P1P, A1, A1mini, H2D)"))
 }
 
 #[tokio::main]

@@ -17,10 +17,19 @@ pub enum Model {
     A1,
     #[serde(rename = "A1mini")]
     A1Mini,
+    #[serde(rename = "H2D")]
+    H2D,
 }
 
 impl Model {
-    pub const ALL: [Model; 5] = [Model::X1C, Model::P1S, Model::P1P, Model::A1, Model::A1Mini];
+    pub const ALL: [Model; 6] = [
+        Model::X1C,
+        Model::P1S,
+        Model::P1P,
+        Model::A1,
+        Model::A1Mini,
+        Model::H2D,
+    ];
 
     pub fn parse(s: &str) -> Option<Model> {
         match s.to_ascii_lowercase().replace([' ', '-', '_'], "").as_str() {
@@ -29,6 +38,7 @@ impl Model {
             "p1p" => Some(Model::P1P),
             "a1" => Some(Model::A1),
             "a1mini" => Some(Model::A1Mini),
+            "h2d" => Some(Model::H2D),
             _ => None,
         }
     }
@@ -40,6 +50,7 @@ impl Model {
             Model::P1P => "P1P",
             Model::A1 => "A1",
             Model::A1Mini => "A1mini",
+            Model::H2D => "H2D",
         }
     }
 
@@ -51,6 +62,7 @@ impl Model {
             Model::P1P => "01S",
             Model::A1 => "039",
             Model::A1Mini => "030",
+            Model::H2D => "094",
         }
     }
 
@@ -62,6 +74,7 @@ impl Model {
             Model::P1P => "C11",
             Model::A1 => "N2S",
             Model::A1Mini => "N1",
+            Model::H2D => "O1D",
         }
     }
 
@@ -73,17 +86,24 @@ impl Model {
             Model::P1P => "Bambu Lab P1P",
             Model::A1 => "Bambu Lab A1",
             Model::A1Mini => "Bambu Lab A1 mini",
+            Model::H2D => "Bambu Lab H2D",
         }
     }
 
-    /// X1 printers send full reports on LAN; P1 and A1 send deltas.
+    /// X1 printers send full reports on LAN; P1, A1 and H2D send deltas.
     pub fn sends_deltas(self) -> bool {
         !matches!(self, Model::X1C)
     }
 
-    /// A1 and P1 stream JPEG on port 6000; X1 serves RTSPS on 322 (`rtsps.rs`).
+    /// A1 and P1 stream JPEG on port 6000; X1 and H2D serve RTSPS on 322 (`rtsps.rs`).
     pub fn has_port6000_camera(self) -> bool {
-        !matches!(self, Model::X1C)
+        !matches!(self, Model::X1C | Model::H2D)
+    }
+
+    /// X1 and H2D name the file printing by its place in the 3MF they unpacked
+    /// (`/data/Metadata/plate_1.gcode`); P1 and A1 by the file sent.
+    pub fn names_gcode_by_plate(self) -> bool {
+        matches!(self, Model::X1C | Model::H2D)
     }
 
     /// The real capture this model's reports are shaped after.
@@ -93,6 +113,7 @@ impl Model {
             Model::P1S | Model::P1P => "p1p.json",
             Model::A1 => "a1.json",
             Model::A1Mini => "a1mini-pushall-idle.json",
+            Model::H2D => "h2d.json",
         }
     }
 
@@ -102,6 +123,7 @@ impl Model {
             Model::P1S | Model::P1P => include_str!("../../fixtures/printers/p1p.json"),
             Model::A1 => include_str!("../../fixtures/printers/a1.json"),
             Model::A1Mini => include_str!("../../fixtures/printers/a1mini-pushall-idle.json"),
+            Model::H2D => include_str!("../../fixtures/printers/h2d.json"),
         }
     }
 
@@ -196,6 +218,7 @@ mod tests {
             assert_eq!(Model::parse(model.name()), Some(model));
         }
         assert_eq!(Model::parse("A1 mini"), Some(Model::A1Mini));
-        assert_eq!(Model::parse("H2D"), None);
+        assert_eq!(Model::parse("h2-d"), Some(Model::H2D));
+        assert_eq!(Model::parse("H2S"), None);
     }
 }

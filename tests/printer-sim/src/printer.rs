@@ -994,7 +994,7 @@ impl Printer {
         }
         match &s.job {
             Some(job) => {
-                let gcode_file = if self.spec.model == Model::X1C {
+                let gcode_file = if self.spec.model.names_gcode_by_plate() {
                     format!("/data/Metadata/plate_{}.gcode", job.plan.plate)
                 } else {
                     job.file.clone()

@@ -494,9 +494,18 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
 
 #[tokio::test]
 async fn the_simulated_x1cs_own_rtsps_camera_gives_a_snapshot_through_the_gateway() {
-    // The demo farm's X1 Carbon: the simulator serves its H.264 on port 322 (no stand-in
-    // server), the gateway's defaults reach it.
-    let setup = setup_with(Model::X1C, 1, 1, |config| {
+    simulated_rtsps_snapshot(Model::X1C).await;
+}
+
+#[tokio::test]
+async fn the_simulated_h2ds_own_rtsps_camera_gives_a_snapshot_through_the_gateway() {
+    simulated_rtsps_snapshot(Model::H2D).await;
+}
+
+/// A demo farm printer with an RTSPS camera: the simulator serves its H.264 on port 322 (no
+/// stand-in server), the gateway's defaults reach it.
+async fn simulated_rtsps_snapshot(model: Model) {
+    let setup = setup_with(model, 1, 1, |config| {
         config.gateway.camera_first_frame_secs = 10;
     })
     .await;
@@ -504,19 +513,19 @@ async fn the_simulated_x1cs_own_rtsps_camera_gives_a_snapshot_through_the_gatewa
     let response = setup
         .get(0, &format!("/printers/{id}/camera/snapshot"))
         .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 200, "{model:?}");
     assert_eq!(response.headers()["content-type"], "image/jpeg");
     let jpeg = response.bytes().await.unwrap();
     assert!(jpeg.starts_with(&[0xFF, 0xD8]) && jpeg.ends_with(&[0xFF, 0xD9]));
     assert_eq!(
         jpeg_size(&jpeg),
         Some((WIDTH, HEIGHT)),
-        "decoded from the camera's H.264"
+        "{model:?}: decoded from the camera's H.264"
     );
     assert_eq!(
         setup.camera_connections(),
         1,
-        "the simulator's camera served it"
+        "{model:?}: the simulator's camera served it"
     );
 }
 
