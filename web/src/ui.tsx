@@ -239,3 +239,32 @@ export function RangeFilter({ range, change, sites }: { range: Range; change: (c
     </>
   );
 }
+
+/** Calls `close` on Escape (a detail or dialog open over the page). */
+export function useEscape(close: () => void) {
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      if (e.key === "Escape") close();
+    };
+    addEventListener("keydown", key);
+    return () => removeEventListener("keydown", key);
+  }, [close]);
+}
+
+/**
+ * A choice of the farm screen remembered in this browser; `preset` (from the address, so a
+ * wall display's bookmark says its view) wins over the remembered one.
+ */
+export function useStored<T extends string>(storageKey: string, initial: T, allowed: readonly T[], preset?: string | null): [T, (value: T) => void] {
+  const [value, setValue] = useState<T>(() => {
+    const stored = preset ?? localStorage.getItem(storageKey);
+    return stored !== null && allowed.includes(stored as T) ? (stored as T) : initial;
+  });
+  return [
+    value,
+    (next: T) => {
+      localStorage.setItem(storageKey, next);
+      setValue(next);
+    },
+  ];
+}

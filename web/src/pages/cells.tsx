@@ -2,7 +2,6 @@
 // progress), grouped by site, model or state, with the tile's detail on hover or tap; and the
 // counts at the top of the farm screen, per site, each a filter.
 import { memo } from "preact/compat";
-import { useEffect, useState } from "preact/hooks";
 import type { Printer } from "../api/client";
 import type { StatusRecord } from "../api/streams";
 import { CATEGORIES, CATEGORY_LABELS, COUNTS, inCount, natural, type Category, type Count, type FarmPrinter } from "./farm";
@@ -169,33 +168,4 @@ export function Legend() {
       ))}
     </ul>
   );
-}
-
-/** Closes the detail on Escape. */
-export function useEscape(close: () => void) {
-  useEffect(() => {
-    const key = (e: KeyboardEvent) => {
-      if (e.key === "Escape") close();
-    };
-    addEventListener("keydown", key);
-    return () => removeEventListener("keydown", key);
-  }, [close]);
-}
-
-/**
- * A choice of the farm screen remembered in this browser; `preset` (from the address, so a
- * wall display's bookmark says its view) wins over the remembered one.
- */
-export function useStored<T extends string>(storageKey: string, initial: T, allowed: readonly T[], preset?: string | null): [T, (value: T) => void] {
-  const [value, setValue] = useState<T>(() => {
-    const stored = preset ?? localStorage.getItem(storageKey);
-    return stored !== null && allowed.includes(stored as T) ? (stored as T) : initial;
-  });
-  return [
-    value,
-    (next: T) => {
-      localStorage.setItem(storageKey, next);
-      setValue(next);
-    },
-  ];
 }

@@ -7,8 +7,8 @@ import { memo } from "preact/compat";
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { api, must, type Archive, type Printer } from "../api/client";
 import { followEvents, type StatusRecord } from "../api/streams";
-import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEvery, type Session } from "../ui";
-import { Cells, Counts, Legend, passesCount, useEscape, useStored, type CountFilter, type Grouping } from "./cells";
+import { ActionButton, ErrorNote, ProgressBar, Thumb, duration, useAnswer, useEscape, useEvery, useStored, type Session } from "../ui";
+import { Cells, Counts, Legend, passesCount, type CountFilter, type Grouping } from "./cells";
 import { byAttention, categoryOf, fileOf, liveState, matches, natural, problemOf, shortNames, workIndex, type FarmPrinter } from "./farm";
 import { Swatch, trayName } from "./filament";
 
@@ -47,7 +47,11 @@ export function Wall({ session, query }: { session: Session; query: URLSearchPar
   // changed by hand) sets them; a choice made here is written back without a new history entry,
   // so the address is the wall display's bookmark.
   const asked = query.toString();
+  // What the first render took from the address already (the states above start from it).
+  const applied = useRef(asked);
   useEffect(() => {
+    if (applied.current === asked) return;
+    applied.current = asked;
     const view = query.get("view");
     if (view && (VIEWS as readonly string[]).includes(view)) setView(view as (typeof VIEWS)[number]);
     const group = query.get("group");
