@@ -7,6 +7,7 @@ use std::time::Duration;
 use printyard_printer_sim::Model;
 use printyard_printer_sim::farm::{DEMO_3MF, DEMO_PATH};
 use printyard_printer_sim::printer::{GcodeState, Printer};
+use printyard_tests::threemf::{Slicing, sliced_3mf};
 use printyard_tests::{
     Running, SimFarm, TestEnv, eventually, spawn_api_and_client, spawn_archive, spawn_gateway_with,
 };
@@ -21,8 +22,12 @@ struct Setup {
 }
 
 async fn setup(speed: f64, capture_window_secs: u64) -> (Setup, Running) {
+    setup_for(Model::A1Mini, speed, capture_window_secs).await
+}
+
+async fn setup_for(model: Model, speed: f64, capture_window_secs: u64) -> (Setup, Running) {
     let env = TestEnv::new().await;
-    let sim = SimFarm::start(&[Model::A1Mini], speed).await;
+    let sim = SimFarm::start(&[model], speed).await;
     let archive = spawn_archive(&env).await;
     let (api, client) = spawn_api_and_client(&env).await;
     let mut config = sim.gateway_config(&env);
@@ -138,6 +143,49 @@ async fn a_touchscreen_print_is_archived_with_its_file_and_completes() {
     assert!(done["completed_at"].is_string());
     assert!(done["duration"].as_i64().unwrap() >= 1, "{done}");
     assert_eq!(done["progress"], 100);
+}
+
+#[tokio::test]
+async fn an_h2ds_touchscreen_print_is_archived_with_its_file_and_completes() {
+    // The H2D names the file printing by its plate in the unpacked 3MF
+    // (`/data/Metadata/plate_1.gcode`), as an X1 does: the gateway finds the 3MF by the
+    // task's name.
+    let (setup, _archive) = setup_for(Model::H2D, 60.0, 30).await;
+    let file = sliced_3mf(&Slicing {
+        model_id: "O1D",
+        title: "Hinge",
+        ..Default::default()
+    });
+    let printer = setup.printer();
+    printer.store("/hinge.gcode.3mf", bytes::Bytes::from(file.clone()));
+    printer
+        .start_from_touchscreen("/hinge.gcode.3mf", 1)
+        .unwrap();
+    let printing = setup
+        .archive_where("the H2D's print archived with its file", |a| {
+            a["status"] == "printing" && a["has_file"] == true
+        })
+        .await;
+    assert_eq!(printing["name"], "Hinge", "{printing}");
+    assert_eq!(printing["printer_model_id"], "O1D");
+    assert_eq!(printing["plate"], 1);
+    let id = printing["id"].as_i64().unwrap();
+    let response = setup
+        .client
+        .get(setup.api.api_url(&format!("/archives/{id}/3mf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.bytes().await.unwrap().as_ref() == file.as_slice(),
+        "the archived 3MF is byte-identical to the printer's file"
+    );
+    let done = setup
+        .archive_where("the H2D's print completed", |a| a["status"] == "success")
+        .await;
+    assert_eq!(done["id"], id);
+    assert_eq!(done["filament_used"], 2.83, "{done}");
 }
 
 #[tokio::test]
