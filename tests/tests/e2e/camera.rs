@@ -401,16 +401,25 @@ impl Drop for RtspsCamera {
 }
 
 /// ffmpeg processes this test process started (the gateway runs in it), zombies aside.
-fn transcoders() -> usize {
-    transcoder_pids().len()
+fn transcoders(access_code: &str) -> usize {
+    transcoder_pids(access_code).len()
 }
 
-fn transcoder_pids() -> Vec<i32> {
+/// The ffmpeg processes this test's gateway runs for the printer with `access_code`: children
+/// of this process whose command line (the relay's URL) carries the code. Other tests of this
+/// binary run gateways, and ffmpegs, of their own meanwhile.
+fn transcoder_pids(access_code: &str) -> Vec<i32> {
     let me = std::process::id().to_string();
+    let credentials = format!(":{access_code}@");
     std::fs::read_dir("/proc")
         .unwrap()
-        .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
-        .filter(|stat| {
+        .filter_map(|entry| {
+            let dir = entry.ok()?.path();
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let cmdline = std::fs::read(dir.join("cmdline")).ok()?;
+            Some((stat, String::from_utf8_lossy(&cmdline).into_owned()))
+        })
+        .filter(|(stat, cmdline)| {
             // pid (comm) state ppid ...
             let Some((_, rest)) = stat.rsplit_once(") ") else {
                 return false;
@@ -419,8 +428,9 @@ fn transcoder_pids() -> Vec<i32> {
             stat.contains("(ffmpeg)")
                 && fields.first() != Some(&"Z")
                 && fields.get(1) == Some(&me.as_str())
+                && cmdline.contains(&credentials)
         })
-        .filter_map(|stat| stat.split(' ').next()?.parse().ok())
+        .filter_map(|(stat, _)| stat.split(' ').next()?.parse().ok())
         .collect()
 }
 
@@ -446,10 +456,11 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
     .await;
     let mut camera = RtspsCamera::start(&setup.sim, setup.printer(), port).await;
     let id = setup.online_printer().await;
-    assert_eq!(transcoders(), 0, "nobody watches: no transcoder");
+    let code = setup.printer().spec.access_code.clone();
+    assert_eq!(transcoders(&code), 0, "nobody watches: no transcoder");
     let mut viewer = setup.viewer(0, id, 5).await;
     camera.clients(1, Duration::from_secs(10)).await;
-    assert_eq!(transcoders(), 1);
+    assert_eq!(transcoders(&code), 1);
     let started = Instant::now();
     for _ in 0..10 {
         let part = viewer.next().await.expect("a frame");
@@ -463,7 +474,7 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
     let rate = 10.0 / started.elapsed().as_secs_f64();
     assert!((2.5..=8.0).contains(&rate), "about 5 fps: {rate:.1}");
     // A transcoder that dies is noticed and restarted; the viewer keeps its stream.
-    let pids = transcoder_pids();
+    let pids = transcoder_pids(&code);
     assert_eq!(pids.len(), 1);
     std::process::Command::new("kill")
         .args(["-9", &pids[0].to_string()])
@@ -476,18 +487,18 @@ async fn an_rtsps_camera_arrives_as_mjpeg_and_its_transcoder_goes_with_the_last_
             .expect("the stream goes on");
         assert_eq!(jpeg_size(&part.jpeg), Some((320, 180)));
     }
-    let restarted = transcoder_pids();
+    let restarted = transcoder_pids(&code);
     assert_eq!(restarted.len(), 1);
     assert_ne!(restarted, pids, "a new transcoder");
     // A second viewer shares the transcoder.
     let mut second = setup.viewer(0, id, 5).await;
     second.next().await.expect("a frame");
-    assert_eq!(transcoders(), 1);
+    assert_eq!(transcoders(&code), 1);
     drop(viewer);
     drop(second);
     camera.clients(0, Duration::from_secs(8)).await;
     eventually(Duration::from_secs(5), "the transcoder gone", || async {
-        (transcoders() == 0).then_some(())
+        (transcoders(&code) == 0).then_some(())
     })
     .await;
 }
