@@ -94,9 +94,25 @@ impl Setup {
     }
 
     async fn start_print(&self) {
-        self.printer()
-            .store(DEMO_PATH, bytes::Bytes::from_static(DEMO_3MF));
-        self.printer().start_from_touchscreen(DEMO_PATH, 1).unwrap();
+        self.start_print_of(DEMO_PATH, DEMO_3MF.to_vec());
+    }
+
+    /// `file` put on the printer at `path` and printed from its touchscreen.
+    fn start_print_of(&self, path: &str, file: Vec<u8>) {
+        self.printer().store(path, bytes::Bytes::from(file));
+        self.printer().start_from_touchscreen(path, 1).unwrap();
+    }
+
+    /// The archive's 3MF, downloaded through the API.
+    async fn archived_file(&self, id: i64) -> Vec<u8> {
+        let response = self
+            .client
+            .get(self.api.api_url(&format!("/archives/{id}/3mf")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.bytes().await.unwrap().to_vec()
     }
 }
 
@@ -122,16 +138,8 @@ async fn a_touchscreen_print_is_archived_with_its_file_and_completes() {
     assert!(printing["started_at"].is_string());
     let id = printing["id"].as_i64().unwrap();
 
-    let response = setup
-        .client
-        .get(setup.api.api_url(&format!("/archives/{id}/3mf")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let downloaded = response.bytes().await.unwrap();
     assert!(
-        downloaded.as_ref() == DEMO_3MF,
+        setup.archived_file(id).await == DEMO_3MF,
         "the archived 3MF is byte-identical to the printer's file"
     );
 
@@ -156,11 +164,7 @@ async fn an_h2ds_touchscreen_print_is_archived_with_its_file_and_completes() {
         title: "Hinge",
         ..Default::default()
     });
-    let printer = setup.printer();
-    printer.store("/hinge.gcode.3mf", bytes::Bytes::from(file.clone()));
-    printer
-        .start_from_touchscreen("/hinge.gcode.3mf", 1)
-        .unwrap();
+    setup.start_print_of("/hinge.gcode.3mf", file.clone());
     let printing = setup
         .archive_where("the H2D's print archived with its file", |a| {
             a["status"] == "printing" && a["has_file"] == true
@@ -170,15 +174,8 @@ async fn an_h2ds_touchscreen_print_is_archived_with_its_file_and_completes() {
     assert_eq!(printing["printer_model_id"], "O1D");
     assert_eq!(printing["plate"], 1);
     let id = printing["id"].as_i64().unwrap();
-    let response = setup
-        .client
-        .get(setup.api.api_url(&format!("/archives/{id}/3mf")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
     assert!(
-        response.bytes().await.unwrap().as_ref() == file.as_slice(),
+        setup.archived_file(id).await == file,
         "the archived 3MF is byte-identical to the printer's file"
     );
     let done = setup
