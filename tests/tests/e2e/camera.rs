@@ -400,14 +400,14 @@ impl Drop for RtspsCamera {
     }
 }
 
-/// ffmpeg processes this test process started (the gateway runs in it), zombies aside.
+/// How many of [`transcoder_pids`] there are.
 fn transcoders(access_code: &str) -> usize {
     transcoder_pids(access_code).len()
 }
 
-/// The ffmpeg processes this test's gateway runs for the printer with `access_code`: children
-/// of this process whose command line (the relay's URL) carries the code. Other tests of this
-/// binary run gateways, and ffmpegs, of their own meanwhile.
+/// The ffmpeg processes this test's gateway runs for the printer with `access_code`, zombies
+/// aside: children of this process (the gateway runs in it) whose command line (the relay's
+/// URL) carries the code. Other tests of this binary run gateways, and ffmpegs, of their own.
 fn transcoder_pids(access_code: &str) -> Vec<i32> {
     let me = std::process::id().to_string();
     let credentials = format!(":{access_code}@");
